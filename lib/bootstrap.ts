@@ -1,0 +1,61 @@
+/**
+ * Start-up: open the sealer (verifying ENCRYPTION_KEY), make or check the admin password, import
+ * GEMINI_KEYS idempotently, and build the app. Shared by `main.ts` and the tests.
+ */
+import { type App, createApp } from "./app.ts";
+import type { Config } from "./config.ts";
+import { randomBytes, toBase64Url } from "./secrets.ts";
+import { addGeminiKeys } from "./store/gemini_keys.ts";
+import { hasAdminPasswordHash, openSealer, setAdminPasswordHash } from "./store/meta.ts";
+
+/** What start-up did that the operator should be told. */
+export interface StartupReport {
+  /** A password generated at this first start; shown once, then only its hash is kept. */
+  generatedAdminPassword: string | null;
+  importedKeys: number;
+  duplicateKeys: number;
+}
+
+/** Options of `openGateway`. */
+export interface OpenGatewayOptions {
+  kv: Deno.Kv;
+  /** The secret the sealing key is derived from (after any local default was applied). */
+  encryptionKey: string;
+  fetch?: typeof fetch;
+  now?: () => number;
+}
+
+/** Prepares KV and builds the app. */
+export async function openGateway(
+  config: Config,
+  options: OpenGatewayOptions,
+): Promise<{ app: App; report: StartupReport }> {
+  const now = options.now ?? Date.now;
+  const sealer = await openSealer(options.kv, options.encryptionKey);
+  let generatedAdminPassword: string | null = null;
+  let hasAdminHash = await hasAdminPasswordHash(options.kv);
+  if (!config.adminPassword && !config.onDeploy && !hasAdminHash) {
+    generatedAdminPassword = toBase64Url(randomBytes(18));
+    await setAdminPasswordHash(options.kv, generatedAdminPassword);
+    hasAdminHash = true;
+  }
+  const imported = config.geminiKeys.length
+    ? await addGeminiKeys(options.kv, sealer, config.geminiKeys, { now: now(), label: "GEMINI_KEYS" })
+    : { added: [], duplicates: 0 };
+  const app = createApp({
+    kv: options.kv,
+    config,
+    sealer,
+    hasAdminHash,
+    fetch: options.fetch,
+    now,
+  });
+  return {
+    app,
+    report: {
+      generatedAdminPassword,
+      importedKeys: imported.added.length,
+      duplicateKeys: imported.duplicates,
+    },
+  };
+}

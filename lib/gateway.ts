@@ -1,0 +1,43 @@
+/**
+ * The per-isolate gateway context that routes use: KV, config, the key pool, the upstream client,
+ * cached settings and models, authenticators, background work and the clock.
+ */
+import type { AdminAuthenticator } from "./auth/admin_auth.ts";
+import type { UserKeyAuthenticator } from "./auth/user_auth.ts";
+import type { Background } from "./background.ts";
+import type { CachedValue } from "./cache.ts";
+import type { Config } from "./config.ts";
+import type { GeminiClient } from "./gemini/client.ts";
+import type { KeyPool } from "./pool/key_pool.ts";
+import type { Sealer } from "./secrets.ts";
+import type { Settings } from "./store/settings.ts";
+import type { UserKeyRecord } from "./store/user_keys.ts";
+
+/** A model as `/v1/models` lists it. */
+export interface ModelEntry {
+  id: string;
+  object: "model";
+  created: number;
+  owned_by: string;
+  display_name?: string;
+}
+
+/** Everything a route needs; built once per isolate by `createApp`. */
+export interface Gateway {
+  kv: Deno.Kv;
+  config: Config;
+  sealer: Sealer;
+  pool: KeyPool;
+  client: GeminiClient;
+  settings: CachedValue<Settings>;
+  models: CachedValue<ModelEntry[]>;
+  users: UserKeyAuthenticator;
+  admin: AdminAuthenticator;
+  background: Background;
+  now: () => number;
+}
+
+/** Hono environment of the app: what middleware stores on the context. */
+export interface AppEnv {
+  Variables: { userKey: UserKeyRecord };
+}

@@ -1,0 +1,102 @@
+/**
+ * Classifies upstream failures into what the pool must do about them (pure; see the failure table
+ * in the design). Never by HTTP status alone: an invalid key arrives as a 400.
+ */
+import * as z from "zod";
+
+/** Google's error body: `{"error": {"code", "message", "status", "details"}}`. */
+export const GoogleErrorSchema = z.object({
+  error: z.object({
+    code: z.number().optional(),
+    message: z.string().optional(),
+    status: z.string().optional(),
+    details: z.array(z.record(z.string(), z.unknown())).optional(),
+  }),
+});
+
+/** A parsed Google error body. */
+export type GoogleError = z.infer<typeof GoogleErrorSchema>;
+
+/** What went wrong upstream, and so what to do. */
+export type FailureClass =
+  /** The key is bad (invalid, expired, leaked, suspended, disabled): mark it invalid, try another. */
+  | { kind: "key_invalid"; reason: string }
+  /** The key's quota is exhausted: rest it until `retryAfterMs` has passed, try another. */
+  | { kind: "rate_limited"; retryAfterMs: number | null; perDay: boolean; reason: string }
+  /** Upstream trouble (5xx, network, timeout): count an error, try another key. */
+  | { kind: "upstream"; reason: string }
+  /** The request itself is bad: answer the client at once, blame no key. */
+  | { kind: "client"; reason: string };
+
+/** Parses a protobuf Duration string such as `"15s"` or `"2.5s"` into milliseconds. */
+export function parseDuration(text: unknown): number | null {
+  if (typeof text !== "string") return null;
+  const m = /^([0-9]+(?:\.[0-9]+)?)s$/.exec(text.trim());
+  return m ? Math.round(Number(m[1]) * 1000) : null;
+}
+
+/** Parses an upstream error body, tolerating non-JSON text and Google's array-wrapped form. */
+export function parseGoogleError(text: string): GoogleError | null {
+  try {
+    let value: unknown = JSON.parse(text);
+    if (Array.isArray(value)) value = value[0];
+    const parsed = GoogleErrorSchema.safeParse(value);
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+function detailsOf(err: GoogleError | null, type: string): Record<string, unknown>[] {
+  return (err?.error.details ?? []).filter((d) => String(d["@type"] ?? "").endsWith(type));
+}
+
+const KEY_403_PATTERNS = [
+  /reported as leaked/i,
+  /has been suspended/i,
+  /project has been denied access/i,
+  /API key not valid/i,
+  /API key expired/i,
+  /has not been used in project .* or it is disabled/i,
+];
+
+/** Classifies an HTTP error answer from Gemini. */
+export function classifyHttpFailure(status: number, bodyText: string): FailureClass {
+  const err = parseGoogleError(bodyText);
+  const message = err?.error.message ?? (bodyText.slice(0, 200) || `HTTP ${status}`);
+  const reasons = detailsOf(err, "google.rpc.ErrorInfo").map((d) => String(d.reason ?? ""));
+
+  if (reasons.includes("API_KEY_INVALID") || reasons.includes("API_KEY_SERVICE_BLOCKED")) {
+    return { kind: "key_invalid", reason: message };
+  }
+  if (status === 401) return { kind: "key_invalid", reason: message };
+  if (status === 403) {
+    if (/permission to access the File/i.test(message)) return { kind: "client", reason: message };
+    if (reasons.includes("SERVICE_DISABLED") || KEY_403_PATTERNS.some((p) => p.test(message))) {
+      return { kind: "key_invalid", reason: message };
+    }
+    if (/permission|billing|consumer/i.test(message)) {
+      return { kind: "key_invalid", reason: message };
+    }
+    return { kind: "client", reason: message };
+  }
+  if (status === 400 && err?.error.status === "FAILED_PRECONDITION" && /billing/i.test(message)) {
+    return { kind: "key_invalid", reason: message };
+  }
+  if (status === 429) {
+    const retry = detailsOf(err, "google.rpc.RetryInfo")[0];
+    const quotaIds = detailsOf(err, "google.rpc.QuotaFailure").flatMap((d) =>
+      Array.isArray(d.violations)
+        ? d.violations.map((v) => String((v as Record<string, unknown>)?.quotaId ?? ""))
+        : []
+    );
+    return {
+      kind: "rate_limited",
+      retryAfterMs: parseDuration(retry?.retryDelay),
+      perDay: quotaIds.length > 0 && quotaIds.every((id) => /PerDay/i.test(id)),
+      reason: message,
+    };
+  }
+  if (status === 408 || status >= 500) return { kind: "upstream", reason: message };
+  return { kind: "client", reason: message };
+}

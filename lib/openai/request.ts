@@ -1,0 +1,35 @@
+/**
+ * Reading and validating JSON request bodies into typed values, with OpenAI-shaped 400s.
+ */
+import type * as z from "zod";
+import { OpenAiError, validationError } from "./errors.ts";
+
+/** Parses the body as JSON; a body that is not JSON is a 400. */
+export async function readJson(req: Request): Promise<unknown> {
+  const text = await req.text();
+  if (!text.trim()) {
+    throw new OpenAiError(400, "The request body is empty; send a JSON object", {
+      code: "invalid_json",
+    });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    throw new OpenAiError(400, `We could not parse the JSON body of your request: ${detail}`, {
+      code: "invalid_json",
+    });
+  }
+}
+
+/** Validates `value` with `schema`; the first problem becomes a 400 naming the field. */
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw validationError(result.error);
+  return result.data;
+}
+
+/** Reads and validates a JSON body in one step. */
+export async function readBody<S extends z.ZodType>(req: Request, schema: S): Promise<z.infer<S>> {
+  return parseWith(schema, await readJson(req));
+}

@@ -1,0 +1,152 @@
+/**
+ * Runs one upstream operation across keys: pick a key, try it, classify a failure, update the
+ * key's state, try the next key, within bounds. The caller decides what success means (a stream is
+ * only "ok" once its first event has been read, so it fails over before any byte reaches the client).
+ */
+import { classifyHttpFailure, type FailureClass } from "../gemini/errors.ts";
+import type { Attempt } from "../store/usage.ts";
+import type { KeyPool, PoolKey } from "./key_pool.ts";
+
+/** Upstream attempts that fail with 5xx, a network error or a timeout, at most, per request. */
+export const MAX_UPSTREAM_ERROR_ATTEMPTS = 3;
+
+/** The result of one attempt as the caller saw it. */
+export type AttemptResult<T> =
+  | { ok: true; value: T }
+  | { ok: false; status: number; body: string };
+
+/** Why a request could not be served, independent of the API shape it is reported in. */
+export interface GatewayFailure {
+  status: number;
+  message: string;
+  /** `client`: the request is bad; `no_key`: nothing can serve; `upstream`: Gemini kept failing. */
+  kind: "client" | "no_key" | "upstream";
+  /** Seconds after which a retry may succeed. */
+  retryAfterSeconds?: number;
+  /** False when retrying soon cannot help (no usable keys at all). */
+  shouldRetry?: boolean;
+}
+
+/** The outcome of `runWithFailover`. */
+export type FailoverResult<T> =
+  | { ok: true; value: T; key: PoolKey; attempts: Attempt[] }
+  | { ok: false; failure: GatewayFailure; attempts: Attempt[] };
+
+/** Options of `runWithFailover`. */
+export interface FailoverOptions {
+  model: string;
+  /** Attempts across keys, at most. */
+  maxAttempts: number;
+  /** Rest after a 429 that names no delay, in ms. */
+  defaultCooldownMs: number;
+  now: () => number;
+  /** The client's abort signal: once it fires, nothing is retried. */
+  signal?: AbortSignal;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Tries `attempt` with successive keys until one succeeds or failing over can no longer help. */
+export async function runWithFailover<T>(
+  pool: KeyPool,
+  options: FailoverOptions,
+  attempt: (key: PoolKey) => Promise<AttemptResult<T>>,
+): Promise<FailoverResult<T>> {
+  const tried = new Set<string>();
+  const attempts: Attempt[] = [];
+  let last: FailureClass | null = null;
+  let upstreamErrors = 0;
+
+  while (attempts.length < options.maxAttempts && upstreamErrors < MAX_UPSTREAM_ERROR_ATTEMPTS) {
+    const picked = await pool.pick(options.model, tried);
+    if (!("secret" in picked)) {
+      return { ok: false, attempts, failure: noKeyFailure(picked, last, options.now()) };
+    }
+    tried.add(picked.id);
+    let result: AttemptResult<T> | null = null;
+    let failure: FailureClass;
+    try {
+      result = await attempt(picked);
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      result = null;
+      failure = { kind: "upstream", reason: describe(err) };
+    }
+    if (result?.ok) {
+      attempts.push({ keyId: picked.id, ok: true });
+      await pool.noteSuccess(picked.id);
+      return { ok: true, value: result.value, key: picked, attempts };
+    }
+    if (result) failure = classifyHttpFailure(result.status, result.body);
+    failure = failure!;
+    if (failure.kind === "client") {
+      // The request is at fault, not the key: no failover, and the attempt counts as served.
+      attempts.push({ keyId: picked.id, ok: true });
+      return {
+        ok: false,
+        attempts,
+        failure: { status: result?.status ?? 400, message: failure.reason, kind: "client" },
+      };
+    }
+    attempts.push({ keyId: picked.id, ok: false });
+    last = failure;
+    if (failure.kind === "key_invalid") {
+      await pool.markInvalid(picked.id, failure.reason);
+    } else if (failure.kind === "rate_limited") {
+      await pool.coolDown(picked.id, {
+        model: options.model,
+        until: options.now() + (failure.retryAfterMs ?? options.defaultCooldownMs),
+        reason: failure.perDay ? `daily quota: ${failure.reason}` : `rate limited: ${failure.reason}`,
+      });
+    } else {
+      upstreamErrors++;
+      await pool.noteError(picked.id, failure.reason);
+    }
+    if (options.signal?.aborted) throw options.signal.reason;
+  }
+  const reason = last ? `: ${last.reason}` : "";
+  return {
+    ok: false,
+    attempts,
+    failure: {
+      status: 503,
+      kind: "upstream",
+      message: `Gemini did not answer successfully after ${attempts.length} attempts${reason}`,
+      retryAfterSeconds: 1,
+    },
+  };
+}
+
+function noKeyFailure(
+  picked: { total: number; retryAt: number | null },
+  last: FailureClass | null,
+  now: number,
+): GatewayFailure {
+  if (picked.total === 0) {
+    return {
+      status: 503,
+      kind: "no_key",
+      message: "No Gemini keys are configured; add keys through the admin API or GEMINI_KEYS",
+      shouldRetry: false,
+    };
+  }
+  const lastReason = last ? ` (last error: ${last.reason})` : "";
+  if (picked.retryAt !== null) {
+    const seconds = Math.max(1, Math.ceil((picked.retryAt - now) / 1000));
+    return {
+      status: 503,
+      kind: "no_key",
+      message: `All Gemini keys are rate limited or unavailable; retry in ${seconds} s${lastReason}`,
+      retryAfterSeconds: seconds,
+    };
+  }
+  return {
+    status: 503,
+    kind: "no_key",
+    message: `No usable Gemini key: every key is disabled or invalid${lastReason}`,
+    retryAfterSeconds: 60,
+    shouldRetry: false,
+  };
+}

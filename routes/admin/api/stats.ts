@@ -1,0 +1,46 @@
+/**
+ * `GET /admin/api/stats`: usage totals per key, model and user key, and the last hour by minute
+ * and the last day by hour.
+ */
+import { Hono } from "hono";
+import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
+import { listGeminiKeys } from "../../../lib/store/gemini_keys.ts";
+import { type Counts, readUsageStats } from "../../../lib/store/usage.ts";
+import { listUserKeys } from "../../../lib/store/user_keys.ts";
+
+function view(c: Counts) {
+  return {
+    requests: c.req,
+    failed_requests: c.fail,
+    attempts: c.att,
+    errors: c.err,
+    input_tokens: c.in,
+    output_tokens: c.out,
+    thinking_tokens: c.think,
+  };
+}
+
+/** Builds the stats route. */
+export function statsRoutes(gw: Gateway): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get("/", async (c) => {
+    const [stats, keys, users] = await Promise.all([
+      readUsageStats(gw.kv, gw.now()),
+      listGeminiKeys(gw.kv),
+      listUserKeys(gw.kv),
+    ]);
+    const masked = new Map(keys.map((k) => [k.id, k.masked]));
+    const names = new Map(users.map((u) => [u.id, u.name]));
+    return c.json({
+      totals: view(stats.totals),
+      keys: Object.entries(stats.keys)
+        .filter(([id]) => id !== "-")
+        .map(([id, counts]) => ({ id, masked: masked.get(id) ?? null, ...view(counts) })),
+      models: Object.entries(stats.models).map(([model, counts]) => ({ model, ...view(counts) })),
+      users: Object.entries(stats.users).map(([id, counts]) => ({ id, name: names.get(id) ?? null, ...view(counts) })),
+      minutes: stats.minutes.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
+      hours: stats.hours.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
+    });
+  });
+  return app;
+}

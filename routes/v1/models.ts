@@ -1,0 +1,79 @@
+/**
+ * `GET /v1/models` and `GET /v1/models/{id}`: the live model list of the upstream (fetched through
+ * the key pool, cached briefly), in OpenAI's shape with the `models/` prefix stripped.
+ */
+import { Hono } from "hono";
+import type { AppEnv, Gateway, ModelEntry } from "../../lib/gateway.ts";
+import { ListModelsResponseSchema } from "../../lib/gemini/types.ts";
+import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
+import { runWithFailover } from "../../lib/pool/failover.ts";
+import { normalizeModel } from "../../lib/translate/chat_request.ts";
+
+/** Generation methods that make a model useful through this gateway. */
+const SERVED_METHODS = new Set(["generateContent", "embedContent", "batchEmbedContents"]);
+/** Upstream model list pages fetched at most. */
+const MAX_PAGES = 10;
+/** The model key used for pool bookkeeping of list calls. */
+const LIST_MODEL = "models.list";
+
+/** Loads every page of the upstream model list through the pool. */
+export async function loadModels(gw: Gateway): Promise<ModelEntry[]> {
+  const settings = await gw.settings.get();
+  const out: ModelEntry[] = [];
+  let pageToken: string | undefined;
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const query = new URLSearchParams({ pageSize: "1000" });
+    if (pageToken) query.set("pageToken", pageToken);
+    const result = await runWithFailover(gw.pool, {
+      model: LIST_MODEL,
+      maxAttempts: settings.maxAttempts,
+      defaultCooldownMs: settings.defaultCooldownSeconds * 1000,
+      now: gw.now,
+    }, async (key) => {
+      const res = await gw.client.send(key.secret, {
+        method: "GET",
+        path: "/v1beta/models",
+        query: query.toString(),
+      });
+      const text = await res.text();
+      if (!res.ok) return { ok: false, status: res.status, body: text };
+      const parsed = ListModelsResponseSchema.safeParse(JSON.parse(text));
+      if (!parsed.success) return { ok: false, status: 502, body: "Unexpected model list shape" };
+      return { ok: true, value: parsed.data };
+    });
+    if (!result.ok) throw failureToOpenAi(result.failure);
+    for (const m of result.value.models) {
+      const methods = m.supportedGenerationMethods ?? [];
+      if (!methods.some((x) => SERVED_METHODS.has(x))) continue;
+      const entry: ModelEntry = {
+        id: normalizeModel(m.name),
+        object: "model",
+        created: 0,
+        owned_by: "google",
+      };
+      if (m.displayName) entry.display_name = m.displayName;
+      out.push(entry);
+    }
+    pageToken = result.value.nextPageToken;
+    if (!pageToken) break;
+  }
+  return out;
+}
+
+/** Builds the model routes. */
+export function modelsRoutes(gw: Gateway): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get("/", async (c) => c.json({ object: "list", data: await gw.models.get() }));
+  app.get("/:id{.+}", async (c) => {
+    const id = normalizeModel(decodeURIComponent(c.req.param("id")));
+    const found = (await gw.models.get()).find((m) => m.id === id);
+    if (!found) {
+      throw new OpenAiError(404, `The model '${id}' does not exist`, {
+        param: "model",
+        code: "model_not_found",
+      });
+    }
+    return c.json(found);
+  });
+  return app;
+}
