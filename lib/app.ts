@@ -123,7 +123,11 @@ export function createApp(deps: AppDeps): App {
     fetch: (req) => hono.fetch(req),
     async drain() {
       await gateway.background.drain();
-      await Promise.all([gateway.pool.settle(), gateway.settings.settle(), gateway.models.settle()]);
+      await Promise.all([
+        gateway.pool.settle(),
+        gateway.settings.settle(),
+        gateway.models.settle(),
+      ]);
     },
   };
 }

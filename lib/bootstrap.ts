@@ -40,7 +40,10 @@ export async function openGateway(
     hasAdminHash = true;
   }
   const imported = config.geminiKeys.length
-    ? await addGeminiKeys(options.kv, sealer, config.geminiKeys, { now: now(), label: "GEMINI_KEYS" })
+    ? await addGeminiKeys(options.kv, sealer, config.geminiKeys, {
+      now: now(),
+      label: "GEMINI_KEYS",
+    })
     : { added: [], duplicates: 0 };
   const app = createApp({
     kv: options.kv,

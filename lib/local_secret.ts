@@ -2,7 +2,7 @@
  * The ENCRYPTION_KEY of a local run when none is set: generated once and kept in a file in the
  * user's config directory (never next to the KV data it protects). On Deno Deploy it must be set.
  */
-import { ConfigError, type Config } from "./config.ts";
+import { type Config, ConfigError } from "./config.ts";
 import { randomBytes, toBase64Url } from "./secrets.ts";
 
 /** Returns the configured ENCRYPTION_KEY, or the local one (creating it on first use). */
@@ -18,7 +18,9 @@ export async function resolveEncryptionKey(
   }
   const file = config.encryptionKeyFile;
   if (!file) {
-    throw new ConfigError("Missing environment variable ENCRYPTION_KEY (and no HOME to keep a local one)");
+    throw new ConfigError(
+      "Missing environment variable ENCRYPTION_KEY (and no HOME to keep a local one)",
+    );
   }
   try {
     const existing = (await Deno.readTextFile(file)).trim();

@@ -128,7 +128,11 @@ export class Sealer {
   async seal(plaintext: string, context: string): Promise<string> {
     const iv = randomBytes(12);
     const data = await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv: iv as Uint8Array<ArrayBuffer>, additionalData: encoder.encode(context) },
+      {
+        name: "AES-GCM",
+        iv: iv as Uint8Array<ArrayBuffer>,
+        additionalData: encoder.encode(context),
+      },
       this.#key,
       encoder.encode(plaintext),
     );

@@ -19,7 +19,13 @@ export function healthRoutes(gw: Gateway): Hono<AppEnv> {
     }
     const status = kv === "ok" ? "ok" : "degraded";
     return c.json(
-      { status, version: VERSION, deno: Deno.version.deno, kv, time: new Date(gw.now()).toISOString() },
+      {
+        status,
+        version: VERSION,
+        deno: Deno.version.deno,
+        kv,
+        time: new Date(gw.now()).toISOString(),
+      },
       status === "ok" ? 200 : 503,
     );
   });

@@ -53,10 +53,14 @@ export function adminAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
       );
     }
     if (check === "denied") {
-      throw new OpenAiError(401, "Admin authentication required: send 'Authorization: Bearer <ADMIN_PASSWORD>'", {
-        code: "invalid_admin_password",
-        headers: { "www-authenticate": 'Bearer realm="admin"' },
-      });
+      throw new OpenAiError(
+        401,
+        "Admin authentication required: send 'Authorization: Bearer <ADMIN_PASSWORD>'",
+        {
+          code: "invalid_admin_password",
+          headers: { "www-authenticate": 'Bearer realm="admin"' },
+        },
+      );
     }
     await next();
   };

@@ -3,7 +3,7 @@
  * hash comparison, and a short in-memory cache so revocation reaches every isolate within seconds.
  */
 import { sha256Hex, timingSafeEqual } from "../secrets.ts";
-import { getUserKey, type UserKeyRecord, userKeyIdFromHash } from "../store/user_keys.ts";
+import { getUserKey, userKeyIdFromHash, type UserKeyRecord } from "../store/user_keys.ts";
 
 /** How long a lookup (found or not) is trusted; revocation takes effect within this. */
 export const USER_KEY_CACHE_MS = 5_000;

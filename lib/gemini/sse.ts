@@ -6,19 +6,13 @@
 /** Incremental SSE parser: feed text, get complete event payloads. */
 export class SseParser {
   #buffer = "";
-  #pendingCr = false;
+  #skipLf = false;
 
   /** Adds text and returns the `data` payloads of the events it completed. */
   push(text: string): string[] {
-    if (this.#pendingCr) {
-      text = "\r" + text;
-      this.#pendingCr = false;
-    }
-    // A lone trailing CR may be the first half of CRLF: hold it until the next chunk.
-    if (text.endsWith("\r")) {
-      this.#pendingCr = true;
-      text = text.slice(0, -1);
-    }
+    // A chunk that ended in CR has already ended its line; an LF right after it is CRLF's second half.
+    if (this.#skipLf && text.startsWith("\n")) text = text.slice(1);
+    this.#skipLf = text.endsWith("\r");
     this.#buffer += text.replace(/\r\n?/g, "\n");
     const out: string[] = [];
     let end: number;
@@ -33,9 +27,9 @@ export class SseParser {
 
   /** Returns the payload of an unterminated last event, if the stream ended without a blank line. */
   flush(): string[] {
-    const block = this.#buffer + (this.#pendingCr ? "\n" : "");
+    const block = this.#buffer;
     this.#buffer = "";
-    this.#pendingCr = false;
+    this.#skipLf = false;
     const data = dataOf(block.trim());
     return data === null ? [] : [data];
   }

@@ -31,7 +31,11 @@ const TextContentSchema = z.union([z.string(), z.array(TextPartSchema)]);
 /** One message of the conversation. */
 export const MessageSchema = z.discriminatedUnion("role", [
   z.object({ role: z.literal("system"), content: TextContentSchema, name: z.string().optional() }),
-  z.object({ role: z.literal("developer"), content: TextContentSchema, name: z.string().optional() }),
+  z.object({
+    role: z.literal("developer"),
+    content: TextContentSchema,
+    name: z.string().optional(),
+  }),
   z.object({
     role: z.literal("user"),
     content: z.union([z.string(), z.array(UserPartSchema)]),

@@ -20,7 +20,12 @@ export class OpenAiError extends Error {
   constructor(
     status: number,
     message: string,
-    options: { type?: string; param?: string | null; code?: string | null; headers?: Record<string, string> } = {},
+    options: {
+      type?: string;
+      param?: string | null;
+      code?: string | null;
+      headers?: Record<string, string>;
+    } = {},
   ) {
     super(message);
     this.name = "OpenAiError";
@@ -33,7 +38,9 @@ export class OpenAiError extends Error {
 
   /** The JSON body of this error. */
   toBody(): OpenAiErrorBody {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+    return {
+      error: { message: this.message, type: this.type, param: this.param, code: this.code },
+    };
   }
 
   /** A `Response` carrying this error. */

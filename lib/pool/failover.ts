@@ -98,7 +98,9 @@ export async function runWithFailover<T>(
       await pool.coolDown(picked.id, {
         model: options.model,
         until: options.now() + (failure.retryAfterMs ?? options.defaultCooldownMs),
-        reason: failure.perDay ? `daily quota: ${failure.reason}` : `rate limited: ${failure.reason}`,
+        reason: failure.perDay
+          ? `daily quota: ${failure.reason}`
+          : `rate limited: ${failure.reason}`,
       });
     } else {
       upstreamErrors++;
@@ -138,7 +140,8 @@ function noKeyFailure(
     return {
       status: 503,
       kind: "no_key",
-      message: `All Gemini keys are rate limited or unavailable; retry in ${seconds} s${lastReason}`,
+      message:
+        `All Gemini keys are rate limited or unavailable; retry in ${seconds} s${lastReason}`,
       retryAfterSeconds: seconds,
     };
   }

@@ -125,7 +125,10 @@ export class KeyPool {
   }
 
   /** Rests a key for one model (or all, with `"*"`) until `until`. */
-  async coolDown(id: string, options: { model: string; until: number; reason: string }): Promise<void> {
+  async coolDown(
+    id: string,
+    options: { model: string; until: number; reason: string },
+  ): Promise<void> {
     const now = this.#now();
     this.#patchLocal(
       await updateGeminiKey(this.#kv, id, (r) => {
@@ -163,8 +166,11 @@ export class KeyPool {
     const cached = this.#records.peek()?.find((r) => r.id === id);
     if (cached && cached.consecutiveErrors === 0) return;
     this.#patchLocal(
-      await updateGeminiKey(this.#kv, id, (r) =>
-        r.consecutiveErrors === 0 ? undefined : { ...r, consecutiveErrors: 0 }),
+      await updateGeminiKey(
+        this.#kv,
+        id,
+        (r) => r.consecutiveErrors === 0 ? undefined : { ...r, consecutiveErrors: 0 },
+      ),
     );
   }
 }

@@ -4,7 +4,7 @@
  */
 import * as z from "zod";
 import { maskSecret, randomId, type Sealer } from "../secrets.ts";
-import { ConflictError, MAX_OCC_ATTEMPTS, backoff, updateWithRetry } from "./kv_util.ts";
+import { backoff, ConflictError, MAX_OCC_ATTEMPTS, updateWithRetry } from "./kv_util.ts";
 
 const PREFIX = "gk";
 const FP_PREFIX = "gk_fp";

@@ -3,7 +3,14 @@
  * of a generated admin password. Never the secrets themselves.
  */
 import * as z from "zod";
-import { fromBase64, pbkdf2, PBKDF2_ITERATIONS, randomBytes, Sealer, toBase64Url } from "../secrets.ts";
+import {
+  fromBase64,
+  pbkdf2,
+  PBKDF2_ITERATIONS,
+  randomBytes,
+  Sealer,
+  toBase64Url,
+} from "../secrets.ts";
 import { timingSafeEqual } from "../secrets.ts";
 
 const CRYPTO_KEY: Deno.KvKey = ["meta", "crypto"];

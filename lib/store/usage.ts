@@ -134,7 +134,9 @@ export async function readUsageStats(kv: Deno.Kv, now: number): Promise<UsageSta
     totalsBy(kv, "user"),
     (async () => {
       const c = emptyCounts();
-      for await (const e of kv.list({ prefix: ["usage_total", "all"] })) addTo(c, e.key[2], e.value);
+      for await (const e of kv.list({ prefix: ["usage_total", "all"] })) {
+        addTo(c, e.key[2], e.value);
+      }
       return c;
     })(),
     series(kv, { unit: "m", size: MINUTE, count: 60, now }),

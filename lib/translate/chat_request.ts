@@ -51,7 +51,10 @@ function userParts(message: Extract<Message, { role: "user" }>, index: number): 
     }
     const format = part.input_audio.format.toLowerCase();
     return {
-      inlineData: { mimeType: format.includes("/") ? format : `audio/${format}`, data: part.input_audio.data },
+      inlineData: {
+        mimeType: format.includes("/") ? format : `audio/${format}`,
+        data: part.input_audio.data,
+      },
     };
   });
 }

@@ -25,7 +25,12 @@ export interface ChatCompletionChunk {
   object: "chat.completion.chunk";
   created: number;
   model: string;
-  choices: { index: number; delta: ChunkDelta; logprobs: null; finish_reason: FinishReason | null }[];
+  choices: {
+    index: number;
+    delta: ChunkDelta;
+    logprobs: null;
+    finish_reason: FinishReason | null;
+  }[];
   usage?: ChatUsage | null;
 }
 

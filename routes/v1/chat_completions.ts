@@ -16,10 +16,7 @@ import { type AttemptResult, runWithFailover } from "../../lib/pool/failover.ts"
 import { randomId } from "../../lib/secrets.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
 import { recordUsage } from "../../lib/store/usage.ts";
-import {
-  toGeminiChatRequest,
-  TranslateError,
-} from "../../lib/translate/chat_request.ts";
+import { toGeminiChatRequest, TranslateError } from "../../lib/translate/chat_request.ts";
 import { type CompletionContext, toChatCompletion } from "../../lib/translate/chat_response.ts";
 import { ChatStreamTranslator, streamErrorEvent } from "../../lib/translate/chat_stream.ts";
 
@@ -83,7 +80,11 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
       now: gw.now,
       signal,
     };
-    const account = (attempts: Attempt[], ok: boolean, usage?: GenerateContentResponse["usageMetadata"]) =>
+    const account = (
+      attempts: Attempt[],
+      ok: boolean,
+      usage?: GenerateContentResponse["usageMetadata"],
+    ) =>
       gw.background.run("Usage accounting", () =>
         recordUsage(gw.kv, {
           now: gw.now(),
@@ -135,7 +136,9 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
         }
         const events = readSseData(res.body);
         const first = await events.next();
-        if (first.done) return { ok: false, status: 502, body: "Upstream stream ended with no data" };
+        if (first.done) {
+          return { ok: false, status: 502, body: "Upstream stream ended with no data" };
+        }
         const parsed = parseChunk(first.value);
         if (!parsed.ok) {
           await events.return(undefined);
@@ -178,15 +181,20 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
           pending = null;
           return;
         }
-        let timer: number | undefined;
+        let timer: ReturnType<typeof setTimeout> | undefined;
         try {
           const next = await Promise.race([
             rest.next(),
-            new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), idleMs))),
+            new Promise<"timeout">((
+              resolve,
+            ) => (timer = setTimeout(() => resolve("timeout"), idleMs))),
           ]);
           if (next === "timeout") {
             stopUpstream();
-            return finish(controller, `Upstream sent nothing for ${idleMs} ms; the answer is incomplete`);
+            return finish(
+              controller,
+              `Upstream sent nothing for ${idleMs} ms; the answer is incomplete`,
+            );
           }
           if (next.done) {
             return translator.complete
@@ -196,7 +204,10 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
           const parsed = parseChunk(next.value);
           if (!parsed.ok) {
             stopUpstream();
-            return finish(controller, `Upstream failed during the stream: ${parsed.body.slice(0, 300)}`);
+            return finish(
+              controller,
+              `Upstream failed during the stream: ${parsed.body.slice(0, 300)}`,
+            );
           }
           for (const chunk of translator.push(parsed.value)) send(controller, chunk);
         } catch (err) {

@@ -65,7 +65,13 @@ export function keyView(record: GeminiKeyRecord, now: number, usage: Counts = em
       .filter(([, c]) => c.until > now)
       .map(([model, c]) => ({ model, until: iso(c.until), reason: c.reason })),
     consecutive_errors: record.consecutiveErrors,
-    usage: { requests: usage.req, attempts: usage.att, errors: usage.err, input_tokens: usage.in, output_tokens: usage.out },
+    usage: {
+      requests: usage.req,
+      attempts: usage.att,
+      errors: usage.err,
+      input_tokens: usage.in,
+      output_tokens: usage.out,
+    },
     created_at: iso(record.createdAt),
     updated_at: iso(record.updatedAt),
   };
@@ -91,8 +97,9 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
     const accepted: string[] = [];
     for (const t of tokens) {
       const reason = rejectReason(t);
-      if (reason) rejected.push({ key: t.length > 12 ? `${t.slice(0, 4)}…${t.slice(-4)}` : "…", reason });
-      else accepted.push(t);
+      if (reason) {
+        rejected.push({ key: t.length > 12 ? `${t.slice(0, 4)}…${t.slice(-4)}` : "…", reason });
+      } else accepted.push(t);
     }
     const now = gw.now();
     const result = await addGeminiKeys(gw.kv, gw.sealer, accepted, {

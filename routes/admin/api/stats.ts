@@ -37,7 +37,11 @@ export function statsRoutes(gw: Gateway): Hono<AppEnv> {
         .filter(([id]) => id !== "-")
         .map(([id, counts]) => ({ id, masked: masked.get(id) ?? null, ...view(counts) })),
       models: Object.entries(stats.models).map(([model, counts]) => ({ model, ...view(counts) })),
-      users: Object.entries(stats.users).map(([id, counts]) => ({ id, name: names.get(id) ?? null, ...view(counts) })),
+      users: Object.entries(stats.users).map(([id, counts]) => ({
+        id,
+        name: names.get(id) ?? null,
+        ...view(counts),
+      })),
       minutes: stats.minutes.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
       hours: stats.hours.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
     });

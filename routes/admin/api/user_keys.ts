@@ -34,7 +34,12 @@ export function userKeyView(r: UserKeyRecord, usage: Counts = emptyCounts()) {
     prefix: r.prefix,
     enabled: r.enabled,
     rpm: r.rpm,
-    usage: { requests: usage.req, failed: usage.fail, input_tokens: usage.in, output_tokens: usage.out },
+    usage: {
+      requests: usage.req,
+      failed: usage.fail,
+      input_tokens: usage.in,
+      output_tokens: usage.out,
+    },
     created_at: new Date(r.createdAt).toISOString(),
     updated_at: new Date(r.updatedAt).toISOString(),
   };
@@ -45,13 +50,20 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.get("/", async (c) => {
-    const [records, stats] = await Promise.all([listUserKeys(gw.kv), readUsageStats(gw.kv, gw.now())]);
+    const [records, stats] = await Promise.all([
+      listUserKeys(gw.kv),
+      readUsageStats(gw.kv, gw.now()),
+    ]);
     return c.json({ data: records.map((r) => userKeyView(r, stats.users[r.id])) });
   });
 
   app.post("/", async (c) => {
     const body = await readBody(c.req.raw, CreateSchema);
-    const { record, secret } = await createUserKey(gw.kv, { name: body.name, rpm: body.rpm, now: gw.now() });
+    const { record, secret } = await createUserKey(gw.kv, {
+      name: body.name,
+      rpm: body.rpm,
+      now: gw.now(),
+    });
     return c.json({ ...userKeyView(record), key: secret }, 201);
   });
 

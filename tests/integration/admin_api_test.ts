@@ -1,0 +1,176 @@
+/**
+ * The admin API for Gemini keys, stats and settings: batch add with duplicates and rejections,
+ * masking, patch validation, delete, usage statistics.
+ */
+import assert from "node:assert/strict";
+import { startGateway } from "./harness.ts";
+
+interface KeyView {
+  id: string;
+  masked: string;
+  label: string;
+  weight: number;
+  enabled: boolean;
+  status: string;
+}
+
+Deno.test("keys are added in a batch with duplicates counted and bad tokens rejected, and shown masked", async () => {
+  const gw = await startGateway({});
+  try {
+    const secret = "AIzaSyBatch-key-0000000000000000000001";
+    const res = await gw.admin<
+      { added: number; duplicates: number; rejected: { reason: string }[]; data: KeyView[] }
+    >(
+      "POST",
+      "/admin/api/keys",
+      {
+        keys: [secret, "AQ.Ab8RNBatch-auth-key-2\nAIzaSyBatch-key-0000000000000000000001", "short"],
+        weight: 2,
+      },
+    );
+    assert.equal(res.status, 201);
+    assert.equal(res.json.added, 2);
+    assert.equal(res.json.duplicates, 1);
+    assert.equal(res.json.rejected.length, 1);
+    assert.match(res.json.rejected[0].reason, /too short/);
+    assert.equal(res.json.data[0].masked, "AIza…0001");
+    assert.equal(res.json.data[0].weight, 2);
+    assert.ok(!JSON.stringify(res.json).includes(secret));
+
+    const again = await gw.admin<{ added: number; duplicates: number }>("POST", "/admin/api/keys", {
+      keys: [secret],
+    });
+    assert.equal(again.status, 200);
+    assert.deepEqual([again.json.added, again.json.duplicates], [0, 1]);
+
+    const list = await gw.admin<{ data: KeyView[] }>("GET", "/admin/api/keys");
+    assert.equal(list.json.data.length, 2);
+    assert.ok(!JSON.stringify(list.json).includes(secret));
+    assert.ok(list.json.data.every((k) => k.status === "active" && k.enabled));
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("patching validates fields, and deleting removes the key and allows adding it again", async () => {
+  const gw = await startGateway({});
+  try {
+    const secret = "AIzaSyPatch-key-00000000000000000000001";
+    const added = await gw.admin<{ data: KeyView[] }>("POST", "/admin/api/keys", {
+      keys: [secret],
+    });
+    const id = added.json.data[0].id;
+    const patched = await gw.admin<KeyView>("PATCH", `/admin/api/keys/${id}`, {
+      label: "main",
+      weight: 5,
+      enabled: false,
+    });
+    assert.equal(patched.status, 200);
+    assert.deepEqual([patched.json.label, patched.json.weight, patched.json.enabled], [
+      "main",
+      5,
+      false,
+    ]);
+    const badWeight = await gw.admin<{ error: { param: string } }>(
+      "PATCH",
+      `/admin/api/keys/${id}`,
+      { weight: 0 },
+    );
+    assert.equal(badWeight.status, 400);
+    assert.equal(badWeight.json.error.param, "weight");
+    const unknown = await gw.admin("PATCH", `/admin/api/keys/${id}`, { colour: "red" });
+    assert.equal(unknown.status, 400);
+    assert.equal((await gw.admin("PATCH", "/admin/api/keys/k_missing", { weight: 2 })).status, 404);
+    assert.equal((await gw.admin("DELETE", `/admin/api/keys/${id}`)).status, 204);
+    assert.equal((await gw.admin("DELETE", `/admin/api/keys/${id}`)).status, 404);
+    const readded = await gw.admin<{ added: number }>("POST", "/admin/api/keys", {
+      keys: [secret],
+    });
+    assert.equal(readded.json.added, 1);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("stats count requests, tokens and errors per key, model, user and minute", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaGood-key-0001": { kind: "ok" }, "AIzaBad-key-00002": { kind: "invalid" } },
+  });
+  try {
+    const client = gw.openai(await gw.createUserKey({ name: "stats-user" }));
+    for (let i = 0; i < 4; i++) {
+      await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: "one two" }],
+      });
+    }
+    const s = await client.chat.completions.create({
+      model: "gemini-2.5-pro",
+      messages: [{ role: "user", content: "streamed words here" }],
+      stream: true,
+    });
+    for await (const _ of s) { /* drain */ }
+    await gw.app.drain();
+    type Row = {
+      requests: number;
+      errors: number;
+      attempts: number;
+      input_tokens: number;
+      output_tokens: number;
+    };
+    const stats = await gw.admin<{
+      totals: Row;
+      keys: (Row & { masked: string })[];
+      models: (Row & { model: string })[];
+      users: (Row & { name: string })[];
+      minutes: (Row & { t: string })[];
+      hours: Row[];
+    }>("GET", "/admin/api/stats");
+    assert.equal(stats.status, 200);
+    assert.equal(stats.json.totals.requests, 5);
+    const good = stats.json.keys.find((k) => k.masked === "AIza…0001")!;
+    const bad = stats.json.keys.find((k) => k.masked === "AIza…0002")!;
+    assert.equal(good.requests, 5);
+    assert.equal(bad.errors, 1);
+    assert.equal(bad.requests, 0);
+    const flash = stats.json.models.find((m) => m.model === "gemini-2.5-flash")!;
+    assert.equal(flash.requests, 4);
+    assert.equal(flash.input_tokens, 8);
+    assert.equal(stats.json.models.find((m) => m.model === "gemini-2.5-pro")!.requests, 1);
+    assert.equal(stats.json.users[0].name, "stats-user");
+    assert.equal(stats.json.users[0].requests, 5);
+    assert.equal(stats.json.minutes.length, 60);
+    assert.equal(stats.json.minutes.at(-1)!.requests, 5);
+    assert.equal(stats.json.hours.length, 24);
+    assert.equal(stats.json.hours.at(-1)!.requests, 5);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("settings are read with defaults and patched with validation", async () => {
+  const gw = await startGateway({});
+  try {
+    const initial = await gw.admin<{ strategy: string; maxAttempts: number }>(
+      "GET",
+      "/admin/api/settings",
+    );
+    assert.equal(initial.json.strategy, "round_robin");
+    assert.equal(initial.json.maxAttempts, 5);
+    const patched = await gw.admin<{ maxAttempts: number }>("PATCH", "/admin/api/settings", {
+      maxAttempts: 2,
+    });
+    assert.equal(patched.json.maxAttempts, 2);
+    assert.equal((await gw.admin("PATCH", "/admin/api/settings", { maxAttempts: 0 })).status, 400);
+    assert.equal(
+      (await gw.admin("PATCH", "/admin/api/settings", { strategy: "random" })).status,
+      400,
+    );
+    const health = await fetch(`${gw.url}/health`);
+    const body = await health.json();
+    assert.equal(body.status, "ok");
+    assert.equal(body.kv, "ok");
+  } finally {
+    await gw.close();
+  }
+});

@@ -1,0 +1,163 @@
+/**
+ * Integration harness: a fake Gemini upstream, the gateway built on KV (`:memory:` or a file)
+ * served on 127.0.0.1 port 0, an admin password, and helpers for the admin API and user keys.
+ */
+import OpenAI from "openai";
+import type { App } from "../../lib/app.ts";
+import type { OpenAiErrorBody } from "../../lib/openai/errors.ts";
+import { openGateway, type StartupReport } from "../../lib/bootstrap.ts";
+import { parseConfig } from "../../lib/config.ts";
+import { type FakeGemini, type KeyBehavior, startFakeGemini } from "../fakes/fake_gemini.ts";
+
+/** The admin password every harness uses. */
+export const ADMIN_PASSWORD = "test-admin-password";
+/** The encryption secret every harness uses unless told otherwise. */
+export const ENCRYPTION_KEY = "test-encryption-key-0123456789";
+
+/** A manual clock for tests: starts at the real time, moves only when told. */
+export class FakeClock {
+  t = Date.now();
+  /** The current time. */
+  now = (): number => this.t;
+  /** Moves time forward. */
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+/** Options of `startGateway`. */
+export interface GatewayOptions {
+  /** Keys the upstream knows, with their behaviour; they are also imported through GEMINI_KEYS. */
+  keys?: Record<string, KeyBehavior>;
+  /** An existing fake upstream (shared across restarts). */
+  fake?: FakeGemini;
+  /** KV file path; default `:memory:`. */
+  kvPath?: string;
+  /** An already open KV (to build a second isolate on the same database). */
+  kv?: Deno.Kv;
+  clock?: FakeClock;
+  env?: Record<string, string>;
+  encryptionKey?: string;
+}
+
+/** A running gateway for one test. */
+export interface TestGateway {
+  url: string;
+  fake: FakeGemini;
+  app: App;
+  kv: Deno.Kv;
+  clock: FakeClock;
+  report: StartupReport;
+  /** Calls the admin API with the admin password; parses JSON answers. */
+  admin<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: T }>;
+  /** Creates a user key and returns its secret. */
+  createUserKey(options?: { name?: string; rpm?: number }): Promise<string>;
+  /** An OpenAI client for this gateway (no automatic retries). */
+  openai(apiKey: string): OpenAI;
+  /** Stops the server, drains background work; closes KV and the fake unless they were passed in. */
+  close(): Promise<void>;
+}
+
+/** Starts a fake upstream (unless given) and a gateway in front of it. */
+export async function startGateway(options: GatewayOptions = {}): Promise<TestGateway> {
+  const ownFake = !options.fake;
+  const fake = options.fake ?? await startFakeGemini({ keys: options.keys ?? {}, quiet: true });
+  const ownKv = !options.kv;
+  const kv = options.kv ?? await Deno.openKv(options.kvPath ?? ":memory:");
+  const clock = options.clock ?? new FakeClock();
+  const config = parseConfig({
+    GEMINI_BASE_URL: fake.url,
+    ADMIN_PASSWORD,
+    GEMINI_KEYS: Object.keys(options.keys ?? {}).join(","),
+    KV_PATH: options.kvPath ?? ":memory:",
+    ...options.env,
+  });
+  let opened;
+  try {
+    opened = await openGateway(config, {
+      kv,
+      encryptionKey: options.encryptionKey ?? ENCRYPTION_KEY,
+      now: clock.now,
+    });
+  } catch (err) {
+    if (ownKv) kv.close();
+    if (ownFake) await fake.close();
+    throw err;
+  }
+  const { app, report } = opened;
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", signal: ac.signal, onListen() {} },
+    app.fetch,
+  );
+  const url = `http://127.0.0.1:${server.addr.port}`;
+
+  async function admin<T>(method: string, path: string, body?: unknown) {
+    const res = await fetch(url + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${ADMIN_PASSWORD}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
+  }
+
+  return {
+    url,
+    fake,
+    app,
+    kv,
+    clock,
+    report,
+    admin,
+    async createUserKey(opts = {}) {
+      const res = await admin<{ key: string }>("POST", "/admin/api/user-keys", {
+        name: opts.name ?? "test",
+        ...(opts.rpm ? { rpm: opts.rpm } : {}),
+      });
+      if (res.status !== 201) throw new Error(`Creating a user key failed: ${res.status}`);
+      return res.json.key;
+    },
+    openai(apiKey: string) {
+      return new OpenAI({ baseURL: `${url}/v1`, apiKey, maxRetries: 0 });
+    },
+    async close() {
+      ac.abort();
+      await server.finished;
+      await app.drain();
+      if (ownKv) kv.close();
+      if (ownFake) await fake.close();
+    },
+  };
+}
+
+/** Posts a raw request to the gateway and returns status, headers and parsed JSON (if any). */
+export async function post<T = OpenAiErrorBody>(
+  url: string,
+  options: { apiKey?: string; body: string | unknown; headers?: Record<string, string> },
+): Promise<{ status: number; headers: Headers; json: T }> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      ...(options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {}),
+      ...options.headers,
+    },
+    body: typeof options.body === "string" ? options.body : JSON.stringify(options.body),
+  });
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, headers: res.headers, json: json as T };
+}

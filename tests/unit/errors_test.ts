@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { classifyHttpFailure, parseDuration } from "../../lib/gemini/errors.ts";
+
+function google(code: number, status: string, message: string, details?: unknown[]) {
+  return JSON.stringify({ error: { code, status, message, ...(details ? { details } : {}) } });
+}
+
+Deno.test("an invalid or expired key is recognised by ErrorInfo reason, not by HTTP status", () => {
+  const body = google(400, "INVALID_ARGUMENT", "API key expired. Please renew the API key.", [
+    {
+      "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+      reason: "API_KEY_INVALID",
+      domain: "googleapis.com",
+    },
+  ]);
+  assert.equal(classifyHttpFailure(400, body).kind, "key_invalid");
+  const plain400 = google(400, "INVALID_ARGUMENT", "Invalid JSON payload received.");
+  assert.equal(classifyHttpFailure(400, plain400).kind, "client");
+});
+
+Deno.test("leaked, suspended, denied and disabled keys are invalid; a foreign file is a client error", () => {
+  for (
+    const message of [
+      "Your API key was reported as leaked. Please use another API key.",
+      "Permission denied: Consumer 'api_key:AIza' has been suspended.",
+      "Your project has been denied access. Please contact support.",
+    ]
+  ) {
+    assert.equal(
+      classifyHttpFailure(403, google(403, "PERMISSION_DENIED", message)).kind,
+      "key_invalid",
+      message,
+    );
+  }
+  const disabled = google(
+    403,
+    "PERMISSION_DENIED",
+    "Generative Language API has not been used in project 1 before",
+    [
+      { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "SERVICE_DISABLED" },
+    ],
+  );
+  assert.equal(classifyHttpFailure(403, disabled).kind, "key_invalid");
+  const file = google(
+    403,
+    "PERMISSION_DENIED",
+    "You do not have permission to access the File files/x or it may not exist.",
+  );
+  assert.equal(classifyHttpFailure(403, file).kind, "client");
+});
+
+Deno.test("a 429 yields retryDelay and tells per-day quotas from per-minute ones", () => {
+  const minute = google(429, "RESOURCE_EXHAUSTED", "Quota exceeded", [
+    {
+      "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+      violations: [{ quotaId: "GenerateRequestsPerMinutePerProjectPerModel-FreeTier" }],
+    },
+    { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "47s" },
+  ]);
+  assert.deepEqual(classifyHttpFailure(429, minute), {
+    kind: "rate_limited",
+    retryAfterMs: 47_000,
+    perDay: false,
+    reason: "Quota exceeded",
+  });
+  const day = google(429, "RESOURCE_EXHAUSTED", "Quota exceeded", [
+    {
+      "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+      violations: [{ quotaId: "GenerateRequestsPerDayPerProjectPerModel-FreeTier" }],
+    },
+  ]);
+  const c = classifyHttpFailure(429, day);
+  assert.equal(c.kind === "rate_limited" && c.perDay, true);
+  assert.equal(c.kind === "rate_limited" && c.retryAfterMs, null);
+});
+
+Deno.test("5xx, timeouts and non-JSON error bodies are upstream trouble; 404 is the client's", () => {
+  assert.equal(
+    classifyHttpFailure(503, google(503, "UNAVAILABLE", "The model is overloaded.")).kind,
+    "upstream",
+  );
+  assert.equal(classifyHttpFailure(500, "<html>oops</html>").kind, "upstream");
+  assert.equal(classifyHttpFailure(504, "").kind, "upstream");
+  assert.equal(
+    classifyHttpFailure(404, google(404, "NOT_FOUND", "models/x is not found")).kind,
+    "client",
+  );
+  const arrayWrapped = JSON.stringify([JSON.parse(google(429, "RESOURCE_EXHAUSTED", "q"))]);
+  assert.equal(classifyHttpFailure(429, arrayWrapped).kind, "rate_limited");
+});
+
+Deno.test("parseDuration reads protobuf durations", () => {
+  assert.equal(parseDuration("15s"), 15_000);
+  assert.equal(parseDuration("2.5s"), 2_500);
+  assert.equal(parseDuration("15"), null);
+  assert.equal(parseDuration(undefined), null);
+});

@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { readSseData, SseParser } from "../../lib/gemini/sse.ts";
+
+Deno.test("the SSE parser splits events on LF, CRLF and CR blank lines", () => {
+  for (const nl of ["\n", "\r\n", "\r"]) {
+    const p = new SseParser();
+    const text = `data: {"a":1}${nl}${nl}data: {"b":2}${nl}${nl}`;
+    assert.deepEqual(p.push(text), ['{"a":1}', '{"b":2}'], JSON.stringify(nl));
+    assert.deepEqual(p.flush(), []);
+  }
+});
+
+Deno.test("the SSE parser handles events and CRLF pairs split across chunks", () => {
+  const p = new SseParser();
+  const text = 'data: {"x":"hello"}\r\n\r\ndata: {"y":1}\r\n\r\n';
+  const out: string[] = [];
+  for (const ch of text) out.push(...p.push(ch));
+  assert.deepEqual(out, ['{"x":"hello"}', '{"y":1}']);
+});
+
+Deno.test("the SSE parser joins multi-line data, ignores comments, and flushes an unterminated event", () => {
+  const p = new SseParser();
+  assert.deepEqual(p.push(": keep-alive\n\ndata: a\ndata: b\n\nevent: x\ndata:c"), ["a\nb"]);
+  assert.deepEqual(p.flush(), ["c"]);
+});
+
+Deno.test("readSseData decodes UTF-8 split across byte chunks", async () => {
+  const bytes = new TextEncoder().encode('data: {"t":"你好"}\n\n');
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const b of bytes) c.enqueue(new Uint8Array([b]));
+      c.close();
+    },
+  });
+  const out: string[] = [];
+  for await (const d of readSseData(body)) out.push(d);
+  assert.deepEqual(out, ['{"t":"你好"}']);
+});

@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import { ChatCompletionRequestSchema } from "../../lib/openai/chat_schema.ts";
+import {
+  parseDataUrl,
+  toGeminiChatRequest,
+  TranslateError,
+} from "../../lib/translate/chat_request.ts";
+import { mapFinishReason, mapUsage, toChatCompletion } from "../../lib/translate/chat_response.ts";
+import { ChatStreamTranslator } from "../../lib/translate/chat_stream.ts";
+
+const ctx = { id: "chatcmpl-1", created: 1, model: "gemini-2.5-flash" };
+
+function req(body: unknown) {
+  return ChatCompletionRequestSchema.parse(body);
+}
+
+Deno.test("consecutive same-role turns are merged and empty assistant turns dropped", () => {
+  const { body } = toGeminiChatRequest(req({
+    model: "gemini-2.5-flash",
+    messages: [
+      { role: "user", content: "a" },
+      { role: "user", content: "b" },
+      { role: "assistant", content: null },
+      { role: "assistant", content: "c" },
+    ],
+  }));
+  assert.deepEqual(body.contents, [
+    { role: "user", parts: [{ text: "a" }, { text: "b" }] },
+    { role: "model", parts: [{ text: "c" }] },
+  ]);
+});
+
+Deno.test("image data URLs and input audio become inline data; remote image URLs are refused clearly", () => {
+  const { body } = toGeminiChatRequest(req({
+    model: "m",
+    messages: [{
+      role: "user",
+      content: [
+        { type: "text", text: "look" },
+        { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
+        { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } },
+      ],
+    }],
+  }));
+  assert.deepEqual(body.contents[0].parts, [
+    { text: "look" },
+    { inlineData: { mimeType: "image/png", data: "iVBORw0KGgo=" } },
+    { inlineData: { mimeType: "audio/wav", data: "UklGRg==" } },
+  ]);
+  assert.throws(
+    () =>
+      toGeminiChatRequest(req({
+        model: "m",
+        messages: [{
+          role: "user",
+          content: [{ type: "image_url", image_url: { url: "https://x/y.png" } }],
+        }],
+      })),
+    (e: unknown) =>
+      e instanceof TranslateError && e.param === "messages[0].content[0].image_url.url",
+  );
+  assert.deepEqual(parseDataUrl("data:text/plain;charset=utf-8;base64,aGk="), {
+    mimeType: "text/plain",
+    data: "aGk=",
+  });
+  assert.equal(parseDataUrl("https://example.com"), null);
+});
+
+Deno.test("a conversation of only system messages is refused", () => {
+  assert.throws(
+    () => toGeminiChatRequest(req({ model: "m", messages: [{ role: "system", content: "x" }] })),
+    TranslateError,
+  );
+});
+
+Deno.test("finish reasons and usage map to OpenAI's, with thinking counted as completion", () => {
+  assert.equal(mapFinishReason("STOP"), "stop");
+  assert.equal(mapFinishReason("MAX_TOKENS"), "length");
+  assert.equal(mapFinishReason("RECITATION"), "content_filter");
+  assert.equal(mapFinishReason("MALFORMED_FUNCTION_CALL"), "stop");
+  assert.equal(mapFinishReason("STOP", true), "tool_calls");
+  assert.deepEqual(
+    mapUsage({
+      promptTokenCount: 10,
+      candidatesTokenCount: 5,
+      thoughtsTokenCount: 20,
+      totalTokenCount: 35,
+      cachedContentTokenCount: 4,
+    }),
+    {
+      prompt_tokens: 10,
+      completion_tokens: 25,
+      total_tokens: 35,
+      prompt_tokens_details: { cached_tokens: 4 },
+      completion_tokens_details: { reasoning_tokens: 20 },
+    },
+  );
+});
+
+Deno.test("thought parts become reasoning_content, never content", () => {
+  const out = toChatCompletion({
+    candidates: [{
+      content: { role: "model", parts: [{ text: "hmm", thought: true }, { text: "Answer." }] },
+      finishReason: "STOP",
+    }],
+  }, ctx);
+  assert.equal(out.choices[0].message.content, "Answer.");
+  assert.equal(out.choices[0].message.reasoning_content, "hmm");
+});
+
+Deno.test("the stream translator emits role, deltas, one finish chunk and a usage chunk", () => {
+  const t = new ChatStreamTranslator(ctx, { includeUsage: true });
+  const a = t.push({
+    candidates: [{ content: { parts: [{ text: "Hel" }] } }],
+    usageMetadata: { promptTokenCount: 3 },
+  });
+  const b = t.push({
+    candidates: [{ content: { parts: [{ text: "lo" }] }, finishReason: "STOP" }],
+    usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 2, totalTokenCount: 5 },
+  });
+  assert.deepEqual(a.map((c) => c.choices[0].delta), [{ role: "assistant", content: "" }, {
+    content: "Hel",
+  }]);
+  assert.deepEqual(b.map((c) => [c.choices[0].delta, c.choices[0].finish_reason]), [
+    [{ content: "lo" }, null],
+    [{}, "stop"],
+  ]);
+  assert.equal(t.complete, true);
+  const end = t.end();
+  assert.equal(end.length, 1);
+  assert.deepEqual(end[0].choices, []);
+  assert.equal(end[0].usage?.total_tokens, 5);
+  for (const c of [...a, ...b]) assert.equal(c.usage, null);
+});
+
+Deno.test("a stream translator without a finish reason reports itself incomplete", () => {
+  const t = new ChatStreamTranslator(ctx, { includeUsage: false });
+  t.push({ candidates: [{ content: { parts: [{ text: "partial" }] } }] });
+  assert.equal(t.complete, false);
+  assert.deepEqual(t.end(), []);
+});
