@@ -376,6 +376,15 @@ function pageSizeOf(raw: string | null, fallback: number, max: number): number {
   return Math.min(Math.floor(n), max);
 }
 
+/** decodeURIComponent that keeps malformed input as is. */
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 /** A Google-style JSON error response. */
 function errorResponse(
   code: number,
@@ -539,7 +548,13 @@ async function readJsonBody(
   req: Request,
 ): Promise<{ bytes: number; json: unknown; parsed: boolean }> {
   if (req.body === null) return { bytes: 0, json: undefined, parsed: false };
-  const buf = await req.arrayBuffer();
+  let buf: ArrayBuffer;
+  try {
+    buf = await req.arrayBuffer();
+  } catch {
+    // The client went away mid-body.
+    return { bytes: 0, json: undefined, parsed: false };
+  }
   if (buf.byteLength === 0) return { bytes: 0, json: undefined, parsed: false };
   try {
     return { bytes: buf.byteLength, json: JSON.parse(DECODER.decode(buf)), parsed: true };
@@ -552,7 +567,11 @@ async function readJsonBody(
 async function countBody(body: ReadableStream<Uint8Array> | null): Promise<number> {
   if (body === null) return 0;
   let n = 0;
-  for await (const chunk of body) n += chunk.byteLength;
+  try {
+    for await (const chunk of body) n += chunk.byteLength;
+  } catch {
+    // The client went away mid-body: report what arrived.
+  }
   return n;
 }
 
@@ -726,7 +745,7 @@ class FakeGeminiServer implements FakeGemini {
       return req.method === "GET" ? this.#listModels(url) : methodNotFound();
     }
     if (path.startsWith(API + "/models/")) {
-      const rest = decodeURIComponent(path.slice(API.length + 8));
+      const rest = safeDecode(path.slice(API.length + 8));
       const colon = rest.indexOf(":");
       if (colon < 0) return req.method === "GET" ? this.#getModel(rest) : methodNotFound();
       if (req.method !== "POST") return methodNotFound();
@@ -751,7 +770,7 @@ class FakeGeminiServer implements FakeGemini {
       return req.method === "GET" ? this.#listFiles(url, project) : methodNotFound();
     }
     if (path.startsWith(API + "/files/")) {
-      const id = decodeURIComponent(path.slice(API.length + 7));
+      const id = safeDecode(path.slice(API.length + 7));
       if (req.method === "GET") return this.#getFile(id, project);
       if (req.method === "DELETE") return this.#deleteFile(id, project);
       return methodNotFound();
