@@ -15,7 +15,8 @@ import { readBody } from "../../lib/openai/request.ts";
 import { type AttemptResult, runWithFailover } from "../../lib/pool/failover.ts";
 import { randomId } from "../../lib/secrets.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
-import { recordUsage } from "../../lib/store/usage.ts";
+import { accountRequest } from "../../lib/accounting.ts";
+import type { UsageMetadata } from "../../lib/gemini/types.ts";
 import { toGeminiChatRequest, TranslateError } from "../../lib/translate/chat_request.ts";
 import { type CompletionContext, toChatCompletion } from "../../lib/translate/chat_response.ts";
 import { ChatStreamTranslator, streamErrorEvent } from "../../lib/translate/chat_stream.ts";
@@ -80,22 +81,11 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
       now: gw.now,
       signal,
     };
+    const startedAt = gw.now();
     const account = (
       attempts: Attempt[],
-      ok: boolean,
-      usage?: GenerateContentResponse["usageMetadata"],
-    ) =>
-      gw.background.run("Usage accounting", () =>
-        recordUsage(gw.kv, {
-          now: gw.now(),
-          model,
-          userId,
-          attempts,
-          ok,
-          promptTokens: (usage?.promptTokenCount ?? 0) + (usage?.toolUsePromptTokenCount ?? 0),
-          completionTokens: (usage?.candidatesTokenCount ?? 0) + (usage?.thoughtsTokenCount ?? 0),
-          thinkingTokens: usage?.thoughtsTokenCount ?? 0,
-        }));
+      outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
+    ) => accountRequest(gw, { model, userId, attempts, startedAt, ...outcome });
 
     if (!req.stream) {
       const result = await runWithFailover(gw.pool, failover, async (key) => {
@@ -109,10 +99,14 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
         return parseChunk(text);
       });
       if (!result.ok) {
-        account(result.attempts, false);
+        account(result.attempts, {
+          ok: false,
+          status: result.failure.status,
+          errorClass: result.failure.kind,
+        });
         throw failureToOpenAi(result.failure);
       }
-      account(result.attempts, true, result.value.usageMetadata);
+      account(result.attempts, { ok: true, status: 200, usage: result.value.usageMetadata });
       return c.json(toChatCompletion(result.value, ctx));
     }
 
@@ -148,7 +142,11 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
       },
     );
     if (!result.ok) {
-      account(result.attempts, false);
+      account(result.attempts, {
+        ok: false,
+        status: result.failure.status,
+        errorClass: result.failure.kind,
+      });
       throw failureToOpenAi(result.failure);
     }
     const { first, rest } = result.value;
@@ -168,7 +166,12 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
         controller.enqueue(encoder.encode("data: [DONE]\n\n"));
       }
       controller.close();
-      account(result.attempts, !error, translator.usage);
+      account(result.attempts, {
+        ok: !error,
+        status: 200,
+        errorClass: error ? "stream_error" : undefined,
+        usage: translator.usage,
+      });
     };
     const send = (controller: ReadableStreamDefaultController<Uint8Array>, value: unknown) =>
       controller.enqueue(encoder.encode(`data: ${JSON.stringify(value)}\n\n`));
@@ -222,7 +225,12 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
         done = true;
         stopUpstream();
         rest.return(undefined).catch(() => {});
-        account(result.attempts, true, translator.usage);
+        account(result.attempts, {
+          ok: true,
+          status: 200,
+          errorClass: "client_closed",
+          usage: translator.usage,
+        });
       },
     });
     return new Response(stream, {
