@@ -13,6 +13,9 @@ export interface UpstreamRequest {
   body?: BodyInit | null;
   /** Extra headers; `authorization`, `x-goog-api-key` and `host` are dropped if present. */
   headers?: Record<string, string>;
+  /** An absolute upstream URL instead of `path` and `query` (an upload session); it must be on
+   * the upstream origin. */
+  url?: string;
 }
 
 /** Options of `GeminiClient`. */
@@ -45,14 +48,28 @@ export class GeminiClient {
     return this.#options.baseUrl + path + (query ? `?${query}` : "");
   }
 
+  /** Whether an absolute URL is on the upstream origin (so a key may be sent to it). */
+  isUpstreamUrl(url: string): boolean {
+    try {
+      return new URL(url).origin === new URL(this.#options.baseUrl).origin;
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * Sends `request` with `apiKey`. Rejects with `UpstreamTimeoutError` when headers take longer
    * than the timeout, or with the abort reason when `signal` (the client going away) fires.
    */
   async send(apiKey: string, request: UpstreamRequest, signal?: AbortSignal): Promise<Response> {
     const headers = new Headers();
-    for (const [name, value] of Object.entries(request.headers ?? {})) {
-      if (!DROPPED_HEADERS.has(name.toLowerCase())) headers.set(name, value);
+    if (request.headers) {
+      for (const [name, value] of Object.entries(request.headers)) {
+        if (!DROPPED_HEADERS.has(name.toLowerCase())) headers.set(name, value);
+      }
+    }
+    if (request.url !== undefined && !this.isUpstreamUrl(request.url)) {
+      throw new Error("Refusing to send a key to a URL outside the upstream origin");
     }
     headers.set("x-goog-api-key", apiKey);
     if (request.body && typeof request.body === "string" && !headers.has("content-type")) {
@@ -67,14 +84,15 @@ export class GeminiClient {
       controller.abort();
     }, this.#options.timeoutMs);
     try {
-      return await this.#options.fetch(this.url(request.path, request.query), {
+      const init: RequestInit & { duplex?: "half" } = {
         method: request.method,
         headers,
         body: request.body,
         signal: controller.signal,
-        // A streamed upload body needs half-duplex.
-        ...(request.body instanceof ReadableStream ? { duplex: "half" } : {}),
-      } as RequestInit);
+      };
+      // A streamed upload body needs half-duplex.
+      if (request.body instanceof ReadableStream) init.duplex = "half";
+      return await this.#options.fetch(request.url ?? this.url(request.path, request.query), init);
     } catch (err) {
       if (timedOut) throw new UpstreamTimeoutError(this.#options.timeoutMs);
       throw err;

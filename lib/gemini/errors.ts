@@ -100,3 +100,47 @@ export function classifyHttpFailure(status: number, bodyText: string): FailureCl
   if (status === 408 || status >= 500) return { kind: "upstream", reason: message };
   return { kind: "client", reason: message };
 }
+
+const STATUS_NAMES: Record<number, string> = {
+  400: "INVALID_ARGUMENT",
+  401: "UNAUTHENTICATED",
+  403: "PERMISSION_DENIED",
+  404: "NOT_FOUND",
+  409: "ALREADY_EXISTS",
+  413: "INVALID_ARGUMENT",
+  429: "RESOURCE_EXHAUSTED",
+  499: "CANCELLED",
+  500: "INTERNAL",
+  501: "UNIMPLEMENTED",
+  502: "UNAVAILABLE",
+  503: "UNAVAILABLE",
+  504: "DEADLINE_EXCEEDED",
+};
+
+/** The canonical Google status name of an HTTP status. */
+export function googleStatusName(code: number): string {
+  return STATUS_NAMES[code] ?? (code >= 500 ? "INTERNAL" : "INVALID_ARGUMENT");
+}
+
+/** An error the Gemini-native routes answer in Google's shape: `{"error": {code, message, status}}`. */
+export class GoogleApiError extends Error {
+  readonly code: number;
+  readonly status: string;
+  readonly headers: Record<string, string>;
+
+  constructor(code: number, message: string, options: { headers?: Record<string, string> } = {}) {
+    super(message);
+    this.name = "GoogleApiError";
+    this.code = code;
+    this.status = googleStatusName(code);
+    this.headers = options.headers ?? {};
+  }
+
+  /** A `Response` carrying this error. */
+  toResponse(): Response {
+    return Response.json(
+      { error: { code: this.code, message: this.message, status: this.status } },
+      { status: this.code, headers: this.headers },
+    );
+  }
+}

@@ -13,7 +13,7 @@ export class SseParser {
     // A chunk that ended in CR has already ended its line; an LF right after it is CRLF's second half.
     if (this.#skipLf && text.startsWith("\n")) text = text.slice(1);
     this.#skipLf = text.endsWith("\r");
-    this.#buffer += text.replace(/\r\n?/g, "\n");
+    this.#buffer += text.includes("\r") ? text.replace(/\r\n?/g, "\n") : text;
     const out: string[] = [];
     let end: number;
     while ((end = this.#buffer.indexOf("\n\n")) !== -1) {
@@ -43,24 +43,97 @@ function dataOf(block: string): string | null {
   return lines.length ? lines.join("\n") : null;
 }
 
-/** Reads a byte stream of SSE and yields each event's `data` payload. */
-export async function* readSseData(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const parser = new SseParser();
-  const reader = body.getReader();
-  const decoder = new TextDecoder();
-  let finished = false;
-  try {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      yield* parser.push(decoder.decode(value, { stream: true }));
-    }
-    finished = true;
-    yield* parser.push(decoder.decode());
-    yield* parser.flush();
-  } finally {
-    // The consumer stopped early (or reading failed): release the upstream connection.
-    if (!finished) await reader.cancel().catch(() => {});
-    reader.releaseLock();
+/**
+ * The `data` payloads of a byte stream of SSE, one by one. A plain class rather than an async
+ * generator: the hot path reads a handful of events per request, and a generator's machinery
+ * (a promise and a frame per step, `yield*` per event) is most of the cost.
+ */
+export class SseReader implements AsyncIterableIterator<string> {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #parser = new SseParser();
+  #decoder = new TextDecoder();
+  #queue: string[] = [];
+  #next = 0;
+  /** `open`: reading; `ended`: the stream ended (events may be queued); `closed`: released. */
+  #state: "open" | "ended" | "closed" = "open";
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.#reader = body.getReader();
   }
+
+  /** Payloads already read and parsed: `next` returns them without waiting. */
+  get buffered(): number {
+    return this.#queue.length - this.#next;
+  }
+
+  /** The next payload, or done once the stream ended (or `return` was called). */
+  async next(): Promise<IteratorResult<string, undefined>> {
+    while (true) {
+      if (this.#next < this.#queue.length) {
+        const value = this.#queue[this.#next++];
+        if (this.#next === this.#queue.length) {
+          this.#queue = [];
+          this.#next = 0;
+        }
+        return { value, done: false };
+      }
+      if (this.#state !== "open") {
+        if (this.#state === "ended") this.#release();
+        return { value: undefined, done: true };
+      }
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await this.#reader.read();
+      } catch (err) {
+        // Reading failed: release the upstream connection.
+        await this.#close();
+        throw err;
+      }
+      // `return()` may have closed the reader while this read was pending.
+      if (this.#closed()) continue;
+      if (chunk.done) {
+        this.#state = "ended";
+        this.#queue = [...this.#parser.push(this.#decoder.decode()), ...this.#parser.flush()];
+        this.#next = 0;
+      } else {
+        this.#queue = this.#parser.push(this.#decoder.decode(chunk.value, { stream: true }));
+        this.#next = 0;
+      }
+    }
+  }
+
+  /** Stops reading; a stream that did not end is cancelled, releasing the upstream connection. */
+  async return(): Promise<IteratorResult<string, undefined>> {
+    this.#queue = [];
+    this.#next = 0;
+    if (this.#state === "open") await this.#close();
+    else this.#release();
+    return { value: undefined, done: true };
+  }
+
+  #closed(): boolean {
+    return this.#state === "closed";
+  }
+
+  async #close(): Promise<void> {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    await this.#reader.cancel().catch(() => {});
+    this.#reader.releaseLock();
+  }
+
+  #release(): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#reader.releaseLock();
+  }
+
+  [Symbol.asyncIterator](): SseReader {
+    return this;
+  }
+}
+
+/** Reads a byte stream of SSE and yields each event's `data` payload. */
+export function readSseData(body: ReadableStream<Uint8Array>): SseReader {
+  return new SseReader(body);
 }

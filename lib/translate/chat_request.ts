@@ -1,70 +1,508 @@
 /**
- * OpenAI chat request -> Gemini generateContent request (pure).
+ * OpenAI chat request -> Gemini generateContent request (pure). What needs I/O (http(s) media,
+ * uploaded files, stored thought signatures) is listed by `chatRequestRefs`, resolved by the route,
+ * and handed in as `ResolvedRefs`.
  */
-import type { ChatCompletionRequest, Message } from "../openai/chat_schema.ts";
-import type { Content, GenerateContentRequest, GenerationConfig, Part } from "../gemini/types.ts";
+import type {
+  ChatCompletionRequest,
+  GoogleExtras,
+  Message,
+  ToolCall,
+  UserPart,
+} from "../openai/chat_schema.ts";
+import type {
+  Content,
+  FunctionCallingConfig,
+  FunctionDeclaration,
+  GenerateContentRequest,
+  GenerationConfig,
+  Part,
+  SafetySetting,
+} from "../gemini/types.ts";
+import { normalizeModel, type ResolvedModel, resolveModel } from "./models.ts";
+import { toGeminiParameters, toResponseJsonSchema } from "./schema.ts";
+import {
+  requiresThoughtSignatures,
+  ThinkingConfigError,
+  thinkingConfigFor,
+  type ThinkingDefaults,
+} from "./thinking.ts";
+import { DUMMY_THOUGHT_SIGNATURE, parseToolCallId } from "./tool_ids.ts";
+
+/** Re-exported: routes that only need the name normalization import it from here. */
+export { normalizeModel };
 
 /** A translation problem the client must fix; `param` names the field. */
 export class TranslateError extends Error {
   readonly param: string | null;
+  readonly code: string;
 
-  constructor(message: string, param: string | null = null) {
+  constructor(message: string, param: string | null = null, code = "invalid_value") {
     super(message);
     this.name = "TranslateError";
     this.param = param;
+    this.code = code;
   }
 }
 
-/** The client's model id as Gemini's path wants it (a leading `models/` removed). */
-export function normalizeModel(model: string): string {
-  return model.replace(/^models\//, "");
+/** Base64 media bytes with their MIME type. */
+export interface InlineData {
+  mimeType: string;
+  data: string;
 }
 
-function textOf(content: string | { type: "text"; text: string }[] | null | undefined): string {
-  if (content == null) return "";
-  return typeof content === "string" ? content : content.map((p) => p.text).join("");
+/** An uploaded file, as a request may reference it. */
+export interface FileRef {
+  uri: string;
+  mimeType: string;
+}
+
+/** A stored tool-call record: the thought signature and Gemini's own call id. */
+export interface ToolCallRecord {
+  signature?: string;
+  geminiId?: string;
+}
+
+/** What the route resolved before translating. */
+export interface ResolvedRefs {
+  /** Media fetched for http(s) URLs, by URL. */
+  media?: ReadonlyMap<string, InlineData>;
+  /** Uploaded files by the gateway's file id. */
+  files?: ReadonlyMap<string, FileRef>;
+  /** Stored tool-call records by hash. */
+  toolCalls?: ReadonlyMap<string, ToolCallRecord>;
+}
+
+/** Where an admin's prompt text goes. */
+export type InjectionPosition = "system" | "user_prefix" | "user_suffix";
+
+/** The admin settings that shape every chat request. */
+export interface ChatSettings {
+  thinking: ThinkingDefaults;
+  /** Text added to every request ("" for none). */
+  promptInjection: string;
+  promptInjectionPosition: InjectionPosition;
+  /** Threshold sent for every harm category, or `UNSET` to send none. */
+  safetyThreshold: string;
+  aliases: Readonly<Record<string, string>>;
+}
+
+/** Settings that change nothing: no injection, no safety settings, thinking left to the model. */
+export const NEUTRAL_CHAT_SETTINGS: ChatSettings = {
+  thinking: { mode: "auto", budget: -1, includeThoughts: false },
+  promptInjection: "",
+  promptInjectionPosition: "system",
+  safetyThreshold: "UNSET",
+  aliases: {},
+};
+
+/** The harm categories the Gemini API takes settings for. */
+export const HARM_CATEGORIES = [
+  "HARM_CATEGORY_HARASSMENT",
+  "HARM_CATEGORY_HATE_SPEECH",
+  "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+  "HARM_CATEGORY_DANGEROUS_CONTENT",
+  "HARM_CATEGORY_CIVIC_INTEGRITY",
+] as const;
+
+/** The thresholds an admin may choose (`UNSET`: send no safety settings). */
+export const SAFETY_THRESHOLDS = [
+  "OFF",
+  "BLOCK_NONE",
+  "BLOCK_ONLY_HIGH",
+  "BLOCK_MEDIUM_AND_ABOVE",
+  "BLOCK_LOW_AND_ABOVE",
+  "UNSET",
+] as const;
+
+/** A translated request. */
+export interface ChatTranslation {
+  /** The upstream model. */
+  model: string;
+  resolved: ResolvedModel;
+  body: GenerateContentRequest;
+}
+
+/** A reference that needs I/O before translation, with the field that holds it. */
+export interface Ref {
+  value: string;
+  param: string;
+}
+
+/** Everything a request references that the route must resolve. */
+export interface ChatRefs {
+  /** http(s) media URLs. */
+  urls: Ref[];
+  /** Gateway file ids. */
+  fileIds: Ref[];
+  /** Hashes of stored tool-call records. */
+  toolCallHashes: string[];
 }
 
 const DATA_URL = /^data:([^;,]+)?((?:;[^;,]+)*?);base64,(.*)$/s;
 
 /** Splits a base64 `data:` URL into MIME type and data; null when `url` is not one. */
-export function parseDataUrl(url: string): { mimeType: string; data: string } | null {
+export function parseDataUrl(url: string): InlineData | null {
   const m = DATA_URL.exec(url);
   if (!m) return null;
   return { mimeType: m[1] || "application/octet-stream", data: m[3].replace(/\s+/g, "") };
 }
 
-function userParts(message: Extract<Message, { role: "user" }>, index: number): Part[] {
+const EXTENSION_TYPES: Record<string, string> = {
+  pdf: "application/pdf",
+  txt: "text/plain",
+  md: "text/markdown",
+  csv: "text/csv",
+  html: "text/html",
+  htm: "text/html",
+  xml: "text/xml",
+  json: "application/json",
+  js: "text/javascript",
+  py: "text/x-python",
+  rtf: "text/rtf",
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  webp: "image/webp",
+  gif: "image/gif",
+  heic: "image/heic",
+  heif: "image/heif",
+  mp3: "audio/mp3",
+  wav: "audio/wav",
+  aac: "audio/aac",
+  ogg: "audio/ogg",
+  flac: "audio/flac",
+  aiff: "audio/aiff",
+  m4a: "audio/mp4",
+  mp4: "video/mp4",
+  mpeg: "video/mpeg",
+  mov: "video/mov",
+  avi: "video/avi",
+  webm: "video/webm",
+  wmv: "video/wmv",
+  flv: "video/x-flv",
+  "3gp": "video/3gpp",
+};
+
+/** A MIME type guessed from a file name's extension, or null. */
+export function mimeFromFilename(name: string | null | undefined): string | null {
+  const m = /\.([A-Za-z0-9]+)$/.exec(name ?? "");
+  return m ? EXTENSION_TYPES[m[1].toLowerCase()] ?? null : null;
+}
+
+function isHttpUrl(url: string): boolean {
+  return /^https?:\/\//i.test(url);
+}
+
+/** Lists what a request references that needs resolving (media URLs, files, signatures). */
+export function chatRequestRefs(req: ChatCompletionRequest): ChatRefs {
+  const refs: ChatRefs = { urls: [], fileIds: [], toolCallHashes: [] };
+  req.messages.forEach((message, i) => {
+    if (message.role === "user" && typeof message.content !== "string") {
+      message.content.forEach((part, j) => {
+        const param = `messages[${i}].content[${j}]`;
+        if (part.type === "image_url" && isHttpUrl(part.image_url.url)) {
+          refs.urls.push({ value: part.image_url.url, param: `${param}.image_url.url` });
+        } else if (part.type === "file" && part.file.file_id) {
+          refs.fileIds.push({ value: part.file.file_id, param: `${param}.file.file_id` });
+        } else if (
+          part.type === "image" || part.type === "audio" || part.type === "video" ||
+          part.type === "document"
+        ) {
+          refs.fileIds.push({ value: part.file_data.file_id, param: `${param}.file_data.file_id` });
+        }
+      });
+    }
+    if (message.role === "assistant") {
+      for (const call of message.tool_calls ?? []) {
+        const parsed = parseToolCallId(call.id);
+        if (parsed.kind === "gateway" && parsed.hash) refs.toolCallHashes.push(parsed.hash);
+      }
+    }
+  });
+  return refs;
+}
+
+function textOf(
+  content: string | readonly { type: string; text?: string }[] | null | undefined,
+): string {
+  if (content == null) return "";
+  if (typeof content === "string") return content;
+  return content.map((p) => (p.type === "text" ? p.text ?? "" : "")).join("");
+}
+
+function userParts(
+  message: Extract<Message, { role: "user" }>,
+  index: number,
+  refs: ResolvedRefs,
+): Part[] {
   if (typeof message.content === "string") return [{ text: message.content }];
-  return message.content.map((part, j): Part => {
+  return message.content.map((part: UserPart, j): Part => {
     const param = `messages[${index}].content[${j}]`;
-    if (part.type === "text") return { text: part.text };
-    if (part.type === "image_url") {
-      const data = parseDataUrl(part.image_url.url);
-      if (!data) {
+    switch (part.type) {
+      case "text":
+        return { text: part.text };
+      case "image_url": {
+        const url = part.image_url.url;
+        const data = parseDataUrl(url);
+        if (data) return { inlineData: data };
+        const fetched = isHttpUrl(url) ? refs.media?.get(url) : undefined;
+        if (fetched) return { inlineData: fetched };
         throw new TranslateError(
-          "Only base64 data: URLs are supported in image_url for now",
+          isHttpUrl(url)
+            ? `The image at ${url.slice(0, 200)} could not be fetched`
+            : "image_url.url must be a base64 data: URL or an http(s) URL",
           `${param}.image_url.url`,
         );
       }
-      return { inlineData: data };
+      case "input_audio": {
+        const format = part.input_audio.format.toLowerCase();
+        return {
+          inlineData: {
+            mimeType: format.includes("/") ? format : `audio/${format}`,
+            data: part.input_audio.data,
+          },
+        };
+      }
+      case "file": {
+        if (part.file.file_id) {
+          return { fileData: fileRef(refs, part.file.file_id, `${param}.file.file_id`) };
+        }
+        if (part.file.file_data) {
+          const parsed = parseDataUrl(part.file.file_data);
+          if (parsed && parsed.mimeType !== "application/octet-stream") {
+            return { inlineData: parsed };
+          }
+          const mimeType = mimeFromFilename(part.file.filename);
+          if (!mimeType) {
+            throw new TranslateError(
+              "The type of file_data is unknown: send it as a data: URL with its MIME type, " +
+                "or give a filename with a known extension",
+              `${param}.file.file_data`,
+            );
+          }
+          return { inlineData: { mimeType, data: parsed?.data ?? part.file.file_data.trim() } };
+        }
+        throw new TranslateError(
+          "A file part needs file.file_id or file.file_data",
+          `${param}.file`,
+        );
+      }
+      default: {
+        const ref = fileRef(refs, part.file_data.file_id, `${param}.file_data.file_id`);
+        return {
+          fileData: {
+            fileUri: ref.fileUri,
+            mimeType: part.file_data.mime_type ?? ref.mimeType,
+          },
+        };
+      }
     }
-    const format = part.input_audio.format.toLowerCase();
-    return {
-      inlineData: {
-        mimeType: format.includes("/") ? format : `audio/${format}`,
-        data: part.input_audio.data,
-      },
-    };
   });
+}
+
+function fileRef(
+  refs: ResolvedRefs,
+  id: string,
+  param: string,
+): { fileUri: string; mimeType: string } {
+  const file = refs.files?.get(id);
+  if (!file) throw new TranslateError(`No such file: '${id}'`, param, "file_not_found");
+  return { fileUri: file.uri, mimeType: file.mimeType };
+}
+
+function parseArguments(text: string, param: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = text.trim() === "" ? {} : JSON.parse(text);
+  } catch {
+    throw new TranslateError("Tool call arguments must be a JSON object", param);
+  }
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    return value as Record<string, unknown>;
+  }
+  return { value };
+}
+
+function functionCallParts(
+  calls: readonly ToolCall[],
+  index: number,
+  refs: ResolvedRefs,
+): Part[] {
+  return calls.map((call, j): Part => {
+    const param = `messages[${index}].tool_calls[${j}]`;
+    const functionCall: { id?: string; name: string; args: unknown } = {
+      name: call.function.name,
+      args: parseArguments(call.function.arguments, `${param}.function.arguments`),
+    };
+    const part: Part = { functionCall };
+    const parsed = parseToolCallId(call.id);
+    if (parsed.kind === "gemini") functionCall.id = parsed.id;
+    const record = parsed.kind === "gateway" && parsed.hash
+      ? refs.toolCalls?.get(parsed.hash)
+      : undefined;
+    if (record?.geminiId) functionCall.id = record.geminiId;
+    const signature = call.extra_content?.google?.thought_signature ?? record?.signature;
+    if (signature) part.thoughtSignature = signature;
+    return part;
+  });
+}
+
+/** The response object Gemini wants for a tool result: an object, wrapped as `{output}` otherwise. */
+export function toolResultObject(content: string): Record<string, unknown> {
+  let value: unknown = content;
+  try {
+    value = JSON.parse(content);
+  } catch {
+    // Plain text: sent as the output string.
+  }
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    return value as Record<string, unknown>;
+  }
+  return { output: value };
+}
+
+function mergeTurns(contents: Content[]): Content[] {
+  const merged: Content[] = [];
+  for (const c of contents) {
+    const prev = merged.at(-1);
+    if (prev && prev.role === c.role) prev.parts.push(...c.parts);
+    else merged.push({ role: c.role, parts: [...c.parts] });
+  }
+  return merged;
+}
+
+function hasTextPart(c: Content): boolean {
+  return c.parts.some((p) => typeof p.text === "string");
+}
+
+function inject(contents: Content[], system: string[], settings: ChatSettings): void {
+  const text = settings.promptInjection;
+  if (!text) return;
+  if (settings.promptInjectionPosition === "system") {
+    system.unshift(text);
+    return;
+  }
+  const users = contents.filter((c) => c.role === "user" && hasTextPart(c));
+  if (settings.promptInjectionPosition === "user_prefix") {
+    const first = users[0];
+    if (first) first.parts.unshift({ text: `${text}\n\n` });
+    else system.unshift(text);
+  } else {
+    const last = users.at(-1);
+    if (last) last.parts.push({ text: `\n\n${text}` });
+    else system.push(text);
+  }
+}
+
+function googleExtras(req: ChatCompletionRequest): GoogleExtras {
+  return { ...req.google, ...req.extra_body?.google };
+}
+
+function safetySettings(
+  req: ChatCompletionRequest,
+  settings: ChatSettings,
+): SafetySetting[] | undefined {
+  const custom = googleExtras(req).safety_settings;
+  if (custom) {
+    const seen = new Set<string>();
+    return custom.map((s, i) => {
+      const category = s.category.toUpperCase();
+      if (seen.has(category)) {
+        throw new TranslateError(
+          `Safety category '${s.category}' is listed twice`,
+          `extra_body.google.safety_settings[${i}].category`,
+        );
+      }
+      seen.add(category);
+      return { category, threshold: s.threshold.toUpperCase() };
+    });
+  }
+  if (settings.safetyThreshold === "UNSET") return undefined;
+  return HARM_CATEGORIES.map((category) => ({
+    category,
+    // OFF is refused for civic integrity by some models; BLOCK_NONE is the least blocking there.
+    threshold: category === "HARM_CATEGORY_CIVIC_INTEGRITY" && settings.safetyThreshold === "OFF"
+      ? "BLOCK_NONE"
+      : settings.safetyThreshold,
+  }));
+}
+
+function declarations(req: ChatCompletionRequest): FunctionDeclaration[] {
+  const defs = [
+    ...(req.tools ?? []).map((t) => t.function),
+    ...(req.functions ?? []),
+  ];
+  const names = new Set<string>();
+  return defs.map((fn, i) => {
+    const param = req.tools?.length ? `tools[${i}].function.name` : `functions[${i}].name`;
+    if (!/^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$/.test(fn.name)) {
+      throw new TranslateError(
+        `Function name '${fn.name}' is not allowed: use letters, digits, '_', '.', ':' or '-', ` +
+          "starting with a letter or '_'",
+        param,
+      );
+    }
+    if (names.has(fn.name)) {
+      throw new TranslateError(`Function '${fn.name}' is defined twice`, param);
+    }
+    names.add(fn.name);
+    const decl: FunctionDeclaration = { name: fn.name };
+    if (fn.description) decl.description = fn.description;
+    const parameters = toGeminiParameters(fn.parameters);
+    if (parameters) decl.parameters = parameters;
+    return decl;
+  });
+}
+
+function toolConfig(
+  req: ChatCompletionRequest,
+  decls: FunctionDeclaration[],
+): { decls: FunctionDeclaration[]; config?: FunctionCallingConfig } {
+  const choice = req.tool_choice ??
+    (req.function_call
+      ? (typeof req.function_call === "string"
+        ? req.function_call
+        : { type: "function" as const, function: { name: req.function_call.name } })
+      : undefined);
+  if (!choice || decls.length === 0) return { decls };
+  const known = (name: string, param: string) => {
+    if (!decls.some((d) => d.name === name)) {
+      throw new TranslateError(`tool_choice names '${name}', which is not among the tools`, param);
+    }
+  };
+  if (choice === "none") return { decls, config: { mode: "NONE" } };
+  if (choice === "auto") return { decls, config: { mode: "AUTO" } };
+  if (choice === "required") return { decls, config: { mode: "ANY" } };
+  if (choice.type === "function") {
+    known(choice.function.name, "tool_choice.function.name");
+    return { decls, config: { mode: "ANY", allowedFunctionNames: [choice.function.name] } };
+  }
+  const allowed = choice.allowed_tools.tools.map((t, i) => {
+    known(t.function.name, `tool_choice.allowed_tools.tools[${i}].function.name`);
+    return t.function.name;
+  });
+  if (choice.allowed_tools.mode === "required") {
+    return { decls, config: { mode: "ANY", allowedFunctionNames: allowed } };
+  }
+  return { decls: decls.filter((d) => allowed.includes(d.name)), config: { mode: "AUTO" } };
 }
 
 /** Builds the Gemini request body and model for an OpenAI chat request. */
 export function toGeminiChatRequest(
   req: ChatCompletionRequest,
-): { model: string; body: GenerateContentRequest } {
+  options: { settings?: ChatSettings; refs?: ResolvedRefs } = {},
+): ChatTranslation {
+  const settings = options.settings ?? NEUTRAL_CHAT_SETTINGS;
+  const refs = options.refs ?? {};
+  const resolved = resolveModel(req.model, settings.aliases);
+  const model = resolved.model;
+  const needsSignatures = requiresThoughtSignatures(model);
+
   const system: string[] = [];
   const contents: Content[] = [];
+  // Tool-call ids of earlier assistant messages -> function name, for tool results.
+  const callNames = new Map<string, string>();
   req.messages.forEach((message, index) => {
     switch (message.role) {
       case "system":
@@ -72,29 +510,78 @@ export function toGeminiChatRequest(
         system.push(textOf(message.content));
         break;
       case "user":
-        contents.push({ role: "user", parts: userParts(message, index) });
+        contents.push({ role: "user", parts: userParts(message, index, refs) });
         break;
       case "assistant": {
+        const parts: Part[] = [];
         const text = textOf(message.content);
-        if (text) contents.push({ role: "model", parts: [{ text }] });
+        if (text) parts.push({ text });
+        const calls = message.tool_calls ?? [];
+        for (const call of calls) callNames.set(call.id, call.function.name);
+        const callParts = functionCallParts(calls, index, refs);
+        if (message.function_call) {
+          callParts.push({
+            functionCall: {
+              name: message.function_call.name,
+              args: parseArguments(
+                message.function_call.arguments,
+                `messages[${index}].function_call.arguments`,
+              ),
+            },
+          });
+        }
+        if (needsSignatures && callParts.length && !callParts[0].thoughtSignature) {
+          callParts[0].thoughtSignature = DUMMY_THOUGHT_SIGNATURE;
+        }
+        parts.push(...callParts);
+        if (parts.length) contents.push({ role: "model", parts });
         break;
       }
+      case "tool": {
+        const name = callNames.get(message.tool_call_id);
+        if (!name) {
+          throw new TranslateError(
+            `tool_call_id '${message.tool_call_id}' does not match a tool call of an earlier ` +
+              "assistant message",
+            `messages[${index}].tool_call_id`,
+          );
+        }
+        const functionResponse: { id?: string; name: string; response: unknown } = {
+          name,
+          response: toolResultObject(textOf(message.content)),
+        };
+        const parsed = parseToolCallId(message.tool_call_id);
+        if (parsed.kind === "gemini") functionResponse.id = parsed.id;
+        else if (parsed.hash) {
+          const id = refs.toolCalls?.get(parsed.hash)?.geminiId;
+          if (id) functionResponse.id = id;
+        }
+        contents.push({ role: "user", parts: [{ functionResponse }] });
+        break;
+      }
+      case "function":
+        contents.push({
+          role: "user",
+          parts: [{
+            functionResponse: {
+              name: message.name,
+              response: toolResultObject(message.content ?? ""),
+            },
+          }],
+        });
+        break;
     }
   });
   if (contents.length === 0) {
     throw new TranslateError("At least one user or assistant message is required", "messages");
   }
-  // Gemini wants alternating turns: merge consecutive turns of the same role.
-  const merged: Content[] = [];
-  for (const c of contents) {
-    const prev = merged.at(-1);
-    if (prev && prev.role === c.role) prev.parts.push(...c.parts);
-    else merged.push({ role: c.role, parts: [...c.parts] });
-  }
+  const merged = mergeTurns(contents);
+  inject(merged, system, settings);
 
   const config: GenerationConfig = {};
   if (req.temperature != null) config.temperature = req.temperature;
   if (req.top_p != null) config.topP = req.top_p;
+  if (req.top_k != null) config.topK = req.top_k;
   const maxTokens = req.max_completion_tokens ?? req.max_tokens;
   if (maxTokens != null) config.maxOutputTokens = maxTokens;
   if (req.stop != null) {
@@ -105,10 +592,62 @@ export function toGeminiChatRequest(
     if (req.stream) throw new TranslateError("n greater than 1 is not supported with stream", "n");
     config.candidateCount = req.n;
   }
+  if (req.seed != null) config.seed = req.seed;
+  if (req.presence_penalty != null) config.presencePenalty = req.presence_penalty;
+  if (req.frequency_penalty != null) config.frequencyPenalty = req.frequency_penalty;
+  if (req.top_logprobs != null && req.top_logprobs > 0 && req.logprobs !== true) {
+    throw new TranslateError("top_logprobs needs logprobs set to true", "top_logprobs");
+  }
+  if (req.logprobs === true) {
+    config.responseLogprobs = true;
+    if (req.top_logprobs != null && req.top_logprobs > 0) config.logprobs = req.top_logprobs;
+  }
+  const format = req.response_format;
+  if (format?.type === "json_object") config.responseMimeType = "application/json";
+  if (format?.type === "json_schema") {
+    config.responseMimeType = "application/json";
+    if (format.json_schema.schema) {
+      config.responseJsonSchema = toResponseJsonSchema(format.json_schema.schema);
+    }
+  }
+  const extras = googleExtras(req);
+  const explicit = extras.thinking_config;
+  try {
+    const thinking = thinkingConfigFor(model, {
+      effort: req.reasoning_effort,
+      suffix: resolved.suffix,
+      explicit: explicit
+        ? {
+          budget: explicit.thinking_budget ?? explicit.thinkingBudget,
+          level: explicit.thinking_level ?? explicit.thinkingLevel,
+          includeThoughts: explicit.include_thoughts ?? explicit.includeThoughts,
+        }
+        : undefined,
+    }, settings.thinking);
+    if (thinking) config.thinkingConfig = thinking;
+  } catch (err) {
+    if (err instanceof ThinkingConfigError) throw new TranslateError(err.message, err.param);
+    throw err;
+  }
 
   const body: GenerateContentRequest = { contents: merged };
   const systemText = system.filter((s) => s.length > 0).join("\n\n");
   if (systemText) body.systemInstruction = { parts: [{ text: systemText }] };
+  const tools = toolConfig(req, declarations(req));
+  if (tools.decls.length) body.tools = [{ functionDeclarations: tools.decls }];
+  if (tools.config) body.toolConfig = { functionCallingConfig: tools.config };
+  const safety = safetySettings(req, settings);
+  if (safety) body.safetySettings = safety;
   if (Object.keys(config).length) body.generationConfig = config;
-  return { model: normalizeModel(req.model), body };
+  if (extras.cached_content) body.cachedContent = extras.cached_content;
+  return { model, resolved, body };
+}
+
+/** Bytes of inline (base64) media in a request body, decoded size. */
+export function inlineBytes(body: GenerateContentRequest): number {
+  let chars = 0;
+  for (const c of body.contents) {
+    for (const p of c.parts) if (p.inlineData) chars += p.inlineData.data.length;
+  }
+  return Math.floor(chars * 3 / 4);
 }

@@ -1,8 +1,15 @@
 /**
- * Gemini generateContent response -> OpenAI chat completion (pure), with the finish-reason and
- * usage mappings shared by the streaming translator.
+ * Gemini generateContent response -> OpenAI chat completion (pure), with the finish-reason, usage,
+ * tool-call and log-probability mappings shared by the streaming translator.
  */
-import type { GenerateContentResponse, Part, UsageMetadata } from "../gemini/types.ts";
+import type {
+  Candidate,
+  GenerateContentResponse,
+  LogprobsResult,
+  Part,
+  UsageMetadata,
+} from "../gemini/types.ts";
+import { makeToolCallId, randomIdPart } from "./tool_ids.ts";
 
 /** OpenAI's finish reasons. */
 export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter";
@@ -16,12 +23,36 @@ export interface ChatUsage {
   completion_tokens_details: { reasoning_tokens: number };
 }
 
+/** One tool call of an assistant message. */
+export interface ChatToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+  /** The thought signature as Google's OpenAI layer carries it, for clients that keep it. */
+  extra_content?: { google: { thought_signature: string } };
+}
+
 /** An assistant message of a chat completion. */
 export interface ChatMessage {
   role: "assistant";
   content: string | null;
   refusal: null;
   reasoning_content?: string;
+  tool_calls?: ChatToolCall[];
+}
+
+/** One token's log probability, as OpenAI reports it. */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+/** `choices[].logprobs`. */
+export interface ChoiceLogprobs {
+  content: TokenLogprob[];
+  refusal: null;
 }
 
 /** A non-streamed chat completion. */
@@ -30,15 +61,39 @@ export interface ChatCompletion {
   object: "chat.completion";
   created: number;
   model: string;
-  choices: { index: number; message: ChatMessage; logprobs: null; finish_reason: FinishReason }[];
+  choices: {
+    index: number;
+    message: ChatMessage;
+    logprobs: ChoiceLogprobs | null;
+    finish_reason: FinishReason;
+  }[];
   usage: ChatUsage;
 }
+
+/** A function call the model made, before it gets an OpenAI id. */
+export interface FunctionCallInfo {
+  name: string;
+  args: unknown;
+  /** Gemini's own call id, when it sent one. */
+  geminiId?: string;
+  /** The thought signature on this part, when there is one. */
+  signature?: string;
+  /** The part's `functionCall` object (identity used to look up a precomputed id). */
+  source: object;
+}
+
+/** Names function calls with OpenAI tool-call ids (the route stores signatures behind them). */
+export type ToolCallNamer = (call: FunctionCallInfo) => string;
 
 /** Identity of one completion, shared by all its chunks. */
 export interface CompletionContext {
   id: string;
   created: number;
   model: string;
+  /** Ids for function calls; default: fresh random ids. */
+  nameCall?: ToolCallNamer;
+  /** Whether the client asked for log probabilities. */
+  logprobs?: boolean;
 }
 
 const FILTER_REASONS = new Set([
@@ -75,6 +130,29 @@ export function mapUsage(u: UsageMetadata | undefined): ChatUsage {
   };
 }
 
+/** Adds two usage records field by field (for answers assembled from several upstream calls). */
+export function addUsage(a: UsageMetadata | undefined, b: UsageMetadata | undefined) {
+  if (!a) return b;
+  if (!b) return a;
+  const sum = (x?: number, y?: number) =>
+    x === undefined && y === undefined ? undefined : (x ?? 0) + (y ?? 0);
+  const out: UsageMetadata = {};
+  for (
+    const k of [
+      "promptTokenCount",
+      "candidatesTokenCount",
+      "thoughtsTokenCount",
+      "toolUsePromptTokenCount",
+      "cachedContentTokenCount",
+      "totalTokenCount",
+    ] as const
+  ) {
+    const v = sum(a[k], b[k]);
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
 /** Splits parts into answer text and thought-summary text. */
 export function splitText(parts: readonly Part[]): { text: string; thoughts: string } {
   let text = "";
@@ -87,6 +165,78 @@ export function splitText(parts: readonly Part[]): { text: string; thoughts: str
   return { text, thoughts };
 }
 
+/** The function calls among `parts`, in order. */
+export function functionCalls(parts: readonly Part[]): FunctionCallInfo[] {
+  const out: FunctionCallInfo[] = [];
+  for (const p of parts) {
+    if (!p.functionCall) continue;
+    const call: FunctionCallInfo = {
+      name: p.functionCall.name,
+      args: p.functionCall.args ?? {},
+      source: p.functionCall,
+    };
+    if (p.functionCall.id) call.geminiId = p.functionCall.id;
+    if (p.thoughtSignature) call.signature = p.thoughtSignature;
+    out.push(call);
+  }
+  return out;
+}
+
+/** A fresh tool-call id that points at nothing stored. */
+export function plainToolCallId(): string {
+  return makeToolCallId(randomIdPart());
+}
+
+/** The OpenAI tool call of a Gemini function call. */
+export function toToolCall(call: FunctionCallInfo, namer: ToolCallNamer | undefined): ChatToolCall {
+  const out: ChatToolCall = {
+    id: namer ? namer(call) : plainToolCallId(),
+    type: "function",
+    function: { name: call.name, arguments: JSON.stringify(call.args ?? {}) },
+  };
+  if (call.signature) out.extra_content = { google: { thought_signature: call.signature } };
+  return out;
+}
+
+const utf8 = new TextEncoder();
+
+/** Maps Gemini's `logprobsResult` to OpenAI's `logprobs.content`. */
+export function mapLogprobs(result: LogprobsResult | undefined): TokenLogprob[] {
+  const chosen = result?.chosenCandidates ?? [];
+  const tops = result?.topCandidates ?? [];
+  return chosen.map((c, i) => {
+    const token = c.token ?? "";
+    return {
+      token,
+      logprob: c.logProbability ?? 0,
+      bytes: [...utf8.encode(token)],
+      top_logprobs: (tops[i]?.candidates ?? []).map((t) => ({
+        token: t.token ?? "",
+        logprob: t.logProbability ?? 0,
+        bytes: [...utf8.encode(t.token ?? "")],
+      })),
+    };
+  });
+}
+
+/** The OpenAI message of one candidate. */
+export function candidateMessage(
+  candidate: Candidate,
+  namer: ToolCallNamer | undefined,
+): { message: ChatMessage; hasToolCalls: boolean } {
+  const parts = candidate.content?.parts ?? [];
+  const { text, thoughts } = splitText(parts);
+  const calls = functionCalls(parts).map((c) => toToolCall(c, namer));
+  const message: ChatMessage = {
+    role: "assistant",
+    content: text || (calls.length ? null : text),
+    refusal: null,
+  };
+  if (thoughts) message.reasoning_content = thoughts;
+  if (calls.length) message.tool_calls = calls;
+  return { message, hasToolCalls: calls.length > 0 };
+}
+
 /** Translates a whole generateContent response. */
 export function toChatCompletion(
   res: GenerateContentResponse,
@@ -94,14 +244,12 @@ export function toChatCompletion(
 ): ChatCompletion {
   const candidates = [...(res.candidates ?? [])].sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
   const choices: ChatCompletion["choices"] = candidates.map((c, i) => {
-    const { text, thoughts } = splitText(c.content?.parts ?? []);
-    const message: ChatMessage = { role: "assistant", content: text, refusal: null };
-    if (thoughts) message.reasoning_content = thoughts;
+    const { message, hasToolCalls } = candidateMessage(c, ctx.nameCall);
     return {
       index: c.index ?? i,
       message,
-      logprobs: null,
-      finish_reason: mapFinishReason(c.finishReason),
+      logprobs: ctx.logprobs ? { content: mapLogprobs(c.logprobsResult), refusal: null } : null,
+      finish_reason: mapFinishReason(c.finishReason, hasToolCalls),
     };
   });
   if (choices.length === 0) {

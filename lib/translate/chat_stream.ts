@@ -4,19 +4,30 @@
  */
 import type { GenerateContentResponse, UsageMetadata } from "../gemini/types.ts";
 import {
+  type ChatToolCall,
   type ChatUsage,
+  type ChoiceLogprobs,
   type CompletionContext,
   type FinishReason,
+  functionCalls,
   mapFinishReason,
+  mapLogprobs,
   mapUsage,
   splitText,
+  toToolCall,
 } from "./chat_response.ts";
+
+/** A tool call in a stream delta: `index` is its position within the message. */
+export interface ToolCallDelta extends ChatToolCall {
+  index: number;
+}
 
 /** The delta of one streamed choice. */
 export interface ChunkDelta {
   role?: "assistant";
   content?: string;
   reasoning_content?: string;
+  tool_calls?: ToolCallDelta[];
 }
 
 /** One OpenAI stream chunk. */
@@ -28,7 +39,7 @@ export interface ChatCompletionChunk {
   choices: {
     index: number;
     delta: ChunkDelta;
-    logprobs: null;
+    logprobs: ChoiceLogprobs | null;
     finish_reason: FinishReason | null;
   }[];
   usage?: ChatUsage | null;
@@ -45,6 +56,8 @@ export class ChatStreamTranslator {
   #includeUsage: boolean;
   #usage: UsageMetadata | undefined;
   #finished = new Set<number>();
+  /** Tool calls emitted so far, per choice (their count is the next call's `index`). */
+  #calls = new Map<number, number>();
   #started = false;
 
   constructor(ctx: CompletionContext, options: { includeUsage: boolean }) {
@@ -56,13 +69,14 @@ export class ChatStreamTranslator {
     index: number,
     delta: ChunkDelta,
     finish: FinishReason | null = null,
+    logprobs: ChoiceLogprobs | null = null,
   ): ChatCompletionChunk {
     const chunk: ChatCompletionChunk = {
       id: this.#ctx.id,
       object: "chat.completion.chunk",
       created: this.#ctx.created,
       model: this.#ctx.model,
-      choices: [{ index, delta, logprobs: null, finish_reason: finish }],
+      choices: [{ index, delta, logprobs, finish_reason: finish }],
     };
     if (this.#includeUsage) chunk.usage = null;
     return chunk;
@@ -76,6 +90,11 @@ export class ChatStreamTranslator {
   /** Whether the upstream reported a finish reason (the answer is complete). */
   get complete(): boolean {
     return this.#finished.size > 0;
+  }
+
+  /** Whether anything (even the role chunk) has been produced. */
+  get started(): boolean {
+    return this.#started;
   }
 
   /** Translates one upstream chunk into zero or more OpenAI chunks. */
@@ -94,12 +113,29 @@ export class ChatStreamTranslator {
     }
     for (const c of candidates) {
       const index = c.index ?? 0;
-      const { text, thoughts } = splitText(c.content?.parts ?? []);
+      const parts = c.content?.parts ?? [];
+      const { text, thoughts } = splitText(parts);
       if (thoughts) out.push(this.#chunk(index, { reasoning_content: thoughts }));
-      if (text) out.push(this.#chunk(index, { content: text }));
+      if (text) {
+        const logprobs = this.#ctx.logprobs
+          ? { content: mapLogprobs(c.logprobsResult), refusal: null }
+          : null;
+        out.push(this.#chunk(index, { content: text }, null, logprobs));
+      }
+      const calls = functionCalls(parts);
+      if (calls.length) {
+        const first = this.#calls.get(index) ?? 0;
+        const deltas = calls.map((call, i) => ({
+          index: first + i,
+          ...toToolCall(call, this.#ctx.nameCall),
+        }));
+        this.#calls.set(index, first + calls.length);
+        out.push(this.#chunk(index, { tool_calls: deltas }));
+      }
       if (c.finishReason && !this.#finished.has(index)) {
         this.#finished.add(index);
-        out.push(this.#chunk(index, {}, mapFinishReason(c.finishReason)));
+        const hasCalls = (this.#calls.get(index) ?? 0) > 0;
+        out.push(this.#chunk(index, {}, mapFinishReason(c.finishReason, hasCalls)));
       }
     }
     return out;

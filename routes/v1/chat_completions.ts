@@ -1,52 +1,96 @@
 /**
- * `POST /v1/chat/completions`: validate, translate, run across the key pool, translate back (as one
- * JSON body or as a live SSE stream), and record usage once the answer is complete.
+ * `POST /v1/chat/completions`: validate, resolve what the request references (files, images,
+ * thought signatures), translate, run across the key pool (pinned to one key when files demand it),
+ * translate back as one JSON body or a live SSE stream, and record usage once the answer is done.
  */
 import { Hono } from "hono";
+import { accountRequest } from "../../lib/accounting.ts";
+import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
-import { readSseData } from "../../lib/gemini/sse.ts";
+import type { CallTarget } from "../../lib/gemini/generate.ts";
+import { type ContinueOptions, generateWithRounds, StreamRounds } from "../../lib/gemini/rounds.ts";
+import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
 import {
-  type GenerateContentResponse,
-  GenerateContentResponseSchema,
-} from "../../lib/gemini/types.ts";
+  fileErrorToOpenAi,
+  offloadLargeInline,
+  resolveChatInputs,
+} from "../../lib/openai/chat_inputs.ts";
+import { FileAccessError, pinnedFailure } from "../../lib/gemini/files.ts";
 import { ChatCompletionRequestSchema } from "../../lib/openai/chat_schema.ts";
 import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
-import { type AttemptResult, runWithFailover } from "../../lib/pool/failover.ts";
+import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
+import type { GatewayFailure } from "../../lib/pool/failover.ts";
 import { randomId } from "../../lib/secrets.ts";
+import type { Settings } from "../../lib/store/settings.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
-import { accountRequest } from "../../lib/accounting.ts";
-import type { UsageMetadata } from "../../lib/gemini/types.ts";
-import { toGeminiChatRequest, TranslateError } from "../../lib/translate/chat_request.ts";
-import { type CompletionContext, toChatCompletion } from "../../lib/translate/chat_response.ts";
+import {
+  chatRequestRefs,
+  type ChatSettings,
+  normalizeModel,
+  toGeminiChatRequest,
+  TranslateError,
+} from "../../lib/translate/chat_request.ts";
+import {
+  type CompletionContext,
+  plainToolCallId,
+  toChatCompletion,
+  type ToolCallNamer,
+} from "../../lib/translate/chat_response.ts";
 import { ChatStreamTranslator, streamErrorEvent } from "../../lib/translate/chat_stream.ts";
+import { makeToolCallId, randomIdPart, signatureHash } from "../../lib/translate/tool_ids.ts";
 
 const encoder = new TextEncoder();
 
-/** Parses one upstream JSON payload; an `{"error": …}` payload or a bad shape is reported as such. */
-function parseChunk(data: string): { ok: true; value: GenerateContentResponse } | {
-  ok: false;
-  status: number;
-  body: string;
-} {
-  let json: unknown;
-  try {
-    json = JSON.parse(data);
-  } catch {
-    return { ok: false, status: 502, body: `Upstream sent invalid JSON: ${data.slice(0, 100)}` };
-  }
-  if (json && typeof json === "object" && "error" in json) {
-    const code = Number((json as { error: { code?: unknown } }).error?.code);
-    return { ok: false, status: Number.isFinite(code) && code >= 400 ? code : 500, body: data };
-  }
-  const parsed = GenerateContentResponseSchema.safeParse(json);
-  if (!parsed.success) return { ok: false, status: 502, body: "Upstream sent an unexpected shape" };
-  return { ok: true, value: parsed.data };
+/** The chat-shaping part of the settings. */
+export function chatSettingsOf(s: Settings): ChatSettings {
+  return {
+    thinking: {
+      mode: s.thinkingMode,
+      budget: s.thinkingBudget,
+      includeThoughts: s.includeThoughts,
+    },
+    promptInjection: s.promptInjection,
+    promptInjectionPosition: s.promptInjectionPosition,
+    safetyThreshold: s.safetyThreshold,
+    aliases: s.aliases,
+  };
 }
 
-interface OpenedStream {
-  first: GenerateContentResponse;
-  rest: AsyncGenerator<string>;
+function hasFunctionCalls(res: GenerateContentResponse): boolean {
+  for (const c of res.candidates ?? []) {
+    for (const part of c.content?.parts ?? []) if (part.functionCall) return true;
+  }
+  return false;
+}
+
+const plainNamer: ToolCallNamer = () => plainToolCallId();
+
+/**
+ * Gives the function calls of `res` their OpenAI ids: a call with a thought signature (or with
+ * Gemini's own id) gets an id that points at a stored record; others get a plain random id.
+ */
+async function nameCalls(gw: Gateway, res: GenerateContentResponse): Promise<ToolCallNamer> {
+  const ids = new WeakMap<object, string>();
+  for (const c of res.candidates ?? []) {
+    for (const part of c.content?.parts ?? []) {
+      const call = part.functionCall;
+      if (!call) continue;
+      const signature = part.thoughtSignature;
+      if (!signature && call.id && !call.id.startsWith("call_")) {
+        ids.set(call, call.id);
+        continue;
+      }
+      if (!signature && !call.id) continue;
+      const hash = await signatureHash(signature ?? "", call.id);
+      const record = {
+        ...(signature ? { signature } : {}),
+        ...(call.id ? { geminiId: call.id } : {}),
+      };
+      if (gw.toolCalls.remember(hash, record)) ids.set(call, makeToolCallId(randomIdPart(), hash));
+    }
+  }
+  return (call) => ids.get(call.source) ?? plainToolCallId();
 }
 
 /** Builds the chat-completions routes. */
@@ -55,181 +99,178 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
 
   app.post("/", async (c) => {
     const req = await readBody(c.req.raw, ChatCompletionRequestSchema);
+    const settings = gw.settings.current() ?? await gw.settings.get();
+    const userKey = c.get("userKey");
+    const signal = c.req.raw.signal;
+    const startedAt = gw.now();
+
+    const inputs = await resolveChatInputs(gw, chatRequestRefs(req), {
+      userId: userKey.id,
+      signal,
+    });
     let translated;
     try {
-      translated = toGeminiChatRequest(req);
+      translated = toGeminiChatRequest(req, {
+        settings: chatSettingsOf(settings),
+        refs: inputs.refs,
+      });
     } catch (err) {
       if (err instanceof TranslateError) {
-        throw new OpenAiError(400, err.message, { param: err.param, code: "invalid_value" });
+        throw new OpenAiError(err.code === "file_not_found" ? 404 : 400, err.message, {
+          param: err.param,
+          code: err.code,
+        });
       }
       throw err;
     }
     const { model, body } = translated;
-    const settings = await gw.settings.get();
-    const userId = c.get("userKey").id;
-    const signal = c.req.raw.signal;
+    await assertModelAllowed(gw, { userKey, model });
+    const offload = await offloadLargeInline(gw, body, {
+      pinnedKeyId: inputs.pinnedKeyId,
+      signal,
+    });
+    const target: CallTarget = {
+      model,
+      signal,
+      pinnedKeyId: offload.pinnedKeyId,
+      estimatedTokens: estimateRequestTokens(body),
+    };
+    const maxSet = req.max_completion_tokens != null || req.max_tokens != null;
+    const continueOptions: ContinueOptions | null = settings.antiTruncation && (req.n ?? 1) === 1
+      ? { rounds: settings.antiTruncationRounds, onMaxTokens: !maxSet }
+      : null;
     const ctx: CompletionContext = {
       id: randomId("chatcmpl-", 18),
       created: Math.floor(gw.now() / 1000),
-      model,
+      model: normalizeModel(req.model),
+      logprobs: req.logprobs === true,
     };
-    const payload = JSON.stringify(body);
-    const failover = {
-      model,
-      maxAttempts: settings.maxAttempts,
-      defaultCooldownMs: settings.defaultCooldownSeconds * 1000,
-      now: gw.now,
-      signal,
-    };
-    const startedAt = gw.now();
     const account = (
       attempts: Attempt[],
       outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
-    ) => accountRequest(gw, { model, userId, attempts, startedAt, ...outcome });
+    ) =>
+      accountRequest(gw, {
+        model,
+        userId: userKey.id,
+        attempts: [...offload.attempts, ...attempts],
+        startedAt,
+        ...outcome,
+      });
+    const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
+      account(attempts, { ok: false, status: failure.status, errorClass: failure.kind });
+      if (target.pinnedKeyId && failure.kind !== "client") {
+        // The one key that holds this request's files cannot serve: say why, plainly.
+        const err = await pinnedFailure(gw, {
+          keyId: target.pinnedKeyId,
+          what: "A file of this request",
+          failure,
+        }).catch((e) => e);
+        throw err instanceof FileAccessError ? fileErrorToOpenAi(err) : err;
+      }
+      if (failure.kind === "client" && failure.status === 403 && inputs.pinnedKeyId) {
+        // A file we routed to its own key was refused: a routing bug, never the client's fault.
+        console.error(`File access refused on its own key for ${model}: ${failure.message}`);
+        throw new OpenAiError(500, "The gateway routed a file to the wrong Gemini key", {
+          code: "internal_error",
+        });
+      }
+      throw failureToOpenAi(failure);
+    };
 
     if (!req.stream) {
-      const result = await runWithFailover(gw.pool, failover, async (key) => {
-        const res = await gw.client.send(key.secret, {
-          method: "POST",
-          path: `/v1beta/models/${encodeURIComponent(model)}:generateContent`,
-          body: payload,
-        }, signal);
-        const text = await res.text();
-        if (!res.ok) return { ok: false, status: res.status, body: text };
-        return parseChunk(text);
-      });
-      if (!result.ok) {
-        account(result.attempts, {
-          ok: false,
-          status: result.failure.status,
-          errorClass: result.failure.kind,
-        });
-        throw failureToOpenAi(result.failure);
-      }
+      const result = await generateWithRounds(gw, { ...target, body }, continueOptions);
+      if (!result.ok) return await fail(result.failure, result.attempts);
       account(result.attempts, { ok: true, status: 200, usage: result.value.usageMetadata });
+      ctx.nameCall = hasFunctionCalls(result.value)
+        ? await nameCalls(gw, result.value)
+        : plainNamer;
       return c.json(toChatCompletion(result.value, ctx));
     }
 
-    // Streaming: an attempt succeeds only once the first event has been read, so that every
-    // failure before the first byte reaches the client can still move to another key.
-    const upstreamAbort = new AbortController();
-    const stopUpstream = () => upstreamAbort.abort();
+    const upstream = new AbortController();
+    const stopUpstream = () => upstream.abort();
     signal.addEventListener("abort", stopUpstream, { once: true });
-    const result = await runWithFailover(
-      gw.pool,
-      failover,
-      async (key): Promise<AttemptResult<OpenedStream>> => {
-        const res = await gw.client.send(key.secret, {
-          method: "POST",
-          path: `/v1beta/models/${encodeURIComponent(model)}:streamGenerateContent`,
-          query: "alt=sse",
-          body: payload,
-        }, upstreamAbort.signal);
-        if (!res.ok || !res.body) {
-          return { ok: false, status: res.status, body: await res.text() };
-        }
-        const events = readSseData(res.body);
-        const first = await events.next();
-        if (first.done) {
-          return { ok: false, status: 502, body: "Upstream stream ended with no data" };
-        }
-        const parsed = parseChunk(first.value);
-        if (!parsed.ok) {
-          await events.return(undefined);
-          return parsed;
-        }
-        return { ok: true, value: { first: parsed.value, rest: events } };
-      },
-    );
-    if (!result.ok) {
-      account(result.attempts, {
-        ok: false,
-        status: result.failure.status,
-        errorClass: result.failure.kind,
-      });
-      throw failureToOpenAi(result.failure);
+    const opened = await StreamRounds.open(gw, {
+      target,
+      body,
+      options: continueOptions,
+      idleMs: gw.config.upstreamTimeoutMs,
+      upstream,
+    });
+    if (!opened.ok) {
+      signal.removeEventListener("abort", stopUpstream);
+      return await fail(opened.failure, opened.attempts);
     }
-    const { first, rest } = result.value;
+    const rounds = opened.value;
     const translator = new ChatStreamTranslator(ctx, {
       includeUsage: req.stream_options?.include_usage === true,
     });
-    const idleMs = gw.config.upstreamTimeoutMs;
-    let pending: GenerateContentResponse | null = first;
     let done = false;
-
-    const finish = (controller: ReadableStreamDefaultController<Uint8Array>, error?: string) => {
+    // The events made from one upstream chunk leave together, as one write.
+    const event = (value: unknown) => `data: ${JSON.stringify(value)}\n\n`;
+    /** Ends the stream after `pending` (events made but not sent yet). */
+    const finish = (
+      controller: ReadableStreamDefaultController<Uint8Array>,
+      pending: string,
+      error?: string,
+    ) => {
       done = true;
+      signal.removeEventListener("abort", stopUpstream);
       if (error) {
-        send(controller, streamErrorEvent(error, "upstream_stream_error"));
+        const failure = event(streamErrorEvent(error, "upstream_stream_error"));
+        controller.enqueue(encoder.encode(pending + failure));
       } else {
-        for (const chunk of translator.end()) send(controller, chunk);
-        controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+        let out = pending;
+        for (const chunk of translator.end()) out += event(chunk);
+        controller.enqueue(encoder.encode(out + "data: [DONE]\n\n"));
       }
       controller.close();
-      account(result.attempts, {
+      rounds.close();
+      account(rounds.attempts, {
         ok: !error,
         status: 200,
         errorClass: error ? "stream_error" : undefined,
-        usage: translator.usage,
+        usage: rounds.usage,
       });
     };
-    const send = (controller: ReadableStreamDefaultController<Uint8Array>, value: unknown) =>
-      controller.enqueue(encoder.encode(`data: ${JSON.stringify(value)}\n\n`));
 
     const stream = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        if (done) return;
-        if (pending) {
-          for (const chunk of translator.push(pending)) send(controller, chunk);
-          pending = null;
-          return;
-        }
-        let timer: ReturnType<typeof setTimeout> | undefined;
+        // A pull must enqueue something (or end the stream), or the stream stalls: upstream
+        // chunks that translate to nothing (usage only, overlap held back) are skipped over.
+        let out = "";
         try {
-          const next = await Promise.race([
-            rest.next(),
-            new Promise<"timeout">((
-              resolve,
-            ) => (timer = setTimeout(() => resolve("timeout"), idleMs))),
-          ]);
-          if (next === "timeout") {
-            stopUpstream();
-            return finish(
-              controller,
-              `Upstream sent nothing for ${idleMs} ms; the answer is incomplete`,
-            );
+          // Until something can be sent, and then for what already arrived with it.
+          while (!done && (out === "" || rounds.ready())) {
+            const step = await rounds.next();
+            if (done) return;
+            if (step.kind === "end") return finish(controller, out);
+            if (step.kind === "error") return finish(controller, out, step.message);
+            ctx.nameCall = hasFunctionCalls(step.value)
+              ? await nameCalls(gw, step.value)
+              : plainNamer;
+            for (const chunk of translator.push(step.value)) out += event(chunk);
           }
-          if (next.done) {
-            return translator.complete
-              ? finish(controller)
-              : finish(controller, "Upstream ended the stream before the answer was complete");
-          }
-          const parsed = parseChunk(next.value);
-          if (!parsed.ok) {
-            stopUpstream();
-            return finish(
-              controller,
-              `Upstream failed during the stream: ${parsed.body.slice(0, 300)}`,
-            );
-          }
-          for (const chunk of translator.push(parsed.value)) send(controller, chunk);
+          if (out !== "" && !done) controller.enqueue(encoder.encode(out));
         } catch (err) {
           if (done) return;
-          finish(controller, `Upstream stream broke: ${err instanceof Error ? err.message : err}`);
-        } finally {
-          clearTimeout(timer);
+          finish(
+            controller,
+            out,
+            `Upstream stream broke: ${err instanceof Error ? err.message : err}`,
+          );
         }
       },
       cancel() {
         // The client went away: stop the upstream and keep what was used.
         done = true;
-        stopUpstream();
-        rest.return(undefined).catch(() => {});
-        account(result.attempts, {
+        signal.removeEventListener("abort", stopUpstream);
+        rounds.close();
+        account(rounds.attempts, {
           ok: true,
           status: 200,
           errorClass: "client_closed",
-          usage: translator.usage,
+          usage: rounds.usage,
         });
       },
     });

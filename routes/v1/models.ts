@@ -1,6 +1,7 @@
 /**
  * `GET /v1/models` and `GET /v1/models/{id}`: the live model list of the upstream (fetched through
- * the key pool, cached briefly), in OpenAI's shape with the `models/` prefix stripped.
+ * the key pool, cached briefly), in OpenAI's shape with the `models/` prefix stripped, without the
+ * models disabled in the model configuration or not allowed for the caller's user key.
  */
 import { Hono } from "hono";
 import type { AppEnv, Gateway, ModelEntry } from "../../lib/gateway.ts";
@@ -8,6 +9,8 @@ import { ListModelsResponseSchema } from "../../lib/gemini/types.ts";
 import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
 import { runWithFailover } from "../../lib/pool/failover.ts";
 import { normalizeModel } from "../../lib/translate/chat_request.ts";
+import { aliasModels } from "../../lib/translate/models.ts";
+import { modelMatches, type UserKeyRecord } from "../../lib/store/user_keys.ts";
 
 /** Generation methods that make a model useful through this gateway. */
 const SERVED_METHODS = new Set(["generateContent", "embedContent", "batchEmbedContents"]);
@@ -60,13 +63,33 @@ export async function loadModels(gw: Gateway): Promise<ModelEntry[]> {
   return out;
 }
 
+/**
+ * The models a user key sees: the upstream list without models disabled in the model
+ * configuration, and, for a key limited to some models, only those.
+ */
+export async function visibleModels(gw: Gateway, userKey: UserKeyRecord): Promise<ModelEntry[]> {
+  const [models, view, settings] = await Promise.all([
+    gw.models.get(),
+    gw.pool.view(),
+    gw.settings.get(),
+  ]);
+  const visible = models.filter((m) =>
+    (view.models.get(m.id)?.enabled ?? true) &&
+    (userKey.models === null || modelMatches(userKey.models, m.id))
+  );
+  // Admin-defined aliases (e.g. gpt-4o -> gemini-2.5-flash) whose target is visible.
+  return [...visible, ...aliasModels(settings.aliases, visible)];
+}
+
 /** Builds the model routes. */
 export function modelsRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.get("/", async (c) => c.json({ object: "list", data: await gw.models.get() }));
+  app.get("/", async (c) => {
+    return c.json({ object: "list", data: await visibleModels(gw, c.get("userKey")) });
+  });
   app.get("/:id{.+}", async (c) => {
     const id = normalizeModel(decodeURIComponent(c.req.param("id")));
-    const found = (await gw.models.get()).find((m) => m.id === id);
+    const found = (await visibleModels(gw, c.get("userKey"))).find((m) => m.id === id);
     if (!found) {
       throw new OpenAiError(404, `The model '${id}' does not exist`, {
         param: "model",

@@ -58,6 +58,14 @@ export interface FakeGeminiOptions {
   reply?: (request: GenerateRequestView) => string;
   /** Do not log unexpected handler errors. */
   quiet?: boolean;
+  /**
+   * Check generateContent requests the way Gemini does (unknown fields, thinking values per model,
+   * tool schemas, safety settings, part shapes, Gemini 3 thought signatures) and answer 400 with
+   * Google's wording when something would be refused. Default false.
+   */
+  strict?: boolean;
+  /** The model's own output limit in words: longer answers stop there with MAX_TOKENS. */
+  outputLimit?: number;
 }
 
 /** A model served by the fake. */
@@ -162,7 +170,8 @@ const MSG_UNREGISTERED =
 const MSG_OAUTH_EXPECTED =
   "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
 
-const DEFAULT_MODELS: FakeModel[] = [
+/** The models the fake serves unless told otherwise. */
+export const DEFAULT_MODELS: FakeModel[] = [
   {
     name: "gemini-2.5-flash",
     displayName: "Gemini 2.5 Flash",
@@ -589,6 +598,10 @@ class FakeGeminiServer implements FakeGemini {
   readonly #delimiter: string;
   readonly #reply: ((request: GenerateRequestView) => string) | undefined;
   readonly #quiet: boolean;
+  readonly #strict: boolean;
+  readonly #outputLimit: number | undefined;
+  /** Thought signatures this fake issued (Gemini 3 function calls). */
+  readonly #signatures = new Set<string>();
   readonly #counts = new Map<string, number>();
   readonly #files = new Map<string, StoredFile>();
   readonly #sessions = new Map<string, UploadSession>();
@@ -610,6 +623,8 @@ class FakeGeminiServer implements FakeGemini {
     this.#delimiter = options.sseDelimiter ?? "\r\n\r\n";
     this.#reply = options.reply;
     this.#quiet = options.quiet === true;
+    this.#strict = options.strict === true;
+    this.#outputLimit = options.outputLimit;
     this.#server = Deno.serve({
       hostname: "127.0.0.1",
       port: options.port ?? 0,
@@ -828,6 +843,10 @@ class FakeGeminiServer implements FakeGemini {
     }
     const fileError = this.#checkFileRefs(contents, project);
     if (fileError !== null) return fileError;
+    if (this.#strict) {
+      const invalid = checkGenerateRequest(this.#modelById.get(model), body, this.#signatures);
+      if (invalid !== null) return invalid;
+    }
 
     const userText = lastUserText(contents);
     if (userText.includes("[[BAD]]")) return badRequest("Invalid JSON payload received.");
@@ -875,6 +894,18 @@ class FakeGeminiServer implements FakeGemini {
       return stream ? this.#sse([unsafe], alt) : jsonResponse(unsafe);
     }
 
+    const calls = plannedCalls(body, contents, userText);
+    if (calls !== null) {
+      return this.#callAnswer(model, calls, {
+        stream,
+        alt,
+        head,
+        prompt,
+        thoughts,
+        includeThoughts,
+      });
+    }
+
     const answer = this.#answer(model, userText, body, gen);
     const rawCount = gen.candidateCount;
     const n = typeof rawCount === "number" && rawCount > 1 ? Math.floor(rawCount) : 1;
@@ -888,6 +919,7 @@ class FakeGeminiServer implements FakeGemini {
           content: { parts, role: "model" },
           finishReason: answer.finishReason,
           index: i,
+          ...logprobsOf(gen, answer.text),
         });
       }
       return jsonResponse({
@@ -905,6 +937,8 @@ class FakeGeminiServer implements FakeGemini {
         const c: Json = { content: { parts, role: "model" } };
         if (finishReason !== null) c.finishReason = finishReason;
         c.index = i;
+        const text = parts.map((p) => (p.thought ? "" : String(p.text ?? ""))).join("");
+        if (text) Object.assign(c, logprobsOf(gen, text));
         candidates.push(c);
       }
       return { candidates, usageMetadata: meta, ...head };
@@ -934,10 +968,65 @@ class FakeGeminiServer implements FakeGemini {
     return this.#sse(events, alt);
   }
 
+  /** Answers with function calls (a Gemini 3 model signs the first one). */
+  #callAnswer(
+    model: string,
+    calls: { name: string; args: Json }[],
+    o: {
+      stream: boolean;
+      alt: string | null;
+      head: Json;
+      prompt: number;
+      thoughts: number;
+      includeThoughts: boolean;
+    },
+  ): Response {
+    const callParts: Json[] = calls.map((call, i) => {
+      const part: Json = { functionCall: { name: call.name, args: call.args } };
+      if (i === 0 && model.startsWith("gemini-3")) {
+        const signature = newThoughtSignature();
+        this.#signatures.add(signature);
+        part.thoughtSignature = signature;
+      }
+      return part;
+    });
+    const thought = o.includeThoughts ? [{ text: THOUGHT_TEXT, thought: true }] : [];
+    const meta = usage(o.prompt, 3 * calls.length, o.thoughts);
+    if (!o.stream) {
+      return jsonResponse({
+        candidates: [{
+          content: { parts: [...thought, ...callParts], role: "model" },
+          finishReason: "STOP",
+          index: 0,
+        }],
+        usageMetadata: meta,
+        ...o.head,
+      });
+    }
+    const events: Json[] = [];
+    if (thought.length) {
+      events.push({
+        candidates: [{ content: { parts: thought, role: "model" }, index: 0 }],
+        usageMetadata: { promptTokenCount: o.prompt, totalTokenCount: o.prompt },
+        ...o.head,
+      });
+    }
+    events.push({
+      candidates: [{
+        content: { parts: callParts, role: "model" },
+        finishReason: "STOP",
+        index: 0,
+      }],
+      usageMetadata: meta,
+      ...o.head,
+    });
+    return this.#sse(events, o.alt);
+  }
+
   #answer(model: string, userText: string, body: Json, gen: Json): Answer {
     let text = this.#reply !== undefined
       ? this.#reply({ model, lastUserText: userText, body })
-      : `Echo: ${userText}`;
+      : defaultReply(body, userText, gen);
     let finishReason = "STOP";
     const stops = gen.stopSequences;
     if (Array.isArray(stops)) {
@@ -954,6 +1043,12 @@ class FakeGeminiServer implements FakeGemini {
     if (typeof max === "number" && max > 0 && words > max) {
       text = (text.match(/\S+/g) ?? []).slice(0, max).join(" ");
       words = max;
+      finishReason = "MAX_TOKENS";
+    }
+    const limit = this.#outputLimit;
+    if (limit !== undefined && limit > 0 && words > limit) {
+      text = (text.match(/\S+/g) ?? []).slice(0, limit).join(" ");
+      words = limit;
       finishReason = "MAX_TOKENS";
     }
     return { text, finishReason, words };
@@ -1276,6 +1371,543 @@ class FakeGeminiServer implements FakeGemini {
     if (start + size < mine.length) body.nextPageToken = pageToken(start + size);
     return jsonResponse(body);
   }
+}
+
+// ---- strict request checks, function calls, JSON mode, log probabilities ----
+
+/** Google's documented stand-in signature for history a model did not produce. */
+export const DUMMY_THOUGHT_SIGNATURE = "skip_thought_signature_validator";
+
+const GENERATE_FIELDS = [
+  "contents",
+  "systemInstruction",
+  "tools",
+  "toolConfig",
+  "safetySettings",
+  "generationConfig",
+  "cachedContent",
+  "labels",
+  "serviceTier",
+];
+const GENERATION_CONFIG_FIELDS = [
+  "temperature",
+  "topP",
+  "topK",
+  "candidateCount",
+  "maxOutputTokens",
+  "stopSequences",
+  "presencePenalty",
+  "frequencyPenalty",
+  "seed",
+  "responseMimeType",
+  "responseSchema",
+  "responseJsonSchema",
+  "responseLogprobs",
+  "logprobs",
+  "thinkingConfig",
+  "responseModalities",
+  "mediaResolution",
+  "speechConfig",
+  "imageConfig",
+  "enableEnhancedCivicAnswers",
+];
+/** Keywords of Gemini's OpenAPI-subset `Schema` (function `parameters`). */
+const SCHEMA_FIELDS = new Set([
+  "type",
+  "format",
+  "title",
+  "description",
+  "nullable",
+  "enum",
+  "maxItems",
+  "minItems",
+  "properties",
+  "required",
+  "minProperties",
+  "maxProperties",
+  "minLength",
+  "maxLength",
+  "pattern",
+  "example",
+  "anyOf",
+  "propertyOrdering",
+  "default",
+  "items",
+  "minimum",
+  "maximum",
+]);
+const PART_DATA_FIELDS = [
+  "text",
+  "inlineData",
+  "inline_data",
+  "fileData",
+  "file_data",
+  "functionCall",
+  "function_call",
+  "functionResponse",
+  "function_response",
+  "executableCode",
+  "codeExecutionResult",
+];
+const SAFETY_CATEGORIES = new Set([
+  "HARM_CATEGORY_HARASSMENT",
+  "HARM_CATEGORY_HATE_SPEECH",
+  "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+  "HARM_CATEGORY_DANGEROUS_CONTENT",
+  "HARM_CATEGORY_CIVIC_INTEGRITY",
+]);
+const SAFETY_THRESHOLDS = new Set([
+  "BLOCK_LOW_AND_ABOVE",
+  "BLOCK_MEDIUM_AND_ABOVE",
+  "BLOCK_ONLY_HIGH",
+  "BLOCK_NONE",
+  "OFF",
+]);
+
+function snake(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+function unknownField(obj: Json, allowed: readonly string[], where: string): Response | null {
+  const ok = new Set([...allowed, ...allowed.map(snake)]);
+  for (const k of Object.keys(obj)) {
+    if (!ok.has(k)) {
+      return badRequest(
+        `Invalid JSON payload received. Unknown name "${k}"${where}: Cannot find field.`,
+      );
+    }
+  }
+  return null;
+}
+
+function checkSchema(schema: unknown, at: string): Response | null {
+  if (!isRecord(schema)) return badRequest(`Invalid value at '${at}': expected an object.`);
+  for (const [k, v] of Object.entries(schema)) {
+    if (!SCHEMA_FIELDS.has(k)) {
+      return badRequest(
+        `Invalid JSON payload received. Unknown name "${k}" at '${at}': Cannot find field.`,
+      );
+    }
+    if (k === "enum" && Array.isArray(v)) {
+      const i = v.findIndex((x) => typeof x !== "string");
+      if (i >= 0) {
+        return badRequest(
+          `Invalid value at '${at}.enum[${i}]' (TYPE_STRING), ${JSON.stringify(v[i])}`,
+        );
+      }
+    }
+    if (k === "properties" && isRecord(v)) {
+      if (Object.keys(v).length === 0 && schema.type === "object") {
+        return badRequest(`* ${at}.properties: should be non-empty for OBJECT type\n`);
+      }
+      for (const [name, sub] of Object.entries(v)) {
+        const bad = checkSchema(sub, `${at}.properties[${name}].value`);
+        if (bad) return bad;
+      }
+    }
+    if (k === "items") {
+      const bad = checkSchema(v, `${at}.items`);
+      if (bad) return bad;
+    }
+    if (k === "anyOf" && Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const bad = checkSchema(v[i], `${at}.any_of[${i}]`);
+        if (bad) return bad;
+      }
+    }
+  }
+  return null;
+}
+
+type ThinkingRule =
+  | { kind: "none" }
+  | { kind: "budget"; min: number; max: number; zero: boolean }
+  | { kind: "level"; levels: string[] };
+
+function thinkingRule(model: Json | undefined): ThinkingRule {
+  const id = String(model?.baseModelId ?? "");
+  if (model?.thinking !== true) return { kind: "none" };
+  if (id.startsWith("gemini-2.5-pro")) return { kind: "budget", min: 128, max: 32768, zero: false };
+  if (id.startsWith("gemini-2.5-flash-lite")) {
+    return { kind: "budget", min: 512, max: 24576, zero: true };
+  }
+  if (id.startsWith("gemini-2.5")) return { kind: "budget", min: 1, max: 24576, zero: true };
+  if (/^gemini-3(\.\d+)?-flash/.test(id)) {
+    return { kind: "level", levels: ["MINIMAL", "LOW", "MEDIUM", "HIGH"] };
+  }
+  if (/^gemini-3-pro/.test(id)) return { kind: "level", levels: ["LOW", "HIGH"] };
+  if (/^gemini-3\.\d+-pro/.test(id)) return { kind: "level", levels: ["LOW", "MEDIUM", "HIGH"] };
+  return { kind: "level", levels: ["LOW", "HIGH"] };
+}
+
+function checkThinking(model: Json | undefined, thinking: Json): Response | null {
+  const name = String(model?.name ?? "models/unknown");
+  const rule = thinkingRule(model);
+  const budget = thinking.thinkingBudget ?? thinking.thinking_budget;
+  const level = thinking.thinkingLevel ?? thinking.thinking_level;
+  if (rule.kind === "none") return badRequest(`Thinking is not enabled for ${name}`);
+  if (budget !== undefined && level !== undefined) {
+    return badRequest("You can only set only one of thinking budget and thinking level.");
+  }
+  if (level !== undefined) {
+    if (rule.kind !== "level") return badRequest("Thinking level is not supported for this model.");
+    if (!rule.levels.includes(String(level))) {
+      return badRequest(`Thinking level ${String(level)} is not supported for this model.`);
+    }
+  }
+  if (budget !== undefined && rule.kind === "budget") {
+    const b = Number(budget);
+    if (b === 0 && !rule.zero) {
+      return badRequest("Budget 0 is invalid. This model only works in thinking mode.");
+    }
+    if (b !== -1 && b !== 0 && (b < rule.min || b > rule.max)) {
+      return badRequest(
+        `The thinking budget ${b} is invalid. Please choose a value between ${rule.min} and ${rule.max}.`,
+      );
+    }
+  }
+  return null;
+}
+
+/** Checks a generateContent request the way Gemini would (strict mode). */
+function checkGenerateRequest(
+  model: Json | undefined,
+  body: Json,
+  issued: ReadonlySet<string>,
+): Response | null {
+  const top = unknownField(body, GENERATE_FIELDS, "");
+  if (top) return top;
+  const gen = recordField(body, "generationConfig", "generation_config");
+  if (gen) {
+    const bad = unknownField(gen, GENERATION_CONFIG_FIELDS, " at 'generation_config'");
+    if (bad) return bad;
+    const thinking = recordField(gen, "thinkingConfig", "thinking_config");
+    if (thinking) {
+      const t = checkThinking(model, thinking);
+      if (t) return t;
+    }
+    const mime = gen.responseMimeType ?? gen.response_mime_type;
+    if (
+      mime !== undefined &&
+      !["text/plain", "application/json", "text/x.enum"].includes(String(mime))
+    ) {
+      return badRequest(
+        `* GenerateContentRequest.generation_config.response_mime_type: allowed mimetypes are \`text/plain\`, \`application/json\`, \`text/x.enum\`.\n`,
+      );
+    }
+    const schema = gen.responseSchema ?? gen.response_schema;
+    const jsonSchema = gen.responseJsonSchema ?? gen.response_json_schema;
+    if (schema !== undefined && jsonSchema !== undefined) {
+      return badRequest("response_schema and response_json_schema cannot both be set.");
+    }
+    if (
+      (schema !== undefined || jsonSchema !== undefined) && mime !== "application/json" &&
+      mime !== "text/x.enum"
+    ) {
+      return badRequest(
+        "* GenerateContentRequest.generation_config.response_mime_type: must be application/json or text/x.enum when a response schema is set.\n",
+      );
+    }
+    const logprobs = gen.logprobs;
+    if (logprobs !== undefined) {
+      if ((gen.responseLogprobs ?? gen.response_logprobs) !== true) {
+        return badRequest("logprobs can only be set when response_logprobs is true.");
+      }
+      if (typeof logprobs !== "number" || logprobs < 0 || logprobs > 20) {
+        return badRequest(`logprobs must be between 0 and 20, got ${String(logprobs)}.`);
+      }
+    }
+  }
+  const safety = arrayField(body, "safetySettings", "safety_settings");
+  const seen = new Set<string>();
+  for (let i = 0; i < safety.length; i++) {
+    const s = safety[i];
+    if (!isRecord(s)) return badRequest(`Invalid value at 'safety_settings[${i}]'`);
+    const category = String(s.category);
+    if (!SAFETY_CATEGORIES.has(category)) {
+      return badRequest(
+        `Invalid value at 'safety_settings[${i}].category' (type.googleapis.com/google.ai.generativelanguage.v1beta.HarmCategory), "${category}"`,
+      );
+    }
+    if (!SAFETY_THRESHOLDS.has(String(s.threshold))) {
+      return badRequest(
+        `Invalid value at 'safety_settings[${i}].threshold' (type.googleapis.com/google.ai.generativelanguage.v1beta.SafetySetting.HarmBlockThreshold), "${
+          String(s.threshold)
+        }"`,
+      );
+    }
+    if (seen.has(category)) return badRequest(`Duplicate category in safety settings: ${category}`);
+    seen.add(category);
+  }
+  const tools = arrayField(body, "tools");
+  const declared = new Set<string>();
+  for (let t = 0; t < tools.length; t++) {
+    const tool = tools[t];
+    if (!isRecord(tool)) return badRequest(`Invalid value at 'tools[${t}]'`);
+    const decls = arrayField(tool, "functionDeclarations", "function_declarations");
+    for (let d = 0; d < decls.length; d++) {
+      const decl = decls[d];
+      const at = `tools[${t}].function_declarations[${d}]`;
+      if (!isRecord(decl)) return badRequest(`Invalid value at '${at}'`);
+      const name = String(decl.name ?? "");
+      if (!/^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$/.test(name)) {
+        return badRequest(
+          `* GenerateContentRequest.${at}.name: Invalid function name. Must start with a letter or an underscore. Must be alphameric (a-z, A-Z, 0-9), underscores (_), dots (.), colons (:), or dashes (-), with a maximum length of 128.\n`,
+        );
+      }
+      declared.add(name);
+      const params = decl.parameters;
+      const jsonParams = decl.parametersJsonSchema ?? decl.parameters_json_schema;
+      if (params !== undefined && jsonParams !== undefined) {
+        return badRequest(
+          `* GenerateContentRequest.${at}: parameters and parameters_json_schema are mutually exclusive.\n`,
+        );
+      }
+      if (params !== undefined) {
+        const bad = checkSchema(params, `${at}.parameters`);
+        if (bad) return bad;
+      }
+    }
+  }
+  const fcc = recordField(
+    recordField(body, "toolConfig", "tool_config") ?? {},
+    "functionCallingConfig",
+    "function_calling_config",
+  );
+  if (fcc) {
+    const mode = String(fcc.mode ?? "AUTO");
+    if (!["AUTO", "ANY", "NONE", "VALIDATED", "MODE_UNSPECIFIED"].includes(mode)) {
+      return badRequest(
+        `Invalid value at 'tool_config.function_calling_config.mode' (type.googleapis.com/google.ai.generativelanguage.v1beta.FunctionCallingConfig.Mode), "${mode}"`,
+      );
+    }
+    const allowed = arrayField(fcc, "allowedFunctionNames", "allowed_function_names");
+    if (allowed.length && mode !== "ANY" && mode !== "VALIDATED") {
+      return badRequest(
+        "* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: only allowed when mode is ANY or VALIDATED.\n",
+      );
+    }
+    for (const name of allowed) {
+      if (!declared.has(String(name))) {
+        return badRequest(
+          `* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: ${
+            String(name)
+          } is not a declared function.\n`,
+        );
+      }
+    }
+  }
+  const contents = arrayField(body, "contents");
+  for (let i = 0; i < contents.length; i++) {
+    const c = contents[i];
+    if (!isRecord(c)) return badRequest(`Invalid value at 'contents[${i}]'`);
+    if (c.role !== undefined && !["user", "model", "function"].includes(String(c.role))) {
+      return badRequest(`Please use a valid role: user, model.`);
+    }
+    const parts = arrayField(c, "parts");
+    if (parts.length === 0) {
+      return badRequest(
+        `* GenerateContentRequest.contents[${i}].parts: contents.parts must not be empty.\n`,
+      );
+    }
+    for (let j = 0; j < parts.length; j++) {
+      const part = parts[j];
+      if (!isRecord(part)) return badRequest(`Invalid value at 'contents[${i}].parts[${j}]'`);
+      const data = PART_DATA_FIELDS.filter((f) => part[f] !== undefined);
+      if (data.length !== 1) {
+        return badRequest(
+          `* GenerateContentRequest.contents[${i}].parts[${j}].data: required oneof field 'data' must have one initialized field\n`,
+        );
+      }
+      const inline = recordField(part, "inlineData", "inline_data");
+      if (inline) {
+        const raw = String(inline.data ?? "");
+        if (!(inline.mimeType ?? inline.mime_type)) {
+          return badRequest(
+            `* GenerateContentRequest.contents[${i}].parts[${j}].inline_data.mime_type: mime_type is required\n`,
+          );
+        }
+        if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(raw)) {
+          return badRequest(
+            `Invalid value at 'contents[${i}].parts[${j}].inline_data.data' (TYPE_BYTES), Base64 decoding failed for "${
+              raw.slice(0, 40)
+            }"`,
+          );
+        }
+      }
+    }
+  }
+  if (String(model?.baseModelId ?? "").startsWith("gemini-3")) {
+    return checkThoughtSignatures(contents, issued);
+  }
+  return null;
+}
+
+function hasTextPart(content: Json): boolean {
+  return arrayField(content, "parts").some((p) => isRecord(p) && typeof p.text === "string");
+}
+
+/**
+ * Gemini 3: in the current turn (after the last user text), the first function call of every
+ * model step must carry the signature the model issued, or the documented dummy.
+ */
+function checkThoughtSignatures(contents: unknown[], issued: ReadonlySet<string>): Response | null {
+  let start = 0;
+  for (let i = contents.length - 1; i >= 0; i--) {
+    const c = contents[i];
+    if (isRecord(c) && (c.role ?? "user") === "user" && hasTextPart(c)) {
+      start = i + 1;
+      break;
+    }
+  }
+  for (let i = start; i < contents.length; i++) {
+    const c = contents[i];
+    if (!isRecord(c) || c.role !== "model") continue;
+    const calls = arrayField(c, "parts").filter((p) =>
+      isRecord(p) && (p.functionCall ?? p.function_call) !== undefined
+    ) as Json[];
+    if (calls.length === 0) continue;
+    const first = calls[0];
+    const signature = first.thoughtSignature ?? first.thought_signature;
+    const fc = recordField(first, "functionCall", "function_call") ?? {};
+    if (typeof signature !== "string" || signature === "") {
+      return badRequest(
+        `Function call is missing a thought_signature in functionCall parts. This is required for tools to work correctly, and missing thought_signature may lead to degraded model performance. Additional data, function call \`default_api:${
+          String(fc.name)
+        }\` , position ${
+          i + 1
+        }. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.`,
+      );
+    }
+    if (signature !== DUMMY_THOUGHT_SIGNATURE && !issued.has(signature)) {
+      return badRequest(
+        "Unable to submit request because Thought signature is not valid.. Learn more: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/gemini",
+      );
+    }
+  }
+  return null;
+}
+
+/** A long random thought signature, as Gemini 3 issues. */
+function newThoughtSignature(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(270));
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+/**
+ * The function calls a request asks for: `[[CALL:name:{json}]]` markers in the last user text
+ * (several make parallel calls), or, with mode ANY, the first allowed function; null for text.
+ */
+function plannedCalls(
+  body: Json,
+  contents: unknown[],
+  userText: string,
+): { name: string; args: Json }[] | null {
+  const declared: string[] = [];
+  for (const tool of arrayField(body, "tools")) {
+    if (!isRecord(tool)) continue;
+    for (const d of arrayField(tool, "functionDeclarations", "function_declarations")) {
+      if (isRecord(d) && typeof d.name === "string") declared.push(d.name);
+    }
+  }
+  if (declared.length === 0) return null;
+  const last = contents[contents.length - 1];
+  if (!isRecord(last) || (last.role ?? "user") !== "user" || !hasTextPart(last)) return null;
+  const fcc = recordField(
+    recordField(body, "toolConfig", "tool_config") ?? {},
+    "functionCallingConfig",
+    "function_calling_config",
+  ) ?? {};
+  const mode = String(fcc.mode ?? "AUTO");
+  if (mode === "NONE") return null;
+  const allowedRaw = arrayField(fcc, "allowedFunctionNames", "allowed_function_names").map(String);
+  const allowed = allowedRaw.length ? allowedRaw : declared;
+  const calls: { name: string; args: Json }[] = [];
+  for (const m of userText.matchAll(/\[\[CALL:([A-Za-z0-9_.:-]+)(?::(\{.*?\}))?\]\]/g)) {
+    if (!allowed.includes(m[1])) continue;
+    let args: Json = {};
+    try {
+      const parsed = m[2] ? JSON.parse(m[2]) : {};
+      if (isRecord(parsed)) args = parsed;
+    } catch {
+      // keep {}
+    }
+    calls.push({ name: m[1], args });
+  }
+  if (calls.length) return calls;
+  if (mode === "ANY") return [{ name: allowed[0], args: {} }];
+  return null;
+}
+
+/** A value that fits a (JSON or OpenAPI) schema, for JSON-mode answers. */
+function sampleOf(schema: unknown, depth = 0): unknown {
+  if (!isRecord(schema) || depth > 8) return null;
+  const anyOf = schema.anyOf ?? schema.oneOf;
+  if (Array.isArray(anyOf) && anyOf.length) return sampleOf(anyOf[0], depth + 1);
+  if (Array.isArray(schema.enum) && schema.enum.length) return schema.enum[0];
+  const type = Array.isArray(schema.type) ? schema.type.find((t) => t !== "null") : schema.type;
+  switch (String(type ?? (isRecord(schema.properties) ? "object" : "string")).toLowerCase()) {
+    case "object": {
+      const out: Json = {};
+      for (const [k, v] of Object.entries(isRecord(schema.properties) ? schema.properties : {})) {
+        out[k] = sampleOf(v, depth + 1);
+      }
+      return out;
+    }
+    case "array":
+      return [sampleOf(schema.items, depth + 1)];
+    case "integer":
+      return 1;
+    case "number":
+      return 1.5;
+    case "boolean":
+      return true;
+    default:
+      return "text";
+  }
+}
+
+/** The answer when no `reply` option is given: tool results, JSON mode, or an echo. */
+function defaultReply(body: Json, userText: string, gen: Json): string {
+  const contents = arrayField(body, "contents");
+  const last = contents[contents.length - 1];
+  if (isRecord(last)) {
+    const results = arrayField(last, "parts").map((p) =>
+      isRecord(p) ? recordField(p, "functionResponse", "function_response") : undefined
+    ).filter((r): r is Json => r !== undefined);
+    if (results.length) {
+      return `Results: ${
+        results.map((r) => `${String(r.name)}=${JSON.stringify(r.response)}`).join("; ")
+      }`;
+    }
+  }
+  const mime = gen.responseMimeType ?? gen.response_mime_type;
+  if (mime === "application/json") {
+    const schema = gen.responseJsonSchema ?? gen.response_json_schema ?? gen.responseSchema ??
+      gen.response_schema;
+    return JSON.stringify(schema !== undefined ? sampleOf(schema) : { echo: userText });
+  }
+  return `Echo: ${userText}`;
+}
+
+/** `logprobsResult` for an answer text (one token per word), when the request asked for it. */
+function logprobsOf(gen: Json, text: string): Json {
+  if ((gen.responseLogprobs ?? gen.response_logprobs) !== true) return {};
+  const top = typeof gen.logprobs === "number" ? gen.logprobs : 0;
+  const tokens = text.match(/\S+\s*/g) ?? [];
+  return {
+    logprobsResult: {
+      chosenCandidates: tokens.map((token, i) => ({ token, logProbability: -0.01 * (i + 1) })),
+      topCandidates: tokens.map((token, i) => ({
+        candidates: Array.from({ length: top }, (_, k) => ({
+          token: k === 0 ? token : `${token.trim()}_${k}`,
+          logProbability: -0.01 * (i + 1) - k,
+        })),
+      })),
+    },
+  };
 }
 
 /** usageMetadata of a finished answer. */

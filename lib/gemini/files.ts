@@ -1,0 +1,259 @@
+/**
+ * Files on the upstream, always through the key that uploaded them: a file lives in that key's
+ * Google Cloud project and no other key can see it. Checking that key, polling a file until it is
+ * `ACTIVE`, and uploading bytes (for inline media too large to send inline).
+ */
+import type { Gateway } from "../gateway.ts";
+import { runWithFailover } from "../pool/failover.ts";
+import type { Attempt } from "../store/usage.ts";
+import { type FileRecord, setFileState } from "../store/files.ts";
+import { failoverOptions } from "./generate.ts";
+import {
+  finalFile,
+  type GeminiFile,
+  GeminiFileSchema,
+  MAX_FILE_BYTES,
+  startUpload,
+  uploadChunks,
+} from "./upload.ts";
+
+/** The pool bookkeeping name of file operations. */
+export const FILES_MODEL = "files";
+/** How long a request waits for a file to become ACTIVE. */
+export const ACTIVE_WAIT_MS = 120_000;
+
+/** A neutral error of the file helpers; routes turn it into their API's shape. */
+export class FileAccessError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly retryAfterSeconds?: number;
+
+  constructor(
+    status: number,
+    message: string,
+    options: { code: string; retryAfterSeconds?: number },
+  ) {
+    super(message);
+    this.name = "FileAccessError";
+    this.status = status;
+    this.code = options.code;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+/**
+ * Throws when the key that holds a file cannot serve right now: a clear 4xx when it is gone for
+ * good (deleted, disabled, invalid: upload the file again), 503 with a retry hint while it rests.
+ */
+export async function assertFileKeyUsable(
+  gw: Gateway,
+  options: { keyId: string; what: string },
+): Promise<void> {
+  const { keyId, what } = options;
+  const record = (await gw.pool.records()).find((r) => r.id === keyId);
+  if (!record || !record.enabled || record.invalid) {
+    const why = !record ? "was removed" : !record.enabled ? "is disabled" : "is no longer valid";
+    throw new FileAccessError(
+      400,
+      `${what} is stored with a Gemini key that ${why}; upload the file again`,
+      { code: "file_key_unavailable" },
+    );
+  }
+}
+
+/** The message of a failure on a pinned key, made specific when the key itself went bad. */
+export async function pinnedFailure(
+  gw: Gateway,
+  options: {
+    keyId: string;
+    what: string;
+    failure: { status: number; message: string; kind: string; retryAfterSeconds?: number };
+  },
+): Promise<FileAccessError> {
+  const { keyId, what, failure } = options;
+  if (failure.kind === "no_key" || failure.kind === "upstream") {
+    await assertFileKeyUsable(gw, { keyId, what });
+    if (failure.kind === "no_key") {
+      return new FileAccessError(
+        503,
+        `${what} is stored with a Gemini key that is resting after rate limits or errors; retry ` +
+          "shortly",
+        { code: "file_key_busy", retryAfterSeconds: failure.retryAfterSeconds ?? 30 },
+      );
+    }
+  }
+  return new FileAccessError(failure.status, failure.message, { code: "upstream_error" });
+}
+
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason ?? new Error("Aborted"));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Reads a file's upstream resource through its key. */
+export async function getUpstreamFile(
+  gw: Gateway,
+  options: { keyId: string; name: string; signal?: AbortSignal; what: string },
+): Promise<{ file: GeminiFile; attempts: Attempt[] }> {
+  const failover = await failoverOptions(gw, {
+    model: FILES_MODEL,
+    pinnedKeyId: options.keyId,
+    signal: options.signal,
+  });
+  const result = await runWithFailover(gw.pool, failover, async (key) => {
+    const res = await gw.client.send(key.secret, {
+      method: "GET",
+      path: `/v1beta/${options.name}`,
+    }, options.signal);
+    const text = await res.text();
+    if (!res.ok) return { ok: false, status: res.status, body: text };
+    const parsed = GeminiFileSchema.safeParse(JSON.parse(text));
+    return parsed.success
+      ? { ok: true, value: parsed.data }
+      : { ok: false, status: 502, body: "Upstream sent an unexpected file shape" };
+  });
+  if (!result.ok) {
+    throw await pinnedFailure(gw, {
+      keyId: options.keyId,
+      what: options.what,
+      failure: result.failure,
+    });
+  }
+  return { file: result.value, attempts: result.attempts };
+}
+
+/** Waits until a file is ACTIVE (polling with growing pauses); returns the updated record. */
+export async function waitUntilActive(
+  gw: Gateway,
+  record: FileRecord,
+  options: { signal?: AbortSignal; maxWaitMs?: number } = {},
+): Promise<FileRecord> {
+  let current = record;
+  let waited = 0;
+  let pause = 250;
+  const what = `The file '${record.id}'`;
+  while (current.state !== "ACTIVE") {
+    if (current.state === "FAILED") {
+      throw new FileAccessError(400, `${what} failed processing upstream`, { code: "file_failed" });
+    }
+    if (waited > 0) {
+      if (waited >= (options.maxWaitMs ?? ACTIVE_WAIT_MS)) {
+        throw new FileAccessError(
+          409,
+          `${what} is still being processed upstream; retry in a minute`,
+          { code: "file_processing" },
+        );
+      }
+    }
+    const { file } = await getUpstreamFile(gw, {
+      keyId: current.keyId,
+      name: current.name,
+      signal: options.signal,
+      what,
+    });
+    const state = file.state === "ACTIVE" || file.state === "FAILED" ? file.state : "PROCESSING";
+    if (state !== current.state) {
+      current = await setFileState(gw.kv, current, { state, now: gw.now() });
+    }
+    if (state === "PROCESSING") {
+      await delay(pause, options.signal);
+      waited += pause;
+      pause = Math.min(pause * 2, 5_000);
+    }
+  }
+  return current;
+}
+
+/** An uploaded file and the key that holds it. */
+export interface UploadedFile {
+  file: GeminiFile;
+  keyId: string;
+  bytes: number;
+  attempts: Attempt[];
+}
+
+/**
+ * Uploads a byte stream as a new upstream file: the session is opened with failover (or on
+ * `pinnedKeyId`), the bytes then go up through the key that opened it.
+ */
+export async function uploadStream(
+  gw: Gateway,
+  source: ReadableStream<Uint8Array>,
+  options: {
+    mimeType: string;
+    displayName?: string;
+    size?: number;
+    pinnedKeyId?: string;
+    maxBytes?: number;
+    signal?: AbortSignal;
+  },
+): Promise<UploadedFile> {
+  const failover = await failoverOptions(gw, {
+    model: FILES_MODEL,
+    pinnedKeyId: options.pinnedKeyId,
+    signal: options.signal,
+  });
+  const started = await runWithFailover(gw.pool, failover, async (key) => {
+    const r = await startUpload(gw.client, key.secret, {
+      mimeType: options.mimeType,
+      displayName: options.displayName,
+      size: options.size,
+      signal: options.signal,
+    });
+    return r.ok ? { ok: true, value: r.sessionUrl } : r;
+  });
+  if (!started.ok) {
+    await source.cancel().catch(() => {});
+    if (options.pinnedKeyId) {
+      throw await pinnedFailure(gw, {
+        keyId: options.pinnedKeyId,
+        what: "This request's files",
+        failure: started.failure,
+      });
+    }
+    throw new FileAccessError(started.failure.status, started.failure.message, {
+      code: started.failure.kind === "no_key" ? "no_available_key" : "upstream_error",
+      retryAfterSeconds: started.failure.retryAfterSeconds,
+    });
+  }
+  const key = started.key;
+  const { response, bytes } = await uploadChunks(gw.client, source, {
+    apiKey: key.secret,
+    sessionUrl: started.value,
+    finalize: true,
+    maxBytes: options.maxBytes ?? MAX_FILE_BYTES,
+    signal: options.signal,
+  });
+  if (!response.ok) {
+    const text = await response.text();
+    throw new FileAccessError(502, `Uploading to Gemini failed: ${text.slice(0, 300)}`, {
+      code: "upstream_error",
+    });
+  }
+  const file = await finalFile(response);
+  if (!file) {
+    throw new FileAccessError(502, "Gemini did not describe the uploaded file", {
+      code: "upstream_error",
+    });
+  }
+  return { file, keyId: key.id, bytes, attempts: started.attempts };
+}
+
+/** A byte array as a one-chunk stream. */
+export function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}

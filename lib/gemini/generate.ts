@@ -1,0 +1,213 @@
+/**
+ * generateContent and streamGenerateContent across the key pool: one JSON answer, or a stream that
+ * counts as opened only once its first event has been read (so every failure before the first
+ * byte reaches the client can still move to another key). Shared by the OpenAI chat route and its
+ * anti-truncation rounds.
+ */
+import type { Gateway } from "../gateway.ts";
+import { estimateRequestTokens } from "../pool/estimate.ts";
+import {
+  type AttemptResult,
+  type FailoverOptions,
+  type FailoverResult,
+  runWithFailover,
+} from "../pool/failover.ts";
+import { readSseData, type SseReader } from "./sse.ts";
+import { type GenerateContentResponse, readGenerateContentResponse } from "./types.ts";
+
+/** What a call targets. */
+export interface CallTarget {
+  /** The upstream model (pool bookkeeping and the path). */
+  model: string;
+  /** The client's abort signal. */
+  signal?: AbortSignal;
+  /** Only this key may serve (files uploaded with it). */
+  pinnedKeyId?: string;
+  /** Estimated input tokens, for the pool's TPM checks. */
+  estimatedTokens?: number;
+}
+
+/** The failover options of a call, from the current settings. */
+export async function failoverOptions(gw: Gateway, target: CallTarget): Promise<FailoverOptions> {
+  const settings = gw.settings.current() ?? await gw.settings.get();
+  return {
+    model: target.model,
+    maxAttempts: settings.maxAttempts,
+    defaultCooldownMs: settings.defaultCooldownSeconds * 1000,
+    now: gw.now,
+    signal: target.signal,
+    estimatedTokens: target.estimatedTokens,
+    pinnedKeyId: target.pinnedKeyId,
+  };
+}
+
+/** One parsed upstream payload, or why it is a failure. */
+export type ParsedChunk =
+  | { ok: true; value: GenerateContentResponse }
+  | { ok: false; status: number; body: string };
+
+/** Parses one upstream JSON payload; an `{"error": …}` payload or a bad shape is a failure. */
+export function parseChunk(data: string): ParsedChunk {
+  let json: unknown;
+  try {
+    json = JSON.parse(data);
+  } catch {
+    return { ok: false, status: 502, body: `Upstream sent invalid JSON: ${data.slice(0, 100)}` };
+  }
+  if (Array.isArray(json) && json.length === 1) json = json[0];
+  if (json && typeof json === "object" && "error" in json) {
+    const code = Number((json as { error: { code?: unknown } }).error?.code);
+    return { ok: false, status: Number.isFinite(code) && code >= 400 ? code : 500, body: data };
+  }
+  const parsed = readGenerateContentResponse(json);
+  if (!parsed.success) return { ok: false, status: 502, body: "Upstream sent an unexpected shape" };
+  return { ok: true, value: parsed.data };
+}
+
+function modelPath(model: string, method: string): string {
+  return `/v1beta/models/${encodeURIComponent(model)}:${method}`;
+}
+
+/** One generate call: where it goes and the Gemini request body. */
+export interface GenerateCall extends CallTarget {
+  body: unknown;
+}
+
+/** Calls generateContent with failover. */
+export async function generateOnce(
+  gw: Gateway,
+  call: GenerateCall,
+): Promise<FailoverResult<GenerateContentResponse>> {
+  const { body, ...target } = call;
+  const payload = JSON.stringify(body);
+  const options = await failoverOptions(gw, {
+    ...target,
+    estimatedTokens: target.estimatedTokens ?? estimateRequestTokens(body),
+  });
+  return await runWithFailover(gw.pool, options, async (key) => {
+    const res = await gw.client.send(key.secret, {
+      method: "POST",
+      path: modelPath(target.model, "generateContent"),
+      body: payload,
+    }, target.signal);
+    const text = await res.text();
+    if (!res.ok) return { ok: false, status: res.status, body: text };
+    return parseChunk(text);
+  });
+}
+
+/** An upstream stream whose first event has arrived. */
+export interface OpenedStream {
+  first: GenerateContentResponse;
+  rest: SseReader;
+}
+
+/**
+ * Opens streamGenerateContent with failover; `upstream` aborts the upstream request (the client
+ * went away, or the stream is being abandoned).
+ */
+export async function openStream(
+  gw: Gateway,
+  call: GenerateCall & { upstream: AbortSignal },
+): Promise<FailoverResult<OpenedStream>> {
+  const { body, upstream, ...target } = call;
+  const payload = JSON.stringify(body);
+  const options = await failoverOptions(gw, {
+    ...target,
+    estimatedTokens: target.estimatedTokens ?? estimateRequestTokens(body),
+  });
+  return await runWithFailover(
+    gw.pool,
+    options,
+    async (key): Promise<AttemptResult<OpenedStream>> => {
+      const res = await gw.client.send(key.secret, {
+        method: "POST",
+        path: modelPath(target.model, "streamGenerateContent"),
+        query: "alt=sse",
+        body: payload,
+      }, upstream);
+      if (!res.ok || !res.body) {
+        return { ok: false, status: res.status, body: await res.text() };
+      }
+      const events = readSseData(res.body);
+      const first = await events.next();
+      if (first.done) {
+        return { ok: false, status: 502, body: "Upstream stream ended with no data" };
+      }
+      const parsed = parseChunk(first.value);
+      if (!parsed.ok) {
+        await events.return();
+        return parsed;
+      }
+      return { ok: true, value: { first: parsed.value, rest: events } };
+    },
+  );
+}
+
+/** Waits for the next item of `events`, or `"timeout"` after `ms`. */
+export async function nextWithin<T>(
+  events: AsyncIterator<T>,
+  ms: number,
+): Promise<IteratorResult<T> | "timeout"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      events.next(),
+      new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * `nextWithin` for a whole stream: the same answers (an item, or `"timeout"` when none arrives
+ * within `ms` of asking), with one timer for the stream instead of one per item.
+ */
+export class IdleTimeout {
+  #ms: number;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #since = 0;
+  #timeout: ((value: "timeout") => void) | null = null;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+  }
+
+  /** The next item of `events`, or `"timeout"`. */
+  next<T>(events: AsyncIterator<T>): Promise<IteratorResult<T> | "timeout"> {
+    return new Promise((resolve, reject) => {
+      const timeout = (value: "timeout") => resolve(value);
+      this.#timeout = timeout;
+      this.#since = performance.now();
+      if (this.#timer === null) this.#timer = setTimeout(this.#fire, this.#ms);
+      events.next().then((item) => {
+        if (this.#timeout !== timeout) return;
+        this.#timeout = null;
+        resolve(item);
+      }, (err) => {
+        if (this.#timeout !== timeout) return;
+        this.#timeout = null;
+        reject(err);
+      });
+    });
+  }
+
+  #fire = () => {
+    this.#timer = null;
+    const timeout = this.#timeout;
+    if (!timeout) return;
+    // Timers may fire a little early; anything within a millisecond counts as the full wait.
+    const waited = performance.now() - this.#since;
+    if (waited >= this.#ms - 1) {
+      this.#timeout = null;
+      timeout("timeout");
+    } else this.#timer = setTimeout(this.#fire, this.#ms - waited);
+  };
+
+  /** Stops the timer (the stream is over); an item still awaited resolves as it arrives. */
+  close(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+}

@@ -1,0 +1,312 @@
+/**
+ * One answer from one or more upstream rounds. Without anti-truncation that is a single call (or
+ * stream). With it, an answer that stops at the model's output limit, or a stream cut before its
+ * end, is continued: the partial answer goes back as a model turn, the next round's repeated start
+ * is trimmed, and the client sees one answer (streams stay live; only the overlap window of each new
+ * round is held back). Usage is summed over rounds.
+ */
+import type { Gateway } from "../gateway.ts";
+import type { GatewayFailure } from "../pool/failover.ts";
+import type { SseReader } from "./sse.ts";
+import type { Attempt } from "../store/usage.ts";
+import { addUsage } from "../translate/chat_response.ts";
+import { continuationRequest, overlapLength, OverlapTrimmer } from "../translate/continuation.ts";
+import {
+  type CallTarget,
+  generateOnce,
+  IdleTimeout,
+  type OpenedStream,
+  openStream,
+  parseChunk,
+} from "./generate.ts";
+import type {
+  GenerateContentRequest,
+  GenerateContentResponse,
+  Part,
+  UsageMetadata,
+} from "./types.ts";
+
+/** Anti-truncation settings of one request (null: off). */
+export interface ContinueOptions {
+  /** Continuation rounds at most. */
+  rounds: number;
+  /** Whether a stop at MAX_TOKENS is continued (not when the client chose the limit). */
+  onMaxTokens: boolean;
+}
+
+/** A finished non-stream answer. */
+export type RoundsResult =
+  | { ok: true; value: GenerateContentResponse; attempts: Attempt[]; rounds: number }
+  | { ok: false; failure: GatewayFailure; attempts: Attempt[] };
+
+function answerText(parts: readonly Part[]): string {
+  return parts.filter((p) => typeof p.text === "string" && !p.thought).map((p) => p.text).join("");
+}
+
+function hasCalls(res: GenerateContentResponse): boolean {
+  return (res.candidates ?? []).some((c) => (c.content?.parts ?? []).some((p) => p.functionCall));
+}
+
+function continuable(res: GenerateContentResponse, options: ContinueOptions | null): boolean {
+  const candidates = res.candidates ?? [];
+  return !!options && options.onMaxTokens && candidates.length === 1 &&
+    candidates[0].finishReason === "MAX_TOKENS" && !hasCalls(res);
+}
+
+/** Generates one whole answer, continuing it while it stops at the output limit. */
+export async function generateWithRounds(
+  gw: Gateway,
+  call: CallTarget & { body: GenerateContentRequest },
+  options: ContinueOptions | null,
+): Promise<RoundsResult> {
+  const { body, ...target } = call;
+  const first = await generateOnce(gw, { ...target, body });
+  if (!first.ok) return first;
+  const attempts = [...first.attempts];
+  let res = first.value;
+  let rounds = 1;
+  if (!continuable(res, options)) return { ok: true, value: res, attempts, rounds };
+  const candidate = res.candidates![0];
+  const parts = candidate.content?.parts ?? [];
+  let text = answerText(parts);
+  let thoughts = parts.filter((p) => p.thought && typeof p.text === "string").map((p) => p.text)
+    .join("");
+  let usage: UsageMetadata | undefined = res.usageMetadata;
+  let finishReason = candidate.finishReason;
+  while (rounds <= options!.rounds && finishReason === "MAX_TOKENS") {
+    const next = await generateOnce(gw, { ...target, body: continuationRequest(body, text) });
+    if (!next.ok) {
+      attempts.push(...next.attempts);
+      break;
+    }
+    attempts.push(...next.attempts);
+    rounds++;
+    res = next.value;
+    const c = res.candidates?.[0];
+    const more = answerText(c?.content?.parts ?? []);
+    text += more.slice(overlapLength(text, more));
+    thoughts += (c?.content?.parts ?? []).filter((p) => p.thought && typeof p.text === "string")
+      .map((p) => p.text).join("");
+    usage = addUsage(usage, res.usageMetadata);
+    finishReason = c?.finishReason;
+    if (!c || hasCalls(res)) break;
+  }
+  const merged: Part[] = [];
+  if (thoughts) merged.push({ text: thoughts, thought: true });
+  merged.push({ text });
+  return {
+    ok: true,
+    attempts,
+    rounds,
+    value: {
+      ...res,
+      candidates: [{ ...candidate, content: { role: "model", parts: merged }, finishReason }],
+      usageMetadata: usage,
+    },
+  };
+}
+
+/** What the next step of a stream is. */
+export type StreamStep =
+  | { kind: "chunk"; value: GenerateContentResponse }
+  | { kind: "end" }
+  | { kind: "error"; message: string };
+
+/** A stream of one answer over one or more upstream rounds. */
+export class StreamRounds {
+  #gw: Gateway;
+  #target: CallTarget;
+  #body: GenerateContentRequest;
+  #options: ContinueOptions | null;
+  #idleMs: number;
+  #upstream: AbortController;
+  #events: SseReader;
+  #queue: GenerateContentResponse[] = [];
+  #attempts: Attempt[];
+  #round = 1;
+  #answer = "";
+  #trimmer: OverlapTrimmer | null = null;
+  #finished = false;
+  #continueNext = false;
+  #sawCalls = false;
+  #done = false;
+  #usageBefore: UsageMetadata | undefined;
+  #roundUsage: UsageMetadata | undefined;
+  #idle: IdleTimeout;
+  /** The upstream answer ended normally: nothing is left to abort. */
+  #ended = false;
+
+  private constructor(
+    gw: Gateway,
+    init: {
+      target: CallTarget;
+      body: GenerateContentRequest;
+      options: ContinueOptions | null;
+      idleMs: number;
+      upstream: AbortController;
+      opened: OpenedStream;
+      attempts: Attempt[];
+    },
+  ) {
+    this.#gw = gw;
+    this.#target = init.target;
+    this.#body = init.body;
+    this.#options = init.options;
+    this.#idleMs = init.idleMs;
+    this.#idle = new IdleTimeout(init.idleMs);
+    this.#upstream = init.upstream;
+    this.#events = init.opened.rest;
+    this.#attempts = [...init.attempts];
+    this.#queue.push(this.#process(init.opened.first));
+  }
+
+  /** Opens the first round (with failover); fails like a normal upstream call would. */
+  static async open(
+    gw: Gateway,
+    init: {
+      target: CallTarget;
+      body: GenerateContentRequest;
+      options: ContinueOptions | null;
+      idleMs: number;
+      upstream: AbortController;
+    },
+  ): Promise<
+    | { ok: true; value: StreamRounds }
+    | { ok: false; failure: GatewayFailure; attempts: Attempt[] }
+  > {
+    const opened = await openStream(gw, {
+      ...init.target,
+      body: init.body,
+      upstream: init.upstream.signal,
+    });
+    if (!opened.ok) return opened;
+    return {
+      ok: true,
+      value: new StreamRounds(gw, { ...init, opened: opened.value, attempts: opened.attempts }),
+    };
+  }
+
+  /** Every upstream attempt so far. */
+  get attempts(): Attempt[] {
+    return this.#attempts;
+  }
+
+  /** Usage of every round so far. */
+  get usage(): UsageMetadata | undefined {
+    return addUsage(this.#usageBefore, this.#roundUsage);
+  }
+
+  #roundsLeft(): boolean {
+    return !!this.#options && this.#round <= this.#options.rounds && !this.#sawCalls;
+  }
+
+  #process(res: GenerateContentResponse): GenerateContentResponse {
+    if (res.usageMetadata) this.#roundUsage = res.usageMetadata;
+    if (hasCalls(res)) this.#sawCalls = true;
+    const candidates = res.candidates ?? [];
+    const out: GenerateContentResponse = { ...res, usageMetadata: this.usage };
+    if (!this.#options || candidates.length !== 1) {
+      if (candidates.some((c) => c.finishReason) || res.promptFeedback?.blockReason) {
+        this.#finished = true;
+      }
+      return out;
+    }
+    const c = candidates[0];
+    const parts = c.content?.parts ?? [];
+    let text = answerText(parts);
+    if (this.#trimmer) text = this.#trimmer.push(text);
+    const finishing = !!c.finishReason;
+    if (finishing && this.#trimmer) text += this.#trimmer.end();
+    this.#answer += text;
+    const rebuilt: Part[] = parts.filter((p) => !(typeof p.text === "string" && !p.thought));
+    if (text) rebuilt.push({ text });
+    const candidate = { ...c, content: { role: "model", parts: rebuilt } };
+    if (finishing) {
+      if (c.finishReason === "MAX_TOKENS" && this.#options.onMaxTokens && this.#roundsLeft()) {
+        this.#continueNext = true;
+        delete candidate.finishReason;
+      } else this.#finished = true;
+    }
+    out.candidates = [candidate];
+    return out;
+  }
+
+  async #nextRound(): Promise<string | null> {
+    await this.#events.return().catch(() => {});
+    if (this.#trimmer) {
+      const held = this.#trimmer.end();
+      if (held) {
+        this.#answer += held;
+        this.#queue.push({
+          candidates: [{ index: 0, content: { role: "model", parts: [{ text: held }] } }],
+        });
+      }
+    }
+    this.#round++;
+    this.#continueNext = false;
+    this.#usageBefore = this.usage;
+    this.#roundUsage = undefined;
+    const opened = await openStream(this.#gw, {
+      ...this.#target,
+      body: continuationRequest(this.#body, this.#answer),
+      upstream: this.#upstream.signal,
+    });
+    this.#attempts.push(...opened.attempts);
+    if (!opened.ok) return opened.failure.message;
+    this.#events = opened.value.rest;
+    this.#trimmer = new OverlapTrimmer(this.#answer);
+    this.#queue.push(this.#process(opened.value.first));
+    return null;
+  }
+
+  /** Whether `next` has a chunk without waiting for the upstream (events that arrived together). */
+  ready(): boolean {
+    return this.#queue.length > 0 || (!this.#done && this.#events.buffered > 0);
+  }
+
+  /** The next step: a chunk to send, the end, or an error that ends the stream. */
+  async next(): Promise<StreamStep> {
+    while (true) {
+      const queued = this.#queue.shift();
+      if (queued) return { kind: "chunk", value: queued };
+      if (this.#done) return { kind: "end" };
+      const step = await this.#idle.next(this.#events);
+      let broken: string | null = null;
+      if (step === "timeout") {
+        broken = `Upstream sent nothing for ${this.#idleMs} ms; the answer is incomplete`;
+      } else if (step.done) {
+        if (this.#finished) {
+          this.#done = true;
+          this.#ended = true;
+          this.#idle.close();
+          return { kind: "end" };
+        }
+        if (!this.#continueNext) {
+          broken = "Upstream ended the stream before the answer was complete";
+        }
+      } else {
+        const parsed = parseChunk(step.value);
+        if (parsed.ok) return { kind: "chunk", value: this.#process(parsed.value) };
+        broken = `Upstream failed during the stream: ${parsed.body.slice(0, 300)}`;
+      }
+      if (broken !== null && !(this.#options && this.#roundsLeft())) {
+        this.close();
+        return { kind: "error", message: broken };
+      }
+      const failed = await this.#nextRound();
+      if (failed !== null) {
+        this.close();
+        return { kind: "error", message: `The answer could not be continued: ${failed}` };
+      }
+    }
+  }
+
+  /** Stops the upstream (the client went away, or the stream is over). */
+  close(): void {
+    this.#done = true;
+    this.#idle.close();
+    // An answer that ended normally has released its connection; aborting would only cost.
+    if (!this.#ended) this.#upstream.abort();
+    this.#events.return().catch(() => {});
+  }
+}

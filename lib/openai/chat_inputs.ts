@@ -1,0 +1,212 @@
+/**
+ * The I/O a chat request needs before it can be translated: its files (owner-checked, pinned to the
+ * key that uploaded them, waited on until ACTIVE), the thought signatures behind its tool-call ids
+ * (one KV round trip for both), and its http(s) images (fetched safely). Afterwards, inline media
+ * too large for Gemini's request limit is moved to the Files API on the same key.
+ */
+import type { Gateway } from "../gateway.ts";
+import {
+  assertFileKeyUsable,
+  FileAccessError,
+  getUpstreamFile,
+  streamOf,
+  uploadStream,
+  waitUntilActive,
+} from "../gemini/files.ts";
+import type { GenerateContentRequest } from "../gemini/types.ts";
+import { MediaFetchError } from "../media/fetch_media.ts";
+import { fromBase64 } from "../secrets.ts";
+import { lookupChatRefs } from "../store/chat_lookup.ts";
+import type { FileRecord } from "../store/files.ts";
+import type { Attempt } from "../store/usage.ts";
+import type {
+  ChatRefs,
+  FileRef,
+  InlineData,
+  ResolvedRefs,
+  ToolCallRecord,
+} from "../translate/chat_request.ts";
+import { OpenAiError } from "./errors.ts";
+
+/** Largest request body sent to Gemini with inline media; bigger media goes through Files. */
+export const INLINE_REQUEST_LIMIT = 19 * 1024 * 1024;
+
+/** The resolved inputs of a chat request. */
+export interface ChatInputs {
+  refs: ResolvedRefs;
+  /** The key every call of this request must use (it holds the request's files). */
+  pinnedKeyId?: string;
+}
+
+/** The OpenAI error of a file helper's error. */
+export function fileErrorToOpenAi(err: FileAccessError, param: string | null = null): OpenAiError {
+  const headers: Record<string, string> = {};
+  if (err.retryAfterSeconds !== undefined) headers["retry-after"] = String(err.retryAfterSeconds);
+  return new OpenAiError(err.status, err.message, { code: err.code, param, headers });
+}
+
+async function fetchImages(
+  gw: Gateway,
+  urls: ChatRefs["urls"],
+  signal: AbortSignal,
+): Promise<Map<string, InlineData>> {
+  const out = new Map<string, InlineData>();
+  const unique = new Map<string, string>();
+  for (const u of urls) if (!unique.has(u.value)) unique.set(u.value, u.param);
+  await Promise.all([...unique].map(async ([url, param]) => {
+    try {
+      const media = await gw.media.fetch(url, {
+        accept: (mime) => mime.startsWith("image/"),
+        signal,
+      });
+      out.set(url, { mimeType: media.mimeType, data: media.data });
+    } catch (err) {
+      if (err instanceof MediaFetchError) {
+        throw new OpenAiError(400, err.message, { param, code: err.code });
+      }
+      throw err;
+    }
+  }));
+  return out;
+}
+
+/** Resolves a chat request's files, signatures and images. */
+export function resolveChatInputs(
+  gw: Gateway,
+  refs: ChatRefs,
+  options: { userId: string; signal: AbortSignal },
+): Promise<ChatInputs> {
+  // Most requests reference nothing: no lookups to start or wait for.
+  if (!refs.fileIds.length && !refs.toolCallHashes.length && !refs.urls.length) {
+    return Promise.resolve({ refs: { media: new Map(), files: new Map(), toolCalls: new Map() } });
+  }
+  return resolveRefs(gw, refs, options);
+}
+
+async function resolveRefs(
+  gw: Gateway,
+  refs: ChatRefs,
+  options: { userId: string; signal: AbortSignal },
+): Promise<ChatInputs> {
+  const [lookup, media] = await Promise.all([
+    lookupChatRefs(gw.kv, gw.toolCalls, {
+      fileIds: refs.fileIds.map((r) => r.value),
+      hashes: refs.toolCallHashes,
+    }),
+    refs.urls.length ? fetchImages(gw, refs.urls, options.signal) : new Map<string, InlineData>(),
+  ]);
+  const now = gw.now();
+  const records = new Map<string, FileRecord>();
+  const params = new Map<string, string>();
+  for (const ref of refs.fileIds) {
+    const record = lookup.files.get(ref.value);
+    if (!record || record.userId !== options.userId) {
+      throw new OpenAiError(404, `No such file: '${ref.value}'`, {
+        param: ref.param,
+        code: "file_not_found",
+      });
+    }
+    if (record.expiresAt <= now) {
+      throw new OpenAiError(404, `The file '${ref.value}' has expired; upload it again`, {
+        param: ref.param,
+        code: "file_expired",
+      });
+    }
+    records.set(record.id, record);
+    params.set(record.id, ref.param);
+  }
+  const keyIds = new Set([...records.values()].map((r) => r.keyId));
+  if (keyIds.size > 1) {
+    throw new OpenAiError(
+      400,
+      "These files were uploaded through different Gemini keys and cannot be used in one request; " +
+        "upload them again in one go",
+      { param: "messages", code: "files_on_different_keys" },
+    );
+  }
+  const pinnedKeyId = keyIds.size ? [...keyIds][0] : undefined;
+  const files = new Map<string, FileRef>();
+  try {
+    if (pinnedKeyId) {
+      const first = [...records.values()][0];
+      await assertFileKeyUsable(gw, { keyId: pinnedKeyId, what: `The file '${first.id}'` });
+    }
+    const ready = await Promise.all(
+      [...records.values()].map((r) =>
+        r.state === "ACTIVE" ? r : waitUntilActive(gw, r, { signal: options.signal })
+      ),
+    );
+    for (const r of ready) files.set(r.id, { uri: r.uri, mimeType: r.mimeType });
+  } catch (err) {
+    if (err instanceof FileAccessError) throw fileErrorToOpenAi(err, null);
+    throw err;
+  }
+  const toolCalls = new Map<string, ToolCallRecord>(lookup.toolCalls);
+  return { refs: { media, files, toolCalls }, pinnedKeyId };
+}
+
+function requestSize(body: GenerateContentRequest): number {
+  return JSON.stringify(body).length;
+}
+
+/**
+ * Moves the largest inline media of `body` to the Files API until the request fits Gemini's inline
+ * limit (in place); returns the key every call must then use, and the upload attempts.
+ */
+export async function offloadLargeInline(
+  gw: Gateway,
+  body: GenerateContentRequest,
+  options: { pinnedKeyId?: string; signal: AbortSignal },
+): Promise<{ pinnedKeyId?: string; attempts: Attempt[] }> {
+  let pinnedKeyId = options.pinnedKeyId;
+  const attempts: Attempt[] = [];
+  const parts = body.contents.flatMap((c) => c.parts).filter((p) => p.inlineData);
+  // Only inline media can move; without any, measuring the request (a full JSON copy) is waste.
+  if (!parts.length) return { pinnedKeyId, attempts };
+  let size = requestSize(body);
+  if (size <= INLINE_REQUEST_LIMIT) return { pinnedKeyId, attempts };
+  parts.sort((a, b) => b.inlineData!.data.length - a.inlineData!.data.length);
+  try {
+    for (const part of parts) {
+      if (size <= INLINE_REQUEST_LIMIT) break;
+      const inline = part.inlineData!;
+      let bytes: Uint8Array;
+      try {
+        bytes = fromBase64(inline.data);
+      } catch {
+        throw new OpenAiError(400, "Inline media is not valid base64", { code: "invalid_base64" });
+      }
+      const uploaded = await uploadStream(gw, streamOf(bytes), {
+        mimeType: inline.mimeType,
+        size: bytes.byteLength,
+        pinnedKeyId,
+        signal: options.signal,
+      });
+      attempts.push(...uploaded.attempts);
+      pinnedKeyId = uploaded.keyId;
+      let file = uploaded.file;
+      for (let pause = 250, waited = 0; file.state === "PROCESSING"; pause *= 2) {
+        if (waited > 120_000) {
+          throw new OpenAiError(409, "Uploaded media is still being processed; retry shortly", {
+            code: "file_processing",
+          });
+        }
+        await new Promise((r) => setTimeout(r, Math.min(pause, 5_000)));
+        waited += Math.min(pause, 5_000);
+        file = (await getUpstreamFile(gw, {
+          keyId: uploaded.keyId,
+          name: file.name,
+          signal: options.signal,
+          what: "Uploaded media",
+        })).file;
+      }
+      delete part.inlineData;
+      part.fileData = { mimeType: inline.mimeType, fileUri: file.uri };
+      size = requestSize(body);
+    }
+  } catch (err) {
+    if (err instanceof FileAccessError) throw fileErrorToOpenAi(err);
+    throw err;
+  }
+  return { pinnedKeyId, attempts };
+}

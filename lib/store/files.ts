@@ -1,0 +1,144 @@
+/**
+ * Uploaded files in KV: one record per file under `["file", id]`, an owner index
+ * `["file_by_user", userId, id]` for listing, and a name index `["file_by_name", geminiName]` for
+ * requests that name the upstream file. Every entry expires with the upstream file (48 hours).
+ */
+import * as z from "zod";
+
+const FILE = "file";
+const BY_USER = "file_by_user";
+const BY_NAME = "file_by_name";
+/** Kept a little past the upstream expiry, so a late request gets "expired", not "unknown". */
+const GRACE_MS = 3_600_000;
+
+/** Upstream processing state of a file. */
+export const FileStateSchema = z.enum(["PROCESSING", "ACTIVE", "FAILED"]);
+
+/** A file's upstream state. */
+export type FileState = z.infer<typeof FileStateSchema>;
+
+/** The stored record of one uploaded file. */
+export const FileRecordSchema = z.object({
+  /** The gateway's id, `file-...`. */
+  id: z.string(),
+  /** Gemini's resource name, `files/abc123`. */
+  name: z.string(),
+  /** Gemini's file URI, used in `fileData.fileUri`. */
+  uri: z.string(),
+  mimeType: z.string(),
+  bytes: z.number().int().nonnegative(),
+  filename: z.string(),
+  purpose: z.string(),
+  /** The user key that uploaded it: only that key may see or use it. */
+  userId: z.string(),
+  /** The Gemini key that uploaded it: every request that uses it must go through this key. */
+  keyId: z.string(),
+  state: FileStateSchema,
+  /** Which API uploaded it: OpenAI's `/v1/files` or Gemini's native upload. */
+  source: z.enum(["openai", "native"]),
+  createdAt: z.number(),
+  expiresAt: z.number(),
+});
+
+/** One uploaded file as stored. */
+export type FileRecord = z.infer<typeof FileRecordSchema>;
+
+/** The KV key of a file record (for batched lookups). */
+export function fileKey(id: string): Deno.KvKey {
+  return [FILE, id];
+}
+
+/** A new time-ordered file id: `file-` + creation time + randomness. */
+export function newFileId(now: number): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  let rand = "";
+  for (const b of crypto.getRandomValues(new Uint8Array(16))) rand += alphabet[b % 36];
+  return `file-${now.toString(36).padStart(9, "0")}${rand}`;
+}
+
+/** Parses a stored value; null when absent or of another shape. */
+export function toFileRecord(value: unknown): FileRecord | null {
+  const parsed = FileRecordSchema.safeParse(value);
+  return parsed.success ? parsed.data : null;
+}
+
+/** Stores a file record and its indexes, expiring with the upstream file. */
+export async function putFile(kv: Deno.Kv, record: FileRecord, now: number): Promise<void> {
+  const expireIn = Math.max(60_000, record.expiresAt - now + GRACE_MS);
+  const res = await kv.atomic()
+    .set(fileKey(record.id), record, { expireIn })
+    .set([BY_USER, record.userId, record.id], record.id, { expireIn })
+    .set([BY_NAME, record.name], record.id, { expireIn })
+    .commit();
+  if (!res.ok) throw new Error(`Storing file ${record.id} failed`);
+}
+
+/** Reads one file record. */
+export async function getFile(kv: Deno.Kv, id: string): Promise<FileRecord | null> {
+  return toFileRecord((await kv.get(fileKey(id))).value);
+}
+
+/** Reads the record of an upstream file by its Gemini name (`files/abc`). */
+export async function getFileByName(kv: Deno.Kv, name: string): Promise<FileRecord | null> {
+  const id = (await kv.get<string>([BY_NAME, name])).value;
+  return id ? await getFile(kv, id) : null;
+}
+
+/** Options of `listFiles`. */
+export interface ListFilesOptions {
+  /** Only ids after this one (in the listing order). */
+  after?: string;
+  limit: number;
+  order: "asc" | "desc";
+}
+
+/** Lists a user's files, newest first by default; `hasMore` tells whether a next page exists. */
+export async function listFiles(
+  kv: Deno.Kv,
+  userId: string,
+  options: ListFilesOptions,
+): Promise<{ files: FileRecord[]; hasMore: boolean }> {
+  const reverse = options.order === "desc";
+  const selector: Deno.KvListSelector = options.after
+    ? reverse
+      ? { prefix: [BY_USER, userId], end: [BY_USER, userId, options.after] }
+      : { prefix: [BY_USER, userId], start: [BY_USER, userId, options.after + "\u0000"] }
+    : { prefix: [BY_USER, userId] };
+  const ids: string[] = [];
+  for await (const entry of kv.list<string>(selector, { reverse, limit: options.limit + 1 })) {
+    ids.push(entry.value);
+  }
+  const hasMore = ids.length > options.limit;
+  const page = ids.slice(0, options.limit);
+  const files: FileRecord[] = [];
+  for (let i = 0; i < page.length; i += 10) {
+    const entries = await kv.getMany(page.slice(i, i + 10).map(fileKey));
+    for (const e of entries) {
+      const r = toFileRecord(e.value);
+      if (r) files.push(r);
+    }
+  }
+  return { files, hasMore };
+}
+
+/** Updates the upstream state of a file (after polling it). */
+export async function setFileState(
+  kv: Deno.Kv,
+  record: FileRecord,
+  options: { state: FileState; now: number },
+): Promise<FileRecord> {
+  const next = { ...record, state: options.state };
+  await kv.set(fileKey(record.id), next, {
+    expireIn: Math.max(60_000, record.expiresAt - options.now + GRACE_MS),
+  });
+  return next;
+}
+
+/** Removes a file record and its indexes. */
+export async function deleteFile(kv: Deno.Kv, record: FileRecord): Promise<void> {
+  await kv.atomic()
+    .delete(fileKey(record.id))
+    .delete([BY_USER, record.userId, record.id])
+    .delete([BY_NAME, record.name])
+    .commit();
+}

@@ -1,0 +1,236 @@
+/**
+ * `/v1/files`: multipart uploads streamed straight into Gemini's resumable upload (never the whole
+ * file in memory), metadata in KV, and list / get / delete limited to the user key that uploaded.
+ * Every upstream operation on a file goes through the Gemini key that uploaded it.
+ */
+import { Hono } from "hono";
+import * as z from "zod";
+import { accountRequest } from "../../lib/accounting.ts";
+import type { AppEnv, Gateway } from "../../lib/gateway.ts";
+import {
+  assertFileKeyUsable,
+  FileAccessError,
+  FILES_MODEL,
+  getUpstreamFile,
+  uploadStream,
+} from "../../lib/gemini/files.ts";
+import { failoverOptions } from "../../lib/gemini/generate.ts";
+import { MAX_FILE_BYTES, UploadTooLargeError } from "../../lib/gemini/upload.ts";
+import {
+  boundaryOf,
+  MultipartError,
+  parseMultipart,
+  readPartText,
+} from "../../lib/media/multipart.ts";
+import { fileErrorToOpenAi } from "../../lib/openai/chat_inputs.ts";
+import { OpenAiError, validationError } from "../../lib/openai/errors.ts";
+import { runWithFailover } from "../../lib/pool/failover.ts";
+import {
+  deleteFile,
+  type FileRecord,
+  getFile,
+  listFiles,
+  newFileId,
+  putFile,
+  setFileState,
+} from "../../lib/store/files.ts";
+import { mimeFromFilename } from "../../lib/translate/chat_request.ts";
+import { expiryOf, fileStateOf, toOpenAiFile } from "../../lib/translate/files.ts";
+
+const ListQuerySchema = z.object({
+  after: z.string().min(1).optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).default(10_000),
+  order: z.enum(["asc", "desc"]).default("desc"),
+  purpose: z.string().min(1).optional(),
+});
+
+/** Largest page of a file listing actually returned (the client pages on with `after`). */
+const MAX_PAGE = 1_000;
+
+/** A file of the calling user, or a 404 that does not reveal whether it exists for someone else. */
+async function ownFile(gw: Gateway, id: string, userId: string): Promise<FileRecord> {
+  const record = await getFile(gw.kv, id);
+  if (!record || record.userId !== userId || record.expiresAt <= gw.now()) {
+    throw new OpenAiError(404, `No such file: '${id}'`, {
+      param: "file_id",
+      code: "file_not_found",
+    });
+  }
+  return record;
+}
+
+/** Why a file can no longer be used (its key is gone), or null. */
+async function keyProblem(gw: Gateway, record: FileRecord): Promise<string | null> {
+  try {
+    await assertFileKeyUsable(gw, { keyId: record.keyId, what: `The file '${record.id}'` });
+    return null;
+  } catch (err) {
+    if (err instanceof FileAccessError) return err.message;
+    throw err;
+  }
+}
+
+/** Builds the file routes. */
+export function filesRoutes(gw: Gateway): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.post("/", async (c) => {
+    const boundary = boundaryOf(c.req.header("content-type"));
+    if (!boundary || !c.req.raw.body) {
+      throw new OpenAiError(
+        400,
+        "Upload a file as multipart/form-data with the fields 'file' and 'purpose'",
+        { param: "file", code: "invalid_content_type" },
+      );
+    }
+    const userKey = c.get("userKey");
+    const signal = c.req.raw.signal;
+    const startedAt = gw.now();
+    let purpose: string | null = null;
+    let uploaded: Awaited<ReturnType<typeof uploadStream>> | null = null;
+    let filename = "file";
+    let mimeType = "application/octet-stream";
+    try {
+      for await (const part of parseMultipart(c.req.raw.body, boundary)) {
+        if (part.name === "file" && part.filename !== null) {
+          if (uploaded) throw new OpenAiError(400, "Send one file per upload", { param: "file" });
+          filename = part.filename || "file";
+          const declared = part.contentType?.split(";")[0].trim().toLowerCase();
+          mimeType = declared && declared !== "application/octet-stream"
+            ? declared
+            : mimeFromFilename(filename) ?? declared ?? mimeType;
+          uploaded = await uploadStream(gw, part.body, {
+            mimeType,
+            displayName: filename,
+            maxBytes: MAX_FILE_BYTES,
+            signal,
+          });
+        } else if (part.name === "purpose") {
+          purpose = (await readPartText(part)).trim();
+        } else {
+          await part.body.cancel();
+        }
+      }
+    } catch (err) {
+      if (err instanceof MultipartError) {
+        throw new OpenAiError(400, err.message, { code: "invalid_multipart" });
+      }
+      if (err instanceof UploadTooLargeError) {
+        throw new OpenAiError(413, `The file is larger than ${MAX_FILE_BYTES} bytes`, {
+          param: "file",
+          code: "file_too_large",
+        });
+      }
+      if (err instanceof FileAccessError) throw fileErrorToOpenAi(err, "file");
+      throw err;
+    }
+    if (!uploaded) {
+      throw new OpenAiError(400, "The upload has no 'file' field with a file name", {
+        param: "file",
+        code: "missing_file",
+      });
+    }
+    const now = gw.now();
+    const record: FileRecord = {
+      id: newFileId(now),
+      name: uploaded.file.name,
+      uri: uploaded.file.uri,
+      mimeType: uploaded.file.mimeType ?? mimeType,
+      bytes: uploaded.bytes,
+      filename,
+      purpose: purpose || "user_data",
+      userId: userKey.id,
+      keyId: uploaded.keyId,
+      state: fileStateOf(uploaded.file.state),
+      source: "openai",
+      createdAt: now,
+      expiresAt: expiryOf(uploaded.file.expirationTime, now),
+    };
+    await putFile(gw.kv, record, now);
+    accountRequest(gw, {
+      model: FILES_MODEL,
+      userId: userKey.id,
+      attempts: uploaded.attempts,
+      ok: true,
+      status: 200,
+      startedAt,
+    });
+    return c.json(toOpenAiFile(record));
+  });
+
+  app.get("/", async (c) => {
+    const parsed = ListQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) throw validationError(parsed.error);
+    const q = parsed.data;
+    const limit = Math.min(q.limit, MAX_PAGE);
+    const { files, hasMore } = await listFiles(gw.kv, c.get("userKey").id, {
+      after: q.after,
+      limit,
+      order: q.order,
+    });
+    const now = gw.now();
+    const data = files.filter((f) => f.expiresAt > now && (!q.purpose || f.purpose === q.purpose))
+      .map((f) => toOpenAiFile(f));
+    return c.json({
+      object: "list",
+      data,
+      has_more: hasMore,
+      first_id: data[0]?.id ?? null,
+      last_id: data.at(-1)?.id ?? null,
+    });
+  });
+
+  app.get("/:id/content", (c) => {
+    throw new OpenAiError(
+      400,
+      `The content of '${c.req.param("id")}' cannot be downloaded: Gemini does not serve ` +
+        "uploaded files back",
+      { param: "file_id", code: "download_not_supported" },
+    );
+  });
+
+  app.get("/:id", async (c) => {
+    let record = await ownFile(gw, c.req.param("id"), c.get("userKey").id);
+    const problem = await keyProblem(gw, record);
+    if (!problem && record.state === "PROCESSING") {
+      try {
+        const { file } = await getUpstreamFile(gw, {
+          keyId: record.keyId,
+          name: record.name,
+          signal: c.req.raw.signal,
+          what: `The file '${record.id}'`,
+        });
+        const state = fileStateOf(file.state);
+        if (state !== record.state) {
+          record = await setFileState(gw.kv, record, { state, now: gw.now() });
+        }
+      } catch (err) {
+        if (err instanceof FileAccessError) throw fileErrorToOpenAi(err, "file_id");
+        throw err;
+      }
+    }
+    return c.json(toOpenAiFile(record, problem));
+  });
+
+  app.delete("/:id", async (c) => {
+    const record = await ownFile(gw, c.req.param("id"), c.get("userKey").id);
+    if (!(await keyProblem(gw, record))) {
+      // Best effort upstream: the file expires there by itself anyway.
+      const options = await failoverOptions(gw, { model: FILES_MODEL, pinnedKeyId: record.keyId });
+      await runWithFailover(gw.pool, options, async (key) => {
+        const res = await gw.client.send(key.secret, {
+          method: "DELETE",
+          path: `/v1beta/${record.name}`,
+        });
+        const text = await res.text();
+        return res.ok || res.status === 403 || res.status === 404
+          ? { ok: true, value: null }
+          : { ok: false, status: res.status, body: text };
+      });
+    }
+    await deleteFile(gw.kv, record);
+    return c.json({ id: record.id, object: "file", deleted: true });
+  });
+
+  return app;
+}

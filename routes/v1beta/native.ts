@@ -1,0 +1,710 @@
+/**
+ * The Gemini-native API for Google's SDKs and tools (`@google/genai`, `gemini-cli`): everything
+ * under `/v1beta/` and `/upload/v1beta/`, and the same shapes under `/v1/` and `/upload/v1/` for
+ * native requests (`@google/genai` 3.x calls `/v1` by default). The user key is swapped for a pool
+ * key (it never reaches the upstream; `?key=` is stripped); the pool, failover, limits and
+ * accounting are those of `/v1`; streams pass through byte for byte; files are pinned to the key
+ * that uploaded them and visible only to the user key that did.
+ */
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { accountRequest } from "../../lib/accounting.ts";
+import {
+  assertNativeModelAllowed,
+  hasNativeCredential,
+  nativeKeyAuth,
+} from "../../lib/auth/native_auth.ts";
+import type { AppEnv, Gateway } from "../../lib/gateway.ts";
+import { GoogleApiError } from "../../lib/gemini/errors.ts";
+import { FileAccessError, FILES_MODEL, pinnedFailure } from "../../lib/gemini/files.ts";
+import { failoverOptions, nextWithin, parseChunk } from "../../lib/gemini/generate.ts";
+import { SseParser } from "../../lib/gemini/sse.ts";
+import type { UsageMetadata } from "../../lib/gemini/types.ts";
+import {
+  finalFile,
+  MAX_FILE_BYTES,
+  startUpload,
+  uploadChunks,
+  UploadTooLargeError,
+} from "../../lib/gemini/upload.ts";
+import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
+import { type GatewayFailure, runWithFailover } from "../../lib/pool/failover.ts";
+import { randomId } from "../../lib/secrets.ts";
+import {
+  deleteFile,
+  type FileRecord,
+  getFileByName,
+  listFiles,
+  newFileId,
+  putFile,
+} from "../../lib/store/files.ts";
+import {
+  deleteUploadSession,
+  getUploadSession,
+  putUploadSession,
+} from "../../lib/store/upload_sessions.ts";
+import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
+import type { Attempt } from "../../lib/store/usage.ts";
+import { expiryOf, fileStateOf } from "../../lib/translate/files.ts";
+import { normalizeModel } from "../../lib/translate/models.ts";
+import { urlPath } from "../../lib/url_path.ts";
+
+/** Largest JSON body of a native request (inline media included). */
+const MAX_JSON_BYTES = 40 * 1024 * 1024;
+/** Model methods that are POSTed to `models/{model}:{method}`. */
+const MODEL_METHODS = new Set([
+  "generateContent",
+  "streamGenerateContent",
+  "countTokens",
+  "embedContent",
+  "batchEmbedContents",
+  "batchGenerateContent",
+  "predict",
+  "predictLongRunning",
+]);
+/** Client headers forwarded upstream (everything else, credentials included, stays here). */
+const FORWARDED_HEADERS = ["content-type", "x-goog-api-client", "x-goog-user-project"];
+/** Upload headers that go back to the client from the upstream. */
+const UPLOAD_RESPONSE_HEADERS = [
+  "x-goog-upload-status",
+  "x-goog-upload-size-received",
+  "x-goog-upload-chunk-granularity",
+];
+
+/** Whether a request under `/v1` speaks Gemini's API rather than OpenAI's. */
+export function isGeminiNativeRequest(req: Request): boolean {
+  const path = urlPath(req.url);
+  if (!path.startsWith("/v1/")) return false;
+  if (hasNativeCredential(req)) return true;
+  const m = /^\/v1\/(models|tunedModels)\/[^/]+:([A-Za-z]+)$/.exec(path);
+  return req.method === "POST" && m !== null && MODEL_METHODS.has(m[2]);
+}
+
+interface NativePath {
+  /** `/models/...`, `/files/...`: the path after the version. */
+  rest: string;
+  upload: boolean;
+}
+
+function nativePath(url: URL): NativePath | null {
+  const m = /^(\/upload)?\/(v1beta|v1)(\/.*)?$/.exec(url.pathname);
+  if (!m) return null;
+  return { upload: m[1] !== undefined, rest: m[3] ?? "/" };
+}
+
+/** The client's query without its key. */
+function forwardedQuery(url: URL): string {
+  const q = new URLSearchParams(url.search);
+  q.delete("key");
+  return q.toString();
+}
+
+function forwardedHeaders(req: Request): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of FORWARDED_HEADERS) {
+    const v = req.headers.get(name);
+    if (v) out[name] = v;
+  }
+  return out;
+}
+
+function failureToGoogle(failure: GatewayFailure): GoogleApiError {
+  const headers: Record<string, string> = {};
+  if (failure.retryAfterSeconds !== undefined) {
+    headers["retry-after"] = String(failure.retryAfterSeconds);
+  }
+  return new GoogleApiError(failure.status, failure.message, { headers });
+}
+
+function fileErrorToGoogle(err: FileAccessError): GoogleApiError {
+  const headers: Record<string, string> = {};
+  if (err.retryAfterSeconds !== undefined) headers["retry-after"] = String(err.retryAfterSeconds);
+  return new GoogleApiError(err.status, err.message, { headers });
+}
+
+function jsonResponse(text: string, status = 200): Response {
+  return new Response(text, {
+    status,
+    headers: { "content-type": "application/json; charset=UTF-8" },
+  });
+}
+
+/** Every `files/...` name a request body references (fileData.fileUri / file_uri). */
+function referencedFiles(text: string): string[] {
+  if (!text.includes("files/")) return [];
+  const names = new Set<string>();
+  const re = /"file_?[uU]ri"\s*:\s*"([^"]+)"/g;
+  for (const m of text.matchAll(re)) {
+    const name = /(?:^|\/)(files\/[A-Za-z0-9-]+)$/.exec(m[1]);
+    if (name) names.add(name[1]);
+  }
+  return [...names];
+}
+
+/** The Gemini File resource of a stored record (for listings served from KV). */
+function fileResource(r: FileRecord): Record<string, unknown> {
+  return {
+    name: r.name,
+    displayName: r.filename,
+    mimeType: r.mimeType,
+    sizeBytes: String(r.bytes),
+    createTime: new Date(r.createdAt).toISOString(),
+    expirationTime: new Date(r.expiresAt).toISOString(),
+    uri: r.uri,
+    state: r.state,
+    source: "UPLOADED",
+  };
+}
+
+/** Builds the native routes (they match full paths: `/v1beta/...`, `/v1/...`, `/upload/...`). */
+export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.onError((err) => {
+    if (err instanceof GoogleApiError) return err.toResponse();
+    if (err instanceof FileAccessError) return fileErrorToGoogle(err).toResponse();
+    console.error("Unhandled error on a native route:", err);
+    return new GoogleApiError(500, "The gateway failed to handle this request").toResponse();
+  });
+  app.notFound((c) =>
+    new GoogleApiError(404, `Method not found: ${c.req.method} ${c.req.path}`).toResponse()
+  );
+
+  const jsonLimit = bodyLimit({
+    maxSize: MAX_JSON_BYTES,
+    onError: () => {
+      throw new GoogleApiError(413, `Request body is larger than ${MAX_JSON_BYTES} bytes`);
+    },
+  });
+  const auth = nativeKeyAuth(gw);
+
+  // Upload chunks are authorized by their session token, like Google's own upload URLs.
+  app.post("/upload/:version{v1beta|v1}/files", async (c, next) => {
+    const token = c.req.query("upload_id");
+    if (token) return await uploadChunk(gw, c, token);
+    await next();
+  });
+  app.use("*", async (c, next) => {
+    const path = nativePath(new URL(c.req.url));
+    if (!path) throw new GoogleApiError(404, `Method not found: ${c.req.path}`);
+    if (!path.upload) return await jsonLimit(c, next);
+    await next();
+  });
+  app.use("*", auth);
+
+  app.post("/upload/:version{v1beta|v1}/files", (c) => uploadStart(gw, c));
+  app.get("/:version{v1beta|v1}/models", (c) => forwardJson(gw, c, { model: "models.list" }));
+  app.get("/:version{v1beta|v1}/files", (c) => listNativeFiles(gw, c));
+  app.get("/:version{v1beta|v1}/files/:id", (c) => fileOperation(gw, c, "GET"));
+  app.delete("/:version{v1beta|v1}/files/:id", (c) => fileOperation(gw, c, "DELETE"));
+  app.all("/:version{v1beta|v1}/*", async (c) => {
+    const url = new URL(c.req.url);
+    const rest = nativePath(url)!.rest;
+    const m = /^\/(models|tunedModels)\/([^/:]+)(?::([A-Za-z]+))?$/.exec(rest);
+    if (m && !m[3] && c.req.method === "GET") {
+      return await forwardJson(gw, c, { model: "models.list", aliasModel: m[2] });
+    }
+    if (m && m[3] && c.req.method === "POST") {
+      return await modelCall(gw, c, {
+        collection: m[1],
+        model: decodeURIComponent(m[2]),
+        method: m[3],
+      });
+    }
+    throw new GoogleApiError(
+      404,
+      `Method not found: ${c.req.method} ${url.pathname} is not served by this gateway`,
+    );
+  });
+  return app;
+}
+
+/** Forwards a GET (model list, one model) with failover; answers the upstream body unchanged. */
+async function forwardJson(
+  gw: Gateway,
+  c: Context<AppEnv>,
+  options: { model: string; aliasModel?: string },
+): Promise<Response> {
+  const url = new URL(c.req.url);
+  let path = `/v1beta${nativePath(url)!.rest}`;
+  if (options.aliasModel) {
+    const settings = await gw.settings.get();
+    const name = normalizeModel(decodeURIComponent(options.aliasModel));
+    const target = settings.aliases[name];
+    if (target) path = `/v1beta/models/${encodeURIComponent(normalizeModel(target))}`;
+  }
+  const failover = await failoverOptions(gw, { model: options.model, signal: c.req.raw.signal });
+  const result = await runWithFailover(gw.pool, failover, async (key) => {
+    const res = await gw.client.send(key.secret, {
+      method: "GET",
+      path,
+      query: forwardedQuery(url),
+      headers: forwardedHeaders(c.req.raw),
+    }, c.req.raw.signal);
+    const text = await res.text();
+    return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
+  });
+  if (!result.ok) throw failureToGoogle(result.failure);
+  return jsonResponse(result.value);
+}
+
+/** The key a request's files pin it to (all of them must agree), checked for the user. */
+async function pinnedKeyFor(
+  gw: Gateway,
+  userKey: UserKeyRecord,
+  text: string,
+): Promise<string | undefined> {
+  const keys = new Set<string>();
+  const names = referencedFiles(text);
+  const records = await Promise.all(names.map((name) => getFileByName(gw.kv, name)));
+  for (const [i, record] of records.entries()) {
+    const name = names[i];
+    if (!record) continue; // not uploaded through this gateway: the upstream decides
+    if (record.userId !== userKey.id) {
+      throw new GoogleApiError(
+        403,
+        `You do not have permission to access the File ${name} or it may not exist.`,
+      );
+    }
+    keys.add(record.keyId);
+  }
+  if (keys.size > 1) {
+    throw new GoogleApiError(
+      400,
+      "These files were uploaded through different Gemini keys and cannot be used in one request",
+    );
+  }
+  return keys.size ? [...keys][0] : undefined;
+}
+
+/** `models/{model}:{method}`: generate, stream, count, embed (and other model methods). */
+async function modelCall(
+  gw: Gateway,
+  c: Context<AppEnv>,
+  call: { collection: string; model: string; method: string },
+): Promise<Response> {
+  const userKey = c.get("userKey");
+  const settings = await gw.settings.get();
+  const requested = normalizeModel(call.model);
+  const alias = call.collection === "models" ? settings.aliases[requested] : undefined;
+  const model = alias ? normalizeModel(alias) : requested;
+  await assertNativeModelAllowed(gw, { userKey, model });
+  let text = await c.req.text();
+  let json: unknown = undefined;
+  try {
+    json = text ? JSON.parse(text) : {};
+  } catch {
+    throw new GoogleApiError(400, "Invalid JSON payload received.");
+  }
+  if (alias && call.method === "batchEmbedContents" && json && typeof json === "object") {
+    // Each inner request names the model too, and must match the URL.
+    const requests = (json as { requests?: unknown }).requests;
+    if (Array.isArray(requests)) {
+      for (const r of requests) {
+        if (r && typeof r === "object") (r as { model: string }).model = `models/${model}`;
+      }
+      text = JSON.stringify(json);
+    }
+  }
+  const pinnedKeyId = await pinnedKeyFor(gw, userKey, text);
+  const url = new URL(c.req.url);
+  const path = `/v1beta/${call.collection}/${encodeURIComponent(model)}:${call.method}`;
+  const query = forwardedQuery(url);
+  const signal = c.req.raw.signal;
+  const failover = await failoverOptions(gw, {
+    model,
+    signal,
+    pinnedKeyId,
+    estimatedTokens: estimateRequestTokens(json),
+  });
+  const startedAt = gw.now();
+  const account = (
+    attempts: Attempt[],
+    outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
+  ) => accountRequest(gw, { model, userId: userKey.id, attempts, startedAt, ...outcome });
+  const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
+    account(attempts, { ok: false, status: failure.status, errorClass: failure.kind });
+    if (pinnedKeyId && failure.kind !== "client") {
+      throw await pinnedFailure(gw, {
+        keyId: pinnedKeyId,
+        what: "A file of this request",
+        failure,
+      });
+    }
+    throw failureToGoogle(failure);
+  };
+
+  const streaming = call.method === "streamGenerateContent" &&
+    url.searchParams.get("alt") === "sse";
+  if (!streaming) {
+    const result = await runWithFailover(gw.pool, failover, async (key) => {
+      const res = await gw.client.send(key.secret, {
+        method: "POST",
+        path,
+        query,
+        body: text,
+        headers: forwardedHeaders(c.req.raw),
+      }, signal);
+      const body = await res.text();
+      return res.ok ? { ok: true, value: body } : { ok: false, status: res.status, body };
+    });
+    if (!result.ok) return await fail(result.failure, result.attempts);
+    let usage: UsageMetadata | undefined;
+    if (call.method === "generateContent" || call.method === "streamGenerateContent") {
+      const parsed = parseChunk(result.value);
+      if (parsed.ok) usage = parsed.value.usageMetadata;
+    }
+    account(result.attempts, { ok: true, status: 200, usage });
+    return jsonResponse(result.value);
+  }
+
+  // A stream: opened once its first event has arrived (failover until then), then passed through
+  // byte for byte while its events are read on the side for usage and completeness.
+  const upstream = new AbortController();
+  const stopUpstream = () => upstream.abort();
+  signal.addEventListener("abort", stopUpstream, { once: true });
+  const decoder = new TextDecoder();
+  const opened = await runWithFailover(gw.pool, failover, async (key) => {
+    const res = await gw.client.send(key.secret, {
+      method: "POST",
+      path,
+      query,
+      body: text,
+      headers: forwardedHeaders(c.req.raw),
+    }, upstream.signal);
+    if (!res.ok || !res.body) return { ok: false, status: res.status, body: await res.text() };
+    const reader = res.body.getReader();
+    const parser = new SseParser();
+    const buffered: Uint8Array[] = [];
+    while (true) {
+      const next = await reader.read();
+      if (next.done) {
+        return { ok: false, status: 502, body: "Upstream stream ended with no data" };
+      }
+      buffered.push(next.value);
+      const events = parser.push(decoder.decode(next.value, { stream: true }));
+      if (events.length === 0) continue;
+      const first = parseChunk(events[0]);
+      if (!first.ok) {
+        await reader.cancel().catch(() => {});
+        return first;
+      }
+      return { ok: true, value: { reader, parser, buffered, events } };
+    }
+  });
+  if (!opened.ok) {
+    signal.removeEventListener("abort", stopUpstream);
+    return await fail(opened.failure, opened.attempts);
+  }
+  const { reader, parser, buffered } = opened.value;
+  let usage: UsageMetadata | undefined;
+  let finished = false;
+  const inspect = (events: string[]) => {
+    for (const e of events) {
+      const parsed = parseChunk(e);
+      if (!parsed.ok) continue;
+      if (parsed.value.usageMetadata) usage = parsed.value.usageMetadata;
+      if ((parsed.value.candidates ?? []).some((c) => c.finishReason)) finished = true;
+      if (parsed.value.promptFeedback?.blockReason) finished = true;
+    }
+  };
+  inspect(opened.value.events);
+  const encoder = new TextEncoder();
+  let done = false;
+  const end = (controller: ReadableStreamDefaultController<Uint8Array>, error?: string) => {
+    done = true;
+    signal.removeEventListener("abort", stopUpstream);
+    if (error) {
+      const payload = { error: { code: 502, message: error, status: "UNAVAILABLE" } };
+      controller.enqueue(encoder.encode(`data: ${JSON.stringify(payload)}\r\n\r\n`));
+    }
+    controller.close();
+    account(opened.attempts, {
+      ok: !error,
+      status: 200,
+      errorClass: error ? "stream_error" : undefined,
+      usage,
+    });
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (done) return;
+      const chunk = buffered.shift();
+      if (chunk) return controller.enqueue(chunk);
+      try {
+        const next = await nextWithin(
+          { next: () => reader.read() } as AsyncIterator<Uint8Array>,
+          gw.config.upstreamTimeoutMs,
+        );
+        if (done) return;
+        if (next === "timeout") {
+          upstream.abort();
+          return end(controller, "Upstream sent nothing for too long; the answer is incomplete");
+        }
+        if (next.done) {
+          inspect(parser.push(decoder.decode()));
+          inspect(parser.flush());
+          return end(
+            controller,
+            finished ? undefined : "Upstream ended the stream before the answer was complete",
+          );
+        }
+        inspect(parser.push(decoder.decode(next.value, { stream: true })));
+        controller.enqueue(next.value);
+      } catch (err) {
+        if (done) return;
+        end(controller, `Upstream stream broke: ${err instanceof Error ? err.message : err}`);
+      }
+    },
+    cancel() {
+      done = true;
+      signal.removeEventListener("abort", stopUpstream);
+      upstream.abort();
+      reader.cancel().catch(() => {});
+      account(opened.attempts, { ok: true, status: 200, errorClass: "client_closed", usage });
+    },
+  });
+  return new Response(body, {
+    headers: {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      "x-accel-buffering": "no",
+    },
+  });
+}
+
+/** `GET files`: the caller's own files, from KV (the upstream list would show other users'). */
+async function listNativeFiles(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
+  const size = Math.min(100, Math.max(1, Number(c.req.query("pageSize")) || 10));
+  const token = c.req.query("pageToken") || undefined;
+  const { files, hasMore } = await listFiles(gw.kv, c.get("userKey").id, {
+    after: token,
+    limit: size,
+    order: "desc",
+  });
+  const body: Record<string, unknown> = {};
+  const now = gw.now();
+  const live = files.filter((f) => f.expiresAt > now);
+  if (live.length) body.files = live.map(fileResource);
+  if (hasMore && files.length) body.nextPageToken = files.at(-1)!.id;
+  return c.json(body);
+}
+
+/** `GET` / `DELETE files/{id}` through the key that uploaded the file, for its owner only. */
+async function fileOperation(
+  gw: Gateway,
+  c: Context<AppEnv>,
+  method: "GET" | "DELETE",
+): Promise<Response> {
+  const name = `files/${c.req.param("id")}`;
+  const record = await getFileByName(gw.kv, name);
+  if (!record || record.userId !== c.get("userKey").id) {
+    throw new GoogleApiError(
+      403,
+      `You do not have permission to access the File ${name} or it may not exist.`,
+    );
+  }
+  const failover = await failoverOptions(gw, {
+    model: FILES_MODEL,
+    pinnedKeyId: record.keyId,
+    signal: c.req.raw.signal,
+  });
+  const result = await runWithFailover(gw.pool, failover, async (key) => {
+    const res = await gw.client.send(key.secret, { method, path: `/v1beta/${name}` });
+    const text = await res.text();
+    return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
+  });
+  if (!result.ok) {
+    if (method === "DELETE") await deleteFile(gw.kv, record);
+    throw await pinnedFailure(gw, {
+      keyId: record.keyId,
+      what: `The file ${name}`,
+      failure: result.failure,
+    });
+  }
+  if (method === "DELETE") await deleteFile(gw.kv, record);
+  return jsonResponse(result.value);
+}
+
+/** Starts a resumable upload on a pool key and hands out the gateway's own session URL. */
+async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
+  const req = c.req.raw;
+  if ((req.headers.get("x-goog-upload-protocol") ?? "").toLowerCase() !== "resumable") {
+    throw new GoogleApiError(
+      400,
+      "Only the resumable upload protocol is supported by this gateway",
+    );
+  }
+  if ((req.headers.get("x-goog-upload-command") ?? "").trim().toLowerCase() !== "start") {
+    throw new GoogleApiError(400, "Upload command must be 'start' for a new upload session.");
+  }
+  const metadata = await c.req.text();
+  if (metadata.length > 64 * 1024) throw new GoogleApiError(400, "Upload metadata is too large");
+  let displayName: string | undefined;
+  try {
+    const parsed = metadata ? JSON.parse(metadata) : {};
+    if (typeof parsed?.file?.displayName === "string") displayName = parsed.file.displayName;
+  } catch {
+    throw new GoogleApiError(400, "Invalid JSON payload received.");
+  }
+  const declared = Number(req.headers.get("x-goog-upload-header-content-length"));
+  if (Number.isFinite(declared) && declared > MAX_FILE_BYTES) {
+    throw new GoogleApiError(400, `The file is larger than ${MAX_FILE_BYTES} bytes`);
+  }
+  const userKey = c.get("userKey");
+  const startedAt = gw.now();
+  const failover = await failoverOptions(gw, { model: FILES_MODEL, signal: req.signal });
+  const result = await runWithFailover(gw.pool, failover, async (key) => {
+    const r = await startUpload(gw.client, key.secret, {
+      mimeType: req.headers.get("x-goog-upload-header-content-type") ?? "application/octet-stream",
+      size: Number.isFinite(declared) && declared >= 0 ? declared : undefined,
+      body: metadata || "{}",
+      signal: req.signal,
+    });
+    return r.ok ? { ok: true, value: r } : r;
+  });
+  accountRequest(gw, {
+    model: FILES_MODEL,
+    userId: userKey.id,
+    attempts: result.attempts,
+    ok: result.ok,
+    status: result.ok ? 200 : result.failure.status,
+    startedAt,
+  });
+  if (!result.ok) throw failureToGoogle(result.failure);
+  const token = randomId("", 24);
+  await putUploadSession(gw.kv, token, {
+    upstream: result.value.sessionUrl,
+    keyId: result.key.id,
+    userId: userKey.id,
+    displayName,
+    createdAt: gw.now(),
+  });
+  const origin = publicOrigin(req);
+  const version = c.req.param("version") ?? "v1beta";
+  const sessionUrl =
+    `${origin}/upload/${version}/files?upload_id=${token}&upload_protocol=resumable`;
+  const headers = new Headers({
+    "x-goog-upload-url": sessionUrl,
+    "x-goog-upload-control-url": sessionUrl,
+    "x-goog-upload-status": "active",
+    "access-control-expose-headers":
+      "x-goog-upload-url, x-goog-upload-status, x-goog-upload-size-received, x-goog-upload-chunk-granularity",
+  });
+  const granularity = result.value.response.headers.get("x-goog-upload-chunk-granularity");
+  if (granularity) headers.set("x-goog-upload-chunk-granularity", granularity);
+  return new Response(null, { status: 200, headers });
+}
+
+/** The origin clients reach this gateway at (honouring a reverse proxy's forwarded headers). */
+function publicOrigin(req: Request): string {
+  const url = new URL(req.url);
+  const proto = req.headers.get("x-forwarded-proto")?.split(",")[0].trim();
+  const host = req.headers.get("x-forwarded-host")?.split(",")[0].trim();
+  return `${proto || url.protocol.replace(":", "")}://${host || url.host}`;
+}
+
+/** One request on an upload session: bytes (re-chunked as needed), query, finalize or cancel. */
+async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Promise<Response> {
+  const req = c.req.raw;
+  const session = await getUploadSession(gw.kv, token);
+  if (!session) {
+    await req.body?.cancel();
+    throw new GoogleApiError(404, "Upload session not found or already finalized.");
+  }
+  const key = (await gw.pool.records()).find((r) => r.id === session.keyId);
+  if (!key || !key.enabled || key.invalid) {
+    await req.body?.cancel();
+    throw new GoogleApiError(
+      400,
+      "The Gemini key of this upload session is no longer usable; start the upload again",
+    );
+  }
+  const command = (req.headers.get("x-goog-upload-command") ?? "").split(",")
+    .map((s) => s.trim().toLowerCase()).filter((s) => s);
+  const offset = Number(req.headers.get("x-goog-upload-offset") ?? "0");
+  if (command.includes("upload") && (!Number.isInteger(offset) || offset < 0)) {
+    await req.body?.cancel();
+    throw new GoogleApiError(400, "Invalid X-Goog-Upload-Offset");
+  }
+  // The session lives on one key: no failover, and the upstream's answer goes back as it is.
+  const failover = await failoverOptions(gw, {
+    model: FILES_MODEL,
+    pinnedKeyId: session.keyId,
+    signal: req.signal,
+  });
+  const sent = await runWithFailover(gw.pool, { ...failover, maxAttempts: 1 }, async (k) => {
+    if (!command.includes("upload")) {
+      await req.body?.cancel();
+      const r = await gw.client.send(k.secret, {
+        method: "POST",
+        path: "",
+        url: session.upstream,
+        headers: { "x-goog-upload-command": command.join(", ") },
+      }, req.signal);
+      return { ok: true, value: r };
+    }
+    try {
+      const r = await uploadChunks(
+        gw.client,
+        req.body ?? new ReadableStream({ start: (ctl) => ctl.close() }),
+        {
+          apiKey: k.secret,
+          sessionUrl: session.upstream,
+          startOffset: offset,
+          finalize: command.includes("finalize"),
+          maxBytes: MAX_FILE_BYTES - offset,
+          signal: req.signal,
+        },
+      );
+      return { ok: true, value: r.response };
+    } catch (err) {
+      // Too large is the client's doing: it must not count against the key.
+      if (err instanceof UploadTooLargeError) return { ok: true, value: null };
+      throw err;
+    }
+  });
+  if (!sent.ok) {
+    await req.body?.cancel();
+    throw await pinnedFailure(gw, {
+      keyId: session.keyId,
+      what: "This upload session",
+      failure: sent.failure,
+    });
+  }
+  const res = sent.value;
+  if (!res) throw new GoogleApiError(400, `The file is larger than ${MAX_FILE_BYTES} bytes`);
+  const headers = new Headers({
+    "content-type": res.headers.get("content-type") ?? "application/json",
+  });
+  for (const name of UPLOAD_RESPONSE_HEADERS) {
+    const v = res.headers.get(name);
+    if (v) headers.set(name, v);
+  }
+  const status = res.headers.get("x-goog-upload-status");
+  if (res.ok && status === "final") {
+    const text = await res.text();
+    const file = await finalFile(new Response(text));
+    if (file) {
+      const now = gw.now();
+      await putFile(gw.kv, {
+        id: newFileId(now),
+        name: file.name,
+        uri: file.uri,
+        mimeType: file.mimeType ?? "application/octet-stream",
+        bytes: Number(file.sizeBytes ?? 0),
+        filename: file.displayName ?? session.displayName ?? file.name,
+        purpose: "user_data",
+        userId: session.userId,
+        keyId: session.keyId,
+        state: fileStateOf(file.state),
+        source: "native",
+        createdAt: now,
+        expiresAt: expiryOf(file.expirationTime, now),
+      }, now);
+    }
+    await deleteUploadSession(gw.kv, token);
+    return new Response(text, { status: res.status, headers });
+  }
+  if (status === "cancelled") await deleteUploadSession(gw.kv, token);
+  return new Response(res.body, { status: res.status, headers });
+}

@@ -1,0 +1,504 @@
+/**
+ * Chat-completion features through the gateway, with the real `openai` client against the strict
+ * fake upstream (which refuses what Gemini refuses): structured output, thinking per model family
+ * and admin defaults, thoughts as reasoning_content, sampling extras, log probabilities, safety
+ * settings, prompt injection, model aliases and thinking suffixes, and anti-truncation.
+ */
+import assert from "node:assert/strict";
+import type OpenAI from "openai";
+import { DEFAULT_MODELS, type FakeModel, type GenerateRequestView } from "../fakes/fake_gemini.ts";
+import { startGateway, type TestGateway } from "./harness.ts";
+
+const OK = { kind: "ok" } as const;
+
+type Json = Record<string, unknown>;
+interface SentBody {
+  contents: { role: string; parts: { text?: string }[] }[];
+  systemInstruction?: { parts: { text: string }[] };
+  generationConfig?: Json & { thinkingConfig?: Json };
+  safetySettings?: { category: string; threshold: string }[];
+}
+
+function bodies(gw: TestGateway): SentBody[] {
+  return gw.fake.requests.filter((r) => /:(stream)?[gG]enerateContent$/.test(r.path))
+    .map((r) => r.body as SentBody);
+}
+
+function paths(gw: TestGateway): string[] {
+  return gw.fake.requests.filter((r) => r.path.includes("enerateContent")).map((r) => r.path);
+}
+
+const MODELS: FakeModel[] = [
+  ...DEFAULT_MODELS,
+  {
+    name: "gemini-3-pro-preview",
+    supportedGenerationMethods: ["generateContent", "countTokens"],
+    thinking: true,
+  },
+  { name: "gemini-2.0-flash", supportedGenerationMethods: ["generateContent", "countTokens"] },
+];
+
+async function strictGateway(extra: { reply?: (v: GenerateRequestView) => string } = {}) {
+  return await startGateway({
+    keys: { "AIzaFeat-1": OK },
+    fakeOptions: { strict: true, models: MODELS, ...extra },
+  });
+}
+
+Deno.test("response_format json_schema and json_object become Gemini's JSON mode", async () => {
+  const gw = await strictGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const res = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "a person" }],
+      response_format: {
+        type: "json_schema",
+        json_schema: {
+          name: "person",
+          strict: true,
+          schema: {
+            $schema: "https://json-schema.org/draft/2020-12/schema",
+            type: "object",
+            properties: { name: { type: "string" }, age: { type: "integer" } },
+            required: ["name", "age"],
+            additionalProperties: false,
+          },
+        },
+      },
+    });
+    assert.deepEqual(JSON.parse(res.choices[0].message.content!), { name: "text", age: 1 });
+    const config = bodies(gw)[0].generationConfig!;
+    assert.equal(config.responseMimeType, "application/json");
+    assert.deepEqual(config.responseJsonSchema, {
+      type: "object",
+      properties: { name: { type: "string" }, age: { type: "integer" } },
+      required: ["name", "age"],
+      additionalProperties: false,
+    });
+    const obj = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "anything" }],
+      response_format: { type: "json_object" },
+    });
+    assert.deepEqual(JSON.parse(obj.choices[0].message.content!), { echo: "anything" });
+    assert.equal(bodies(gw)[1].generationConfig!.responseMimeType, "application/json");
+    assert.equal(bodies(gw)[1].generationConfig!.responseJsonSchema, undefined);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("reasoning_effort maps per model family to values each model accepts", async () => {
+  const gw = await strictGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const cases: [string, OpenAI.ReasoningEffort, Json | undefined][] = [
+      ["gemini-2.5-flash", "none", { thinkingBudget: 0 }],
+      ["gemini-2.5-flash", "low", { thinkingBudget: 1024, includeThoughts: true }],
+      ["gemini-2.5-pro", "none", { thinkingBudget: 128, includeThoughts: true }],
+      ["gemini-2.5-pro", "high", { thinkingBudget: 32768, includeThoughts: true }],
+      ["gemini-2.5-flash-lite", "minimal", { thinkingBudget: 512, includeThoughts: true }],
+      ["gemini-3-flash-preview", "none", { thinkingLevel: "MINIMAL", includeThoughts: true }],
+      ["gemini-3-flash-preview", "medium", { thinkingLevel: "MEDIUM", includeThoughts: true }],
+      ["gemini-3-pro-preview", "medium", { thinkingLevel: "HIGH", includeThoughts: true }],
+      ["gemini-3-pro-preview", "minimal", { thinkingLevel: "LOW", includeThoughts: true }],
+      ["gemini-2.0-flash", "high", undefined],
+    ];
+    for (const [model, effort, expected] of cases) {
+      const res = await client.chat.completions.create({
+        model,
+        messages: [{ role: "user", content: "think" }],
+        reasoning_effort: effort,
+      });
+      assert.equal(res.choices[0].message.content, "Echo: think", `${model} ${effort} accepted`);
+      assert.deepEqual(
+        bodies(gw).at(-1)!.generationConfig?.thinkingConfig,
+        expected,
+        `${model} ${effort}`,
+      );
+    }
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("thoughts come back as reasoning_content with reasoning_tokens, never in content", async () => {
+  const gw = await strictGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const res = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "ponder" }],
+    });
+    const message = res.choices[0].message as OpenAI.Chat.ChatCompletionMessage & {
+      reasoning_content?: string;
+    };
+    assert.equal(message.content, "Echo: ponder");
+    assert.equal(message.reasoning_content, "Thinking about it.");
+    assert.equal(res.usage?.completion_tokens_details?.reasoning_tokens, 5);
+
+    const stream = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "ponder more" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let reasoning = "";
+    let content = "";
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as { content?: string; reasoning_content?: string };
+      reasoning += delta?.reasoning_content ?? "";
+      content += delta?.content ?? "";
+      usage = chunk.usage ?? usage;
+    }
+    assert.equal(reasoning, "Thinking about it.");
+    assert.equal(content, "Echo: ponder more");
+    assert.equal(usage?.completion_tokens_details?.reasoning_tokens, 5);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("extra_body thinking_config, model suffixes and admin defaults steer thinking", async () => {
+  const gw = await strictGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const ask = (model: string, extra: Json = {}) =>
+      client.chat.completions.create({
+        model,
+        messages: [{ role: "user", content: "q" }],
+        ...extra,
+      } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
+    await ask("gemini-2.5-flash", {
+      extra_body: {
+        google: { thinking_config: { thinking_budget: 99999, include_thoughts: false } },
+      },
+    });
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, {
+      thinkingBudget: 24576,
+    });
+    await ask("gemini-3-flash-preview", {
+      extra_body: { google: { thinking_config: { thinking_level: "low" } } },
+    });
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, {
+      thinkingLevel: "LOW",
+      includeThoughts: true,
+    });
+    const both = await ask("gemini-2.5-flash", {
+      extra_body: { google: { thinking_config: { thinking_budget: 1, thinking_level: "low" } } },
+    }).catch((e) => e);
+    assert.equal(both.status, 400);
+    assert.equal(both.param, "extra_body.google.thinking_config");
+
+    const off = await ask("gemini-2.5-flash-nothinking");
+    assert.equal(off.model, "gemini-2.5-flash-nothinking");
+    assert.match(paths(gw).at(-1)!, /models\/gemini-2\.5-flash:generateContent$/);
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, { thinkingBudget: 0 });
+    await ask("gemini-2.5-pro-nothinking");
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, {
+      thinkingBudget: 128,
+      includeThoughts: true,
+    });
+    await ask("gemini-3-pro-preview-maxthinking");
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, {
+      thinkingLevel: "HIGH",
+      includeThoughts: true,
+    });
+
+    assert.equal(
+      (await gw.admin("PATCH", "/admin/api/settings", {
+        thinkingMode: "budget",
+        thinkingBudget: 2048,
+        includeThoughts: false,
+      })).status,
+      200,
+    );
+    await ask("gemini-2.5-flash");
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, { thinkingBudget: 2048 });
+    await ask("gemini-3-pro-preview");
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, { thinkingLevel: "LOW" });
+    await ask("gemini-2.5-flash-thinking");
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, {
+      thinkingBudget: 2048,
+      includeThoughts: true,
+    });
+    await gw.admin("PATCH", "/admin/api/settings", { thinkingMode: "off" });
+    await ask("gemini-2.5-pro");
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, { thinkingBudget: 128 });
+    const bad = await gw.admin("PATCH", "/admin/api/settings", { thinkingMode: "always" });
+    assert.equal(bad.status, 400);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("seed, penalties, top_k and log probabilities reach Gemini; unknown fields are ignored", async () => {
+  const gw = await strictGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const res = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "one two" }],
+      seed: 7,
+      presence_penalty: 0.5,
+      frequency_penalty: -0.5,
+      top_k: 40,
+      logprobs: true,
+      top_logprobs: 2,
+      user: "someone",
+      metadata: { team: "a" },
+      parallel_tool_calls: false,
+      service_tier: "auto",
+    } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
+    const { thinkingConfig: _t, ...config } = bodies(gw)[0].generationConfig!;
+    assert.deepEqual(config, {
+      seed: 7,
+      presencePenalty: 0.5,
+      frequencyPenalty: -0.5,
+      topK: 40,
+      responseLogprobs: true,
+      logprobs: 2,
+    });
+    const logprobs = res.choices[0].logprobs?.content ?? [];
+    assert.deepEqual(logprobs.map((l) => l.token), ["Echo: ", "one ", "two"]);
+    assert.equal(logprobs[1].top_logprobs.length, 2);
+    assert.deepEqual(logprobs[2].bytes, [...new TextEncoder().encode("two")]);
+
+    const wrong = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "x" }],
+      top_k: "many",
+    } as unknown as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming).catch((e) => e);
+    assert.equal(wrong.status, 400);
+    assert.equal(wrong.param, "top_k");
+    const lonely = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "x" }],
+      top_logprobs: 3,
+    }).catch((e) => e);
+    assert.equal(lonely.status, 400);
+    assert.equal(lonely.param, "top_logprobs");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("safety settings default to least blocking and follow the admin and the request", async () => {
+  const gw = await strictGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const ask = (extra: Json = {}) =>
+      client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: "x" }],
+        ...extra,
+      } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
+    await ask();
+    const defaults = bodies(gw)[0].safetySettings!;
+    assert.equal(defaults.length, 5);
+    assert.ok(
+      defaults.every((s) =>
+        s.threshold === (s.category === "HARM_CATEGORY_CIVIC_INTEGRITY" ? "BLOCK_NONE" : "OFF")
+      ),
+    );
+    await gw.admin("PATCH", "/admin/api/settings", { safetyThreshold: "BLOCK_ONLY_HIGH" });
+    await ask();
+    assert.ok(bodies(gw)[1].safetySettings!.every((s) => s.threshold === "BLOCK_ONLY_HIGH"));
+    await ask({
+      extra_body: {
+        google: {
+          safety_settings: [{ category: "HARM_CATEGORY_HARASSMENT", threshold: "block_none" }],
+        },
+      },
+    });
+    assert.deepEqual(bodies(gw)[2].safetySettings, [
+      { category: "HARM_CATEGORY_HARASSMENT", threshold: "BLOCK_NONE" },
+    ]);
+    await gw.admin("PATCH", "/admin/api/settings", { safetyThreshold: "UNSET" });
+    await ask();
+    assert.equal(bodies(gw)[3].safetySettings, undefined);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("admin prompt injection goes to the system instruction, first user or last user turn", async () => {
+  const gw = await strictGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [
+      { role: "system", content: "Client system." },
+      { role: "user", content: "first" },
+      { role: "assistant", content: "answer" },
+      { role: "user", content: "last" },
+    ];
+    const run = () => client.chat.completions.create({ model: "gemini-2.5-flash", messages });
+    await gw.admin("PATCH", "/admin/api/settings", { promptInjection: "Always answer in French." });
+    await run();
+    assert.deepEqual(bodies(gw)[0].systemInstruction, {
+      parts: [{ text: "Always answer in French.\n\nClient system." }],
+    });
+    await gw.admin("PATCH", "/admin/api/settings", { promptInjectionPosition: "user_prefix" });
+    await run();
+    assert.deepEqual(bodies(gw)[1].contents[0].parts, [
+      { text: "Always answer in French.\n\n" },
+      { text: "first" },
+    ]);
+    await gw.admin("PATCH", "/admin/api/settings", { promptInjectionPosition: "user_suffix" });
+    const res = await run();
+    assert.deepEqual(bodies(gw)[2].contents[2].parts, [
+      { text: "last" },
+      { text: "\n\nAlways answer in French." },
+    ]);
+    assert.equal(res.choices[0].message.content, "Echo: last \n\nAlways answer in French.");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("admin aliases route client model names to Gemini models and appear in /v1/models", async () => {
+  const gw = await strictGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const put = await gw.admin<{ aliases: Record<string, string> }>("PUT", "/admin/api/aliases", {
+      aliases: { "gpt-4o": "gemini-2.5-flash", "gpt-4o-mini": "gemini-2.5-flash-lite-nothinking" },
+    });
+    assert.equal(put.status, 200);
+    assert.deepEqual((await gw.admin("GET", "/admin/api/aliases")).json, put.json);
+    const res = await client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    assert.equal(res.model, "gpt-4o");
+    assert.match(paths(gw).at(-1)!, /models\/gemini-2\.5-flash:generateContent$/);
+    await client.chat.completions.create({
+      model: "gpt-4o-mini",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    assert.match(paths(gw).at(-1)!, /models\/gemini-2\.5-flash-lite:generateContent$/);
+    assert.deepEqual(bodies(gw).at(-1)!.generationConfig?.thinkingConfig, { thinkingBudget: 0 });
+    const ids: string[] = [];
+    for await (const m of client.models.list()) ids.push(m.id);
+    assert.ok(ids.includes("gpt-4o") && ids.includes("gpt-4o-mini"));
+    assert.equal((await client.models.retrieve("gpt-4o")).owned_by, "gateway");
+
+    const selfLoop = await gw.admin("PUT", "/admin/api/aliases", { aliases: { a: "a" } });
+    assert.equal(selfLoop.status, 400);
+    const badName = await gw.admin("PUT", "/admin/api/aliases", { aliases: { "bad name": "x" } });
+    assert.equal(badName.status, 400);
+  } finally {
+    await gw.close();
+  }
+});
+
+/** A reply that writes a long text and, in continuation rounds, goes on where the model turn ended. */
+function longReply(full: string) {
+  return (view: GenerateRequestView): string => {
+    const contents = view.body.contents as { role: string; parts: { text?: string }[] }[];
+    const partial = contents.filter((c) => c.role === "model").map((c) =>
+      c.parts.map((p) => p.text ?? "").join("")
+    ).at(-1);
+    if (!partial) return full;
+    assert.ok(full.startsWith(partial), `the model turn is the answer so far: ${partial}`);
+    // Repeat the last 12 characters, as models do, to exercise the overlap trimming.
+    return full.slice(Math.max(0, partial.length - 12));
+  };
+}
+
+const FULL = "one two three four five six seven eight nine ten eleven twelve thirteen " +
+  "fourteen fifteen sixteen seventeen eighteen nineteen twenty";
+
+async function truncatingGateway() {
+  const gw = await startGateway({
+    keys: { "AIzaFeat-1": OK },
+    fakeOptions: { strict: true, reply: longReply(FULL), outputLimit: 6, streamChunks: 2 },
+  });
+  await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true, antiTruncationRounds: 5 });
+  return gw;
+}
+
+Deno.test("anti-truncation continues an answer cut at the model's output limit, without repeats", async () => {
+  const gw = await truncatingGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const res = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "count to twenty" }],
+    });
+    assert.equal(res.choices[0].message.content, FULL);
+    assert.equal(res.choices[0].finish_reason, "stop");
+    const sent = bodies(gw);
+    assert.ok(sent.length >= 4, `several rounds (${sent.length})`);
+    const second = sent[1].contents;
+    assert.deepEqual(second.map((c) => c.role), ["user", "model", "user"]);
+    assert.equal(second[1].parts[0].text, "one two three four five six");
+    assert.ok(res.usage!.prompt_tokens > sent.length, "usage is summed over rounds");
+
+    // A limit the client chose is respected: no continuation.
+    const chosen = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "count" }],
+      max_tokens: 3,
+    });
+    assert.equal(chosen.choices[0].finish_reason, "length");
+    assert.equal(bodies(gw).length, sent.length + 1);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("anti-truncation keeps a stream live across rounds and joins them seamlessly", async () => {
+  const gw = await truncatingGateway();
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const stream = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "count to twenty" }],
+      stream: true,
+    });
+    let text = "";
+    const finishes: string[] = [];
+    let deltas = 0;
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (c?.delta.content) {
+        text += c.delta.content;
+        deltas++;
+      }
+      if (c?.finish_reason) finishes.push(c.finish_reason);
+    }
+    assert.equal(text, FULL);
+    assert.deepEqual(finishes, ["stop"], "one finish, at the very end");
+    assert.ok(deltas >= 4, "the answer streamed in pieces");
+    assert.ok(bodies(gw).length >= 4);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("anti-truncation resumes a stream the upstream cut before its end", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaFeat-1": OK },
+    fakeOptions: { strict: true, reply: longReply(FULL), streamChunks: 3 },
+  });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const ask = async () => {
+      const stream = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: "count [[CUT]]" }],
+        stream: true,
+      });
+      let text = "";
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+      return text;
+    };
+    await assert.rejects(ask(), /before the answer was complete/, "off by default: an error event");
+    await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
+    assert.equal(await ask(), FULL);
+  } finally {
+    await gw.close();
+  }
+});

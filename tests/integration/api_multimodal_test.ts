@@ -1,0 +1,217 @@
+/**
+ * Multimodal chat input through the gateway with the real `openai` client: data-URL images, http(s)
+ * images fetched server-side (with SSRF protection: loopback, private and link-local targets are
+ * refused, also behind DNS and redirects), audio, inline files, and media too large to send inline
+ * moved to the Files API on one pinned key.
+ */
+import assert from "node:assert/strict";
+import type OpenAI from "openai";
+import { MediaFetcher } from "../../lib/media/fetch_media.ts";
+import { startGateway, type TestGateway } from "./harness.ts";
+
+const OK = { kind: "ok" } as const;
+const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
+
+type Part = {
+  text?: string;
+  inlineData?: { mimeType: string; data: string };
+  fileData?: { mimeType: string; fileUri: string };
+};
+
+function lastParts(gw: TestGateway): Part[] {
+  const req = gw.fake.requests.findLast((r) => r.path.includes("generateContent"));
+  return (req?.body as { contents: { parts: Part[] }[] }).contents.at(-1)!.parts;
+}
+
+/** A tiny image host on loopback: a PNG, an HTML page, a redirect to a private address. */
+function imageHost() {
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", signal: ac.signal, onListen() {} },
+    (req) => {
+      const path = new URL(req.url).pathname;
+      if (path === "/cat.png") {
+        return new Response(PNG, {
+          headers: { "content-type": "image/png" },
+        });
+      }
+      if (path === "/blob") return new Response(PNG); // no type: sniffed
+      if (path === "/page.html") {
+        return new Response("<html></html>", { headers: { "content-type": "text/html" } });
+      }
+      if (path === "/hop") return Response.redirect("http://10.0.0.7/internal.png", 302);
+      if (path === "/loop") return Response.redirect(`${new URL(req.url).origin}/loop`, 302);
+      return new Response("missing", { status: 404 });
+    },
+  );
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    close: async () => {
+      ac.abort();
+      await server.finished;
+    },
+  };
+}
+
+function imageMessage(url: string): OpenAI.Chat.ChatCompletionMessageParam[] {
+  return [{
+    role: "user",
+    content: [{ type: "text", text: "what is this" }, { type: "image_url", image_url: { url } }],
+  }];
+}
+
+Deno.test("data-URL images, audio and inline files become inline data", async () => {
+  const gw = await startGateway({ keys: { "AIzaMedia-1": OK }, fakeOptions: { strict: true } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{
+        role: "user",
+        content: [
+          { type: "text", text: "look" },
+          { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
+          { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } },
+          {
+            type: "file",
+            file: { file_data: "data:application/pdf;base64,JVBERi0=", filename: "a.pdf" },
+          },
+          { type: "file", file: { file_data: "JVBERi0=", filename: "b.pdf" } },
+        ],
+      }],
+    });
+    assert.deepEqual(lastParts(gw), [
+      { text: "look" },
+      { inlineData: { mimeType: "image/png", data: "iVBORw0KGgo=" } },
+      { inlineData: { mimeType: "audio/wav", data: "UklGRg==" } },
+      { inlineData: { mimeType: "application/pdf", data: "JVBERi0=" } },
+      { inlineData: { mimeType: "application/pdf", data: "JVBERi0=" } },
+    ]);
+    const unknown = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{
+        role: "user",
+        content: [{ type: "file", file: { file_data: "AAAA", filename: "x.bin" } }],
+      }],
+    }).catch((e) => e);
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.param, "messages[0].content[0].file.file_data");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("http image URLs are fetched server-side and sent inline", async () => {
+  const host = imageHost();
+  const gw = await startGateway({ keys: { "AIzaMedia-1": OK }, fakeOptions: { strict: true } });
+  try {
+    // The test host is on loopback, which the real fetcher refuses: trust it explicitly here.
+    gw.app.gateway.media = new MediaFetcher({ allowHosts: ["127.0.0.1"] });
+    const client = gw.openai(await gw.createUserKey());
+    const res = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: imageMessage(`${host.url}/cat.png`),
+    });
+    assert.equal(res.choices[0].message.content, "Echo: what is this");
+    const b64 = btoa(String.fromCharCode(...PNG));
+    assert.deepEqual(lastParts(gw)[1], { inlineData: { mimeType: "image/png", data: b64 } });
+    await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: imageMessage(`${host.url}/blob`),
+    });
+    assert.equal(lastParts(gw)[1].inlineData?.mimeType, "image/png", "type sniffed from bytes");
+
+    for (
+      const [path, pattern] of [
+        ["/page.html", /did not return a usable file/],
+        ["/missing", /HTTP 404/],
+        ["/hop", /not public/],
+        ["/loop", /Too many redirects/],
+      ] as const
+    ) {
+      const err = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: imageMessage(`${host.url}${path}`),
+      }).catch((e) => e);
+      assert.equal(err.status, 400, path);
+      assert.equal(err.param, "messages[0].content[1].image_url.url");
+      assert.match(err.message, pattern);
+    }
+  } finally {
+    await gw.close();
+    await host.close();
+  }
+});
+
+Deno.test("image URLs pointing at loopback, private or link-local addresses are refused", async () => {
+  const host = imageHost();
+  const gw = await startGateway({ keys: { "AIzaMedia-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const port = new URL(host.url).port;
+    for (
+      const url of [
+        `${host.url}/cat.png`,
+        `http://localhost:${port}/cat.png`,
+        `http://[::ffff:127.0.0.1]:${port}/cat.png`,
+        `http://2130706433:${port}/cat.png`,
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/x.png",
+        "http://[fd00::1]/x.png",
+        "ftp://example.com/x.png",
+      ]
+    ) {
+      const err = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: imageMessage(url),
+      }).catch((e) => e);
+      assert.equal(err.status, 400, url);
+      assert.match(err.message, /not public|non-public|Only http|must be a base64/, url);
+    }
+    assert.equal(gw.fake.requests.filter((r) => r.path.includes("generate")).length, 0);
+  } finally {
+    await gw.close();
+    await host.close();
+  }
+});
+
+Deno.test("inline media over Gemini's request limit goes through the Files API on one key", async () => {
+  // Two keys in two projects: a file uploaded with one is invisible to the other.
+  const gw = await startGateway({
+    keys: { "AIzaBig-1@projA": OK, "AIzaBig-2@projB": OK },
+    fakeOptions: { strict: true },
+  });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const big = new Uint8Array(15 * 1024 * 1024);
+    big.set(PNG);
+    let binary = "";
+    for (let i = 0; i < big.length; i += 0x8000) {
+      binary += String.fromCharCode(...big.subarray(i, i + 0x8000));
+    }
+    const url = `data:image/png;base64,${btoa(binary)}`;
+    binary = "";
+    for (let round = 0; round < 2; round++) {
+      gw.fake.reset();
+      const res = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{
+          role: "user",
+          content: [{ type: "text", text: "big" }, { type: "image_url", image_url: { url } }],
+        }],
+      });
+      assert.equal(res.choices[0].message.content, "Echo: big");
+      const uploads = gw.fake.requests.filter((r) => r.path === "/upload/v1beta/files");
+      assert.ok(uploads.length >= 2, "a resumable upload: start and chunks");
+      assert.equal(uploads.slice(1).reduce((n, r) => n + r.bytes, 0), big.length);
+      const generate = gw.fake.requests.find((r) => r.path.includes("generateContent"))!;
+      assert.equal(generate.key, uploads[0].key, "the request used the key that uploaded");
+      assert.ok(generate.bytes < 1024 * 1024, "the media no longer travels inline");
+      const part = lastParts(gw)[1];
+      assert.equal(part.inlineData, undefined);
+      assert.equal(part.fileData?.mimeType, "image/png");
+    }
+  } finally {
+    await gw.close();
+  }
+});
