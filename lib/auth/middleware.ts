@@ -5,10 +5,17 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv, Gateway } from "../gateway.ts";
 import { OpenAiError } from "../openai/errors.ts";
-import { takeMinuteToken } from "../store/rate_limits.ts";
+import { withUserLimits } from "./user_limits.ts";
+import {
+  authenticateSession,
+  clientAddress,
+  lockedOutError,
+  lockoutRemaining,
+  recordLoginFailure,
+} from "./sessions.ts";
 import { bearerToken } from "./user_auth.ts";
 
-/** Authenticates `Authorization: Bearer sk-…` and enforces the key's requests-per-minute limit. */
+/** Authenticates `Authorization: Bearer sk-…` and enforces the key's limits (see `user_limits.ts`). */
 export function userKeyAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = bearerToken(c.req.header("authorization"));
@@ -24,26 +31,24 @@ export function userKeyAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
     if (result === "disabled") {
       throw new OpenAiError(401, "This API key has been disabled", { code: "invalid_api_key" });
     }
-    if (result.rpm !== null) {
-      const take = await takeMinuteToken(gw.kv, result.id, { limit: result.rpm, now: gw.now() });
-      if (!take.allowed) {
-        const seconds = Math.max(1, Math.ceil(take.resetInMs / 1000));
-        throw new OpenAiError(
-          429,
-          `Rate limit reached for this API key: ${result.rpm} requests per minute; retry in ${seconds} s`,
-          { code: "rate_limit_exceeded", headers: { "retry-after": String(seconds) } },
-        );
-      }
-    }
     c.set("userKey", result);
-    await next();
+    // Expiry, RPM, tokens per day and concurrency, shared across isolates through KV.
+    await withUserLimits(gw, c, next);
   };
 }
 
-/** Requires the admin password as a bearer token. */
+/** Requires the admin password as a bearer token, or an admin session cookie (with CSRF token). */
 export function adminAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const check = await gw.admin.check(bearerToken(c.req.header("authorization")));
+    const presented = bearerToken(c.req.header("authorization"));
+    if (!c.req.header("authorization") && gw.admin.configured) {
+      if (await authenticateSession(gw, c.req.raw)) return await next();
+    }
+    const client = clientAddress(c.env);
+    const locked = presented ? await lockoutRemaining(gw, client) : 0;
+    if (locked > 0) throw lockedOutError(locked);
+    const check = await gw.admin.check(presented);
+    if (check === "denied" && presented) await recordLoginFailure(gw, client);
     if (check === "unconfigured") {
       throw new OpenAiError(
         503,

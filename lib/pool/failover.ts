@@ -2,10 +2,12 @@
  * Runs one upstream operation across keys: pick a key, try it, classify a failure, update the
  * key's state, try the next key, within bounds. The caller decides what success means (a stream is
  * only "ok" once its first event has been read, so it fails over before any byte reaches the client).
+ * Generic over the API shape: the OpenAI and the Gemini-native routes both use it.
  */
+import { UpstreamTimeoutError } from "../gemini/client.ts";
 import { classifyHttpFailure, type FailureClass } from "../gemini/errors.ts";
 import type { Attempt } from "../store/usage.ts";
-import type { KeyPool, PoolKey } from "./key_pool.ts";
+import type { KeyPool, NoKey, PoolKey } from "./key_pool.ts";
 
 /** Upstream attempts that fail with 5xx, a network error or a timeout, at most, per request. */
 export const MAX_UPSTREAM_ERROR_ATTEMPTS = 3;
@@ -42,10 +44,24 @@ export interface FailoverOptions {
   now: () => number;
   /** The client's abort signal: once it fires, nothing is retried. */
   signal?: AbortSignal;
+  /**
+   * Estimated input tokens of the request (see `estimateRequestTokens`): keys whose
+   * tokens-per-minute window cannot take them are skipped before the call.
+   */
+  estimatedTokens?: number;
+  /** Only this key may serve (a request that uses a file uploaded with it). */
+  pinnedKeyId?: string;
 }
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Replaces a key's secret (and anything shaped like a Google API key) in upstream text. */
+export function redactSecret(text: string, key: { secret: string; masked: string }): string {
+  let out = key.secret ? text.split(key.secret).join(key.masked) : text;
+  out = out.replace(/AIza[0-9A-Za-z_\-]{20,}/g, (m) => `${m.slice(0, 4)}…${m.slice(-4)}`);
+  return out;
 }
 
 /** Tries `attempt` with successive keys until one succeeds or failing over can no longer help. */
@@ -60,51 +76,61 @@ export async function runWithFailover<T>(
   let upstreamErrors = 0;
 
   while (attempts.length < options.maxAttempts && upstreamErrors < MAX_UPSTREAM_ERROR_ATTEMPTS) {
-    const picked = await pool.pick(options.model, tried);
+    const picked = await pool.pick(options.model, tried, {
+      estimatedTokens: options.estimatedTokens,
+      pinnedKeyId: options.pinnedKeyId,
+    });
     if (!("secret" in picked)) {
       return { ok: false, attempts, failure: noKeyFailure(picked, last, options.now()) };
     }
     tried.add(picked.id);
+    const started = options.now();
     let result: AttemptResult<T> | null = null;
     let failure: FailureClass;
+    let timedOut = false;
     try {
       result = await attempt(picked);
     } catch (err) {
       if (options.signal?.aborted) throw err;
       result = null;
+      timedOut = err instanceof UpstreamTimeoutError;
       failure = { kind: "upstream", reason: describe(err) };
     }
     if (result?.ok) {
-      attempts.push({ keyId: picked.id, ok: true });
+      attempts.push({ keyId: picked.id, ok: true, reservation: picked.reservation });
+      pool.noteOutcome(picked.id, { ok: true, latencyMs: options.now() - started });
       await pool.noteSuccess(picked.id);
       return { ok: true, value: result.value, key: picked, attempts };
     }
     if (result) failure = classifyHttpFailure(result.status, result.body);
     failure = failure!;
+    failure = { ...failure, reason: redactSecret(failure.reason, picked) };
     if (failure.kind === "client") {
       // The request is at fault, not the key: no failover, and the attempt counts as served.
-      attempts.push({ keyId: picked.id, ok: true });
+      attempts.push({ keyId: picked.id, ok: true, reservation: picked.reservation });
       return {
         ok: false,
         attempts,
         failure: { status: result?.status ?? 400, message: failure.reason, kind: "client" },
       };
     }
-    attempts.push({ keyId: picked.id, ok: false });
+    attempts.push({ keyId: picked.id, ok: false, reservation: picked.reservation });
+    pool.noteOutcome(picked.id, { ok: false });
     last = failure;
     if (failure.kind === "key_invalid") {
       await pool.markInvalid(picked.id, failure.reason);
     } else if (failure.kind === "rate_limited") {
-      await pool.coolDown(picked.id, {
+      await pool.noteRateLimited(picked.id, {
         model: options.model,
-        until: options.now() + (failure.retryAfterMs ?? options.defaultCooldownMs),
-        reason: failure.perDay
-          ? `daily quota: ${failure.reason}`
-          : `rate limited: ${failure.reason}`,
+        retryAfterMs: failure.retryAfterMs,
+        defaultCooldownMs: options.defaultCooldownMs,
+        body: result?.body ?? "",
+        reason: failure.reason,
       });
     } else {
       upstreamErrors++;
-      await pool.noteError(picked.id, failure.reason);
+      // A key that made the client wait a whole timeout rests at once, not after a streak.
+      await pool.noteError(picked.id, failure.reason, { rest: timedOut });
     }
     if (options.signal?.aborted) throw options.signal.reason;
   }
@@ -121,11 +147,7 @@ export async function runWithFailover<T>(
   };
 }
 
-function noKeyFailure(
-  picked: { total: number; retryAt: number | null },
-  last: FailureClass | null,
-  now: number,
-): GatewayFailure {
+function noKeyFailure(picked: NoKey, last: FailureClass | null, now: number): GatewayFailure {
   if (picked.total === 0) {
     return {
       status: 503,
@@ -137,11 +159,13 @@ function noKeyFailure(
   const lastReason = last ? ` (last error: ${last.reason})` : "";
   if (picked.retryAt !== null) {
     const seconds = Math.max(1, Math.ceil((picked.retryAt - now) / 1000));
+    const what = picked.limited
+      ? "All Gemini keys are at their rate limits or unavailable"
+      : "All Gemini keys are rate limited or unavailable";
     return {
       status: 503,
       kind: "no_key",
-      message:
-        `All Gemini keys are rate limited or unavailable; retry in ${seconds} s${lastReason}`,
+      message: `${what}; retry in ${seconds} s${lastReason}`,
       retryAfterSeconds: seconds,
     };
   }

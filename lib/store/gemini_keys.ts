@@ -1,19 +1,57 @@
 /**
  * Gemini keys in KV: sealed secret, admin fields and health state, one record per key under
- * `["gk", id]`, with a fingerprint index `["gk_fp", fingerprint]` for duplicate detection.
+ * `["gk", id]`, with a fingerprint index `["gk_fp", fingerprint]` for duplicate detection, and a
+ * recoverable "removed" area `["gk_removed", id]` for keys the cleanup job took out of the pool.
  */
 import * as z from "zod";
 import { maskSecret, randomId, type Sealer } from "../secrets.ts";
 import { backoff, ConflictError, MAX_OCC_ATTEMPTS, updateWithRetry } from "./kv_util.ts";
+import { LimitsSchema } from "./models.ts";
 
 const PREFIX = "gk";
 const FP_PREFIX = "gk_fp";
+const REMOVED_PREFIX = "gk_removed";
 
-/** A model-scoped (or, under `"*"`, key-wide) pause of a key. */
+/** Why a key (or a project) rests: each cause has its own duration rule. */
+export const CooldownCauseSchema = z.enum([
+  /** A per-minute 429: until the `retryDelay` Google named (or the default). */
+  "rate_limit",
+  /** A per-day quota 429: until midnight America/Los_Angeles. */
+  "daily_quota",
+  /** A 429 with `quotaValue` "0": the project has no quota for the model; retried next Pacific day. */
+  "no_quota",
+  /** Repeated upstream errors (5xx, network): a short, growing backoff. */
+  "errors",
+]);
+
+/** A cooldown cause. */
+export type CooldownCause = z.infer<typeof CooldownCauseSchema>;
+
+/** A model-scoped (or, under `"*"`, key-wide) pause of a key or project. */
 export const CooldownSchema = z.object({
   until: z.number(),
   reason: z.string(),
+  cause: CooldownCauseSchema.default("rate_limit"),
+  /** The 429 also named a per-day quota id: a second one in a row parks until Pacific midnight. */
+  perDayHint: z.boolean().optional(),
 });
+
+/** One cooldown. */
+export type Cooldown = z.infer<typeof CooldownSchema>;
+
+/** What health checks (and requests) observed, kept long enough for the N-day cleanup rule. */
+export const KeyHealthSchema = z.object({
+  /** When the last health check ran. */
+  checkedAt: z.number().nullable().default(null),
+  /** `ok`, `invalid`, `rate_limited` or `error` (the upstream did not say). */
+  result: z.string().nullable().default(null),
+  message: z.string().nullable().default(null),
+  /** UTC day (`YYYY-MM-DD`) -> whether the key worked at least once that day (`ok`) or only failed. */
+  days: z.record(z.string(), z.enum(["ok", "fail"])).default({}),
+});
+
+/** A key's health history. */
+export type KeyHealth = z.infer<typeof KeyHealthSchema>;
 
 /** The stored record of one Gemini key. */
 export const GeminiKeyRecordSchema = z.object({
@@ -24,11 +62,16 @@ export const GeminiKeyRecordSchema = z.object({
   masked: z.string(),
   enabled: z.boolean(),
   weight: z.number().int().min(1).max(100),
+  /** The Google Cloud project the key belongs to (a free label); "" when unknown. */
+  project: z.string().default(""),
   /** `invalid` keys are never used until an admin (or a health check) restores them. */
   invalid: z.object({ reason: z.string(), at: z.number() }).nullable(),
   /** Pauses by model id; `"*"` pauses the key for every model. */
   cooldowns: z.record(z.string(), CooldownSchema),
   consecutiveErrors: z.number().int(),
+  /** Limits learned from 429s (`quotaValue`) for a key without a project, by model. */
+  learned: z.record(z.string(), LimitsSchema).default({}),
+  health: KeyHealthSchema.default({ checkedAt: null, result: null, message: null, days: {} }),
   createdAt: z.number(),
   updatedAt: z.number(),
 });
@@ -36,27 +79,53 @@ export const GeminiKeyRecordSchema = z.object({
 /** One Gemini key as stored. */
 export type GeminiKeyRecord = z.infer<typeof GeminiKeyRecordSchema>;
 
-/** Key status as the admin API reports it. */
+/** A key moved out of the pool by the cleanup rule (or an admin), restorable. */
+export const RemovedKeySchema = z.object({
+  record: GeminiKeyRecordSchema,
+  removedAt: z.number(),
+  reason: z.string(),
+});
+
+/** A removed key. */
+export type RemovedKey = z.infer<typeof RemovedKeySchema>;
+
+/** Key status as the admin API reports it (whether it is enabled is a separate field). */
 export type KeyStatus = "active" | "cooldown" | "invalid";
 
-/** The state of `key` at time `now`, with why and until when. */
+/** A key state with why and until when (null: until someone or something restores it). */
+export interface KeyState {
+  status: KeyStatus;
+  reason: string | null;
+  until: number | null;
+  cause: CooldownCause | "invalid" | null;
+}
+
+/**
+ * The state of `key` at `now`, counting the cooldowns of its project (`projectCooldowns`): the
+ * cooldown shown is the one that ends last.
+ */
 export function keyStatus(
   key: GeminiKeyRecord,
   now: number,
-): { status: KeyStatus; reason: string | null; until: number | null } {
-  if (key.invalid) return { status: "invalid", reason: key.invalid.reason, until: null };
-  let latest: { until: number; reason: string } | null = null;
-  for (const c of Object.values(key.cooldowns)) {
+  projectCooldowns: Record<string, Cooldown> = {},
+): KeyState {
+  if (key.invalid) {
+    return { status: "invalid", reason: key.invalid.reason, until: null, cause: "invalid" };
+  }
+  let latest: Cooldown | null = null;
+  for (const c of [...Object.values(key.cooldowns), ...Object.values(projectCooldowns)]) {
     if (c.until > now && (!latest || c.until > latest.until)) latest = c;
   }
-  if (latest) return { status: "cooldown", reason: latest.reason, until: latest.until };
-  return { status: "active", reason: null, until: null };
+  if (latest) {
+    return { status: "cooldown", reason: latest.reason, until: latest.until, cause: latest.cause };
+  }
+  return { status: "active", reason: null, until: null, cause: null };
 }
 
 /** Reads every key record (ordered by id). */
 export async function listGeminiKeys(kv: Deno.Kv): Promise<GeminiKeyRecord[]> {
   const out: GeminiKeyRecord[] = [];
-  for await (const entry of kv.list<GeminiKeyRecord>({ prefix: [PREFIX] })) {
+  for await (const entry of kv.list<GeminiKeyRecord>({ prefix: [PREFIX] }, { batchSize: 1000 })) {
     out.push(GeminiKeyRecordSchema.parse(entry.value));
   }
   return out;
@@ -78,12 +147,13 @@ export interface AddKeysResult {
 export interface AddKeysOptions {
   weight?: number;
   label?: string;
+  project?: string;
   now: number;
 }
 
 /**
- * Seals and stores new keys; a key whose fingerprint already exists is counted as a duplicate and
- * left untouched, so importing the same list twice is harmless.
+ * Seals and stores new keys; a key whose fingerprint already exists (in the pool or in the removed
+ * area) is counted as a duplicate and left untouched, so importing the same list twice is harmless.
  */
 export async function addGeminiKeys(
   kv: Deno.Kv,
@@ -102,7 +172,7 @@ export async function addGeminiKeys(
     }
     seen.add(fingerprint);
     const id = randomId("k_", 9);
-    const record: GeminiKeyRecord = {
+    const record: GeminiKeyRecord = GeminiKeyRecordSchema.parse({
       id,
       label: options.label ?? "",
       sealed: await sealer.seal(secret, `gk:${id}`),
@@ -110,12 +180,13 @@ export async function addGeminiKeys(
       masked: maskSecret(secret),
       enabled: true,
       weight: options.weight ?? 1,
+      project: options.project ?? "",
       invalid: null,
       cooldowns: {},
       consecutiveErrors: 0,
       createdAt: options.now,
       updatedAt: options.now,
-    };
+    });
     const res = await kv.atomic()
       .check({ key: [FP_PREFIX, fingerprint], versionstamp: null })
       .set([FP_PREFIX, fingerprint], id)
@@ -161,4 +232,91 @@ export async function deleteGeminiKey(kv: Deno.Kv, id: string): Promise<boolean>
     await backoff(attempt);
   }
   throw new ConflictError(`key ${id}`);
+}
+
+/**
+ * Moves a key to the removed area (keeping its fingerprint index, so a re-import of the same secret
+ * does not bring it back silently). `shouldRemove` sees the current record and may veto; returns the
+ * removed entry, or null when the key is gone or was vetoed.
+ */
+export async function removeGeminiKey(
+  kv: Deno.Kv,
+  id: string,
+  options: { reason: string; now: number; shouldRemove?: (r: GeminiKeyRecord) => boolean },
+): Promise<RemovedKey | null> {
+  for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
+    const entry = await kv.get<GeminiKeyRecord>([PREFIX, id]);
+    if (entry.value === null) return null;
+    const record = GeminiKeyRecordSchema.parse(entry.value);
+    if (options.shouldRemove && !options.shouldRemove(record)) return null;
+    const removed: RemovedKey = { record, removedAt: options.now, reason: options.reason };
+    const res = await kv.atomic()
+      .check(entry)
+      .delete([PREFIX, id])
+      .set([REMOVED_PREFIX, id], removed)
+      .commit();
+    if (res.ok) return removed;
+    await backoff(attempt);
+  }
+  throw new ConflictError(`key ${id}`);
+}
+
+/** Reads the removed area, newest removal first. */
+export async function listRemovedKeys(kv: Deno.Kv): Promise<RemovedKey[]> {
+  const out: RemovedKey[] = [];
+  for await (const e of kv.list<RemovedKey>({ prefix: [REMOVED_PREFIX] }, { batchSize: 1000 })) {
+    out.push(RemovedKeySchema.parse(e.value));
+  }
+  return out.sort((a, b) => b.removedAt - a.removedAt);
+}
+
+/**
+ * Puts a removed key back into the pool as active (invalid mark, cooldowns, error streak and
+ * failing-day history cleared: the next request or health check judges it afresh). Null when no
+ * removed key has that id.
+ */
+export async function restoreRemovedKey(
+  kv: Deno.Kv,
+  id: string,
+  now: number,
+): Promise<GeminiKeyRecord | null> {
+  for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
+    const entry = await kv.get<RemovedKey>([REMOVED_PREFIX, id]);
+    if (entry.value === null) return null;
+    const { record } = RemovedKeySchema.parse(entry.value);
+    const restored: GeminiKeyRecord = {
+      ...record,
+      invalid: null,
+      cooldowns: {},
+      consecutiveErrors: 0,
+      health: { ...record.health, days: {} },
+      updatedAt: now,
+    };
+    const res = await kv.atomic()
+      .check(entry)
+      .check({ key: [PREFIX, id], versionstamp: null })
+      .delete([REMOVED_PREFIX, id])
+      .set([PREFIX, id], restored)
+      .set([FP_PREFIX, record.fingerprint], id)
+      .commit();
+    if (res.ok) return restored;
+    await backoff(attempt);
+  }
+  throw new ConflictError(`removed key ${id}`);
+}
+
+/** Deletes a removed key for good (and its fingerprint index); false when it did not exist. */
+export async function purgeRemovedKey(kv: Deno.Kv, id: string): Promise<boolean> {
+  for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
+    const entry = await kv.get<RemovedKey>([REMOVED_PREFIX, id]);
+    if (entry.value === null) return false;
+    const { record } = RemovedKeySchema.parse(entry.value);
+    const fp = await kv.get<string>([FP_PREFIX, record.fingerprint]);
+    let op = kv.atomic().check(entry).check(fp).delete([REMOVED_PREFIX, id]);
+    if (fp.value === id) op = op.delete([FP_PREFIX, record.fingerprint]);
+    const res = await op.commit();
+    if (res.ok) return true;
+    await backoff(attempt);
+  }
+  throw new ConflictError(`removed key ${id}`);
 }

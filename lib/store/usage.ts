@@ -1,10 +1,30 @@
 /**
- * Usage accounting in KV with `Deno.KvU64` sums (which never conflict): per key and model in minute
- * and hour buckets, plus lifetime totals per key, model and user key.
+ * Usage accounting in KV with `Deno.KvU64` sums (which never conflict).
+ *
+ * Layout, per key and model:
+ * - `["usage", "m", minute, keyId, model, metric]`: minute buckets (the pool's RPM/TPM windows and
+ *   the last hour of stats); pruned after `MINUTE_RETENTION_MS` by the roll-up job.
+ * - `["usage", "h", hour, keyId, model, metric]`: hour buckets, written directly alongside the
+ *   minute ones; rolled up into day buckets after `HOUR_RETENTION_MS`.
+ * - `["usage", "d", utcDay, keyId, model, metric]`: day buckets made by the roll-up job.
+ * - `["usage", "pd", pacificDay, keyId, model, "att"]`: attempts per Pacific day (the RPD window,
+ *   aligned with Google's reset); pruned after two days.
+ * - `["usage_total", ...]`: lifetime totals per key, model, user key and overall.
+ *
+ * Sum mutations cannot carry `expireIn`, hence the roll-up job instead of expiry.
  */
+import { pacificDayNumber } from "../pool/calendar.ts";
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
+const DAY = 86_400_000;
+
+/** How long minute buckets are kept (the hour buckets hold the same counts). */
+export const MINUTE_RETENTION_MS = 2 * HOUR;
+/** How long hour buckets are kept before they are rolled up into day buckets. */
+export const HOUR_RETENTION_MS = 48 * HOUR;
+/** How long day buckets are kept. */
+export const DAY_RETENTION_MS = 90 * DAY;
 
 /** Counter names: client requests served, upstream attempts, failed attempts, failed requests, tokens. */
 export const METRICS = ["req", "att", "err", "fail", "in", "out", "think"] as const;
@@ -17,6 +37,8 @@ export type Counts = Record<Metric, number>;
 export interface Attempt {
   keyId: string;
   ok: boolean;
+  /** In-memory bookkeeping of the pool (a usage reservation); never stored. */
+  reservation?: unknown;
 }
 
 /** What one client request did, recorded once when its answer is complete. */
@@ -37,52 +59,329 @@ export function emptyCounts(): Counts {
   return { req: 0, att: 0, err: 0, fail: 0, in: 0, out: 0, think: 0 };
 }
 
-/** Builds the KV mutations of one usage event (pure, so the layout is testable). */
-export function usageMutations(event: UsageEvent): Deno.KvMutation[] {
-  const minute = Math.floor(event.now / MINUTE);
-  const hour = Math.floor(event.now / HOUR);
-  const out: Deno.KvMutation[] = [];
-  // Sum mutations cannot carry expireIn: old buckets are pruned by a job instead.
-  const add = (key: Deno.KvKey, n: number) => {
-    if (n <= 0) return;
-    out.push({ type: "sum", key, value: new Deno.KvU64(BigInt(Math.round(n))) });
+/** The KV key of a user key's token counter for one Pacific day. */
+export function userTokensKey(userId: string, pacificDay: number): Deno.KvKey {
+  return ["ul_tok", pacificDay, userId];
+}
+
+function sum(key: Deno.KvKey, n: number): Deno.KvMutation {
+  return { type: "sum", key, value: new Deno.KvU64(BigInt(Math.round(n))) };
+}
+
+/**
+ * Requests that share their time minute, model, user key, attempts and outcome: their counters
+ * differ only by a factor (the request count) and by the token sums, so a batch keeps one group
+ * per shape instead of one set of mutations per request.
+ */
+interface EventGroup {
+  now: number;
+  model: string;
+  userId: string | null;
+  attempts: readonly { keyId: string; ok: boolean }[];
+  ok: boolean;
+  /** Requests in the group. */
+  n: number;
+  promptTokens: number;
+  completionTokens: number;
+  thinkingTokens: number;
+}
+
+/** Calls `add` with every counter key of `g` and the amount it grows by (zero amounts skipped). */
+function eachCounter(g: EventGroup, add: (key: Deno.KvKey, n: number) => void): void {
+  const minute = Math.floor(g.now / MINUTE);
+  const hour = Math.floor(g.now / HOUR);
+  const pday = pacificDayNumber(g.now);
+  const put = (key: Deno.KvKey, n: number) => {
+    if (n > 0) add(key, n);
   };
   const bucketed = (keyId: string, metric: Metric, n: number) => {
-    add(["usage", "m", minute, keyId, event.model, metric], n);
-    add(["usage", "h", hour, keyId, event.model, metric], n);
-    add(["usage_total", "key", keyId, metric], n);
+    put(["usage", "m", minute, keyId, g.model, metric], n);
+    put(["usage", "h", hour, keyId, g.model, metric], n);
+    put(["usage_total", "key", keyId, metric], n);
   };
-  for (const a of event.attempts) {
-    bucketed(a.keyId, "att", 1);
-    if (!a.ok) bucketed(a.keyId, "err", 1);
+  // Attempts of the same key in one request add up (as several sums on one key would).
+  for (const a of g.attempts) {
+    bucketed(a.keyId, "att", g.n);
+    put(["usage", "pd", pday, a.keyId, g.model, "att"], g.n);
+    if (!a.ok) bucketed(a.keyId, "err", g.n);
   }
-  const served = event.ok ? event.attempts.at(-1)?.keyId ?? "-" : "-";
-  const totals: [Metric, number][] = event.ok
-    ? [["req", 1], ["in", event.promptTokens], ["out", event.completionTokens], [
+  const served = g.ok ? g.attempts.at(-1)?.keyId ?? "-" : "-";
+  const totals: [Metric, number][] = g.ok
+    ? [["req", g.n], ["in", g.promptTokens], ["out", g.completionTokens], [
       "think",
-      event.thinkingTokens,
+      g.thinkingTokens,
     ]]
-    : [["fail", 1]];
+    : [["fail", g.n]];
   for (const [metric, n] of totals) {
     bucketed(served, metric, n);
-    add(["usage_total", "model", event.model, metric], n);
-    add(["usage_total", "all", metric], n);
-    if (event.userId) add(["usage_total", "user", event.userId, metric], n);
+    put(["usage_total", "model", g.model, metric], n);
+    put(["usage_total", "all", metric], n);
+    if (g.userId) put(["usage_total", "user", g.userId, metric], n);
   }
+  if (g.userId && g.ok) {
+    put(userTokensKey(g.userId, pday), g.promptTokens + g.completionTokens);
+  }
+}
+
+function groupOf(event: UsageEvent, n: number): EventGroup {
+  return {
+    now: event.now,
+    model: event.model,
+    userId: event.userId,
+    attempts: event.attempts.map((a) => ({ keyId: a.keyId, ok: a.ok })),
+    ok: event.ok,
+    n,
+    promptTokens: Math.round(event.promptTokens),
+    completionTokens: Math.round(event.completionTokens),
+    thinkingTokens: Math.round(event.thinkingTokens),
+  };
+}
+
+/** Builds the KV mutations of one usage event (pure, so the layout is testable). */
+export function usageMutations(event: UsageEvent): Deno.KvMutation[] {
+  const out: Deno.KvMutation[] = [];
+  eachCounter(groupOf(event, 1), (key, n) => out.push(sum(key, n)));
   return out;
 }
 
-/** Writes one usage event in a single atomic operation. */
-export async function recordUsage(kv: Deno.Kv, event: UsageEvent): Promise<void> {
-  const mutations = usageMutations(event);
+/** Writes one usage event (and any `extra` mutations, e.g. a log entry) in one atomic operation. */
+export async function recordUsage(
+  kv: Deno.Kv,
+  event: UsageEvent,
+  options: { extra?: Deno.KvMutation[] } = {},
+): Promise<void> {
+  const mutations = [...usageMutations(event), ...(options.extra ?? [])];
   if (mutations.length === 0) return;
   await kv.atomic().mutate(...mutations).commit();
+}
+
+/** Most mutations put in one atomic operation (KV allows 1000). */
+const MAX_BATCH_MUTATIONS = 800;
+/** Most bytes (keys and values, estimated) put in one atomic operation (KV allows 800 KiB). */
+const MAX_BATCH_BYTES = 512 * 1024;
+/** Most key bytes (estimated) put in one atomic operation (KV allows 90 KiB). */
+const MAX_BATCH_KEY_BYTES = 64 * 1024;
+
+/** One atomic operation's worth of a flushed batch. */
+export interface BatchChunk {
+  mutations: Deno.KvMutation[];
+  /** Tokens added to user-key day counters in this chunk: `userTokensId` -> tokens. */
+  userTokens: Map<string, number>;
+}
+
+/** The in-memory id of a user key's day token counter (see `userTokensKey`). */
+export function userTokensId(userId: string, pacificDay: number): string {
+  return `${pacificDay}\u0000${userId}`;
+}
+
+/** An upper bound of a flat value's stored size (strings counted as UTF-8 at worst). */
+function valueBytes(value: unknown): number {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return JSON.stringify(value ?? null).length * 3 + 64;
+  }
+  let n = 64;
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === "string") n += (k.length + v.length) * 3 + 8;
+    else if (v === null || typeof v === "number" || typeof v === "boolean") n += k.length * 3 + 16;
+    else n += (k.length + JSON.stringify(v).length) * 3 + 8;
+  }
+  return n;
+}
+
+function keyBytes(key: Deno.KvKey): number {
+  let n = 4;
+  for (const part of key) n += typeof part === "string" ? part.length * 3 + 2 : 10;
+  return n;
+}
+
+/**
+ * Usage events summed in memory until they are written together. Counters are `sum`s, which add
+ * up, so a batch writes exactly what one atomic operation per event would have written.
+ */
+export class UsageBatch {
+  #groups = new Map<string, EventGroup>();
+  #extra: Deno.KvMutation[] = [];
+  #events = 0;
+
+  /** Events added so far. */
+  get events(): number {
+    return this.#events;
+  }
+
+  /** Distinct event shapes held (what the batch's size in KV mutations grows with). */
+  get groups(): number {
+    return this.#groups.size;
+  }
+
+  /** Mutations other than counters held (request log entries). */
+  get extras(): number {
+    return this.#extra.length;
+  }
+
+  /** Adds one event and any `extra` mutations to write with it (a log entry, a `set`). */
+  add(event: UsageEvent, extra?: Deno.KvMutation): void {
+    this.#events++;
+    if (extra) this.#extra.push(extra);
+    // Gateway-made ids first, the client-chosen model last: no two shapes share an id.
+    let id = `${Math.floor(event.now / MINUTE)}\u0000${event.userId ?? ""}\u0000${
+      event.ok ? 1 : 0
+    }`;
+    for (const a of event.attempts) id += `\u0000${a.ok ? "+" : "-"}${a.keyId}`;
+    id += `\u0001${event.model}`;
+    const g = this.#groups.get(id);
+    if (!g) {
+      this.#groups.set(id, groupOf(event, 1));
+      return;
+    }
+    g.n++;
+    g.promptTokens += Math.round(event.promptTokens);
+    g.completionTokens += Math.round(event.completionTokens);
+    g.thinkingTokens += Math.round(event.thinkingTokens);
+  }
+
+  /** Tokens this batch adds to user-key day counters: `userTokensId` -> tokens. */
+  userTokens(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const g of this.#groups.values()) {
+      if (!g.userId || !g.ok) continue;
+      const id = userTokensId(g.userId, pacificDayNumber(g.now));
+      const n = g.promptTokens + g.completionTokens;
+      if (n > 0) out.set(id, (out.get(id) ?? 0) + n);
+    }
+    return out;
+  }
+
+  /**
+   * The batch as atomic operations within KV's limits: the counters summed per KV key (user-key
+   * token counters first), then the extra mutations in the order they were added.
+   */
+  chunks(): BatchChunk[] {
+    const sums = new Map<string, { key: Deno.KvKey; n: number }>();
+    const tokens: { key: Deno.KvKey; n: number; id: string }[] = [];
+    const tokenIndex = new Map<string, number>();
+    for (const g of this.#groups.values()) {
+      eachCounter(g, (key, n) => {
+        if (key[0] === "ul_tok") {
+          const id = userTokensId(String(key[2]), Number(key[1]));
+          const i = tokenIndex.get(id);
+          if (i === undefined) {
+            tokenIndex.set(id, tokens.length);
+            tokens.push({ key, n, id });
+          } else tokens[i].n += n;
+          return;
+        }
+        const id = JSON.stringify(key);
+        const s = sums.get(id);
+        if (s) s.n += n;
+        else sums.set(id, { key, n });
+      });
+    }
+    const out: BatchChunk[] = [];
+    let chunk: BatchChunk = { mutations: [], userTokens: new Map() };
+    let bytes = 0;
+    let keys = 0;
+    const push = (m: Deno.KvMutation, valueBytes: number) => {
+      const k = keyBytes(m.key);
+      if (
+        chunk.mutations.length >= MAX_BATCH_MUTATIONS || bytes + k + valueBytes > MAX_BATCH_BYTES ||
+        keys + k > MAX_BATCH_KEY_BYTES
+      ) {
+        out.push(chunk);
+        chunk = { mutations: [], userTokens: new Map() };
+        bytes = 0;
+        keys = 0;
+      }
+      chunk.mutations.push(m);
+      bytes += k + valueBytes;
+      keys += k;
+    };
+    for (const t of tokens) {
+      push(sum(t.key, t.n), 16);
+      chunk.userTokens.set(t.id, (chunk.userTokens.get(t.id) ?? 0) + t.n);
+    }
+    for (const s of sums.values()) push(sum(s.key, s.n), 16);
+    for (const m of this.#extra) push(m, m.type === "set" ? valueBytes(m.value) : 16);
+    if (chunk.mutations.length) out.push(chunk);
+    return out;
+  }
+}
+
+/**
+ * Writes `chunks` in order, one atomic operation each; returns each chunk's versionstamp. Stops at
+ * the first failure and reports which chunks were written.
+ */
+export async function commitChunks(
+  kv: Deno.Kv,
+  chunks: readonly BatchChunk[],
+): Promise<{ written: string[]; error: unknown | null }> {
+  const written: string[] = [];
+  for (const chunk of chunks) {
+    try {
+      const res = await kv.atomic().mutate(...chunk.mutations).commit();
+      if (!res.ok) throw new Error("A usage write was refused by KV");
+      written.push(res.versionstamp);
+    } catch (error) {
+      return { written, error };
+    }
+  }
+  return { written, error: null };
+}
+
+function valueOf(value: unknown): number {
+  return value instanceof Deno.KvU64 ? Number(value.value) : 0;
 }
 
 function addTo(target: Counts, metric: unknown, value: unknown): void {
   if (typeof metric === "string" && metric in target && value instanceof Deno.KvU64) {
     target[metric as Metric] += Number(value.value);
   }
+}
+
+/** Usage of one key and model in one window, as the pool's limit tracker reads it. */
+export interface WindowCount {
+  keyId: string;
+  model: string;
+  /** Upstream attempts. */
+  att: number;
+  /** Input tokens of served requests. */
+  in: number;
+}
+
+/** Recent usage per key and model: the given minute buckets and one Pacific day. */
+export interface RecentUsage {
+  minutes: Map<number, WindowCount[]>;
+  day: number;
+  dayCounts: WindowCount[];
+}
+
+/** Reads the minute buckets `minutes` and the Pacific-day bucket `day` (for the pool's windows). */
+export async function readRecentUsage(
+  kv: Deno.Kv,
+  options: { minutes: number[]; day: number },
+): Promise<RecentUsage> {
+  const collect = async (prefix: Deno.KvKey, metricIndex: number) => {
+    const byKey = new Map<string, WindowCount>();
+    for await (const e of kv.list({ prefix }, { batchSize: 1000 })) {
+      const keyId = String(e.key[metricIndex - 2]);
+      const model = String(e.key[metricIndex - 1]);
+      const metric = e.key[metricIndex];
+      if (metric !== "att" && metric !== "in") continue;
+      const id = `${keyId}\u0000${model}`;
+      let c = byKey.get(id);
+      if (!c) byKey.set(id, c = { keyId, model, att: 0, in: 0 });
+      c[metric] += valueOf(e.value);
+    }
+    return [...byKey.values()];
+  };
+  const [dayCounts, ...minuteCounts] = await Promise.all([
+    collect(["usage", "pd", options.day], 5),
+    ...options.minutes.map((m) => collect(["usage", "m", m], 5)),
+  ]);
+  return {
+    minutes: new Map(options.minutes.map((m, i) => [m, minuteCounts[i]])),
+    day: options.day,
+    dayCounts,
+  };
 }
 
 async function totalsBy(kv: Deno.Kv, scope: string): Promise<Record<string, Counts>> {
@@ -114,6 +413,32 @@ async function series(
   return [...buckets].map(([b, counts]) => ({ t: b * options.size, counts }));
 }
 
+/** Daily series: rolled-up day buckets plus the hour buckets not rolled up yet. */
+async function daySeries(
+  kv: Deno.Kv,
+  options: { count: number; now: number },
+): Promise<{ t: number; counts: Counts }[]> {
+  const last = Math.floor(options.now / DAY);
+  const first = last - options.count + 1;
+  const buckets = new Map<number, Counts>();
+  for (let b = first; b <= last; b++) buckets.set(b, emptyCounts());
+  for await (const e of kv.list({ start: ["usage", "d", first], end: ["usage", "d", last + 1] })) {
+    const counts = buckets.get(Number(e.key[2]));
+    if (counts) addTo(counts, e.key[5], e.value);
+  }
+  const firstHour = (first * DAY) / HOUR;
+  for await (
+    const e of kv.list({
+      start: ["usage", "h", firstHour],
+      end: ["usage", "h", Number.MAX_SAFE_INTEGER],
+    })
+  ) {
+    const counts = buckets.get(Math.floor((Number(e.key[2]) * HOUR) / DAY));
+    if (counts) addTo(counts, e.key[5], e.value);
+  }
+  return [...buckets].map(([b, counts]) => ({ t: b * DAY, counts }));
+}
+
 /** Usage statistics for the admin API. */
 export interface UsageStats {
   totals: Counts;
@@ -124,11 +449,13 @@ export interface UsageStats {
   minutes: { t: number; counts: Counts }[];
   /** The last 24 hours, oldest first. */
   hours: { t: number; counts: Counts }[];
+  /** The last 30 UTC days, oldest first. */
+  days: { t: number; counts: Counts }[];
 }
 
 /** Reads totals and time series. */
 export async function readUsageStats(kv: Deno.Kv, now: number): Promise<UsageStats> {
-  const [keys, models, users, all, minutes, hours] = await Promise.all([
+  const [keys, models, users, all, minutes, hours, days] = await Promise.all([
     totalsBy(kv, "key"),
     totalsBy(kv, "model"),
     totalsBy(kv, "user"),
@@ -141,6 +468,113 @@ export async function readUsageStats(kv: Deno.Kv, now: number): Promise<UsageSta
     })(),
     series(kv, { unit: "m", size: MINUTE, count: 60, now }),
     series(kv, { unit: "h", size: HOUR, count: 24, now }),
+    daySeries(kv, { count: 30, now }),
   ]);
-  return { totals: all, keys, models, users, minutes, hours };
+  return { totals: all, keys, models, users, minutes, hours, days };
+}
+
+/** Tokens a user key used in one Pacific day. */
+export async function readUserTokens(kv: Deno.Kv, userId: string, day: number): Promise<number> {
+  return valueOf((await kv.get(userTokensKey(userId, day))).value);
+}
+
+/** Tokens a user key used in one Pacific day, with the versionstamp of that counter (null: none). */
+export async function readUserTokensEntry(
+  kv: Deno.Kv,
+  options: { userId: string; day: number },
+): Promise<{ tokens: number; versionstamp: string | null }> {
+  const entry = await kv.get(userTokensKey(options.userId, options.day));
+  return { tokens: valueOf(entry.value), versionstamp: entry.versionstamp };
+}
+
+/** Tokens every user key used in one Pacific day, by user key id. */
+export async function listUserTokens(kv: Deno.Kv, day: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for await (const e of kv.list({ prefix: ["ul_tok", day] })) {
+    out.set(String(e.key[2]), valueOf(e.value));
+  }
+  return out;
+}
+
+/** What one roll-up pass did. */
+export interface RollUpReport {
+  minuteBucketsDeleted: number;
+  hourBucketsRolledUp: number;
+  dayBucketsDeleted: number;
+  pacificDayBucketsDeleted: number;
+  userTokenDaysDeleted: number;
+}
+
+const DELETE_BATCH = 500;
+const ROLL_BATCH = 100;
+
+async function deleteRange(kv: Deno.Kv, selector: Deno.KvListSelector): Promise<number> {
+  let deleted = 0;
+  let batch: Deno.KvKey[] = [];
+  const flush = async () => {
+    if (!batch.length) return;
+    let op = kv.atomic();
+    for (const key of batch) op = op.delete(key);
+    await op.commit();
+    deleted += batch.length;
+    batch = [];
+  };
+  for await (const e of kv.list(selector, { batchSize: 1000 })) {
+    batch.push(e.key);
+    if (batch.length >= DELETE_BATCH) await flush();
+  }
+  await flush();
+  return deleted;
+}
+
+/**
+ * Moves hour buckets older than `beforeHour` into UTC day buckets: each batch sums into the day
+ * bucket and deletes the hour entries in one atomic operation that checks those entries did not
+ * change, so two concurrent runs cannot count an hour twice.
+ */
+async function rollUpHours(kv: Deno.Kv, beforeHour: number): Promise<number> {
+  let rolled = 0;
+  for (let pass = 0; pass < 1000; pass++) {
+    const entries: Deno.KvEntry<unknown>[] = [];
+    for await (
+      const e of kv.list({ start: ["usage", "h"], end: ["usage", "h", beforeHour] }, {
+        limit: ROLL_BATCH,
+      })
+    ) entries.push(e);
+    if (!entries.length) break;
+    let op = kv.atomic();
+    for (const e of entries) {
+      const [, , hour, keyId, model, metric] = e.key;
+      const day = Math.floor((Number(hour) * HOUR) / DAY);
+      op = op.check(e).delete(e.key);
+      const n = valueOf(e.value);
+      if (n > 0) op = op.mutate(sum(["usage", "d", day, keyId, model, metric], n));
+    }
+    if ((await op.commit()).ok) rolled += entries.length;
+  }
+  return rolled;
+}
+
+/** Prunes and rolls up usage buckets (see the layout above); safe to run concurrently and repeatedly. */
+export async function rollUpUsage(kv: Deno.Kv, now: number): Promise<RollUpReport> {
+  const minuteCut = Math.floor((now - MINUTE_RETENTION_MS) / MINUTE);
+  const hourCut = Math.floor((now - HOUR_RETENTION_MS) / HOUR);
+  const dayCut = Math.floor((now - DAY_RETENTION_MS) / DAY);
+  const pdayCut = pacificDayNumber(now) - 1;
+  return {
+    minuteBucketsDeleted: await deleteRange(kv, {
+      start: ["usage", "m"],
+      end: ["usage", "m", minuteCut],
+    }),
+    hourBucketsRolledUp: await rollUpHours(kv, hourCut),
+    dayBucketsDeleted: await deleteRange(kv, {
+      start: ["usage", "d"],
+      end: ["usage", "d", dayCut],
+    }),
+    pacificDayBucketsDeleted: await deleteRange(kv, {
+      start: ["usage", "pd"],
+      end: ["usage", "pd", pdayCut],
+    }),
+    userTokenDaysDeleted: await deleteRange(kv, { start: ["ul_tok"], end: ["ul_tok", pdayCut] }),
+  };
 }

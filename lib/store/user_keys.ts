@@ -18,6 +18,14 @@ export const UserKeyRecordSchema = z.object({
   enabled: z.boolean(),
   /** Requests per minute across all isolates; null means unlimited. */
   rpm: z.number().int().positive().nullable(),
+  /** Tokens (input + output) per Pacific day; null means unlimited. */
+  tokensPerDay: z.number().int().positive().nullable().default(null),
+  /** Requests in flight at once across all isolates; null means unlimited. */
+  maxConcurrency: z.number().int().positive().nullable().default(null),
+  /** Model ids (a trailing `*` matches a prefix) this key may use; null means every model. */
+  models: z.array(z.string()).nullable().default(null),
+  /** When the key stops working (epoch ms); null means never. */
+  expiresAt: z.number().nullable().default(null),
   createdAt: z.number(),
   updatedAt: z.number(),
 });
@@ -39,7 +47,16 @@ export function generateUserKeySecret(): string {
 export interface CreateUserKeyOptions {
   name: string;
   rpm?: number | null;
+  tokensPerDay?: number | null;
+  maxConcurrency?: number | null;
+  models?: string[] | null;
+  expiresAt?: number | null;
   now: number;
+}
+
+/** Whether `model` is one of `patterns` (exact ids, or prefixes ending in `*`). */
+export function modelMatches(patterns: readonly string[], model: string): boolean {
+  return patterns.some((p) => p.endsWith("*") ? model.startsWith(p.slice(0, -1)) : p === model);
 }
 
 /** Creates a user key; returns the record and the secret, which is never stored. */
@@ -56,6 +73,10 @@ export async function createUserKey(
     prefix: `${secret.slice(0, 7)}…${secret.slice(-4)}`,
     enabled: true,
     rpm: options.rpm ?? null,
+    tokensPerDay: options.tokensPerDay ?? null,
+    maxConcurrency: options.maxConcurrency ?? null,
+    models: options.models ?? null,
+    expiresAt: options.expiresAt ?? null,
     createdAt: options.now,
     updatedAt: options.now,
   };

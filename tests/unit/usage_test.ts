@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { readUsageStats, recordUsage, usageMutations } from "../../lib/store/usage.ts";
+import { pacificDayNumber } from "../../lib/pool/calendar.ts";
+import {
+  commitChunks,
+  readUsageStats,
+  recordUsage,
+  UsageBatch,
+  type UsageEvent,
+  usageMutations,
+  userTokensKey,
+} from "../../lib/store/usage.ts";
 
 Deno.test("a failed attempt then a success counts one request, two attempts and one error", async () => {
   const kv = await Deno.openKv(":memory:");
@@ -55,4 +64,111 @@ Deno.test("usage mutations are sums only and skip zero counters", () => {
   assert.ok(m.every((x) => x.type === "sum"));
   assert.ok(m.every((x) => !x.key.includes("in")));
   assert.ok(m.length > 0);
+});
+
+Deno.test("usage also feeds the Pacific-day RPD window per attempt and the user's daily token budget", () => {
+  const now = Date.UTC(2026, 10, 26, 7, 30); // 23:30 on Nov 25 in Los Angeles
+  const m = usageMutations({
+    now,
+    model: "m",
+    userId: "u1",
+    attempts: [{ keyId: "k1", ok: false }, { keyId: "k2", ok: true }],
+    ok: true,
+    promptTokens: 10,
+    completionTokens: 5,
+    thinkingTokens: 0,
+  });
+  const keys = m.map((x) => JSON.stringify(x.key));
+  const day = pacificDayNumber(now);
+  assert.equal(day, Date.UTC(2026, 10, 25) / 86_400_000);
+  assert.ok(keys.includes(JSON.stringify(["usage", "pd", day, "k1", "m", "att"])));
+  assert.ok(keys.includes(JSON.stringify(["usage", "pd", day, "k2", "m", "att"])));
+  const budget = m.find((x) => JSON.stringify(x.key) === JSON.stringify(userTokensKey("u1", day)));
+  assert.equal((budget as { value: Deno.KvU64 }).value.value, 15n);
+});
+
+async function dump(kv: Deno.Kv): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for await (const e of kv.list({ prefix: [] })) {
+    const v = e.value instanceof Deno.KvU64 ? `u64:${e.value.value}` : JSON.stringify(e.value);
+    out.set(JSON.stringify(e.key), v);
+  }
+  return out;
+}
+
+Deno.test("a batch of usage events writes exactly the counters one write per event would", async () => {
+  const perEvent = await Deno.openKv(":memory:");
+  const batched = await Deno.openKv(":memory:");
+  try {
+    const batch = new UsageBatch();
+    const base = Date.UTC(2026, 10, 26, 7, 58);
+    let seed = 7;
+    const rand = (n: number) => (seed = (seed * 48271) % 2147483647) % n;
+    for (let i = 0; i < 200; i++) {
+      const attempts = Array.from({ length: 1 + rand(3) }, (_, j) => ({
+        keyId: `k${rand(4)}`,
+        ok: j > 0 || rand(2) === 0,
+      }));
+      const event: UsageEvent = {
+        // Across minutes, hours and a Pacific midnight.
+        now: base + rand(5) * 60_000 + rand(1000),
+        model: ["m1", "m2", "a\u0000b"][rand(3)],
+        userId: [null, "u1", "u2"][rand(3)],
+        attempts,
+        ok: rand(4) > 0,
+        promptTokens: rand(50),
+        completionTokens: rand(30),
+        thinkingTokens: rand(10),
+      };
+      await recordUsage(perEvent, event);
+      batch.add(event);
+    }
+    assert.equal(batch.events, 200);
+    assert.ok(batch.groups < 200, "events of the same shape share one group");
+    const { written, error } = await commitChunks(batched, batch.chunks());
+    assert.equal(error, null);
+    assert.ok(written.length >= 1);
+    assert.deepEqual(await dump(batched), await dump(perEvent));
+  } finally {
+    perEvent.close();
+    batched.close();
+  }
+});
+
+Deno.test("a large batch is split into atomic operations within KV's limits, user tokens first", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const batch = new UsageBatch();
+    const now = Date.UTC(2026, 10, 26, 12);
+    for (let i = 0; i < 600; i++) {
+      batch.add({
+        now,
+        model: `model-${i}-${"x".repeat(40)}`,
+        userId: `uk_${i}`,
+        attempts: [{ keyId: "k1", ok: true }],
+        ok: true,
+        promptTokens: 3,
+        completionTokens: 2,
+        thinkingTokens: 0,
+      }, { type: "set", key: ["rlog", now, `r${i}`], value: { i, pad: "y".repeat(500) } });
+    }
+    const chunks = batch.chunks();
+    assert.ok(chunks.length > 1);
+    for (const c of chunks) assert.ok(c.mutations.length <= 1000);
+    assert.equal(chunks[0].mutations[0].key[0], "ul_tok");
+    let tokens = 0;
+    for (const c of chunks) for (const n of c.userTokens.values()) tokens += n;
+    assert.equal(tokens, 600 * 5);
+    const { written, error } = await commitChunks(kv, chunks);
+    assert.equal(error, null);
+    assert.equal(written.length, chunks.length);
+    const s = await readUsageStats(kv, now);
+    assert.equal(s.totals.req, 600);
+    assert.equal(s.totals.in, 1800);
+    let logged = 0;
+    for await (const _ of kv.list({ prefix: ["rlog"] })) logged++;
+    assert.equal(logged, 600);
+  } finally {
+    kv.close();
+  }
 });

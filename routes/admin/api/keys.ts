@@ -1,21 +1,28 @@
 /**
- * `/admin/api/keys`: list, batch add (with duplicate and rejection report), patch, delete Gemini
- * keys. Keys are only ever shown masked.
+ * `/admin/api/keys`: list, batch add (with duplicate and rejection report), patch (including the
+ * project label and restoring), delete Gemini keys, probe one now. Keys are only ever shown masked.
  */
 import { Hono } from "hono";
 import * as z from "zod";
 import { splitKeyList } from "../../../lib/config.ts";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
+import { applyProbe, probeKey } from "../../../lib/jobs/health_check.ts";
 import { OpenAiError } from "../../../lib/openai/errors.ts";
 import { readBody } from "../../../lib/openai/request.ts";
 import {
   addGeminiKeys,
   deleteGeminiKey,
   type GeminiKeyRecord,
+  getGeminiKey,
   keyStatus,
   listGeminiKeys,
   updateGeminiKey,
 } from "../../../lib/store/gemini_keys.ts";
+import {
+  listProjects,
+  MAX_PROJECT_LENGTH,
+  type ProjectRecord,
+} from "../../../lib/store/projects.ts";
 import { type Counts, emptyCounts, readUsageStats } from "../../../lib/store/usage.ts";
 
 /** Longest accepted key; Google's keys are far shorter. */
@@ -23,17 +30,22 @@ const MAX_KEY_LENGTH = 512;
 /** Keys accepted in one batch. */
 const MAX_BATCH = 1000;
 
+/** A project label: trimmed, 1-100 characters; null or "" clears it. */
+export const ProjectLabelSchema = z.string().trim().max(MAX_PROJECT_LENGTH).nullable();
+
 const AddKeysSchema = z.strictObject({
   keys: z.array(z.string()).min(1).max(MAX_BATCH),
   weight: z.number().int().min(1).max(100).optional(),
   label: z.string().max(100).optional(),
+  project: ProjectLabelSchema.optional(),
 });
 
 const PatchKeySchema = z.strictObject({
   enabled: z.boolean().optional(),
   weight: z.number().int().min(1).max(100).optional(),
   label: z.string().max(100).optional(),
-  /** `"active"` restores an invalid or cooling key. */
+  project: ProjectLabelSchema.optional(),
+  /** `"active"` restores an invalid or cooling key (its own cooldowns; a project's stay). */
   status: z.literal("active").optional(),
 });
 
@@ -49,22 +61,44 @@ function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }
 
-/** The admin view of a key record (never the secret). */
-export function keyView(record: GeminiKeyRecord, now: number, usage: Counts = emptyCounts()) {
-  const state = keyStatus(record, now);
+/** The admin view of a key record (never the secret), with its project's cooldowns. */
+export function keyView(
+  record: GeminiKeyRecord,
+  now: number,
+  options: { usage?: Counts; project?: ProjectRecord } = {},
+) {
+  const usage = options.usage ?? emptyCounts();
+  const projectCooldowns = options.project?.cooldowns ?? {};
+  const state = keyStatus(record, now, projectCooldowns);
+  const cooldowns = [
+    ...Object.entries(record.cooldowns).map(([model, c]) => ({ model, c, scope: "key" })),
+    ...Object.entries(projectCooldowns).map(([model, c]) => ({ model, c, scope: "project" })),
+  ].filter(({ c }) => c.until > now);
   return {
     id: record.id,
     label: record.label,
     masked: record.masked,
     enabled: record.enabled,
     weight: record.weight,
+    project: record.project || null,
     status: state.status,
+    status_cause: state.cause,
     status_reason: state.reason,
     status_until: iso(state.until),
-    cooldowns: Object.entries(record.cooldowns)
-      .filter(([, c]) => c.until > now)
-      .map(([model, c]) => ({ model, until: iso(c.until), reason: c.reason })),
+    cooldowns: cooldowns.map(({ model, c, scope }) => ({
+      model,
+      until: iso(c.until),
+      reason: c.reason,
+      cause: c.cause,
+      scope,
+    })),
     consecutive_errors: record.consecutiveErrors,
+    health: {
+      checked_at: iso(record.health.checkedAt),
+      result: record.health.result,
+      message: record.health.message,
+      days: record.health.days,
+    },
     usage: {
       requests: usage.req,
       attempts: usage.att,
@@ -77,17 +111,44 @@ export function keyView(record: GeminiKeyRecord, now: number, usage: Counts = em
   };
 }
 
+/** Warnings about projects shared by at least `threshold` keys (their keys share one quota). */
+export function projectWarnings(keys: readonly GeminiKeyRecord[], threshold: number): string[] {
+  const counts = new Map<string, number>();
+  for (const k of keys) if (k.project) counts.set(k.project, (counts.get(k.project) ?? 0) + 1);
+  return [...counts].filter(([, n]) => n >= threshold).map(([p, n]) =>
+    `${n} keys share project '${p}': Google counts quotas per project, so together they have ` +
+    `the quota of one key`
+  );
+}
+
+async function projectsByName(gw: Gateway): Promise<Map<string, ProjectRecord>> {
+  return new Map((await listProjects(gw.kv)).map((p) => [p.name, p]));
+}
+
+function notFound(id: string): OpenAiError {
+  return new OpenAiError(404, `No Gemini key with id '${id}'`, { code: "key_not_found" });
+}
+
 /** Builds the key admin routes. */
 export function keysRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.get("/", async (c) => {
-    const [records, stats] = await Promise.all([
+    // This isolate's batched usage first, so the keys' usage includes its own requests.
+    await gw.usage.flush();
+    const [records, stats, projects, settings] = await Promise.all([
       listGeminiKeys(gw.kv),
       readUsageStats(gw.kv, gw.now()),
+      projectsByName(gw),
+      gw.settings.get(),
     ]);
     const now = gw.now();
-    return c.json({ data: records.map((r) => keyView(r, now, stats.keys[r.id])) });
+    return c.json({
+      data: records.map((r) =>
+        keyView(r, now, { usage: stats.keys[r.id], project: projects.get(r.project) })
+      ),
+      warnings: projectWarnings(records, settings.projectKeyWarning),
+    });
   });
 
   app.post("/", async (c) => {
@@ -105,15 +166,21 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
     const result = await addGeminiKeys(gw.kv, gw.sealer, accepted, {
       weight: body.weight,
       label: body.label,
+      project: body.project ?? "",
       now,
     });
     gw.pool.invalidate();
     gw.models.invalidate();
+    const settings = await gw.settings.get();
     return c.json({
       added: result.added.length,
       duplicates: result.duplicates,
       rejected,
       data: result.added.map((r) => keyView(r, now)),
+      warnings: body.project
+        ? projectWarnings(await listGeminiKeys(gw.kv), settings.projectKeyWarning)
+          .filter((w) => w.includes(`'${body.project}'`))
+        : [],
     }, result.added.length ? 201 : 200);
   });
 
@@ -125,20 +192,38 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
       enabled: patch.enabled ?? r.enabled,
       weight: patch.weight ?? r.weight,
       label: patch.label ?? r.label,
+      project: patch.project === undefined ? r.project : patch.project ?? "",
       ...(patch.status === "active" ? { invalid: null, cooldowns: {}, consecutiveErrors: 0 } : {}),
       updatedAt: now,
     }));
-    if (!updated) throw new OpenAiError(404, `No Gemini key with id '${c.req.param("id")}'`);
+    if (!updated) throw notFound(c.req.param("id"));
     gw.pool.invalidate();
-    return c.json(keyView(updated, now));
+    const project = updated.project ? (await projectsByName(gw)).get(updated.project) : undefined;
+    return c.json(keyView(updated, now, { project }));
   });
 
   app.delete("/:id", async (c) => {
-    if (!(await deleteGeminiKey(gw.kv, c.req.param("id")))) {
-      throw new OpenAiError(404, `No Gemini key with id '${c.req.param("id")}'`);
-    }
+    if (!(await deleteGeminiKey(gw.kv, c.req.param("id")))) throw notFound(c.req.param("id"));
     gw.pool.invalidate();
     return c.body(null, 204);
+  });
+
+  /** Probes one key now (a free models call) and applies what it shows, like the health check. */
+  app.post("/:id/check", async (c) => {
+    const id = c.req.param("id");
+    const key = await getGeminiKey(gw.kv, id);
+    if (!key) throw notFound(id);
+    const probe = await probeKey(gw, key);
+    const now = gw.now();
+    const updated = await updateGeminiKey(gw.kv, id, (r) => applyProbe(r, probe, now));
+    if (!updated) throw notFound(id);
+    gw.pool.invalidate();
+    const project = updated.project ? (await projectsByName(gw)).get(updated.project) : undefined;
+    return c.json({
+      result: probe.result,
+      message: probe.message,
+      key: keyView(updated, now, { project }),
+    });
   });
 
   return app;

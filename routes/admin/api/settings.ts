@@ -1,5 +1,6 @@
 /**
- * `GET /admin/api/settings` and `PATCH /admin/api/settings`.
+ * `GET /admin/api/settings` and `PATCH /admin/api/settings` (strategy, attempts, cooldown default,
+ * cleanup, health checks, request-log size, project warning threshold).
  */
 import { Hono } from "hono";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
@@ -14,6 +15,8 @@ export function settingsRoutes(gw: Gateway): Hono<AppEnv> {
     const patch = await readBody(c.req.raw, SettingsPatchSchema);
     const settings = await patchSettings(gw.kv, patch);
     gw.settings.set(settings);
+    // The pool reads the strategy from its own view: make this isolate see the change at once.
+    gw.pool.invalidate();
     return c.json(settings);
   });
   return app;

@@ -1,6 +1,6 @@
 /**
  * `GET /admin/api/stats`: usage totals per key, model and user key, and the last hour by minute
- * and the last day by hour.
+ * the last day by hour and the last 30 days by day.
  */
 import { Hono } from "hono";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
@@ -24,6 +24,8 @@ function view(c: Counts) {
 export function statsRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get("/", async (c) => {
+    // This isolate's batched usage first, so the answer includes its own requests.
+    await gw.usage.flush();
     const [stats, keys, users] = await Promise.all([
       readUsageStats(gw.kv, gw.now()),
       listGeminiKeys(gw.kv),
@@ -44,6 +46,7 @@ export function statsRoutes(gw: Gateway): Hono<AppEnv> {
       })),
       minutes: stats.minutes.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
       hours: stats.hours.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
+      days: stats.days.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
     });
   });
   return app;

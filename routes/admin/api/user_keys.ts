@@ -1,12 +1,19 @@
 /**
- * `/admin/api/user-keys`: create (the secret is shown once), list, patch, revoke user keys.
+ * `/admin/api/user-keys`: create (the secret is shown once), list, patch, revoke user keys, with
+ * their limits: requests per minute, tokens per day, concurrent requests, allowed models, expiry.
  */
 import { Hono } from "hono";
 import * as z from "zod";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
 import { OpenAiError } from "../../../lib/openai/errors.ts";
 import { readBody } from "../../../lib/openai/request.ts";
-import { type Counts, emptyCounts, readUsageStats } from "../../../lib/store/usage.ts";
+import { pacificDayNumber } from "../../../lib/pool/calendar.ts";
+import {
+  type Counts,
+  emptyCounts,
+  listUserTokens,
+  readUsageStats,
+} from "../../../lib/store/usage.ts";
 import {
   createUserKey,
   deleteUserKey,
@@ -15,25 +22,53 @@ import {
   type UserKeyRecord,
 } from "../../../lib/store/user_keys.ts";
 
+const limit = (max: number) => z.number().int().positive().max(max).nullable();
+const ModelsSchema = z.array(
+  z.string().trim().min(1).max(200).regex(/^[^*]*\*?$/, "only a trailing '*' is allowed"),
+).max(100).nullable();
+const ExpirySchema = z.iso.datetime({ offset: true }).nullable();
+
 const CreateSchema = z.strictObject({
   name: z.string().trim().min(1).max(100),
-  rpm: z.number().int().positive().max(1_000_000).nullish(),
+  rpm: limit(1_000_000).optional(),
+  tokens_per_day: limit(1_000_000_000_000).optional(),
+  max_concurrency: limit(10_000).optional(),
+  models: ModelsSchema.optional(),
+  expires_at: ExpirySchema.optional(),
 });
 
 const PatchSchema = z.strictObject({
   name: z.string().trim().min(1).max(100).optional(),
   enabled: z.boolean().optional(),
-  rpm: z.number().int().positive().max(1_000_000).nullable().optional(),
+  rpm: limit(1_000_000).optional(),
+  tokens_per_day: limit(1_000_000_000_000).optional(),
+  max_concurrency: limit(10_000).optional(),
+  models: ModelsSchema.optional(),
+  expires_at: ExpirySchema.optional(),
 });
 
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
 /** The admin view of a user key (never the secret or its hash). */
-export function userKeyView(r: UserKeyRecord, usage: Counts = emptyCounts()) {
+export function userKeyView(
+  r: UserKeyRecord,
+  options: { usage?: Counts; tokensToday?: number; now?: number } = {},
+) {
+  const usage = options.usage ?? emptyCounts();
   return {
     id: r.id,
     name: r.name,
     prefix: r.prefix,
     enabled: r.enabled,
     rpm: r.rpm,
+    tokens_per_day: r.tokensPerDay,
+    max_concurrency: r.maxConcurrency,
+    models: r.models,
+    expires_at: iso(r.expiresAt),
+    expired: r.expiresAt !== null && options.now !== undefined && r.expiresAt <= options.now,
+    tokens_today: options.tokensToday ?? 0,
     usage: {
       requests: usage.req,
       failed: usage.fail,
@@ -45,45 +80,76 @@ export function userKeyView(r: UserKeyRecord, usage: Counts = emptyCounts()) {
   };
 }
 
+function parseExpiry(value: string | null | undefined): number | null | undefined {
+  return value === undefined ? undefined : value === null ? null : Date.parse(value);
+}
+
 /** Builds the user-key admin routes. */
 export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.get("/", async (c) => {
-    const [records, stats] = await Promise.all([
+    // This isolate's batched usage first, so usage and tokens today include its own requests.
+    await gw.usage.flush();
+    const now = gw.now();
+    const [records, stats, tokens] = await Promise.all([
       listUserKeys(gw.kv),
-      readUsageStats(gw.kv, gw.now()),
+      readUsageStats(gw.kv, now),
+      listUserTokens(gw.kv, pacificDayNumber(now)),
     ]);
-    return c.json({ data: records.map((r) => userKeyView(r, stats.users[r.id])) });
+    return c.json({
+      data: records.map((r) =>
+        userKeyView(r, { usage: stats.users[r.id], tokensToday: tokens.get(r.id), now })
+      ),
+    });
   });
 
   app.post("/", async (c) => {
     const body = await readBody(c.req.raw, CreateSchema);
+    const now = gw.now();
     const { record, secret } = await createUserKey(gw.kv, {
       name: body.name,
       rpm: body.rpm,
-      now: gw.now(),
+      tokensPerDay: body.tokens_per_day,
+      maxConcurrency: body.max_concurrency,
+      models: body.models,
+      expiresAt: parseExpiry(body.expires_at),
+      now,
     });
-    return c.json({ ...userKeyView(record), key: secret }, 201);
+    return c.json({ ...userKeyView(record, { now }), key: secret }, 201);
   });
 
   app.patch("/:id", async (c) => {
     const patch = await readBody(c.req.raw, PatchSchema);
+    const now = gw.now();
+    const expiresAt = parseExpiry(patch.expires_at);
     const updated = await updateUserKey(gw.kv, c.req.param("id"), (r) => ({
       ...r,
       name: patch.name ?? r.name,
       enabled: patch.enabled ?? r.enabled,
       rpm: patch.rpm === undefined ? r.rpm : patch.rpm,
-      updatedAt: gw.now(),
+      tokensPerDay: patch.tokens_per_day === undefined ? r.tokensPerDay : patch.tokens_per_day,
+      maxConcurrency: patch.max_concurrency === undefined
+        ? r.maxConcurrency
+        : patch.max_concurrency,
+      models: patch.models === undefined ? r.models : patch.models,
+      expiresAt: expiresAt === undefined ? r.expiresAt : expiresAt,
+      updatedAt: now,
     }));
-    if (!updated) throw new OpenAiError(404, `No user key with id '${c.req.param("id")}'`);
+    if (!updated) {
+      throw new OpenAiError(404, `No user key with id '${c.req.param("id")}'`, {
+        code: "user_key_not_found",
+      });
+    }
     gw.users.invalidate();
-    return c.json(userKeyView(updated));
+    return c.json(userKeyView(updated, { now }));
   });
 
   app.delete("/:id", async (c) => {
     if (!(await deleteUserKey(gw.kv, c.req.param("id")))) {
-      throw new OpenAiError(404, `No user key with id '${c.req.param("id")}'`);
+      throw new OpenAiError(404, `No user key with id '${c.req.param("id")}'`, {
+        code: "user_key_not_found",
+      });
     }
     gw.users.invalidate();
     return c.body(null, 204);

@@ -1,0 +1,461 @@
+/**
+ * Per-isolate enforcement of user-key limits (requests per minute, concurrent requests, tokens per
+ * Pacific day) without a KV round trip per request.
+ *
+ * RPM permits and concurrency slots are leased from the key's shared window record in KV
+ * (`lib/store/rate_limits.ts`) in blocks and used up in memory. The leases of all isolates never
+ * add up to more than the limit, so there is no overshoot across isolates; the price is that a
+ * block one isolate holds is not available to another: permits lapse at the end of their minute,
+ * and permits and slots unused for `IDLE_RETURN_MS` are given back (and on `drain()`). A block is
+ * a fraction of what is left (`>> 3`), so small limits are leased one request at a time.
+ *
+ * One lease per key runs at a time on an isolate and serves every request waiting for it; it is
+ * one KV commit, checked against this isolate's last view of the record, unless another isolate
+ * wrote meanwhile. A block is renewed ahead of need in the background, so steady traffic waits for
+ * no KV round trip at all.
+ *
+ * Tokens per day: the day's counter is read from KV (refreshed in the background every
+ * `TOKENS_FRESH_MS`) plus what this isolate recorded that the read does not include yet (asked of
+ * the usage recorder by versionstamp), so this isolate's own usage counts at once and other
+ * isolates' within seconds. As before, the request that crosses the budget is served whole.
+ */
+import { nextPacificMidnight, pacificDayNumber } from "../pool/calendar.ts";
+import { randomId } from "../secrets.ts";
+import {
+  type KnownWindow,
+  LEASE_MS,
+  leaseQuota,
+  type QuotaGrant,
+  type QuotaRequest,
+} from "../store/rate_limits.ts";
+import { readUserTokensEntry } from "../store/usage.ts";
+import type { UserKeyRecord } from "../store/user_keys.ts";
+
+const MINUTE = 60_000;
+/** Permits leased ahead of need, at most (on top of `>> 3` of what is left). */
+const PERMITS_AHEAD = 1_000;
+/** Slots held ahead of need, at most (on top of `>> 3` of what is free). */
+const SLOTS_AHEAD = 16;
+/** Leased permits and slots unused this long (real time) are given back. */
+export const IDLE_RETURN_MS = 2_000;
+/** How often held leases are checked for idleness. */
+const SWEEP_MS = 1_000;
+/** A key's tokens-per-day counter is re-read in the background after this long (real time). */
+export const TOKENS_FRESH_MS = 2_000;
+/** A counter read longer ago than this is not used without reading it again. */
+const TOKENS_STALE_MS = 30_000;
+/** How long a minute whose permits are all leased out is refused without asking KV again. */
+const EXHAUSTED_RECHECK_MS = 1_000;
+/** Lease rounds one request goes through before it is refused for contention. */
+const MAX_ROUNDS = 8;
+/** States kept per isolate at most (idle ones are dropped first). */
+const MAX_STATES = 10_000;
+
+/** The outcome of admitting one request. */
+export type Admission =
+  | {
+    allowed: true;
+    /** Gives the concurrency slot back when the request is over; null if it took none. */
+    release: (() => void) | null;
+  }
+  | {
+    allowed: false;
+    limit: "rpm" | "concurrency" | "tokens_per_day" | "contention";
+    /** How long until a retry can succeed. */
+    retryAfterMs: number;
+    /** The value of the limit that was hit. */
+    value: number;
+  };
+
+interface KeyState {
+  userId: string;
+  rpm: number | null;
+  maxConcurrency: number | null;
+  /** The minute `permits` belong to. */
+  minute: number;
+  /** Leased permits of `minute` not used yet. */
+  permits: number;
+  /** Permits left in KV for `minute` after the last lease (null: unknown or unlimited). */
+  permitsLeft: number | null;
+  /** The minute KV had no permits left in, and when that was seen (performance.now()). */
+  exhaustedMinute: number;
+  exhaustedAt: number;
+  lastGrant: number;
+  /** Slots held in KV by this isolate, and those in use. */
+  slots: number;
+  inFlight: number;
+  /** Slots free in KV after the last lease (null: unknown or unlimited). */
+  slotsFree: number | null;
+  holdUntil: number;
+  known: KnownWindow | null;
+  lease: Promise<void> | null;
+  /** The last lease ran out of retries. */
+  contention: boolean;
+  waitPermits: number;
+  waitSlots: number;
+  /** performance.now() of the last admission or release. */
+  lastUse: number;
+}
+
+interface TokenState {
+  day: number;
+  tokens: number;
+  versionstamp: string | null;
+  /** performance.now() when the read began; -Infinity before the first read. */
+  readAt: number;
+  loading: Promise<void> | null;
+}
+
+/** Options of `UserLimiter`. */
+export interface UserLimiterOptions {
+  kv: Deno.Kv;
+  now: () => number;
+  /** Tokens this isolate recorded for a key's day that a read with `versionstamp` lacks. */
+  tokensSince: (userId: string, read: { day: number; versionstamp: string | null }) => number;
+}
+
+const UNLIMITED: Admission = { allowed: true, release: null };
+
+/** Leases and local accounting of user-key limits for one isolate. */
+export class UserLimiter {
+  #options: UserLimiterOptions;
+  #holder = randomId("h", 9);
+  #states = new Map<string, KeyState>();
+  #tokens = new Map<string, TokenState>();
+  #pending = new Set<Promise<unknown>>();
+  #sweep: ReturnType<typeof setInterval> | null = null;
+
+  constructor(options: UserLimiterOptions) {
+    this.#options = options;
+  }
+
+  /** Admits one request of `key` (expiry is checked by the caller), or says which limit refused. */
+  async admit(key: UserKeyRecord): Promise<Admission> {
+    const window = key.rpm !== null || key.maxConcurrency !== null;
+    if (!window && key.tokensPerDay === null) return UNLIMITED;
+    const now = this.#options.now();
+    const tokens = key.tokensPerDay === null ? null : this.#tokensUsed(key.id, now);
+    if (typeof tokens === "number") {
+      const refusal = this.#tokenRefusal(key, tokens, now);
+      if (refusal) return refusal;
+    }
+    // The window and a token read that is due run side by side: one round trip, not two.
+    const admitted = window ? await this.#admitWindow(key) : UNLIMITED;
+    if (tokens !== null && typeof tokens !== "number") {
+      const refusal = this.#tokenRefusal(key, await tokens, now);
+      if (refusal) {
+        if (admitted.allowed) this.#giveBackLocal(key, admitted);
+        return refusal;
+      }
+    }
+    return admitted;
+  }
+
+  #tokenRefusal(key: UserKeyRecord, used: number, now: number): Admission | null {
+    if (key.tokensPerDay === null || used < key.tokensPerDay) return null;
+    return {
+      allowed: false,
+      limit: "tokens_per_day",
+      retryAfterMs: nextPacificMidnight(now) - now,
+      value: key.tokensPerDay,
+    };
+  }
+
+  #state(key: UserKeyRecord): KeyState {
+    let s = this.#states.get(key.id);
+    if (!s) {
+      if (this.#states.size >= MAX_STATES) this.#forgetIdle();
+      s = {
+        userId: key.id,
+        rpm: key.rpm,
+        maxConcurrency: key.maxConcurrency,
+        minute: -1,
+        permits: 0,
+        permitsLeft: null,
+        exhaustedMinute: -1,
+        exhaustedAt: 0,
+        lastGrant: 0,
+        slots: 0,
+        inFlight: 0,
+        slotsFree: null,
+        holdUntil: 0,
+        known: null,
+        lease: null,
+        contention: false,
+        waitPermits: 0,
+        waitSlots: 0,
+        lastUse: performance.now(),
+      };
+      this.#states.set(key.id, s);
+    }
+    s.rpm = key.rpm;
+    s.maxConcurrency = key.maxConcurrency;
+    return s;
+  }
+
+  /** Takes a permit and a slot (as the key's limits require) from what this isolate holds. */
+  #takeLocal(s: KeyState, minute: number): boolean {
+    if (s.minute !== minute) {
+      // Permits of a past minute are void (KV's count started over too).
+      s.minute = minute;
+      s.permits = 0;
+      s.permitsLeft = null;
+    }
+    if (s.rpm !== null && s.permits <= 0) return false;
+    if (s.maxConcurrency !== null && s.inFlight >= Math.min(s.slots, s.maxConcurrency)) {
+      return false;
+    }
+    if (s.rpm !== null) s.permits--;
+    if (s.maxConcurrency !== null) s.inFlight++;
+    s.lastUse = performance.now();
+    return true;
+  }
+
+  async #admitWindow(key: UserKeyRecord): Promise<Admission> {
+    const s = this.#state(key);
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const now = this.#options.now();
+      const minute = Math.floor(now / MINUTE);
+      if (this.#takeLocal(s, minute)) {
+        this.#ahead(s, now);
+        return { allowed: true, release: s.maxConcurrency === null ? null : this.#releaser(s) };
+      }
+      const lacksPermit = s.rpm !== null && s.permits <= 0;
+      const lacksSlot = s.maxConcurrency !== null &&
+        s.inFlight >= Math.min(s.slots, s.maxConcurrency);
+      if (
+        lacksPermit && s.exhaustedMinute === minute &&
+        performance.now() - s.exhaustedAt < EXHAUSTED_RECHECK_MS
+      ) return this.#refuse(s, "rpm", now);
+      if (round > 0) {
+        if (s.contention) {
+          return { allowed: false, limit: "contention", retryAfterMs: 1000, value: 0 };
+        }
+        if (lacksPermit && s.permitsLeft === 0) {
+          s.exhaustedMinute = minute;
+          s.exhaustedAt = performance.now();
+          return this.#refuse(s, "rpm", now);
+        }
+        if (lacksSlot && s.slotsFree === 0) return this.#refuse(s, "concurrency", now);
+      }
+      if (lacksPermit) s.waitPermits++;
+      if (lacksSlot) s.waitSlots++;
+      try {
+        await this.#lease(s, {});
+      } finally {
+        if (lacksPermit) s.waitPermits--;
+        if (lacksSlot) s.waitSlots--;
+      }
+    }
+    return { allowed: false, limit: "contention", retryAfterMs: 1000, value: 0 };
+  }
+
+  #refuse(s: KeyState, limit: "rpm" | "concurrency", now: number): Admission {
+    if (limit === "rpm") {
+      return {
+        allowed: false,
+        limit,
+        retryAfterMs: (Math.floor(now / MINUTE) + 1) * MINUTE - now,
+        value: s.rpm!,
+      };
+    }
+    return { allowed: false, limit, retryAfterMs: 1000, value: s.maxConcurrency! };
+  }
+
+  #releaser(s: KeyState): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      s.inFlight--;
+      s.lastUse = performance.now();
+    };
+  }
+
+  /** Undoes an admission that a later check refused (the permit and slot stay leased here). */
+  #giveBackLocal(key: UserKeyRecord, admitted: Admission & { allowed: true }): void {
+    const s = this.#states.get(key.id);
+    if (!s || key.rpm === null && key.maxConcurrency === null) return;
+    if (key.rpm !== null) s.permits++;
+    admitted.release?.();
+  }
+
+  /** Leases the next block in the background before it is needed; renews a hold in time. */
+  #ahead(s: KeyState, now: number): void {
+    if (s.lease) return;
+    const low = s.rpm !== null && s.permitsLeft !== null && s.permitsLeft >= 8 &&
+      s.permits <= s.lastGrant >> 1;
+    const renew = s.slots > 0 && s.holdUntil > 0 && now > s.holdUntil - LEASE_MS / 2;
+    if (low || renew) {
+      this.#lease(s, { renew }).catch((err) =>
+        console.error("Leasing user-key limits failed:", err?.message ?? err)
+      );
+    }
+    this.#armSweep();
+  }
+
+  /** Runs one lease for `s` (or joins the one running) and applies its grant. */
+  #lease(s: KeyState, options: { renew?: boolean; giveBack?: boolean }): Promise<void> {
+    if (s.lease) return s.lease;
+    let req: QuotaRequest;
+    if (options.giveBack) {
+      req = {
+        holder: this.#holder,
+        rpm: s.rpm,
+        maxConcurrency: s.maxConcurrency,
+        permits: { need: 0, ahead: 0 },
+        giveBack: { minute: s.minute, permits: s.permits },
+        slots: s.maxConcurrency === null ? null : { need: s.inFlight, ahead: 0 },
+      };
+      s.permits = 0;
+    } else {
+      req = {
+        holder: this.#holder,
+        rpm: s.rpm,
+        maxConcurrency: s.maxConcurrency,
+        permits: { need: s.rpm === null ? 0 : s.waitPermits, ahead: PERMITS_AHEAD },
+        slots: s.maxConcurrency === null
+          ? null
+          : { need: Math.max(s.slots, s.inFlight + s.waitSlots), ahead: SLOTS_AHEAD },
+        renew: options.renew,
+      };
+    }
+    const run = (async () => {
+      const res = await leaseQuota(this.#options.kv, s.userId, {
+        req,
+        now: this.#options.now,
+        known: s.known,
+      });
+      if (!res) {
+        s.contention = true;
+        s.known = null;
+        return;
+      }
+      s.contention = false;
+      s.known = res.known;
+      this.#apply(s, res.grant);
+    })().finally(() => {
+      if (s.lease === run) s.lease = null;
+      this.#pending.delete(run);
+    });
+    s.lease = run;
+    this.#pending.add(run);
+    return run;
+  }
+
+  #apply(s: KeyState, grant: QuotaGrant): void {
+    if (grant.minute > s.minute) {
+      s.minute = grant.minute;
+      s.permits = 0;
+    }
+    if (grant.minute === s.minute) {
+      s.permits += grant.permits;
+      s.permitsLeft = grant.permitsLeft;
+      s.lastGrant = grant.permits;
+    }
+    s.slots = grant.slots;
+    s.slotsFree = grant.slotsFree;
+    s.holdUntil = grant.holdUntil;
+  }
+
+  #armSweep(): void {
+    if (this.#sweep !== null) return;
+    const sweep = setInterval(() => this.#returnIdle(false), SWEEP_MS);
+    // Idle leases lapse by themselves; they must not keep the process alive.
+    Deno.unrefTimer(sweep);
+    this.#sweep = sweep;
+  }
+
+  /** Gives back what idle keys hold (every key's unused leases when `all`). */
+  #returnIdle(all: boolean): Promise<unknown> {
+    const at = performance.now();
+    const minute = Math.floor(this.#options.now() / MINUTE);
+    const returns: Promise<void>[] = [];
+    let holding = false;
+    for (const s of this.#states.values()) {
+      if (s.lease) {
+        holding = true;
+        continue;
+      }
+      if (s.minute !== minute) s.permits = 0;
+      const spare = s.permits > 0 || s.slots > s.inFlight;
+      if (spare && (all || at - s.lastUse >= IDLE_RETURN_MS)) {
+        returns.push(
+          this.#lease(s, { giveBack: true }).catch((err) =>
+            console.error("Returning user-key leases failed:", err?.message ?? err)
+          ),
+        );
+      } else if (spare || s.inFlight > 0 || s.slots > 0) holding = true;
+    }
+    if (!holding && !returns.length && this.#sweep !== null) {
+      clearInterval(this.#sweep);
+      this.#sweep = null;
+    }
+    return Promise.all(returns);
+  }
+
+  #forgetIdle(): void {
+    for (const [id, s] of this.#states) {
+      if (!s.lease && s.inFlight === 0 && s.slots === 0 && s.permits === 0) {
+        this.#states.delete(id);
+      }
+    }
+  }
+
+  /** Tokens `userId` used today: a number when known well enough, else after one KV read. */
+  #tokensUsed(userId: string, now: number): number | Promise<number> {
+    const day = pacificDayNumber(now);
+    let t = this.#tokens.get(userId);
+    if (!t || t.day !== day) {
+      if (this.#tokens.size >= MAX_STATES) this.#tokens.clear();
+      t = { day, tokens: 0, versionstamp: null, readAt: -Infinity, loading: null };
+      this.#tokens.set(userId, t);
+    }
+    const state = t;
+    const used = () => state.tokens + this.#options.tokensSince(userId, state);
+    const age = performance.now() - state.readAt;
+    if (age <= TOKENS_FRESH_MS) return used();
+    const load = state.loading ?? this.#readTokens(userId, state);
+    if (age <= TOKENS_STALE_MS) {
+      load.catch((err) => console.error("Reading user-key tokens failed:", err?.message ?? err));
+      return used();
+    }
+    return load.then(used);
+  }
+
+  #readTokens(userId: string, t: TokenState): Promise<void> {
+    const startedAt = performance.now();
+    const run = readUserTokensEntry(this.#options.kv, { userId, day: t.day }).then((entry) => {
+      t.tokens = entry.tokens;
+      t.versionstamp = entry.versionstamp;
+      t.readAt = startedAt;
+    }).finally(() => {
+      t.loading = null;
+      this.#pending.delete(run);
+    });
+    t.loading = run;
+    this.#pending.add(run);
+    return run;
+  }
+
+  /** Waits for KV work in flight and stops the idle sweep (tests); leases stay held. */
+  async drain(): Promise<void> {
+    this.#stopSweep();
+    while (this.#pending.size) await Promise.allSettled([...this.#pending]);
+    this.#stopSweep();
+  }
+
+  /** Gives back every unused lease, so other isolates can use them at once (shutdown). */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.#returnIdle(true);
+    await this.drain();
+  }
+
+  #stopSweep(): void {
+    if (this.#sweep !== null) {
+      clearInterval(this.#sweep);
+      this.#sweep = null;
+    }
+  }
+}

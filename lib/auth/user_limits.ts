@@ -1,0 +1,162 @@
+/**
+ * Per-user-key rules: expiry, allowed models, requests per minute, tokens per (Pacific) day and
+ * concurrent requests, enforced across isolates through leases in KV (`gw.limiter`, see
+ * `user_limiter.ts`). Refusals come in a neutral shape so both API surfaces can answer in their own
+ * error format; the OpenAI helpers here throw `OpenAiError`s (429 with `Retry-After`, 403).
+ */
+import type { Context, Next } from "hono";
+import type { AppEnv, Gateway } from "../gateway.ts";
+import { OpenAiError } from "../openai/errors.ts";
+import { modelMatches, type UserKeyRecord } from "../store/user_keys.ts";
+
+/** Why a user key may not make this request, independent of the API shape. */
+export interface UserRefusal {
+  status: 403 | 429;
+  message: string;
+  code: string;
+  /** The request field at fault, if any. */
+  param?: string;
+  /** Seconds until a retry can succeed (429 only). */
+  retryAfterSeconds?: number;
+}
+
+/** An admitted request: call `release` (once) when its response is over. */
+export interface UserAdmission {
+  release: (() => void) | null;
+}
+
+/** The OpenAI-shaped error of a refusal. */
+export function refusalToOpenAi(refusal: UserRefusal): OpenAiError {
+  const headers: Record<string, string> = {};
+  if (refusal.retryAfterSeconds !== undefined) {
+    headers["retry-after"] = String(refusal.retryAfterSeconds);
+  }
+  return new OpenAiError(refusal.status, refusal.message, {
+    code: refusal.code,
+    param: refusal.param ?? null,
+    headers,
+  });
+}
+
+/**
+ * Checks expiry and admits one request against the key's RPM, token and concurrency limits (from
+ * leases held in memory; at most one KV round trip when a lease runs out, none for a key without
+ * limits).
+ */
+export async function admitUserRequest(
+  gw: Gateway,
+  userKey: UserKeyRecord,
+): Promise<UserAdmission | UserRefusal> {
+  const now = gw.now();
+  if (userKey.expiresAt !== null && userKey.expiresAt <= now) {
+    return {
+      status: 403,
+      code: "api_key_expired",
+      message: `This API key expired at ${new Date(userKey.expiresAt).toISOString()}`,
+    };
+  }
+  const admission = await gw.limiter.admit(userKey);
+  if (admission.allowed) return { release: admission.release };
+  const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+  const what = {
+    rpm: `${admission.value} requests per minute`,
+    concurrency: `${admission.value} concurrent requests`,
+    tokens_per_day: `${admission.value} tokens per day (the day resets at midnight US Pacific)`,
+    contention: "too many simultaneous requests to check its limits",
+  }[admission.limit];
+  return {
+    status: 429,
+    code: admission.limit === "tokens_per_day" ? "tokens_per_day_exceeded" : "rate_limit_exceeded",
+    message: `Rate limit reached for this API key: ${what}; retry in ${seconds} s`,
+    retryAfterSeconds: seconds,
+  };
+}
+
+function releasingBody(
+  body: ReadableStream<Uint8Array>,
+  done: () => void,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await reader.read();
+        if (next.done) {
+          controller.close();
+          done();
+        } else controller.enqueue(next.value);
+      } catch (err) {
+        done();
+        controller.error(err);
+      }
+    },
+    async cancel(reason) {
+      done();
+      await reader.cancel(reason);
+    },
+  });
+}
+
+/**
+ * Runs the rest of the request under the user key's limits (set `userKey` on the context first):
+ * refuses with an OpenAI-shaped 403/429, and gives a concurrency slot back once the response body
+ * has been sent in full or the client went away.
+ */
+export async function withUserLimits(gw: Gateway, c: Context<AppEnv>, next: Next): Promise<void> {
+  const admitted = await admitUserRequest(gw, c.get("userKey"));
+  if ("status" in admitted) throw refusalToOpenAi(admitted);
+  const done = admitted.release;
+  if (!done) return await next();
+  try {
+    await next();
+  } catch (err) {
+    done();
+    throw err;
+  }
+  const res = c.res;
+  if (!res.body) return done();
+  c.res = new Response(releasingBody(res.body, done), {
+    status: res.status,
+    statusText: res.statusText,
+    headers: res.headers,
+  });
+}
+
+/**
+ * Why `userKey` may not use `model` (the model is disabled on this gateway, or not among the key's
+ * allowed models), or null when it may.
+ */
+export async function modelRefusal(
+  gw: Gateway,
+  options: { userKey: UserKeyRecord; model: string },
+): Promise<UserRefusal | null> {
+  const { userKey, model } = options;
+  if (!(await gw.pool.modelEnabled(model))) {
+    return {
+      status: 403,
+      code: "model_disabled",
+      param: "model",
+      message: `The model '${model}' is disabled on this gateway`,
+    };
+  }
+  if (userKey.models !== null && !modelMatches(userKey.models, model)) {
+    return {
+      status: 403,
+      code: "model_not_allowed",
+      param: "model",
+      message: `This API key may not use the model '${model}'; allowed: ${
+        userKey.models.join(", ") || "none"
+      }`,
+    };
+  }
+  return null;
+}
+
+/** Throws an OpenAI-shaped 403 when `userKey` may not use `model` (see `modelRefusal`). */
+export async function assertModelAllowed(
+  gw: Gateway,
+  options: { userKey: UserKeyRecord; model: string },
+): Promise<void> {
+  const refusal = await modelRefusal(gw, options);
+  if (refusal) throw refusalToOpenAi(refusal);
+}

@@ -1,0 +1,90 @@
+/**
+ * Admin sessions and failed-login counters in KV. A session lives under `["admin_session", hash]`
+ * (the SHA-256 of the cookie value, never the value itself); failures under
+ * `["admin_login_failure", client]`. Both carry `expireIn` for cleanup, and a deadline in the value
+ * that callers must check, because KV deletes expired keys late.
+ */
+import * as z from "zod";
+import { backoff, ConflictError, MAX_OCC_ATTEMPTS } from "./kv_util.ts";
+
+const SESSION = "admin_session";
+const FAILURE = "admin_login_failure";
+
+/** One admin session as stored. */
+export const AdminSessionSchema = z.object({
+  /** The CSRF token pages send back with every state-changing request. */
+  csrf: z.string(),
+  createdAt: z.number(),
+  /** The session is void from this moment on, whatever KV still holds. */
+  expiresAt: z.number(),
+});
+
+/** One admin session. */
+export type AdminSession = z.infer<typeof AdminSessionSchema>;
+
+/** Failed logins of one client. */
+export const LoginFailuresSchema = z.object({
+  count: z.number().int(),
+  /** Start of the window in which `count` failures were seen. */
+  firstAt: z.number(),
+  /** Logins from this client are refused until then; 0 when not locked. */
+  lockedUntil: z.number(),
+});
+
+/** Failed logins of one client. */
+export type LoginFailures = z.infer<typeof LoginFailuresSchema>;
+
+/** Stores a session under the hash of its cookie value. */
+export async function putAdminSession(
+  kv: Deno.Kv,
+  entry: { hash: string; session: AdminSession },
+): Promise<void> {
+  const { hash, session } = entry;
+  // Kept a day past its deadline so that KV's late sweep never removes a live session.
+  const expireIn = Math.max(1, session.expiresAt - session.createdAt) + 86_400_000;
+  await kv.set([SESSION, hash], session, { expireIn });
+}
+
+/** Reads a session by the hash of its cookie value (expired or not: callers check the deadline). */
+export async function getAdminSession(kv: Deno.Kv, hash: string): Promise<AdminSession | null> {
+  const entry = await kv.get([SESSION, hash]);
+  const parsed = AdminSessionSchema.safeParse(entry.value);
+  return parsed.success ? parsed.data : null;
+}
+
+/** Deletes a session. */
+export async function deleteAdminSession(kv: Deno.Kv, hash: string): Promise<void> {
+  await kv.delete([SESSION, hash]);
+}
+
+/** Reads the failed-login counter of a client. */
+export async function getLoginFailures(kv: Deno.Kv, client: string): Promise<LoginFailures | null> {
+  const entry = await kv.get([FAILURE, client]);
+  const parsed = LoginFailuresSchema.safeParse(entry.value);
+  return parsed.success ? parsed.data : null;
+}
+
+/** Applies `change` to a client's failure counter atomically and returns the stored result. */
+export async function updateLoginFailures(
+  kv: Deno.Kv,
+  client: string,
+  options: { change: (current: LoginFailures | null) => LoginFailures; expireIn: number },
+): Promise<LoginFailures> {
+  const { change } = options;
+  const key: Deno.KvKey = [FAILURE, client];
+  for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
+    const entry = await kv.get(key);
+    const parsed = LoginFailuresSchema.safeParse(entry.value);
+    const next = change(parsed.success ? parsed.data : null);
+    const res = await kv.atomic().check(entry).set(key, next, { expireIn: options.expireIn })
+      .commit();
+    if (res.ok) return next;
+    await backoff(attempt);
+  }
+  throw new ConflictError(`login failures of ${client}`);
+}
+
+/** Forgets a client's failed logins (after a successful one). */
+export async function clearLoginFailures(kv: Deno.Kv, client: string): Promise<void> {
+  await kv.delete([FAILURE, client]);
+}

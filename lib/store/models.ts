@@ -1,0 +1,76 @@
+/**
+ * Model configuration in KV, one small record per configured model under `["model_cfg", id]`:
+ * whether the gateway serves it, and the default per-key limits (RPM, TPM, RPD) for it. A model
+ * without a record is enabled and has no configured limits (limits learned from 429s still apply).
+ */
+import * as z from "zod";
+import { updateWithRetry } from "./kv_util.ts";
+
+const PREFIX = "model_cfg";
+
+const limit = z.number().int().positive().max(1_000_000_000).nullable().default(null);
+
+/** Requests per minute, input tokens per minute, requests per (Pacific) day; null = no limit known. */
+export const LimitsSchema = z.object({ rpm: limit, tpm: limit, rpd: limit });
+
+/** Per-key (or per-project) limits of one model. */
+export type Limits = z.infer<typeof LimitsSchema>;
+
+/** Limits with nothing set. */
+export function noLimits(): Limits {
+  return { rpm: null, tpm: null, rpd: null };
+}
+
+/** The stored configuration of one model. */
+export const ModelConfigSchema = z.object({
+  id: z.string(),
+  enabled: z.boolean().default(true),
+  /** Default limits of every key (or project) for this model. */
+  limits: LimitsSchema.default(noLimits()),
+  updatedAt: z.number().default(0),
+});
+
+/** One model's configuration. */
+export type ModelConfig = z.infer<typeof ModelConfigSchema>;
+
+/** A partial update of a model's configuration. */
+export interface ModelConfigPatch {
+  enabled?: boolean;
+  limits?: Partial<Limits>;
+}
+
+/** Reads every model configuration, by model id. */
+export async function listModelConfigs(kv: Deno.Kv): Promise<Map<string, ModelConfig>> {
+  const out = new Map<string, ModelConfig>();
+  for await (const e of kv.list({ prefix: [PREFIX] })) {
+    const cfg = ModelConfigSchema.parse(e.value);
+    out.set(cfg.id, cfg);
+  }
+  return out;
+}
+
+/** Merges `patch` into a model's configuration (creating it) and returns the result. */
+export async function patchModelConfig(
+  kv: Deno.Kv,
+  id: string,
+  options: { patch: ModelConfigPatch; now: number },
+): Promise<ModelConfig> {
+  const next = await updateWithRetry<ModelConfig>(kv, [PREFIX, id], (current) => {
+    const base = ModelConfigSchema.parse(current ?? { id });
+    return {
+      ...base,
+      enabled: options.patch.enabled ?? base.enabled,
+      limits: { ...base.limits, ...options.patch.limits },
+      updatedAt: options.now,
+    };
+  });
+  return ModelConfigSchema.parse(next);
+}
+
+/** Forgets a model's configuration (back to enabled, no configured limits); false if none. */
+export async function deleteModelConfig(kv: Deno.Kv, id: string): Promise<boolean> {
+  const entry = await kv.get([PREFIX, id]);
+  if (entry.value === null) return false;
+  await kv.delete([PREFIX, id]);
+  return true;
+}

@@ -1,0 +1,56 @@
+/**
+ * `GET /admin/api/request-log`: the last requests, newest first (time, user key name, model, key
+ * masked, status, latency, tokens, error class); redacted: no prompt, answer or secret is stored.
+ */
+import { Hono } from "hono";
+import * as z from "zod";
+import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
+import { parseWith } from "../../../lib/openai/request.ts";
+import { readRequestLog } from "../../../lib/store/request_log.ts";
+import { listUserKeys } from "../../../lib/store/user_keys.ts";
+
+const QuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  /** Only entries that started before this time (ISO 8601), for paging. */
+  before: z.iso.datetime({ offset: true }).optional(),
+});
+
+/** Builds the request-log route. */
+export function requestLogRoutes(gw: Gateway): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.get("/", async (c) => {
+    const q = parseWith(QuerySchema, c.req.query());
+    // This isolate's batched entries first, so the log includes its own requests.
+    await gw.usage.flush();
+    const [entries, users] = await Promise.all([
+      readRequestLog(gw.kv, {
+        limit: q.limit + 1,
+        before: q.before === undefined ? undefined : Date.parse(q.before),
+      }),
+      listUserKeys(gw.kv),
+    ]);
+    const names = new Map(users.map((u) => [u.id, u.name]));
+    const page = entries.slice(0, q.limit);
+    return c.json({
+      data: page.map((e) => ({
+        id: e.id,
+        time: new Date(e.t).toISOString(),
+        user_key_id: e.userId,
+        user_key_name: e.userId ? names.get(e.userId) ?? null : null,
+        model: e.model,
+        key_id: e.keyId,
+        key: e.key,
+        status: e.status,
+        latency_ms: e.latencyMs,
+        input_tokens: e.inputTokens,
+        output_tokens: e.outputTokens,
+        attempts: e.attempts,
+        error_class: e.errorClass,
+      })),
+      has_more: entries.length > q.limit,
+    });
+  });
+
+  return app;
+}

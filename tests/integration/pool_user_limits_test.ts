@@ -1,0 +1,211 @@
+/**
+ * Per-user-key limits enforced through KV: requests per minute and concurrent requests under 100
+ * simultaneous requests with no overshoot, tokens per day, allowed models, expiry; refusals are
+ * OpenAI-shaped 429s with Retry-After, or 403s.
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import type { OpenAiErrorBody } from "../../lib/openai/errors.ts";
+import { nextPacificMidnight } from "../../lib/pool/calendar.ts";
+import { post, startGateway, type TestGateway } from "./harness.ts";
+
+const OK = { kind: "ok" } as const;
+const CHAT = { model: "gemini-2.5-flash", messages: [{ role: "user", content: "hi" }] };
+
+async function userKey(gw: TestGateway, body: Record<string, unknown>): Promise<string> {
+  const res = await gw.admin<{ key: string }>("POST", "/admin/api/user-keys", {
+    name: "limited",
+    ...body,
+  });
+  assert.equal(res.status, 201, JSON.stringify(res.json));
+  return res.json.key;
+}
+
+function generateCalls(gw: TestGateway): number {
+  return gw.fake.requests.filter((r) => r.path.includes("generateContent")).length;
+}
+
+Deno.test("100 concurrent requests never overshoot a user key's RPM; refusals are 429 with Retry-After", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK, "AIzaGood-key-0002": OK } });
+  try {
+    const apiKey = await userKey(gw, { rpm: 10 });
+    const results = await Promise.all(
+      Array.from(
+        { length: 100 },
+        () => post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT }),
+      ),
+    );
+    const ok = results.filter((r) => r.status === 200).length;
+    const refused = results.filter((r) => r.status === 429);
+    assert.equal(ok + refused.length, 100);
+    assert.equal(ok, 10, "exactly the limit is admitted");
+    assert.equal(generateCalls(gw), 10);
+    for (const r of refused) {
+      assert.equal(r.json.error.code, "rate_limit_exceeded");
+      assert.equal(r.json.error.type, "rate_limit_error");
+      assert.ok(Number(r.headers.get("retry-after")) >= 1);
+    }
+    // The next minute admits again.
+    gw.clock.advance(60_000);
+    assert.equal((await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT })).status, 200);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("100 concurrent requests never overshoot a user key's max concurrency, and slots come back", async () => {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const upstreamFetch: typeof fetch = async (input, init) => {
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    try {
+      await gate;
+      return await fetch(input, init);
+    } finally {
+      inFlight--;
+    }
+  };
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK }, upstreamFetch });
+  let pending: Promise<unknown>[] = [];
+  try {
+    const apiKey = await userKey(gw, { max_concurrency: 5 });
+    let answered = 0;
+    const requests = Array.from({ length: 100 }, (_, i) =>
+      post(`${gw.url}/v1/chat/completions`, {
+        apiKey,
+        body: { ...CHAT, stream: i % 2 === 0 },
+      }).then((r) => {
+        answered++;
+        return r;
+      }));
+    pending = requests;
+    // The refusals come back at once while the admitted requests reach the upstream and wait.
+    for (let i = 0; i < 3000 && (answered < 95 || inFlight < 5); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(answered, 95);
+    assert.equal(inFlight, 5);
+    open();
+    const results = await Promise.all(requests);
+    assert.equal(maxInFlight, 5, "never more than 5 at once");
+    assert.equal(results.filter((r) => r.status === 200).length, 5);
+    const refused = results.filter((r) => r.status === 429);
+    assert.equal(refused.length, 95);
+    assert.match(refused[0].json.error.message, /5 concurrent requests/);
+    assert.equal(refused[0].headers.get("retry-after"), "1");
+    // Every slot was given back (streams included), so 5 more fit at once again.
+    await gw.app.drain();
+    const again = await Promise.all(
+      Array.from(
+        { length: 5 },
+        () => post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT }),
+      ),
+    );
+    assert.deepEqual(again.map((r) => r.status), [200, 200, 200, 200, 200]);
+  } finally {
+    open();
+    await Promise.allSettled(pending);
+    await gw.close();
+  }
+});
+
+Deno.test("a user key's tokens per day stop it until midnight Pacific", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const apiKey = await userKey(gw, { tokens_per_day: 5 });
+    const first = await post(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: { ...CHAT, messages: [{ role: "user", content: "one two three four five six" }] },
+    });
+    assert.equal(first.status, 200);
+    await gw.app.drain();
+    const listed = await gw.admin<{ data: { tokens_today: number }[] }>(
+      "GET",
+      "/admin/api/user-keys",
+    );
+    assert.ok(listed.json.data[0].tokens_today >= 6);
+    const second = await post<OpenAiErrorBody>(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: CHAT,
+    });
+    assert.equal(second.status, 429);
+    assert.equal(second.json.error.code, "tokens_per_day_exceeded");
+    const expected = Math.ceil((nextPacificMidnight(gw.clock.now()) - gw.clock.now()) / 1000);
+    assert.equal(Number(second.headers.get("retry-after")), expected);
+    gw.clock.t = nextPacificMidnight(gw.clock.now());
+    assert.equal((await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT })).status, 200);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("allowed models and expiry are enforced with 403s; /v1/models lists only allowed models", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const expires = new Date(gw.clock.now() + 3_600_000).toISOString();
+    const apiKey = await userKey(gw, { models: ["gemini-2.5-flash-*"], expires_at: expires });
+    const client = gw.openai(apiKey);
+    const ok = await client.chat.completions.create({
+      model: "gemini-2.5-flash-lite",
+      messages: [{ role: "user", content: "x" }],
+    });
+    assert.equal(ok.choices[0].message.content, "Echo: x");
+    await assert.rejects(
+      client.chat.completions.create({
+        model: "gemini-2.5-pro",
+        messages: [{ role: "user", content: "x" }],
+      }),
+      (e: unknown) =>
+        e instanceof OpenAI.APIError && e.status === 403 && e.code === "model_not_allowed" &&
+        e.param === "model",
+    );
+    const models = await client.models.list();
+    assert.deepEqual(models.data.map((m) => m.id), ["gemini-2.5-flash-lite"]);
+    gw.clock.advance(3_600_000);
+    await assert.rejects(
+      client.chat.completions.create({
+        model: "gemini-2.5-flash-lite",
+        messages: [{ role: "user", content: "x" }],
+      }),
+      (e: unknown) =>
+        e instanceof OpenAI.APIError && e.status === 403 && e.code === "api_key_expired",
+    );
+    assert.equal(generateCalls(gw), 1, "refused requests never went upstream");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("user-key limits are validated and shown by the admin API", async () => {
+  const gw = await startGateway({});
+  try {
+    const bad = await gw.admin<OpenAiErrorBody>("POST", "/admin/api/user-keys", {
+      name: "x",
+      max_concurrency: 0,
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.param, "max_concurrency");
+    const badModel = await gw.admin<OpenAiErrorBody>("POST", "/admin/api/user-keys", {
+      name: "x",
+      models: ["gem*ini"],
+    });
+    assert.equal(badModel.status, 400);
+    const created = await gw.admin<{ id: string; tokens_per_day: number }>(
+      "POST",
+      "/admin/api/user-keys",
+      { name: "x", tokens_per_day: 1000, max_concurrency: 2, models: ["a"], expires_at: null },
+    );
+    assert.equal(created.json.tokens_per_day, 1000);
+    const patched = await gw.admin<{ max_concurrency: number | null; models: string[] | null }>(
+      "PATCH",
+      `/admin/api/user-keys/${created.json.id}`,
+      { max_concurrency: null, models: null },
+    );
+    assert.deepEqual([patched.json.max_concurrency, patched.json.models], [null, null]);
+  } finally {
+    await gw.close();
+  }
+});
