@@ -1,0 +1,472 @@
+/**
+ * Island: the user keys page. Create a key (its secret is shown once, with a copy button) with its
+ * limits (requests per minute, tokens per day, concurrent requests, allowed models, expiry), edit
+ * those limits, enable or disable it, see its usage, revoke it.
+ */
+import { type Signal, useSignal } from "@preact/signals";
+import { api, errorMessage } from "../lib/ui/api.ts";
+import { formatCount, formatDateTime } from "../lib/ui/format.ts";
+import { type Translator, useT } from "../lib/ui/i18n.ts";
+import type { CreatedUserKey, UserKeyView } from "../lib/ui/wire.ts";
+import { CopyButton } from "./copy_button.tsx";
+
+/** Props of `UserKeys`. */
+export interface UserKeysProps {
+  keys: UserKeyView[];
+}
+
+/** Parses an RPM field: empty means unlimited (null); otherwise a positive integer or undefined. */
+export function parseRpm(text: string): number | null | undefined {
+  const trimmed = text.trim();
+  if (!trimmed) return null;
+  const n = Number(trimmed);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+/** The limit fields of a user key as the form edits them (text, as typed). */
+export interface LimitDraft {
+  rpm: string;
+  tokensPerDay: string;
+  maxConcurrency: string;
+  models: string;
+  /** `datetime-local` value, in the viewer's time zone. */
+  expires: string;
+}
+
+/** An ISO time as a `datetime-local` value in the viewer's time zone. */
+export function toLocalInput(iso: string | null | undefined): string {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${
+    pad(d.getMinutes())
+  }`;
+}
+
+/** The draft of an existing key. */
+export function draftOf(k: UserKeyView): LimitDraft {
+  return {
+    rpm: k.rpm === null ? "" : String(k.rpm),
+    tokensPerDay: k.tokens_per_day == null ? "" : String(k.tokens_per_day),
+    maxConcurrency: k.max_concurrency == null ? "" : String(k.max_concurrency),
+    models: (k.models ?? []).join(", "),
+    expires: toLocalInput(k.expires_at),
+  };
+}
+
+/** The API fields of a draft, or the name of the first field that is not valid. */
+export function limitsBody(
+  d: LimitDraft,
+): { ok: true; body: Record<string, unknown> } | { ok: false; field: keyof LimitDraft } {
+  const body: Record<string, unknown> = {};
+  for (
+    const [field, name] of [["rpm", "rpm"], ["tokensPerDay", "tokens_per_day"], [
+      "maxConcurrency",
+      "max_concurrency",
+    ]] as const
+  ) {
+    const v = parseRpm(d[field]);
+    if (v === undefined) return { ok: false, field };
+    body[name] = v;
+  }
+  const models = d.models.split(/[\s,]+/).map((m) => m.trim()).filter(Boolean);
+  // No list means every model (an empty list would allow none).
+  body.models = models.length ? models : null;
+  if (d.expires.trim()) {
+    const t = new Date(d.expires).getTime();
+    if (Number.isNaN(t)) return { ok: false, field: "expires" };
+    body.expires_at = new Date(t).toISOString();
+  } else body.expires_at = null;
+  return { ok: true, body };
+}
+
+function LimitFields(props: { t: Translator; idPrefix: string; draft: Signal<LimitDraft> }) {
+  const { t, draft } = props;
+  const set = (
+    field: keyof LimitDraft,
+    value: string,
+  ) => (draft.value = { ...draft.value, [field]: value });
+  const id = (f: string) => `${props.idPrefix}-${f}`;
+  return (
+    <div class="field-grid">
+      <div class="field">
+        <label for={id("rpm")}>{t("users.rpm")}</label>
+        <input
+          id={id("rpm")}
+          type="number"
+          min={1}
+          placeholder={t("common.unlimited")}
+          value={draft.value.rpm}
+          onInput={(e) => set("rpm", e.currentTarget.value)}
+        />
+      </div>
+      <div class="field">
+        <label for={id("tpd")}>{t("users.tokensPerDay")}</label>
+        <input
+          id={id("tpd")}
+          type="number"
+          min={1}
+          placeholder={t("common.unlimited")}
+          value={draft.value.tokensPerDay}
+          onInput={(e) => set("tokensPerDay", e.currentTarget.value)}
+        />
+      </div>
+      <div class="field">
+        <label for={id("conc")}>{t("users.maxConcurrency")}</label>
+        <input
+          id={id("conc")}
+          type="number"
+          min={1}
+          placeholder={t("common.unlimited")}
+          value={draft.value.maxConcurrency}
+          onInput={(e) => set("maxConcurrency", e.currentTarget.value)}
+        />
+      </div>
+      <div class="field">
+        <label for={id("models")}>{t("users.models")}</label>
+        <input
+          id={id("models")}
+          type="text"
+          placeholder={t("users.modelsPlaceholder")}
+          aria-describedby={id("models-help")}
+          value={draft.value.models}
+          onInput={(e) => set("models", e.currentTarget.value)}
+        />
+        <span class="field-help" id={id("models-help")}>{t("users.modelsHelp")}</span>
+      </div>
+      <div class="field">
+        <label for={id("exp")}>{t("users.expires")}</label>
+        <input
+          id={id("exp")}
+          type="datetime-local"
+          value={draft.value.expires}
+          onInput={(e) => set("expires", e.currentTarget.value)}
+        />
+        <span class="field-help">{t("users.expiresHelp")}</span>
+      </div>
+    </div>
+  );
+}
+
+const EMPTY: LimitDraft = {
+  rpm: "",
+  tokensPerDay: "",
+  maxConcurrency: "",
+  models: "",
+  expires: "",
+};
+
+function fieldLabel(t: Translator, field: keyof LimitDraft): string {
+  return {
+    rpm: t("users.rpm"),
+    tokensPerDay: t("users.tokensPerDay"),
+    maxConcurrency: t("users.maxConcurrency"),
+    models: t("users.models"),
+    expires: t("users.expires"),
+  }[field];
+}
+
+function limitsSummary(t: Translator, k: UserKeyView): string[] {
+  const out: string[] = [];
+  out.push(k.rpm === null ? t("users.noRpm") : t("users.rpmShort", { n: k.rpm }));
+  if (k.tokens_per_day != null) {
+    out.push(t("users.tpdShort", {
+      used: formatCount(k.tokens_today ?? 0, t.lang),
+      n: formatCount(k.tokens_per_day, t.lang),
+    }));
+  }
+  if (k.max_concurrency != null) out.push(t("users.concShort", { n: k.max_concurrency }));
+  if (k.models?.length) out.push(k.models.join(", "));
+  if (k.expires_at) {
+    out.push(t("users.expiresShort", { time: formatDateTime(k.expires_at, t.lang) }));
+  }
+  return out;
+}
+
+function Editor(props: {
+  t: Translator;
+  k: UserKeyView;
+  onSaved: (k: UserKeyView) => void;
+  onClose: () => void;
+}) {
+  const { t, k } = props;
+  const draft = useSignal<LimitDraft>(draftOf(k));
+  const name = useSignal(k.name);
+  const error = useSignal<string | null>(null);
+  const saving = useSignal(false);
+  async function save(e: Event) {
+    e.preventDefault();
+    const parsed = limitsBody(draft.value);
+    if (!parsed.ok) {
+      error.value = t("users.badField", { field: fieldLabel(t, parsed.field) });
+      return;
+    }
+    saving.value = true;
+    try {
+      props.onSaved(
+        await api<UserKeyView>(
+          "PATCH",
+          `/admin/api/user-keys/${encodeURIComponent(k.id)}`,
+          { name: name.value.trim(), ...parsed.body },
+        ),
+      );
+      props.onClose();
+    } catch (err) {
+      error.value = t("common.error", { message: errorMessage(err) });
+    } finally {
+      saving.value = false;
+    }
+  }
+  return (
+    <form onSubmit={save} class="editor" aria-label={t("users.editLimits", { name: k.name })}>
+      <div class="field">
+        <label for={`uk-${k.id}-name`}>{t("users.name")}</label>
+        <input
+          id={`uk-${k.id}-name`}
+          type="text"
+          required
+          maxLength={100}
+          value={name.value}
+          onInput={(e) => (name.value = e.currentTarget.value)}
+        />
+      </div>
+      <LimitFields t={t} idPrefix={`uk-${k.id}`} draft={draft} />
+      {error.value ? <div class="notice notice-bad" role="alert">{error.value}</div> : null}
+      <div class="actions">
+        <button type="submit" class="btn btn-primary btn-small" disabled={saving.value}>
+          {saving.value ? t("common.saving") : t("common.save")}
+        </button>
+        <button type="button" class="btn btn-small" onClick={props.onClose}>
+          {t("common.cancel")}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+/** The user keys page. */
+export function UserKeys(props: UserKeysProps) {
+  const t = useT();
+  const keys = useSignal<UserKeyView[]>(props.keys);
+  const name = useSignal("");
+  const draft = useSignal<LimitDraft>(EMPTY);
+  const creating = useSignal(false);
+  const created = useSignal<CreatedUserKey | null>(null);
+  const error = useSignal<string | null>(null);
+  const confirming = useSignal<string | null>(null);
+  const editing = useSignal<string | null>(null);
+
+  async function create(e: Event) {
+    e.preventDefault();
+    error.value = null;
+    const parsed = limitsBody(draft.value);
+    if (!parsed.ok) {
+      error.value = t("users.badField", { field: fieldLabel(t, parsed.field) });
+      return;
+    }
+    creating.value = true;
+    try {
+      const body = { name: name.value.trim(), ...parsed.body };
+      const res = await api<CreatedUserKey>("POST", "/admin/api/user-keys", body);
+      created.value = res;
+      const { key: _secret, ...view } = res;
+      keys.value = [...keys.value, view];
+      name.value = "";
+      draft.value = EMPTY;
+    } catch (err) {
+      error.value = t("common.error", { message: errorMessage(err) });
+    } finally {
+      creating.value = false;
+    }
+  }
+
+  async function patch(id: string, change: Record<string, unknown>) {
+    try {
+      const updated = await api<UserKeyView>(
+        "PATCH",
+        `/admin/api/user-keys/${encodeURIComponent(id)}`,
+        change,
+      );
+      keys.value = keys.value.map((k) => (k.id === id ? { ...k, ...updated } : k));
+      error.value = null;
+    } catch (err) {
+      error.value = t("common.error", { message: errorMessage(err) });
+    }
+  }
+
+  async function revoke(id: string) {
+    confirming.value = null;
+    try {
+      await api<null>("DELETE", `/admin/api/user-keys/${encodeURIComponent(id)}`);
+      keys.value = keys.value.filter((k) => k.id !== id);
+    } catch (err) {
+      error.value = t("common.error", { message: errorMessage(err) });
+    }
+  }
+
+  return (
+    <div>
+      <section class="card" aria-labelledby="create-title">
+        <h2 id="create-title">{t("users.createTitle")}</h2>
+        <p class="muted small">{t("users.createHelp")}</p>
+        <form onSubmit={create}>
+          <div class="field">
+            <label for="uk-name">{t("users.name")}</label>
+            <input
+              id="uk-name"
+              type="text"
+              required
+              maxLength={100}
+              value={name.value}
+              onInput={(e) => (name.value = e.currentTarget.value)}
+            />
+          </div>
+          <LimitFields t={t} idPrefix="uk-new" draft={draft} />
+          <button
+            type="submit"
+            class="btn btn-primary"
+            disabled={creating.value || !name.value.trim()}
+          >
+            {t("users.create")}
+          </button>
+        </form>
+        {error.value ? <div class="notice notice-bad" role="alert">{error.value}</div> : null}
+      </section>
+
+      {created.value
+        ? (
+          <section class="card secret" aria-labelledby="secret-title" data-testid="new-secret">
+            <h2 id="secret-title">{t("users.secretTitle")}</h2>
+            <p>{t("users.secretHelp")}</p>
+            <div class="copy-line">
+              <code data-secret>{created.value.key}</code>
+              <CopyButton text={created.value.key} />
+            </div>
+            <button type="button" class="btn" onClick={() => (created.value = null)}>
+              {t("users.secretDone")}
+            </button>
+          </section>
+        )
+        : null}
+
+      <section class="card" aria-labelledby="uk-list-title">
+        <h2 id="uk-list-title">{t("users.title")}</h2>
+        {keys.value.length === 0 ? <p class="muted">{t("users.none")}</p> : (
+          <div class="table-wrap">
+            <table class="data responsive">
+              <thead>
+                <tr>
+                  <th scope="col">{t("users.name")}</th>
+                  <th scope="col">{t("common.enabled")}</th>
+                  <th scope="col">{t("users.limits")}</th>
+                  <th scope="col" class="num">{t("keys.usage")}</th>
+                  <th scope="col">{t("common.created")}</th>
+                  <th scope="col">{t("common.actions")}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {keys.value.flatMap((k) => [
+                  <tr key={k.id} data-user-key={k.id}>
+                    <td class="cell-main">
+                      <strong>{k.name}</strong>
+                      {k.expired
+                        ? <span class="badge badge-invalid">{t("users.expired")}</span>
+                        : null}
+                      <span class="cell-sub key-text">{k.prefix}</span>
+                    </td>
+                    <td data-label={t("common.enabled")}>
+                      <input
+                        type="checkbox"
+                        class="switch"
+                        role="switch"
+                        checked={k.enabled}
+                        aria-label={`${t("common.enabled")} ${k.name}`}
+                        onChange={(e) => patch(k.id, { enabled: e.currentTarget.checked })}
+                      />
+                    </td>
+                    <td data-label={t("users.limits")} class="small">
+                      {limitsSummary(t, k).map((line, i) => <span key={i} class="line">{line}
+                      </span>)}
+                    </td>
+                    <td data-label={t("keys.usage")} class="num small nowrap">
+                      {t("users.usageLine", {
+                        req: formatCount(k.usage?.requests ?? 0, t.lang),
+                        tok: formatCount(
+                          (k.usage?.input_tokens ?? 0) + (k.usage?.output_tokens ?? 0),
+                          t.lang,
+                        ),
+                      })}
+                    </td>
+                    <td data-label={t("common.created")} class="small">
+                      {formatDateTime(k.created_at, t.lang)}
+                    </td>
+                    <td data-label={t("common.actions")}>
+                      <div class="actions">
+                        <button
+                          type="button"
+                          class="btn btn-small"
+                          aria-expanded={editing.value === k.id}
+                          aria-label={t("users.editLimits", { name: k.name })}
+                          onClick={() => (editing.value = editing.value === k.id ? null : k.id)}
+                        >
+                          {t("users.edit")}
+                        </button>
+                        {confirming.value === k.id
+                          ? (
+                            <>
+                              <button
+                                type="button"
+                                class="btn btn-small btn-danger"
+                                onClick={() => revoke(k.id)}
+                              >
+                                {t("users.confirmRevoke")}
+                              </button>
+                              <button
+                                type="button"
+                                class="btn btn-small"
+                                onClick={() => (confirming.value = null)}
+                              >
+                                {t("common.cancel")}
+                              </button>
+                            </>
+                          )
+                          : (
+                            <button
+                              type="button"
+                              class="btn btn-small btn-danger"
+                              onClick={() => (confirming.value = k.id)}
+                              aria-label={`${t("users.revoke")} ${k.name}`}
+                            >
+                              {t("users.revoke")}
+                            </button>
+                          )}
+                      </div>
+                    </td>
+                  </tr>,
+                  editing.value === k.id
+                    ? (
+                      <tr key={`${k.id}-edit`} class="editor-row">
+                        <td colSpan={6} class="cell-main">
+                          <Editor
+                            t={t}
+                            k={k}
+                            onSaved={(u) =>
+                              keys.value = keys.value.map((
+                                x,
+                              ) => (x.id === u.id ? { ...x, ...u } : x))}
+                            onClose={() => (editing.value = null)}
+                          />
+                        </td>
+                      </tr>
+                    )
+                    : null,
+                ])}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+    </div>
+  );
+}

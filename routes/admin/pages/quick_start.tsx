@@ -1,0 +1,80 @@
+/**
+ * The quick start card: the OpenAI-compatible base URL of this gateway and copyable SDK snippets.
+ */
+import { isSecureRequest } from "../../../lib/auth/sessions.ts";
+import { Island } from "../../../lib/ui/island.tsx";
+import type { Translator } from "../../../lib/ui/i18n.ts";
+
+/** The model the snippets use. */
+export const SNIPPET_MODEL = "gemini-2.5-flash";
+
+/** The base URL clients should use, as this request reached the gateway. */
+export function baseUrl(req: Request, options: { onDeploy: boolean }): string {
+  const url = new URL(req.url);
+  const scheme = isSecureRequest(req, options) ? "https:" : url.protocol;
+  return `${scheme}//${url.host}/v1`;
+}
+
+/** The snippets for a base URL, by name. */
+export function snippets(base: string): { python: string; js: string; curl: string } {
+  return {
+    python: `from openai import OpenAI
+
+client = OpenAI(base_url="${base}", api_key="sk-...")
+reply = client.chat.completions.create(
+    model="${SNIPPET_MODEL}",
+    messages=[{"role": "user", "content": "Hello!"}],
+)
+print(reply.choices[0].message.content)`,
+    js: `import OpenAI from "openai";
+
+const client = new OpenAI({ baseURL: "${base}", apiKey: "sk-..." });
+const reply = await client.chat.completions.create({
+  model: "${SNIPPET_MODEL}",
+  messages: [{ role: "user", content: "Hello!" }],
+});
+console.log(reply.choices[0].message.content);`,
+    curl: `curl ${base}/chat/completions \\
+  -H "Authorization: Bearer sk-..." \\
+  -H "Content-Type: application/json" \\
+  -d '{"model": "${SNIPPET_MODEL}", "messages": [{"role": "user", "content": "Hello!"}]}'`,
+  };
+}
+
+function CodeBlock(props: { code: string; label: string; id: string }) {
+  return (
+    <div class="codeblock">
+      <pre id={props.id} tabindex={0} aria-label={props.label}><code>{props.code}</code></pre>
+      <Island name="CopyButton" props={{ text: props.code, label: `${props.label}` }} />
+    </div>
+  );
+}
+
+/** The quick start card. */
+export function QuickStart(props: { t: Translator; base: string }) {
+  const { t, base } = props;
+  const code = snippets(base);
+  return (
+    <section class="card" aria-labelledby="quick-title" data-testid="quick-start">
+      <h2 id="quick-title">{t("quick.title")}</h2>
+      <p class="muted small">{t("quick.intro")}</p>
+      <div class="field">
+        <span class="field-help" id="base-url-label">{t("quick.baseUrl")}</span>
+        <div class="copy-line">
+          <code aria-labelledby="base-url-label" data-base-url>{base}</code>
+          <Island name="CopyButton" props={{ text: base, label: t("quick.baseUrl") }} />
+        </div>
+      </div>
+      <h3>{t("quick.snippet")}</h3>
+      <CodeBlock code={code.python} label={t("quick.snippet")} id="snippet-python" />
+      <details>
+        <summary>{t("quick.snippetJs")}</summary>
+        <CodeBlock code={code.js} label={t("quick.snippetJs")} id="snippet-js" />
+      </details>
+      <details>
+        <summary>{t("quick.curl")}</summary>
+        <CodeBlock code={code.curl} label={t("quick.curl")} id="snippet-curl" />
+      </details>
+    </section>
+  );
+}

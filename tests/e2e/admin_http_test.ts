@@ -1,0 +1,373 @@
+/**
+ * The admin UI's security over plain HTTP (no browser): login, session cookie attributes, stored
+ * deadlines, CSRF on the admin API and logout, lockout with a fake clock, the page headers, safe
+ * redirects, language choice, and the static files' caching.
+ */
+import assert from "node:assert/strict";
+import {
+  FAILURE_WINDOW_MS,
+  LOCKOUT_MS,
+  MAX_LOGIN_FAILURES,
+  SESSION_TTL_MS,
+} from "../../lib/auth/sessions.ts";
+import { ADMIN_PASSWORD, startGateway } from "../integration/harness.ts";
+import { ensureBuilt } from "./browser.ts";
+import { cookiesOf, loginForm, loginHttp, postLogin } from "./http.ts";
+
+interface ErrorBody {
+  error: { message: string; code: string | null };
+}
+
+Deno.test("pages need a session: visitors are sent to the login page, which sets no session", async () => {
+  const gw = await startGateway({});
+  try {
+    for (
+      const path of [
+        "/admin",
+        "/admin/keys",
+        "/admin/user-keys",
+        "/admin/models",
+        "/admin/settings",
+        "/admin/logs",
+      ]
+    ) {
+      const res = await fetch(`${gw.url}${path}`, { redirect: "manual" });
+      await res.body?.cancel();
+      assert.equal(res.status, 303, path);
+      assert.equal(res.headers.get("location"), `/admin/login?next=${encodeURIComponent(path)}`);
+    }
+    const form = await loginForm(fetch, gw.url);
+    assert.equal(form.status, 200);
+    assert.match(form.html, /type="password"/);
+    assert.ok(form.token.length > 10);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a login sets an HttpOnly SameSite session cookie, stored only as a hash, Secure with __Host- on https", async () => {
+  const gw = await startGateway({});
+  try {
+    const res = await postLogin(fetch, gw.url, { next: "/admin/keys" });
+    await res.body?.cancel();
+    assert.equal(res.status, 303);
+    assert.equal(res.headers.get("location"), "/admin/keys");
+    const session = cookiesOf(res).get("gw_session");
+    assert.ok(session, "plain-http login sets gw_session");
+    assert.match(session.raw, /; HttpOnly/);
+    assert.match(session.raw, /; SameSite=Lax/);
+    assert.match(session.raw, /; Path=\//);
+    assert.doesNotMatch(session.raw, /Secure/);
+    const dump: string[] = [];
+    for await (const e of gw.kv.list({ prefix: [] })) dump.push(JSON.stringify([e.key, e.value]));
+    assert.ok(!dump.join("\n").includes(session.value), "the cookie value is not stored in KV");
+
+    const https = await postLogin(gw.app.fetch, "https://gateway.example");
+    const secure = cookiesOf(https).get("__Host-gw_session");
+    assert.ok(secure, "https login uses the __Host- prefix");
+    assert.match(secure.raw, /; Secure/);
+    assert.match(secure.raw, /; HttpOnly/);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("x-forwarded-proto makes the cookie Secure only on Deno Deploy", async () => {
+  const local = await startGateway({});
+  const deploy = await startGateway({ env: { DENO_DEPLOY: "true" } });
+  try {
+    const headers = { "x-forwarded-proto": "https" };
+    const spoofed = await postLogin(local.app.fetch, "http://gw.local", { headers });
+    assert.ok(cookiesOf(spoofed).has("gw_session"), "not trusted outside Deploy");
+    const proxied = await postLogin(deploy.app.fetch, "http://gw.deno.net", { headers });
+    assert.ok(cookiesOf(proxied).has("__Host-gw_session"), "trusted behind Deploy's proxy");
+  } finally {
+    await local.close();
+    await deploy.close();
+  }
+});
+
+Deno.test("a session ends at its stored deadline even while KV still holds it, and page loads renew it", async () => {
+  const gw = await startGateway({});
+  try {
+    const s = await loginHttp(fetch, gw.url);
+    gw.clock.advance(SESSION_TTL_MS / 2 + 60_000);
+    const renewed = await fetch(`${gw.url}/admin`, { headers: { cookie: s.cookie } });
+    await renewed.body?.cancel();
+    assert.equal(renewed.status, 200);
+    assert.ok(
+      cookiesOf(renewed).has("gw_session"),
+      "past half-life, a page load renews the cookie",
+    );
+    gw.clock.advance(SESSION_TTL_MS - 60_000);
+    const still = await fetch(`${gw.url}/admin/api/keys`, { headers: { cookie: s.cookie } });
+    await still.body?.cancel();
+    assert.equal(still.status, 200, "the renewed deadline holds");
+    gw.clock.advance(SESSION_TTL_MS);
+    const api = await fetch(`${gw.url}/admin/api/keys`, { headers: { cookie: s.cookie } });
+    await api.body?.cancel();
+    assert.equal(api.status, 401);
+    const page = await fetch(`${gw.url}/admin`, {
+      headers: { cookie: s.cookie },
+      redirect: "manual",
+    });
+    await page.body?.cancel();
+    assert.equal(page.status, 303);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("with a session cookie, admin API changes need the CSRF token; Bearer needs none", async () => {
+  const gw = await startGateway({});
+  try {
+    const s = await loginHttp(fetch, gw.url);
+    const list = await fetch(`${gw.url}/admin/api/user-keys`, { headers: { cookie: s.cookie } });
+    assert.equal(list.status, 200, "reads need no token");
+    await list.body?.cancel();
+
+    const post = (headers: Record<string, string>) =>
+      fetch(`${gw.url}/admin/api/user-keys`, {
+        method: "POST",
+        headers: { cookie: s.cookie, "content-type": "application/json", ...headers },
+        body: JSON.stringify({ name: "forged" }),
+      });
+    const forgeries: Record<string, string>[] = [
+      {},
+      { "x-csrf-token": "wrong" },
+      { "x-csrf-token": s.csrf, "sec-fetch-site": "cross-site" },
+    ];
+    for (const headers of forgeries) {
+      const res = await post(headers);
+      assert.equal(res.status, 403, JSON.stringify(headers));
+      const body = await res.json() as ErrorBody;
+      assert.equal(body.error.code, "csrf_failed");
+    }
+    const users = await gw.admin<{ data: unknown[] }>("GET", "/admin/api/user-keys");
+    assert.equal(users.json.data.length, 0, "no forged change went through");
+
+    const ok = await post({ "x-csrf-token": s.csrf, "sec-fetch-site": "same-origin" });
+    assert.equal(ok.status, 201);
+    await ok.body?.cancel();
+    const bearer = await gw.admin("POST", "/admin/api/user-keys", { name: "script" });
+    assert.equal(bearer.status, 201, "Bearer <ADMIN_PASSWORD> works without a CSRF token");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("logout needs the CSRF token and kills the session on the server", async () => {
+  const gw = await startGateway({});
+  try {
+    const s = await loginHttp(fetch, gw.url);
+    const logout = (token: string) =>
+      fetch(`${gw.url}/admin/logout`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { cookie: s.cookie, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ _csrf: token }),
+      });
+    const forged = await logout("forged");
+    await forged.body?.cancel();
+    assert.equal(forged.status, 403);
+    const real = await logout(s.csrf);
+    await real.body?.cancel();
+    assert.equal(real.status, 303);
+    assert.match(cookiesOf(real).get("gw_session")!.raw, /Max-Age=0/);
+    const after = await fetch(`${gw.url}/admin/api/keys`, { headers: { cookie: s.cookie } });
+    await after.body?.cancel();
+    assert.equal(after.status, 401, "the old cookie no longer works");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a login form without its paired token, or started by another site, is refused", async () => {
+  const gw = await startGateway({});
+  try {
+    const form = await loginForm(fetch, gw.url);
+    const noCookie = await fetch(`${gw.url}/admin/login`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ _csrf: form.token, password: ADMIN_PASSWORD }),
+    });
+    await noCookie.body?.cancel();
+    assert.equal(noCookie.status, 403);
+    assert.ok(!cookiesOf(noCookie).has("gw_session"));
+    const crossSite = await postLogin(fetch, gw.url, {
+      headers: { "sec-fetch-site": "cross-site" },
+    });
+    await crossSite.body?.cancel();
+    assert.equal(crossSite.status, 403);
+    assert.ok(!cookiesOf(crossSite).has("gw_session"));
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("repeated wrong passwords lock the client out of the form and the API until the deadline", async () => {
+  const gw = await startGateway({});
+  try {
+    for (let i = 1; i < MAX_LOGIN_FAILURES; i++) {
+      const res = await postLogin(fetch, gw.url, { password: "wrong-password" });
+      const html = await res.text();
+      assert.equal(res.status, 401);
+      assert.match(html, new RegExp(`${MAX_LOGIN_FAILURES - i} attempts left`));
+    }
+    const last = await postLogin(fetch, gw.url, { password: "wrong-password" });
+    assert.equal(last.status, 429);
+    assert.match(await last.text(), /Too many failed attempts/);
+    const right = await postLogin(fetch, gw.url);
+    await right.body?.cancel();
+    assert.equal(right.status, 429, "even the right password is refused while locked");
+    assert.ok(!cookiesOf(right).has("gw_session"));
+    const api = await gw.admin<ErrorBody>("GET", "/admin/api/keys");
+    assert.equal(api.status, 429, "the Bearer API shares the lockout");
+    assert.equal(api.json.error.code, "admin_locked_out");
+
+    gw.clock.advance(LOCKOUT_MS + 1000);
+    const after = await postLogin(fetch, gw.url);
+    await after.body?.cancel();
+    assert.equal(after.status, 303, "the lockout ends at its stored deadline");
+    assert.equal((await gw.admin("GET", "/admin/api/keys")).status, 200);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("wrong Bearer passwords on the admin API count toward the lockout; old failures expire", async () => {
+  const gw = await startGateway({});
+  try {
+    const bad = () =>
+      fetch(`${gw.url}/admin/api/keys`, { headers: { authorization: "Bearer not-the-password" } });
+    for (let i = 0; i < MAX_LOGIN_FAILURES - 1; i++) {
+      const res = await bad();
+      await res.body?.cancel();
+      assert.equal(res.status, 401);
+    }
+    gw.clock.advance(FAILURE_WINDOW_MS + 1000);
+    const res = await bad();
+    await res.body?.cancel();
+    assert.equal(res.status, 401, "failures outside the window start a new count");
+    assert.equal((await gw.admin("GET", "/admin/api/keys")).status, 200);
+    for (let i = 0; i < MAX_LOGIN_FAILURES; i++) await (await bad()).body?.cancel();
+    assert.equal((await gw.admin("GET", "/admin/api/keys")).status, 429);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("pages carry a strict CSP and no-store; redirects never leave the admin area", async () => {
+  const gw = await startGateway({});
+  try {
+    const s = await loginHttp(fetch, gw.url);
+    const res = await fetch(`${gw.url}/admin/keys`, { headers: { cookie: s.cookie } });
+    const html = await res.text();
+    const csp = res.headers.get("content-security-policy") ?? "";
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'self'(;|$)/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.equal(res.headers.get("x-frame-options"), "DENY");
+    assert.equal(res.headers.get("cache-control"), "no-store");
+    assert.doesNotMatch(html, /<script(?![^>]*(type="module" src=|type="application\/json"))/);
+    assert.doesNotMatch(html, / style="/, "no inline styles (CSP forbids them)");
+
+    for (const next of ["//evil.example/", "https://evil.example/", "/admin/../../x\r\n"]) {
+      const login = await postLogin(fetch, gw.url, { next });
+      await login.body?.cancel();
+      assert.equal(login.headers.get("location"), "/admin", next);
+      const lang = await fetch(`${gw.url}/admin/lang?to=en&next=${encodeURIComponent(next)}`, {
+        redirect: "manual",
+      });
+      await lang.body?.cancel();
+      assert.equal(lang.headers.get("location"), "/admin", next);
+    }
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("the language follows Accept-Language until the switch sets a cookie", async () => {
+  const gw = await startGateway({});
+  try {
+    const zh = await fetch(`${gw.url}/admin/login`, {
+      headers: { "accept-language": "zh-CN,zh;q=0.9,en;q=0.8" },
+    });
+    const zhHtml = await zh.text();
+    assert.match(zhHtml, /<html lang="zh-CN">/);
+    assert.match(zhHtml, /管理员登录/);
+    const sw = await fetch(`${gw.url}/admin/lang?to=en&next=%2Fadmin%2Flogin`, {
+      redirect: "manual",
+    });
+    await sw.body?.cancel();
+    assert.equal(sw.headers.get("location"), "/admin/login");
+    const langCookie = cookiesOf(sw).get("gw_lang");
+    assert.equal(langCookie?.value, "en");
+    const en = await fetch(`${gw.url}/admin/login`, {
+      headers: { "accept-language": "zh-CN", cookie: `gw_lang=${langCookie!.value}` },
+    });
+    const enHtml = await en.text();
+    assert.match(enHtml, /<html lang="en">/);
+    assert.match(enHtml, /Admin login/);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("on Deno Deploy without ADMIN_PASSWORD the login page says how to set it and refuses logins", async () => {
+  const gw = await startGateway({ env: { DENO_DEPLOY: "true", ADMIN_PASSWORD: "" } });
+  try {
+    const page = await fetch(`${gw.url}/admin/login`);
+    const html = await page.text();
+    assert.equal(page.status, 503);
+    assert.match(html, /ADMIN_PASSWORD/);
+    assert.match(html, /Settings → Environment Variables/);
+    assert.doesNotMatch(html, /type="password"/);
+    const post = await fetch(`${gw.url}/admin/login`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "password=anything",
+    });
+    await post.body?.cancel();
+    assert.equal(post.status, 503);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("the built bundle is served with a content hash, immutable caching and compression", async () => {
+  const { manifest } = await ensureBuilt();
+  const gw = await startGateway({});
+  try {
+    const s = await loginHttp(fetch, gw.url);
+    const page = await (await fetch(`${gw.url}/admin`, { headers: { cookie: s.cookie } })).text();
+    assert.ok(page.includes(`/static/build/${manifest.js}`), "the page links the current bundle");
+    assert.match(manifest.js, /^client\.[0-9a-f]{12}\.js$/);
+    const plain = await fetch(`${gw.url}/static/build/${manifest.js}`, {
+      headers: { "accept-encoding": "identity" },
+    });
+    const body = await plain.arrayBuffer();
+    assert.equal(plain.status, 200);
+    assert.equal(plain.headers.get("cache-control"), "public, max-age=31536000, immutable");
+    assert.match(plain.headers.get("content-type") ?? "", /javascript/);
+    assert.equal(body.byteLength, manifest.sizes?.js);
+    // Deno's fetch decompresses transparently: the header and a smaller body prove the encoding.
+    const br = await gw.app.fetch(
+      new Request(`${gw.url}/static/build/${manifest.js}`, {
+        headers: { "accept-encoding": "br" },
+      }),
+    );
+    assert.equal(br.headers.get("content-encoding"), "br");
+    assert.ok((await br.arrayBuffer()).byteLength < body.byteLength / 2);
+    for (
+      const bad of ["/static/../deno.json", "/static/build/..%2F..%2Fdeno.json", "/static/.env"]
+    ) {
+      const res = await fetch(`${gw.url}${bad}`);
+      await res.body?.cancel();
+      assert.equal(res.status, 404, bad);
+    }
+  } finally {
+    await gw.close();
+  }
+});
