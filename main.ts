@@ -1,10 +1,13 @@
 /**
- * Composition root: config -> KV -> app -> Deno.serve. Nothing else lives here.
+ * Composition root: config -> KV -> app -> cron jobs -> Deno.serve. Nothing else lives here.
+ * The crons are registered at the top level of `lib/jobs/crons.ts` (imported here, before
+ * `Deno.serve`, as Deno Deploy requires) and run once the gateway is handed to them.
  */
 import { ConfigError, loadConfig } from "./lib/config.ts";
 import { openGateway } from "./lib/bootstrap.ts";
 import { resolveEncryptionKey } from "./lib/local_secret.ts";
 import { WrongEncryptionKeyError } from "./lib/store/meta.ts";
+import { provideCronGateway } from "./lib/jobs/crons.ts";
 
 async function start(): Promise<void> {
   const config = loadConfig();
@@ -14,6 +17,7 @@ async function start(): Promise<void> {
   }
   const kv = await Deno.openKv(config.kvPath);
   const { app, report } = await openGateway(config, { kv, encryptionKey: encryption.key });
+  provideCronGateway(app.gateway);
 
   const server = Deno.serve({
     port: config.port,
@@ -23,6 +27,8 @@ async function start(): Promise<void> {
       console.log(`Gemini gateway listening on ${base}`);
       if (config.kvPath) console.log(`  KV database:     ${config.kvPath}`);
       console.log(`  OpenAI base URL: ${base}/v1`);
+      console.log(`  Gemini base URL: ${base}  (for @google/genai and gemini-cli)`);
+      console.log(`  Admin UI:        ${base}/admin`);
       console.log(`  Admin API:       ${base}/admin/api  (Authorization: Bearer <admin password>)`);
       if (report.generatedAdminPassword) {
         console.log(
@@ -45,7 +51,8 @@ async function start(): Promise<void> {
 
   const shutdown = async () => {
     await server.shutdown();
-    await app.drain();
+    // Writes the batched usage and gives back user-limit leases (see lib/accounting.ts).
+    await app.shutdown();
     kv.close();
     Deno.exit(0);
   };

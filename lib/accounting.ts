@@ -1,11 +1,45 @@
 /**
- * What happens when a client request is complete (its last byte sent, or the client gone):
- * usage counters are written in the background. Every route that calls the upstream ends here,
- * so per-request bookkeeping (usage, logs, limits) has one home.
+ * What happens when a client request is complete (its last byte sent, or the client gone): usage
+ * counters per key, model and time bucket (which are also the per-key RPM/TPM/RPD windows), the
+ * user key's token budget for the day, and a redacted request-log entry. Then the pool's usage
+ * reservations are settled with the real token counts. Every route that calls the upstream ends
+ * here, so per-request bookkeeping has one home.
+ *
+ * Requests are not written one by one: each isolate sums them in memory (`UsageBatch`; the
+ * counters are KV `sum`s, so the totals are exact) and writes the batch at most about once a
+ * second, in as few atomic operations as KV's limits allow, and at once when the batch grows
+ * large. `drain()` (shutdown on SIGINT/SIGTERM, and the tests) writes what is pending, and admin
+ * reads of usage call `flush()` first, so an isolate always sees its own traffic.
+ *
+ * Loss window: an instance killed without SIGINT/SIGTERM (a crash, SIGKILL, an eviction that
+ * skips the signal) loses what it completed in its last `FLUSH_INTERVAL_MS` (about one second),
+ * plus a write in flight: those requests' counters, request-log entries and user-key tokens. The
+ * same requests are then missing from what other isolates read from KV for limits (per-key
+ * RPM/TPM/RPD windows, tokens per day), so limits can be exceeded by that much; user-key RPM and
+ * concurrency leases are not affected (they live in KV). While it runs, an isolate counts its own
+ * unwritten requests in both (pool reservations, `userTokensSince`).
  */
 import type { Gateway } from "./gateway.ts";
 import type { UsageMetadata } from "./gemini/types.ts";
-import { type Attempt, recordUsage } from "./store/usage.ts";
+import { pacificDayNumber } from "./pool/calendar.ts";
+import type { Settings } from "./store/settings.ts";
+import { requestLogMutation } from "./store/request_log.ts";
+import {
+  type Attempt,
+  type BatchChunk,
+  commitChunks,
+  UsageBatch,
+  userTokensId,
+} from "./store/usage.ts";
+
+/** How long completed requests are held in memory before they are written to KV. */
+export const FLUSH_INTERVAL_MS = 1_000;
+/** A batch with this many distinct event shapes or log entries is written without waiting. */
+const FLUSH_SOON_SIZE = 500;
+/** How long a written batch's user-token counts are remembered (see `userTokensSince`). */
+export const LEDGER_KEEP_MS = 60_000;
+/** Mutations kept for a retry after KV refused a write, at most (beyond this they are dropped). */
+const MAX_RETRY_MUTATIONS = 100_000;
 
 /** One completed client request. */
 export interface RequestOutcome {
@@ -24,18 +58,216 @@ export interface RequestOutcome {
   usage?: UsageMetadata;
 }
 
-/** Records a completed request without delaying the client. */
-export function accountRequest(gw: Gateway, outcome: RequestOutcome): void {
-  const u = outcome.usage;
-  gw.background.run("Usage accounting", () =>
-    recordUsage(gw.kv, {
-      now: gw.now(),
+/** Settling of the pool's reservations, done once the request's usage is in KV. */
+interface Settlement {
+  attempts: Attempt[];
+  ok: boolean;
+  promptTokens: number;
+}
+
+/** Tokens of user-key day counters written (or being written) by one atomic operation. */
+interface LedgerEntry {
+  tokens: Map<string, number>;
+  /** The commit's versionstamp; null while the write is pending. */
+  versionstamp: string | null;
+  /** When it was written (performance.now()). */
+  writtenAt: number;
+}
+
+/** What the recorder needs of the gateway. */
+export interface UsageRecorderOptions {
+  kv: Deno.Kv;
+  /** Current settings (the request log's size). */
+  settings: () => Settings | undefined;
+  /** The pool's settling of reservations, called once their usage is in KV. */
+  settle: (attempts: readonly Attempt[], options: { ok: boolean; promptTokens: number }) => void;
+  /** Masked form of a pool key, for the request log. */
+  maskedOf: (keyId: string) => string | null;
+}
+
+/** Per-isolate buffer of completed requests, written to KV in batches. */
+export class UsageRecorder {
+  #options: UsageRecorderOptions;
+  #batch = new UsageBatch();
+  #settlements: Settlement[] = [];
+  /** Chunks KV refused, with what depends on them, retried first by the next flush. */
+  #retry: { chunks: BatchChunk[]; settlements: Settlement[]; ledger: LedgerEntry[] } | null = null;
+  #pendingTokens = new Map<string, number>();
+  #ledger: LedgerEntry[] = [];
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #flushing: Promise<void> | null = null;
+  #again = false;
+
+  constructor(options: UsageRecorderOptions) {
+    this.#options = options;
+  }
+
+  /** Adds a completed request to the batch (synchronous; the write happens later). */
+  record(outcome: RequestOutcome, now: number): void {
+    const u = outcome.usage;
+    const promptTokens = (u?.promptTokenCount ?? 0) + (u?.toolUsePromptTokenCount ?? 0);
+    const completionTokens = (u?.candidatesTokenCount ?? 0) + (u?.thoughtsTokenCount ?? 0);
+    const settings = this.#options.settings();
+    const lastKey = outcome.attempts.at(-1)?.keyId ?? null;
+    const log = (settings?.requestLogSize ?? 1) > 0
+      ? requestLogMutation({
+        t: outcome.startedAt,
+        userId: outcome.userId,
+        model: outcome.model,
+        keyId: lastKey,
+        key: lastKey ? this.#options.maskedOf(lastKey) : null,
+        status: outcome.status,
+        latencyMs: Math.max(0, now - outcome.startedAt),
+        inputTokens: promptTokens,
+        outputTokens: completionTokens,
+        attempts: outcome.attempts.length,
+        errorClass: outcome.errorClass ?? null,
+      })
+      : undefined;
+    this.#batch.add({
+      now,
       model: outcome.model,
       userId: outcome.userId,
       attempts: outcome.attempts,
       ok: outcome.ok,
-      promptTokens: (u?.promptTokenCount ?? 0) + (u?.toolUsePromptTokenCount ?? 0),
-      completionTokens: (u?.candidatesTokenCount ?? 0) + (u?.thoughtsTokenCount ?? 0),
+      promptTokens,
+      completionTokens,
       thinkingTokens: u?.thoughtsTokenCount ?? 0,
+    }, log);
+    if (outcome.attempts.length) {
+      this.#settlements.push({ attempts: outcome.attempts, ok: outcome.ok, promptTokens });
+    }
+    if (outcome.userId && outcome.ok && promptTokens + completionTokens > 0) {
+      const id = userTokensId(outcome.userId, pacificDayNumber(now));
+      this.#pendingTokens.set(
+        id,
+        (this.#pendingTokens.get(id) ?? 0) + promptTokens +
+          completionTokens,
+      );
+    }
+    if (this.#batch.groups >= FLUSH_SOON_SIZE || this.#batch.extras >= FLUSH_SOON_SIZE) {
+      this.#schedule(0);
+    } else this.#schedule(FLUSH_INTERVAL_MS);
+  }
+
+  #schedule(ms: number): void {
+    if (this.#timer !== null) {
+      if (ms > 0) return;
+      clearTimeout(this.#timer);
+    }
+    const timer = setTimeout(() => {
+      this.#timer = null;
+      this.flush().catch((err) => console.error("Usage accounting failed:", err?.message ?? err));
+    }, ms);
+    // A pending write must not keep the process alive; shutdown drains it explicitly.
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  /**
+   * Tokens of user key `userId` on Pacific day `read.day` that this isolate recorded and that a
+   * read of the day counter with `read.versionstamp` does not include yet (null: it did not exist).
+   */
+  userTokensSince(userId: string, read: { day: number; versionstamp: string | null }): number {
+    const { day, versionstamp } = read;
+    const id = userTokensId(userId, day);
+    let n = this.#pendingTokens.get(id) ?? 0;
+    for (const e of this.#ledger) {
+      const t = e.tokens.get(id);
+      if (
+        t && (e.versionstamp === null || versionstamp === null || e.versionstamp > versionstamp)
+      ) {
+        n += t;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Writes everything recorded so far; resolves once it is in KV. A failed write is logged and
+   * kept for the next flush.
+   */
+  async flush(): Promise<void> {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    while (this.#flushing) await this.#flushing;
+    if (!this.#batch.events && !this.#retry) return;
+    this.#flushing = this.#write().finally(() => (this.#flushing = null));
+    await this.#flushing;
+  }
+
+  async #write(): Promise<void> {
+    const retry = this.#retry;
+    this.#retry = null;
+    const batch = this.#batch;
+    const settlements = this.#settlements;
+    this.#batch = new UsageBatch();
+    this.#settlements = [];
+    this.#pendingTokens = new Map();
+    const fresh = batch.events ? batch.chunks() : [];
+    // Each chunk's user tokens stay counted (as pending) in the ledger until written.
+    const freshLedger = fresh.map((c): LedgerEntry => ({
+      tokens: c.userTokens,
+      versionstamp: null,
+      writtenAt: 0,
     }));
+    this.#ledger.push(...freshLedger);
+    const chunks = [...(retry?.chunks ?? []), ...fresh];
+    const ledger = [...(retry?.ledger ?? []), ...freshLedger];
+    const waiting = [...(retry?.settlements ?? []), ...settlements];
+    const { written, error } = await commitChunks(this.#options.kv, chunks);
+    const at = performance.now();
+    written.forEach((versionstamp, i) => {
+      ledger[i].versionstamp = versionstamp;
+      ledger[i].writtenAt = at;
+    });
+    this.#pruneLedger(at);
+    if (error === null) {
+      this.#settle(waiting);
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    const left = chunks.slice(written.length);
+    const unwritten = ledger.slice(written.length);
+    const size = left.reduce((n, c) => n + c.mutations.length, 0);
+    if (size > MAX_RETRY_MUTATIONS) {
+      console.error(`Usage accounting dropped ${size} counter updates KV kept refusing:`, message);
+      this.#ledger = this.#ledger.filter((e) => !unwritten.includes(e));
+      this.#settle(waiting);
+      return;
+    }
+    console.error("Usage accounting failed; retrying with the next batch:", message);
+    this.#retry = { chunks: left, settlements: waiting, ledger: unwritten };
+    this.#schedule(FLUSH_INTERVAL_MS);
+  }
+
+  #settle(settlements: Settlement[]): void {
+    for (const s of settlements) {
+      this.#options.settle(s.attempts, { ok: s.ok, promptTokens: s.promptTokens });
+    }
+  }
+
+  #pruneLedger(now: number): void {
+    this.#ledger = this.#ledger.filter((e) =>
+      e.versionstamp === null || now - e.writtenAt <= LEDGER_KEEP_MS
+    );
+  }
+
+  /** Writes what is pending and stops the timer (shutdown, tests); recording may go on after. */
+  async drain(): Promise<void> {
+    // Requests completed during a write are written too; a write KV refused is tried once more
+    // (after that it stays pending and logged).
+    for (let pass = 0; pass < 3 && (this.#batch.events || this.#retry); pass++) await this.flush();
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+}
+
+/** Records a completed request without delaying the client. */
+export function accountRequest(gw: Gateway, outcome: RequestOutcome): void {
+  gw.usage.record(outcome, gw.now());
 }

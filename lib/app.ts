@@ -9,6 +9,8 @@ import { requestId } from "hono/request-id";
 import { AdminAuthenticator } from "./auth/admin_auth.ts";
 import { adminAuth, userKeyAuth } from "./auth/middleware.ts";
 import { UserKeyAuthenticator } from "./auth/user_auth.ts";
+import { UserLimiter } from "./auth/user_limiter.ts";
+import { UsageRecorder } from "./accounting.ts";
 import { Background } from "./background.ts";
 import { CachedValue } from "./cache.ts";
 import type { Config } from "./config.ts";
@@ -18,13 +20,28 @@ import { OpenAiError } from "./openai/errors.ts";
 import { KeyPool } from "./pool/key_pool.ts";
 import type { Sealer } from "./secrets.ts";
 import { readSettings } from "./store/settings.ts";
+import { ToolCallStore } from "./store/tool_calls.ts";
+import { MediaFetcher } from "./media/fetch_media.ts";
 import { chatCompletionsRoutes } from "../routes/v1/chat_completions.ts";
 import { loadModels, modelsRoutes } from "../routes/v1/models.ts";
+import { embeddingsRoutes } from "../routes/v1/embeddings.ts";
+import { filesRoutes } from "../routes/v1/files.ts";
+import { isGeminiNativeRequest, nativeRoutes } from "../routes/v1beta/native.ts";
+import { aliasesRoutes } from "../routes/admin/api/aliases.ts";
 import { healthRoutes } from "../routes/health.ts";
 import { keysRoutes } from "../routes/admin/api/keys.ts";
 import { userKeysRoutes } from "../routes/admin/api/user_keys.ts";
 import { statsRoutes } from "../routes/admin/api/stats.ts";
 import { settingsRoutes } from "../routes/admin/api/settings.ts";
+import { modelsAdminRoutes } from "../routes/admin/api/models.ts";
+import { limitsRoutes } from "../routes/admin/api/limits.ts";
+import { projectsRoutes } from "../routes/admin/api/projects.ts";
+import { removedKeysRoutes } from "../routes/admin/api/removed_keys.ts";
+import { requestLogRoutes } from "../routes/admin/api/request_log.ts";
+import { jobsRoutes } from "../routes/admin/api/jobs.ts";
+import { adminPageRoutes } from "../routes/admin/pages/mod.tsx";
+import { staticRoutes } from "./ui/assets.ts";
+import { urlPath } from "./url_path.ts";
 
 /** Largest JSON body accepted on `/v1` (inline media included). */
 export const MAX_BODY_BYTES = 40 * 1024 * 1024;
@@ -51,9 +68,15 @@ export interface App {
   hono: Hono<AppEnv>;
   gateway: Gateway;
   /** The request handler for `Deno.serve`. */
-  fetch: (req: Request) => Response | Promise<Response>;
+  fetch: (req: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response>;
   /** Waits for background work (usage writes, cache refreshes) to finish. */
   drain(): Promise<void>;
+  /** Drains, then gives back unused user-limit leases (on SIGINT/SIGTERM; the app is done). */
+  shutdown(): Promise<void>;
+}
+
+function isFileUpload(req: Request): boolean {
+  return req.method === "POST" && urlPath(req.url).replace(/\/+$/, "") === "/v1/files";
 }
 
 /** Builds the gateway app. */
@@ -74,13 +97,29 @@ export function createApp(deps: AppDeps): App {
     settings: new CachedValue({ load: () => readSettings(kv), ttlMs: SETTINGS_TTL_MS, now }),
     models: undefined as unknown as CachedValue<ModelEntry[]>,
     users: new UserKeyAuthenticator({ kv, now }),
+    limiter: undefined as unknown as UserLimiter,
+    usage: undefined as unknown as UsageRecorder,
     admin: new AdminAuthenticator({
       kv,
       password: deps.config.adminPassword,
       hasStoredHash: deps.hasAdminHash,
     }),
     background: new Background(),
+    toolCalls: undefined as unknown as ToolCallStore,
+    media: new MediaFetcher(),
   };
+  gateway.toolCalls = new ToolCallStore({ kv, background: gateway.background });
+  gateway.usage = new UsageRecorder({
+    kv,
+    settings: () => gateway.settings.peek(),
+    settle: (attempts, options) => gateway.pool.settleUsage(attempts, options),
+    maskedOf: (keyId) => gateway.pool.maskedOf(keyId),
+  });
+  gateway.limiter = new UserLimiter({
+    kv,
+    now,
+    tokensSince: (userId, read) => gateway.usage.userTokensSince(userId, read),
+  });
   gateway.models = new CachedValue({ load: () => loadModels(gateway), ttlMs: MODELS_TTL_MS, now });
 
   const hono = new Hono<AppEnv>();
@@ -107,27 +146,63 @@ export function createApp(deps: AppDeps): App {
       });
     },
   });
-  hono.use("/v1/*", limit, userKeyAuth(gateway));
+  // Gemini-native requests (Google's SDKs) under /v1beta, /upload and, when they look native, /v1.
+  const native = nativeRoutes(gateway);
+  // One middleware layer for /v1 (each layer costs on every request): native-looking requests go
+  // to the native routes; file uploads stream with their own limit (2 GB per file), so they skip
+  // the JSON body limit; then the user key and its limits.
+  const userAuth = userKeyAuth(gateway);
+  hono.use("/v1/*", async (c, next) => {
+    if (isGeminiNativeRequest(c.req.raw)) return await native.fetch(c.req.raw, c.env);
+    if (isFileUpload(c.req.raw)) return await userAuth(c, next);
+    // The user-key middleware answers by throwing or through `next`, never with a Response.
+    return await limit(c, () => userAuth(c, next) as Promise<void>);
+  });
+  hono.all("/v1beta/*", (c) => native.fetch(c.req.raw, c.env));
+  hono.all("/upload/*", (c) => native.fetch(c.req.raw, c.env));
   hono.route("/v1/chat/completions", chatCompletionsRoutes(gateway));
   hono.route("/v1/models", modelsRoutes(gateway));
+  hono.route("/v1/embeddings", embeddingsRoutes(gateway));
+  hono.route("/v1/files", filesRoutes(gateway));
 
   hono.use("/admin/api/*", bodyLimit({ maxSize: 1024 * 1024 }), adminAuth(gateway));
   hono.route("/admin/api/keys", keysRoutes(gateway));
   hono.route("/admin/api/user-keys", userKeysRoutes(gateway));
   hono.route("/admin/api/stats", statsRoutes(gateway));
   hono.route("/admin/api/settings", settingsRoutes(gateway));
+  hono.route("/admin/api/aliases", aliasesRoutes(gateway));
+  hono.route("/admin/api/models", modelsAdminRoutes(gateway));
+  hono.route("/admin/api/limits", limitsRoutes(gateway));
+  hono.route("/admin/api/projects", projectsRoutes(gateway));
+  hono.route("/admin/api/removed-keys", removedKeysRoutes(gateway));
+  hono.route("/admin/api/request-log", requestLogRoutes(gateway));
+  hono.route("/admin/api/jobs", jobsRoutes(gateway));
+
+  // The admin web UI: pages under /admin (they read /admin/api in-process), files under /static.
+  hono.route("/static", staticRoutes());
+  hono.route("/admin", adminPageRoutes(gateway, { api: (req) => hono.fetch(req) }));
+  hono.get("/", (c) => c.redirect("/admin", 302));
 
   return {
     hono,
     gateway,
-    fetch: (req) => hono.fetch(req),
+    // The connection info becomes `c.env`, where the admin login lockout finds the client address.
+    fetch: (req, info) => hono.fetch(req, info),
     async drain() {
       await gateway.background.drain();
+      // Usage batched in memory goes to KV.
+      await gateway.usage.drain();
       await Promise.all([
+        gateway.limiter.drain(),
+        gateway.users.settle(),
         gateway.pool.settle(),
         gateway.settings.settle(),
         gateway.models.settle(),
       ]);
+    },
+    async shutdown() {
+      await this.drain();
+      await gateway.limiter.close();
     },
   };
 }

@@ -40,6 +40,19 @@ export class CachedValue<T> {
     return cached.value;
   }
 
+  /**
+   * The value without waiting, as `get` would serve it (a stale one starts a background reload),
+   * or undefined before the first load; lets hot paths skip an `await` once the value is cached.
+   */
+  current(): T | undefined {
+    const cached = this.#value;
+    if (!cached) return undefined;
+    if (this.#options.now() - cached.at > this.#options.ttlMs && !this.#loading) {
+      this.#reload().catch((err) => console.error("Cache refresh failed:", err?.message ?? err));
+    }
+    return cached.value;
+  }
+
   /** The cached value without loading, or undefined. */
   peek(): T | undefined {
     return this.#value?.value;

@@ -4,13 +4,17 @@
  */
 import type { AdminAuthenticator } from "./auth/admin_auth.ts";
 import type { UserKeyAuthenticator } from "./auth/user_auth.ts";
+import type { UserLimiter } from "./auth/user_limiter.ts";
+import type { UsageRecorder } from "./accounting.ts";
 import type { Background } from "./background.ts";
 import type { CachedValue } from "./cache.ts";
 import type { Config } from "./config.ts";
 import type { GeminiClient } from "./gemini/client.ts";
+import type { MediaFetcher } from "./media/fetch_media.ts";
 import type { KeyPool } from "./pool/key_pool.ts";
 import type { Sealer } from "./secrets.ts";
 import type { Settings } from "./store/settings.ts";
+import type { ToolCallStore } from "./store/tool_calls.ts";
 import type { UserKeyRecord } from "./store/user_keys.ts";
 
 /** A model as `/v1/models` lists it. */
@@ -32,9 +36,17 @@ export interface Gateway {
   settings: CachedValue<Settings>;
   models: CachedValue<ModelEntry[]>;
   users: UserKeyAuthenticator;
+  /** User-key limits (RPM, concurrency, tokens per day) from leases held in memory. */
+  limiter: UserLimiter;
+  /** Completed requests' usage, written to KV in batches (see `lib/accounting.ts`). */
+  usage: UsageRecorder;
   admin: AdminAuthenticator;
   background: Background;
   now: () => number;
+  /** Thought signatures behind tool-call ids (memory + KV). */
+  toolCalls: ToolCallStore;
+  /** Server-side fetching of http(s) media URLs, SSRF-safe; tests may replace it. */
+  media: MediaFetcher;
 }
 
 /** Hono environment of the app: what middleware stores on the context. */

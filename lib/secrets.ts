@@ -6,8 +6,25 @@
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 /** Base64url without padding of `bytes` (works on Deno 2.5, which predates `Uint8Array.toBase64`). */
 export function toBase64Url(bytes: Uint8Array): string {
+  if (bytes.length <= 64) {
+    // Ids made per request: a table lookup beats btoa and three string replacements.
+    let out = "";
+    let i = 0;
+    for (; i + 2 < bytes.length; i += 3) {
+      const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+      out += B64URL[n >> 18] + B64URL[(n >> 12) & 63] + B64URL[(n >> 6) & 63] + B64URL[n & 63];
+    }
+    if (i < bytes.length) {
+      const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8);
+      out += B64URL[n >> 18] + B64URL[(n >> 12) & 63];
+      if (i + 1 < bytes.length) out += B64URL[(n >> 6) & 63];
+    }
+    return out;
+  }
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
     binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));

@@ -106,7 +106,7 @@ function serverOf(name: string, url: string, spawned: Spawned): ServerProcess {
 
 /** Resolves after `ms`, or with the child's exit status if it exits first. */
 function exitWithin(child: Deno.ChildProcess, ms: number): Promise<Deno.CommandStatus | null> {
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   return Promise.race([
     child.status,
     new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms))),
@@ -131,7 +131,7 @@ export async function spawnPrintingServer(
   timeoutMs = 30_000,
 ): Promise<ServerProcess> {
   const spawned = spawn(options);
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const first = await Promise.race([
     spawned.firstStdoutLine,
     new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs))),

@@ -7,7 +7,12 @@ import type { App } from "../../lib/app.ts";
 import type { OpenAiErrorBody } from "../../lib/openai/errors.ts";
 import { openGateway, type StartupReport } from "../../lib/bootstrap.ts";
 import { parseConfig } from "../../lib/config.ts";
-import { type FakeGemini, type KeyBehavior, startFakeGemini } from "../fakes/fake_gemini.ts";
+import {
+  type FakeGemini,
+  type FakeGeminiOptions,
+  type KeyBehavior,
+  startFakeGemini,
+} from "../fakes/fake_gemini.ts";
 
 /** The admin password every harness uses. */
 export const ADMIN_PASSWORD = "test-admin-password";
@@ -31,6 +36,8 @@ export interface GatewayOptions {
   keys?: Record<string, KeyBehavior>;
   /** An existing fake upstream (shared across restarts). */
   fake?: FakeGemini;
+  /** Extra options of the fake upstream the harness starts (e.g. `strict`, `models`, `reply`). */
+  fakeOptions?: Omit<FakeGeminiOptions, "keys">;
   /** KV file path; default `:memory:`. */
   kvPath?: string;
   /** An already open KV (to build a second isolate on the same database). */
@@ -38,6 +45,8 @@ export interface GatewayOptions {
   clock?: FakeClock;
   env?: Record<string, string>;
   encryptionKey?: string;
+  /** Wraps the gateway's upstream fetch (to hold or count upstream calls). */
+  upstreamFetch?: typeof fetch;
 }
 
 /** A running gateway for one test. */
@@ -65,7 +74,8 @@ export interface TestGateway {
 /** Starts a fake upstream (unless given) and a gateway in front of it. */
 export async function startGateway(options: GatewayOptions = {}): Promise<TestGateway> {
   const ownFake = !options.fake;
-  const fake = options.fake ?? await startFakeGemini({ keys: options.keys ?? {}, quiet: true });
+  const fake = options.fake ??
+    await startFakeGemini({ quiet: true, ...options.fakeOptions, keys: options.keys ?? {} });
   const ownKv = !options.kv;
   const kv = options.kv ?? await Deno.openKv(options.kvPath ?? ":memory:");
   const clock = options.clock ?? new FakeClock();
@@ -82,6 +92,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
       kv,
       encryptionKey: options.encryptionKey ?? ENCRYPTION_KEY,
       now: clock.now,
+      fetch: options.upstreamFetch,
     });
   } catch (err) {
     if (ownKv) kv.close();
