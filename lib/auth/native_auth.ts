@@ -7,7 +7,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv, Gateway } from "../gateway.ts";
 import { GoogleApiError } from "../gemini/errors.ts";
-import { admitUserRequest, modelRefusal, type UserRefusal } from "./user_limits.ts";
+import { modelRefusal, runUnderUserLimits, type UserRefusal } from "./user_limits.ts";
 import { bearerToken } from "./user_auth.ts";
 import type { UserKeyRecord } from "../store/user_keys.ts";
 import { urlHasParam } from "../url_path.ts";
@@ -67,39 +67,6 @@ export function nativeKeyAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const userKey = await authenticate(gw, c);
     c.set("userKey", userKey);
-    const admitted = await admitUserRequest(gw, userKey);
-    if ("status" in admitted) throw refusalToGoogle(admitted);
-    const done = admitted.release;
-    if (!done) return await next();
-    try {
-      await next();
-    } catch (err) {
-      done();
-      throw err;
-    }
-    const res = c.res;
-    if (!res.body) return done();
-    const reader = res.body.getReader();
-    c.res = new Response(
-      new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          try {
-            const next = await reader.read();
-            if (next.done) {
-              controller.close();
-              done();
-            } else controller.enqueue(next.value);
-          } catch (err) {
-            done();
-            controller.error(err);
-          }
-        },
-        async cancel(reason) {
-          done();
-          await reader.cancel(reason);
-        },
-      }),
-      { status: res.status, statusText: res.statusText, headers: res.headers },
-    );
+    await runUnderUserLimits(gw, c, { refuse: refusalToGoogle, next });
   };
 }

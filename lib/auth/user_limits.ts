@@ -97,18 +97,28 @@ function releasingBody(
   });
 }
 
+/** Options of `runUnderUserLimits`. */
+export interface UserLimitsOptions {
+  /** Turns a refusal into the error of the caller's API shape (OpenAI or Google). */
+  refuse: (refusal: UserRefusal) => Error;
+}
+
 /**
  * Runs the rest of the request under the user key's limits (set `userKey` on the context first):
- * refuses with an OpenAI-shaped 403/429, and gives a concurrency slot back once the response body
- * has been sent in full or the client went away.
+ * refuses through `options.refuse`, and gives a concurrency slot back once the response body has
+ * been sent in full or the client went away.
  */
-export async function withUserLimits(gw: Gateway, c: Context<AppEnv>, next: Next): Promise<void> {
+export async function runUnderUserLimits(
+  gw: Gateway,
+  c: Context<AppEnv>,
+  options: UserLimitsOptions & { next: Next },
+): Promise<void> {
   const admitted = await admitUserRequest(gw, c.get("userKey"));
-  if ("status" in admitted) throw refusalToOpenAi(admitted);
+  if ("status" in admitted) throw options.refuse(admitted);
   const done = admitted.release;
-  if (!done) return await next();
+  if (!done) return await options.next();
   try {
-    await next();
+    await options.next();
   } catch (err) {
     done();
     throw err;
@@ -120,6 +130,11 @@ export async function withUserLimits(gw: Gateway, c: Context<AppEnv>, next: Next
     statusText: res.statusText,
     headers: res.headers,
   });
+}
+
+/** `runUnderUserLimits` with OpenAI-shaped refusals (403/429), for `/v1`. */
+export function withUserLimits(gw: Gateway, c: Context<AppEnv>, next: Next): Promise<void> {
+  return runUnderUserLimits(gw, c, { refuse: refusalToOpenAi, next });
 }
 
 /**
