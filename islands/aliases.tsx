@@ -5,6 +5,7 @@
 import { useSignal } from "@preact/signals";
 import { api, errorMessage } from "../lib/ui/api.ts";
 import { useT } from "../lib/ui/i18n.ts";
+import { SaveControls, type SaveStatus } from "./components/controls.tsx";
 
 /** Props of `Aliases`. */
 export interface AliasesProps {
@@ -17,7 +18,7 @@ export interface AliasesProps {
 export function Aliases(props: AliasesProps) {
   const t = useT();
   const rows = useSignal<[string, string][]>(Object.entries(props.aliases));
-  const status = useSignal<{ kind: "ok" | "bad"; text: string } | null>(null);
+  const status = useSignal<SaveStatus>(null);
   const saving = useSignal(false);
 
   function set(i: number, col: 0 | 1, value: string) {
@@ -98,19 +99,7 @@ export function Aliases(props: AliasesProps) {
         >
           {t("models.addAlias")}
         </button>
-        <button type="submit" class="btn btn-primary" disabled={saving.value}>
-          {saving.value ? t("common.saving") : t("common.save")}
-        </button>
-        {status.value
-          ? (
-            <span
-              class={status.value.kind === "ok" ? "muted" : "notice notice-bad"}
-              role="status"
-            >
-              {status.value.text}
-            </span>
-          )
-          : null}
+        <SaveControls saving={saving.value} status={status.value} />
       </div>
     </form>
   );

@@ -9,6 +9,7 @@ import { api, errorMessage } from "../lib/ui/api.ts";
 import { formatCount, formatDateTime } from "../lib/ui/format.ts";
 import { type Translator, useT } from "../lib/ui/i18n.ts";
 import type { AddKeysResult, KeyCheck, KeyView, RemovedKey } from "../lib/ui/wire.ts";
+import { ConfirmButton, EnabledSwitch, WeightInput } from "./components/controls.tsx";
 import { StatusBadge } from "./components/status_badge.tsx";
 
 /** Props of `GeminiKeys`. */
@@ -22,6 +23,13 @@ export interface GeminiKeysProps {
 
 type Notice = { kind: "ok" | "bad" | "warn"; text: string; items?: string[] } | null;
 type TestResult = { ok: boolean; text: string };
+
+const BULK_ACTIONS = [
+  ["test", "keys.testSelected"],
+  ["enable", "keys.enableSelected"],
+  ["disable", "keys.disableSelected"],
+  ["reset", "keys.restoreSelected"],
+] as const;
 
 /** Runs `task` over `items` with at most `limit` at a time, reporting progress. */
 export async function eachLimited<T>(
@@ -268,26 +276,13 @@ function Removed(props: { removed: Signal<RemovedKey[]>; onRestored: () => Promi
                       <button type="button" class="btn btn-small" onClick={() => restore(r.id)}>
                         {t("keys.restore")}
                       </button>
-                      {confirming.value === r.id
-                        ? (
-                          <button
-                            type="button"
-                            class="btn btn-small btn-danger"
-                            onClick={() => purge(r.id)}
-                          >
-                            {t("common.confirmDelete")}
-                          </button>
-                        )
-                        : (
-                          <button
-                            type="button"
-                            class="btn btn-small btn-danger"
-                            aria-label={`${t("keys.deleteForGood")} ${r.masked}`}
-                            onClick={() => (confirming.value = r.id)}
-                          >
-                            {t("keys.deleteForGood")}
-                          </button>
-                        )}
+                      <ConfirmButton
+                        armed={confirming.value === r.id}
+                        label={t("keys.deleteForGood")}
+                        ariaLabel={`${t("keys.deleteForGood")} ${r.masked}`}
+                        onArm={() => (confirming.value = r.id)}
+                        onConfirm={() => purge(r.id)}
+                      />
                     </div>
                   </td>
                 </tr>
@@ -497,67 +492,25 @@ export function GeminiKeys(props: GeminiKeysProps) {
           ? (
             <div class="bulkbar" role="group" aria-label={t("keys.bulk")}>
               <strong>{t("common.selected", { n: selected.value.size })}</strong>
-              <button
-                type="button"
-                class="btn btn-small"
+              {BULK_ACTIONS.map(([action, label]) => (
+                <button
+                  key={action}
+                  type="button"
+                  class="btn btn-small"
+                  disabled={busy}
+                  onClick={() => bulk(action)}
+                >
+                  {t(label)}
+                </button>
+              ))}
+              <ConfirmButton
+                armed={confirming.value === "*bulk"}
+                label={t("keys.deleteSelected")}
                 disabled={busy}
-                onClick={() => bulk("test")}
-              >
-                {t("keys.testSelected")}
-              </button>
-              <button
-                type="button"
-                class="btn btn-small"
-                disabled={busy}
-                onClick={() => bulk("enable")}
-              >
-                {t("keys.enableSelected")}
-              </button>
-              <button
-                type="button"
-                class="btn btn-small"
-                disabled={busy}
-                onClick={() => bulk("disable")}
-              >
-                {t("keys.disableSelected")}
-              </button>
-              <button
-                type="button"
-                class="btn btn-small"
-                disabled={busy}
-                onClick={() => bulk("reset")}
-              >
-                {t("keys.restoreSelected")}
-              </button>
-              {confirming.value === "*bulk"
-                ? (
-                  <>
-                    <button
-                      type="button"
-                      class="btn btn-small btn-danger"
-                      onClick={() => bulk("delete")}
-                    >
-                      {t("common.confirmDelete")}
-                    </button>
-                    <button
-                      type="button"
-                      class="btn btn-small"
-                      onClick={() => (confirming.value = null)}
-                    >
-                      {t("common.cancel")}
-                    </button>
-                  </>
-                )
-                : (
-                  <button
-                    type="button"
-                    class="btn btn-small btn-danger"
-                    disabled={busy}
-                    onClick={() => (confirming.value = "*bulk")}
-                  >
-                    {t("keys.deleteSelected")}
-                  </button>
-                )}
+                onArm={() => (confirming.value = "*bulk")}
+                onConfirm={() => bulk("delete")}
+                onCancel={() => (confirming.value = null)}
+              />
             </div>
           )
           : null}
@@ -639,27 +592,17 @@ export function GeminiKeys(props: GeminiKeysProps) {
                           : null}
                       </td>
                       <td data-label={t("common.enabled")}>
-                        <input
-                          type="checkbox"
-                          class="switch"
-                          role="switch"
+                        <EnabledSwitch
                           checked={k.enabled}
-                          aria-label={`${t("common.enabled")} ${k.masked}`}
-                          onChange={(e) => patch(k.id, { enabled: e.currentTarget.checked })}
+                          name={k.masked}
+                          onChange={(enabled) => patch(k.id, { enabled })}
                         />
                       </td>
                       <td data-label={t("keys.weight")}>
-                        <input
-                          type="number"
-                          class="input-narrow"
-                          min={1}
-                          max={100}
-                          value={k.weight}
-                          aria-label={`${t("keys.weight")} ${k.masked}`}
-                          onChange={(e) => {
-                            const w = Number(e.currentTarget.value);
-                            if (Number.isInteger(w)) patch(k.id, { weight: w });
-                          }}
+                        <WeightInput
+                          weight={k.weight}
+                          name={k.masked}
+                          onChange={(weight) => patch(k.id, { weight })}
                         />
                       </td>
                       <td data-label={t("keys.project")}>
@@ -706,35 +649,14 @@ export function GeminiKeys(props: GeminiKeysProps) {
                               </button>
                             )
                             : null}
-                          {confirming.value === k.id
-                            ? (
-                              <>
-                                <button
-                                  type="button"
-                                  class="btn btn-small btn-danger"
-                                  onClick={() => remove(k.id)}
-                                >
-                                  {t("common.confirmDelete")}
-                                </button>
-                                <button
-                                  type="button"
-                                  class="btn btn-small"
-                                  onClick={() => (confirming.value = null)}
-                                >
-                                  {t("common.cancel")}
-                                </button>
-                              </>
-                            )
-                            : (
-                              <button
-                                type="button"
-                                class="btn btn-small btn-danger"
-                                onClick={() => (confirming.value = k.id)}
-                                aria-label={`${t("common.delete")} ${k.masked}`}
-                              >
-                                {t("common.delete")}
-                              </button>
-                            )}
+                          <ConfirmButton
+                            armed={confirming.value === k.id}
+                            label={t("common.delete")}
+                            ariaLabel={`${t("common.delete")} ${k.masked}`}
+                            onArm={() => (confirming.value = k.id)}
+                            onConfirm={() => remove(k.id)}
+                            onCancel={() => (confirming.value = null)}
+                          />
                         </div>
                       </td>
                     </tr>

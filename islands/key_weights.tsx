@@ -6,6 +6,7 @@ import { api, errorMessage } from "../lib/ui/api.ts";
 import { formatCount } from "../lib/ui/format.ts";
 import { useT } from "../lib/ui/i18n.ts";
 import type { KeyView } from "../lib/ui/wire.ts";
+import { WeightInput } from "./components/controls.tsx";
 import { StatusBadge } from "./components/status_badge.tsx";
 
 /** Props of `KeyWeights`. */
@@ -66,16 +67,11 @@ export function KeyWeights(props: KeyWeightsProps) {
                   <StatusBadge status={k.status} enabled={k.enabled} />
                 </td>
                 <td data-label={t("keys.weight")}>
-                  <input
-                    type="number"
-                    class="input-narrow"
-                    min={1}
-                    max={100}
-                    value={k.weight}
-                    aria-label={`${t("keys.weight")} ${k.masked}`}
-                    onChange={(e) => {
-                      const w = Number(e.currentTarget.value);
-                      if (Number.isInteger(w) && w >= 1) setWeight(k.id, w);
+                  <WeightInput
+                    weight={k.weight}
+                    name={k.masked}
+                    onChange={(w) => {
+                      if (w >= 1) setWeight(k.id, w);
                     }}
                   />
                 </td>

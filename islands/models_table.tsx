@@ -7,6 +7,7 @@ import { useComputed, useSignal } from "@preact/signals";
 import { api, errorMessage } from "../lib/ui/api.ts";
 import { useT } from "../lib/ui/i18n.ts";
 import type { ModelView } from "../lib/ui/wire.ts";
+import { EnabledSwitch } from "./components/controls.tsx";
 
 /** Props of `ModelsTable`. */
 export interface ModelsTableProps {
@@ -95,13 +96,10 @@ export function ModelsTable(props: ModelsTableProps) {
                         : null}
                     </td>
                     <td data-label={t("common.enabled")}>
-                      <input
-                        type="checkbox"
-                        class="switch"
-                        role="switch"
+                      <EnabledSwitch
                         checked={m.enabled}
-                        aria-label={`${t("common.enabled")} ${m.id}`}
-                        onChange={(e) => patch(m.id, { enabled: e.currentTarget.checked })}
+                        name={m.id}
+                        onChange={(enabled) => patch(m.id, { enabled })}
                       />
                     </td>
                     <td data-label={t("models.limitsPerKey")}>

@@ -8,6 +8,7 @@ import { useSignal } from "@preact/signals";
 import { api, errorMessage } from "../lib/ui/api.ts";
 import { type Translator, useT } from "../lib/ui/i18n.ts";
 import type { FieldSchema, SettingsView } from "../lib/ui/wire.ts";
+import { SaveControls, type SaveStatus } from "./components/controls.tsx";
 
 /** One card of fields. */
 export interface SettingsSection {
@@ -337,7 +338,7 @@ function Section(
   const t = useT();
   const draft = useSignal<SettingsView>({ ...props.saved.value });
   const invalid = useSignal<Set<string>>(new Set());
-  const status = useSignal<{ kind: "ok" | "bad"; text: string } | null>(null);
+  const status = useSignal<SaveStatus>(null);
   const saving = useSignal(false);
   const properties = props.schema.properties ?? {};
   const fields = props.section.fields.filter((f) => f in properties);
@@ -398,23 +399,7 @@ function Section(
             />
           ))}
           <div class="actions">
-            <button
-              type="submit"
-              class="btn btn-primary"
-              disabled={saving.value || !changed.length}
-            >
-              {saving.value ? t("common.saving") : t("common.save")}
-            </button>
-            {status.value
-              ? (
-                <span
-                  class={status.value.kind === "ok" ? "muted" : "notice notice-bad"}
-                  role="status"
-                >
-                  {status.value.text}
-                </span>
-              )
-              : null}
+            <SaveControls saving={saving.value} status={status.value} disabled={!changed.length} />
           </div>
         </form>
       )}

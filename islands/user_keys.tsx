@@ -8,6 +8,7 @@ import { api, errorMessage } from "../lib/ui/api.ts";
 import { formatCount, formatDateTime } from "../lib/ui/format.ts";
 import { type Translator, useT } from "../lib/ui/i18n.ts";
 import type { CreatedUserKey, UserKeyView } from "../lib/ui/wire.ts";
+import { ConfirmButton, EnabledSwitch } from "./components/controls.tsx";
 import { CopyButton } from "./copy_button.tsx";
 
 /** Props of `UserKeys`. */
@@ -81,6 +82,9 @@ export function limitsBody(
   return { ok: true, body };
 }
 
+/** The numeric limits, with the id suffix of their inputs. */
+const COUNT_FIELDS = [["rpm", "rpm"], ["tokensPerDay", "tpd"], ["maxConcurrency", "conc"]] as const;
+
 function LimitFields(props: { t: Translator; idPrefix: string; draft: Signal<LimitDraft> }) {
   const { t, draft } = props;
   const set = (
@@ -90,39 +94,19 @@ function LimitFields(props: { t: Translator; idPrefix: string; draft: Signal<Lim
   const id = (f: string) => `${props.idPrefix}-${f}`;
   return (
     <div class="field-grid">
-      <div class="field">
-        <label for={id("rpm")}>{t("users.rpm")}</label>
-        <input
-          id={id("rpm")}
-          type="number"
-          min={1}
-          placeholder={t("common.unlimited")}
-          value={draft.value.rpm}
-          onInput={(e) => set("rpm", e.currentTarget.value)}
-        />
-      </div>
-      <div class="field">
-        <label for={id("tpd")}>{t("users.tokensPerDay")}</label>
-        <input
-          id={id("tpd")}
-          type="number"
-          min={1}
-          placeholder={t("common.unlimited")}
-          value={draft.value.tokensPerDay}
-          onInput={(e) => set("tokensPerDay", e.currentTarget.value)}
-        />
-      </div>
-      <div class="field">
-        <label for={id("conc")}>{t("users.maxConcurrency")}</label>
-        <input
-          id={id("conc")}
-          type="number"
-          min={1}
-          placeholder={t("common.unlimited")}
-          value={draft.value.maxConcurrency}
-          onInput={(e) => set("maxConcurrency", e.currentTarget.value)}
-        />
-      </div>
+      {COUNT_FIELDS.map(([field, suffix]) => (
+        <div class="field" key={field}>
+          <label for={id(suffix)}>{fieldLabel(t, field)}</label>
+          <input
+            id={id(suffix)}
+            type="number"
+            min={1}
+            placeholder={t("common.unlimited")}
+            value={draft.value[field]}
+            onInput={(e) => set(field, e.currentTarget.value)}
+          />
+        </div>
+      ))}
       <div class="field">
         <label for={id("models")}>{t("users.models")}</label>
         <input
@@ -376,13 +360,10 @@ export function UserKeys(props: UserKeysProps) {
                       <span class="cell-sub key-text">{k.prefix}</span>
                     </td>
                     <td data-label={t("common.enabled")}>
-                      <input
-                        type="checkbox"
-                        class="switch"
-                        role="switch"
+                      <EnabledSwitch
                         checked={k.enabled}
-                        aria-label={`${t("common.enabled")} ${k.name}`}
-                        onChange={(e) => patch(k.id, { enabled: e.currentTarget.checked })}
+                        name={k.name}
+                        onChange={(enabled) => patch(k.id, { enabled })}
                       />
                     </td>
                     <td data-label={t("users.limits")} class="small">
@@ -412,35 +393,15 @@ export function UserKeys(props: UserKeysProps) {
                         >
                           {t("users.edit")}
                         </button>
-                        {confirming.value === k.id
-                          ? (
-                            <>
-                              <button
-                                type="button"
-                                class="btn btn-small btn-danger"
-                                onClick={() => revoke(k.id)}
-                              >
-                                {t("users.confirmRevoke")}
-                              </button>
-                              <button
-                                type="button"
-                                class="btn btn-small"
-                                onClick={() => (confirming.value = null)}
-                              >
-                                {t("common.cancel")}
-                              </button>
-                            </>
-                          )
-                          : (
-                            <button
-                              type="button"
-                              class="btn btn-small btn-danger"
-                              onClick={() => (confirming.value = k.id)}
-                              aria-label={`${t("users.revoke")} ${k.name}`}
-                            >
-                              {t("users.revoke")}
-                            </button>
-                          )}
+                        <ConfirmButton
+                          armed={confirming.value === k.id}
+                          label={t("users.revoke")}
+                          confirmLabel={t("users.confirmRevoke")}
+                          ariaLabel={`${t("users.revoke")} ${k.name}`}
+                          onArm={() => (confirming.value = k.id)}
+                          onConfirm={() => revoke(k.id)}
+                          onCancel={() => (confirming.value = null)}
+                        />
                       </div>
                     </td>
                   </tr>,

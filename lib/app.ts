@@ -14,7 +14,7 @@ import { UsageRecorder } from "./accounting.ts";
 import { Background } from "./background.ts";
 import { CachedValue } from "./cache.ts";
 import type { Config } from "./config.ts";
-import type { AppEnv, Gateway, ModelEntry } from "./gateway.ts";
+import type { AppEnv, Gateway } from "./gateway.ts";
 import { GeminiClient } from "./gemini/client.ts";
 import { OpenAiError } from "./openai/errors.ts";
 import { KeyPool } from "./pool/key_pool.ts";
@@ -83,44 +83,46 @@ function isFileUpload(req: Request): boolean {
 export function createApp(deps: AppDeps): App {
   const now = deps.now ?? Date.now;
   const kv = deps.kv;
+  // Parts that depend on each other are built in order, so none is patched in afterwards.
+  const background = new Background();
+  const pool = new KeyPool({ kv, sealer: deps.sealer, now });
+  const settings = new CachedValue({ load: () => readSettings(kv), ttlMs: SETTINGS_TTL_MS, now });
+  const usage = new UsageRecorder({
+    kv,
+    settings: () => settings.peek(),
+    settle: (attempts, options) => pool.settleUsage(attempts, options),
+    maskedOf: (keyId) => pool.maskedOf(keyId),
+  });
   const gateway: Gateway = {
     kv,
     config: deps.config,
     sealer: deps.sealer,
     now,
-    pool: new KeyPool({ kv, sealer: deps.sealer, now }),
+    pool,
     client: new GeminiClient({
       baseUrl: deps.config.geminiBaseUrl,
       fetch: deps.fetch ?? fetch,
       timeoutMs: deps.config.upstreamTimeoutMs,
     }),
-    settings: new CachedValue({ load: () => readSettings(kv), ttlMs: SETTINGS_TTL_MS, now }),
-    models: undefined as unknown as CachedValue<ModelEntry[]>,
+    settings,
+    // Loaded lazily, through the gateway itself (the model list is fetched across the pool).
+    models: new CachedValue({ load: () => loadModels(gateway), ttlMs: MODELS_TTL_MS, now }),
     users: new UserKeyAuthenticator({ kv, now }),
-    limiter: undefined as unknown as UserLimiter,
-    usage: undefined as unknown as UsageRecorder,
+    limiter: new UserLimiter({
+      kv,
+      now,
+      tokensSince: (userId, read) => usage.userTokensSince(userId, read),
+    }),
+    usage,
     admin: new AdminAuthenticator({
       kv,
       password: deps.config.adminPassword,
       hasStoredHash: deps.hasAdminHash,
     }),
-    background: new Background(),
-    toolCalls: undefined as unknown as ToolCallStore,
+    background,
+    toolCalls: new ToolCallStore({ kv, background }),
     media: new MediaFetcher(),
   };
-  gateway.toolCalls = new ToolCallStore({ kv, background: gateway.background });
-  gateway.usage = new UsageRecorder({
-    kv,
-    settings: () => gateway.settings.peek(),
-    settle: (attempts, options) => gateway.pool.settleUsage(attempts, options),
-    maskedOf: (keyId) => gateway.pool.maskedOf(keyId),
-  });
-  gateway.limiter = new UserLimiter({
-    kv,
-    now,
-    tokensSince: (userId, read) => gateway.usage.userTokensSince(userId, read),
-  });
-  gateway.models = new CachedValue({ load: () => loadModels(gateway), ttlMs: MODELS_TTL_MS, now });
 
   const hono = new Hono<AppEnv>();
   hono.use(requestId());

@@ -30,14 +30,18 @@ export class CachedValue<T> {
     return this.#loading;
   }
 
-  /** The value: loaded on first use, refreshed in the background once older than the TTL. */
-  async get(): Promise<T> {
-    const cached = this.#value;
-    if (!cached) return await this.#reload();
+  /** Serves `cached`, starting one background reload when it is older than the TTL. */
+  #serve(cached: { at: number; value: T }): T {
     if (this.#options.now() - cached.at > this.#options.ttlMs && !this.#loading) {
       this.#reload().catch((err) => console.error("Cache refresh failed:", err?.message ?? err));
     }
     return cached.value;
+  }
+
+  /** The value: loaded on first use, refreshed in the background once older than the TTL. */
+  async get(): Promise<T> {
+    const cached = this.#value;
+    return cached ? this.#serve(cached) : await this.#reload();
   }
 
   /**
@@ -46,11 +50,7 @@ export class CachedValue<T> {
    */
   current(): T | undefined {
     const cached = this.#value;
-    if (!cached) return undefined;
-    if (this.#options.now() - cached.at > this.#options.ttlMs && !this.#loading) {
-      this.#reload().catch((err) => console.error("Cache refresh failed:", err?.message ?? err));
-    }
-    return cached.value;
+    return cached ? this.#serve(cached) : undefined;
   }
 
   /** The cached value without loading, or undefined. */

@@ -6,7 +6,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv, Gateway } from "../gateway.ts";
-import { GoogleApiError } from "../gemini/errors.ts";
+import { GoogleApiError, googleErrorOf } from "../gemini/errors.ts";
 import { modelRefusal, runUnderUserLimits, type UserRefusal } from "./user_limits.ts";
 import { bearerToken } from "./user_auth.ts";
 import type { UserKeyRecord } from "../store/user_keys.ts";
@@ -28,11 +28,7 @@ export function hasNativeCredential(req: Request): boolean {
 
 /** The Google-shaped error of a user-limit refusal. */
 export function refusalToGoogle(refusal: UserRefusal): GoogleApiError {
-  const headers: Record<string, string> = {};
-  if (refusal.retryAfterSeconds !== undefined) {
-    headers["retry-after"] = String(refusal.retryAfterSeconds);
-  }
-  return new GoogleApiError(refusal.status, refusal.message, { headers });
+  return googleErrorOf(refusal);
 }
 
 /** Throws a Google-shaped 403 when `userKey` may not use `model`. */

@@ -144,3 +144,14 @@ export class GoogleApiError extends Error {
     );
   }
 }
+
+/** The Google-shaped error of a failure that may carry a retry hint (pool, file or limit refusal). */
+export function googleErrorOf(
+  failure: { status: number; message: string; retryAfterSeconds?: number },
+): GoogleApiError {
+  const headers: Record<string, string> = {};
+  if (failure.retryAfterSeconds !== undefined) {
+    headers["retry-after"] = String(failure.retryAfterSeconds);
+  }
+  return new GoogleApiError(failure.status, failure.message, { headers });
+}

@@ -144,25 +144,9 @@ export async function openStream(
   );
 }
 
-/** Waits for the next item of `events`, or `"timeout"` after `ms`. */
-export async function nextWithin<T>(
-  events: AsyncIterator<T>,
-  ms: number,
-): Promise<IteratorResult<T> | "timeout"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      events.next(),
-      new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
- * `nextWithin` for a whole stream: the same answers (an item, or `"timeout"` when none arrives
- * within `ms` of asking), with one timer for the stream instead of one per item.
+ * The next item of a stream, or `"timeout"` when none arrives within `ms` of asking, with one
+ * timer for the whole stream instead of one per item.
  */
 export class IdleTimeout {
   #ms: number;

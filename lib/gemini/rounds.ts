@@ -9,7 +9,7 @@ import type { Gateway } from "../gateway.ts";
 import type { GatewayFailure } from "../pool/failover.ts";
 import type { SseReader } from "./sse.ts";
 import type { Attempt } from "../store/usage.ts";
-import { addUsage } from "../translate/chat_response.ts";
+import { addUsage, hasFunctionCalls, splitText } from "../translate/chat_response.ts";
 import { continuationRequest, overlapLength, OverlapTrimmer } from "../translate/continuation.ts";
 import {
   type CallTarget,
@@ -39,18 +39,10 @@ export type RoundsResult =
   | { ok: true; value: GenerateContentResponse; attempts: Attempt[]; rounds: number }
   | { ok: false; failure: GatewayFailure; attempts: Attempt[] };
 
-function answerText(parts: readonly Part[]): string {
-  return parts.filter((p) => typeof p.text === "string" && !p.thought).map((p) => p.text).join("");
-}
-
-function hasCalls(res: GenerateContentResponse): boolean {
-  return (res.candidates ?? []).some((c) => (c.content?.parts ?? []).some((p) => p.functionCall));
-}
-
 function continuable(res: GenerateContentResponse, options: ContinueOptions | null): boolean {
   const candidates = res.candidates ?? [];
   return !!options && options.onMaxTokens && candidates.length === 1 &&
-    candidates[0].finishReason === "MAX_TOKENS" && !hasCalls(res);
+    candidates[0].finishReason === "MAX_TOKENS" && !hasFunctionCalls(res);
 }
 
 /** Generates one whole answer, continuing it while it stops at the output limit. */
@@ -68,9 +60,7 @@ export async function generateWithRounds(
   if (!continuable(res, options)) return { ok: true, value: res, attempts, rounds };
   const candidate = res.candidates![0];
   const parts = candidate.content?.parts ?? [];
-  let text = answerText(parts);
-  let thoughts = parts.filter((p) => p.thought && typeof p.text === "string").map((p) => p.text)
-    .join("");
+  let { text, thoughts } = splitText(parts);
   let usage: UsageMetadata | undefined = res.usageMetadata;
   let finishReason = candidate.finishReason;
   while (rounds <= options!.rounds && finishReason === "MAX_TOKENS") {
@@ -83,13 +73,12 @@ export async function generateWithRounds(
     rounds++;
     res = next.value;
     const c = res.candidates?.[0];
-    const more = answerText(c?.content?.parts ?? []);
-    text += more.slice(overlapLength(text, more));
-    thoughts += (c?.content?.parts ?? []).filter((p) => p.thought && typeof p.text === "string")
-      .map((p) => p.text).join("");
+    const more = splitText(c?.content?.parts ?? []);
+    text += more.text.slice(overlapLength(text, more.text));
+    thoughts += more.thoughts;
     usage = addUsage(usage, res.usageMetadata);
     finishReason = c?.finishReason;
-    if (!c || hasCalls(res)) break;
+    if (!c || hasFunctionCalls(res)) break;
   }
   const merged: Part[] = [];
   if (thoughts) merged.push({ text: thoughts, thought: true });
@@ -202,7 +191,7 @@ export class StreamRounds {
 
   #process(res: GenerateContentResponse): GenerateContentResponse {
     if (res.usageMetadata) this.#roundUsage = res.usageMetadata;
-    if (hasCalls(res)) this.#sawCalls = true;
+    if (hasFunctionCalls(res)) this.#sawCalls = true;
     const candidates = res.candidates ?? [];
     const out: GenerateContentResponse = { ...res, usageMetadata: this.usage };
     if (!this.#options || candidates.length !== 1) {
@@ -213,7 +202,7 @@ export class StreamRounds {
     }
     const c = candidates[0];
     const parts = c.content?.parts ?? [];
-    let text = answerText(parts);
+    let text = splitText(parts).text;
     if (this.#trimmer) text = this.#trimmer.push(text);
     const finishing = !!c.finishReason;
     if (finishing && this.#trimmer) text += this.#trimmer.end();

@@ -155,7 +155,8 @@ function plainCandidate(c: unknown): boolean {
     content.parts.every(plainPart);
 }
 
-const USAGE_FIELDS = [
+/** The token counts of a usage record. */
+export const USAGE_FIELDS = [
   "promptTokenCount",
   "candidatesTokenCount",
   "thoughtsTokenCount",

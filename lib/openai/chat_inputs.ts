@@ -26,7 +26,7 @@ import type {
   ResolvedRefs,
   ToolCallRecord,
 } from "../translate/chat_request.ts";
-import { OpenAiError } from "./errors.ts";
+import { fileErrorToOpenAi, OpenAiError } from "./errors.ts";
 
 /** Largest request body sent to Gemini with inline media; bigger media goes through Files. */
 export const INLINE_REQUEST_LIMIT = 19 * 1024 * 1024;
@@ -36,13 +36,6 @@ export interface ChatInputs {
   refs: ResolvedRefs;
   /** The key every call of this request must use (it holds the request's files). */
   pinnedKeyId?: string;
-}
-
-/** The OpenAI error of a file helper's error. */
-export function fileErrorToOpenAi(err: FileAccessError, param: string | null = null): OpenAiError {
-  const headers: Record<string, string> = {};
-  if (err.retryAfterSeconds !== undefined) headers["retry-after"] = String(err.retryAfterSeconds);
-  return new OpenAiError(err.status, err.message, { code: err.code, param, headers });
 }
 
 async function fetchImages(
@@ -138,7 +131,7 @@ async function resolveRefs(
     );
     for (const r of ready) files.set(r.id, { uri: r.uri, mimeType: r.mimeType });
   } catch (err) {
-    if (err instanceof FileAccessError) throw fileErrorToOpenAi(err, null);
+    if (err instanceof FileAccessError) throw fileErrorToOpenAi(err);
     throw err;
   }
   const toolCalls = new Map<string, ToolCallRecord>(lookup.toolCalls);

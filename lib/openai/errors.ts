@@ -100,3 +100,13 @@ export function failureToOpenAi(failure: {
   else if (failure.status === 404) code = "model_not_found";
   return new OpenAiError(failure.status, failure.message, { code, headers });
 }
+
+/** The OpenAI error of a file helper's error (`FileAccessError`), naming `param` when given. */
+export function fileErrorToOpenAi(
+  err: { status: number; message: string; code: string; retryAfterSeconds?: number },
+  param: string | null = null,
+): OpenAiError {
+  const headers: Record<string, string> = {};
+  if (err.retryAfterSeconds !== undefined) headers["retry-after"] = String(err.retryAfterSeconds);
+  return new OpenAiError(err.status, err.message, { code: err.code, param, headers });
+}

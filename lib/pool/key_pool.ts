@@ -537,15 +537,12 @@ export class KeyPool {
     return this.#view.peek()?.byId.get(id) ?? await getGeminiKey(this.#kv, id);
   }
 
-  /** Marks a key invalid: it is not used again until a health check or an admin restores it. */
+  /**
+   * Marks a key invalid: it is not used again until a health check or an admin restores it. (The
+   * failed attempt itself is fed to the adaptive statistics by `noteOutcome`.)
+   */
   async markInvalid(id: string, reason: string): Promise<void> {
     const now = this.#now();
-    this.#stats.set(
-      id,
-      updateStats(this.#stats.get(id) ?? { success: 1, latencyMs: null }, {
-        ok: false,
-      }),
-    );
     this.#patchKey(
       await updateGeminiKey(this.#kv, id, (r) => ({
         ...r,
@@ -671,11 +668,6 @@ export class KeyPool {
       id,
       updateStats(this.#stats.get(id) ?? { success: 1, latencyMs: null }, outcome),
     );
-  }
-
-  /** The adaptive statistics of a key on this isolate. */
-  statsOf(id: string): KeyStats | undefined {
-    return this.#stats.get(id);
   }
 
   /**

@@ -5,7 +5,7 @@
  * that callers must check, because KV deletes expired keys late.
  */
 import * as z from "zod";
-import { backoff, ConflictError, MAX_OCC_ATTEMPTS } from "./kv_util.ts";
+import { updateWithRetry } from "./kv_util.ts";
 
 const SESSION = "admin_session";
 const FAILURE = "admin_login_failure";
@@ -70,18 +70,16 @@ export async function updateLoginFailures(
   client: string,
   options: { change: (current: LoginFailures | null) => LoginFailures; expireIn: number },
 ): Promise<LoginFailures> {
-  const { change } = options;
-  const key: Deno.KvKey = [FAILURE, client];
-  for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
-    const entry = await kv.get(key);
-    const parsed = LoginFailuresSchema.safeParse(entry.value);
-    const next = change(parsed.success ? parsed.data : null);
-    const res = await kv.atomic().check(entry).set(key, next, { expireIn: options.expireIn })
-      .commit();
-    if (res.ok) return next;
-    await backoff(attempt);
-  }
-  throw new ConflictError(`login failures of ${client}`);
+  const next = await updateWithRetry<LoginFailures>(
+    kv,
+    [FAILURE, client],
+    (current) => {
+      const parsed = LoginFailuresSchema.safeParse(current);
+      return options.change(parsed.success ? parsed.data : null);
+    },
+    { expireIn: options.expireIn },
+  );
+  return next!;
 }
 
 /** Forgets a client's failed logins (after a successful one). */

@@ -27,12 +27,13 @@ export async function updateWithRetry<T>(
   kv: Deno.Kv,
   key: Deno.KvKey,
   update: (current: T | null) => T | undefined,
+  options: { expireIn?: number } = {},
 ): Promise<T | null> {
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<T>(key);
     const next = update(entry.value);
     if (next === undefined) return entry.value;
-    const res = await kv.atomic().check(entry).set(key, next).commit();
+    const res = await kv.atomic().check(entry).set(key, next, options).commit();
     if (res.ok) return next;
     await backoff(attempt);
   }

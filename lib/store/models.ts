@@ -8,7 +8,10 @@ import { updateWithRetry } from "./kv_util.ts";
 
 const PREFIX = "model_cfg";
 
-const limit = z.number().int().positive().max(1_000_000_000).nullable().default(null);
+/** One limit value (requests or tokens); null = no limit known. */
+export const LimitValueSchema = z.number().int().positive().max(1_000_000_000).nullable();
+
+const limit = LimitValueSchema.default(null);
 
 /** Requests per minute, input tokens per minute, requests per (Pacific) day; null = no limit known. */
 export const LimitsSchema = z.object({ rpm: limit, tpm: limit, rpd: limit });

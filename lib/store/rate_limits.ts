@@ -190,11 +190,3 @@ export async function leaseQuota(
   }
   return null;
 }
-
-/** How many concurrency slots of `userId` are held at `now` (for the admin view and tests). */
-export async function activeLeases(kv: Deno.Kv, userId: string, now: number): Promise<number> {
-  const w = parseWindow((await kv.get(windowKey(userId))).value);
-  if (!w) return 0;
-  const legacy = Object.values(w.leases).filter((t) => t > now).length;
-  return legacy + Object.values(w.holds).filter((h) => h.until > now).reduce((n, h) => n + h.n, 0);
-}

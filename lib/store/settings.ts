@@ -6,8 +6,22 @@ import { updateWithRetry } from "./kv_util.ts";
 
 const KEY: Deno.KvKey = ["settings"];
 
-/** Validators of the API-surface settings (thinking, injection, anti-truncation, safety, aliases). */
-const API_FIELDS = {
+/** Validators of every setting, shared by the stored record and the admin API's patch. */
+const FIELDS = {
+  /** How the pool picks among usable keys. */
+  strategy: z.enum(["round_robin", "least_used", "adaptive"]),
+  /** Upstream attempts per client request, across keys. */
+  maxAttempts: z.number().int().min(1).max(20),
+  /** How long a key rests after a 429 that names no `retryDelay`, in seconds. */
+  defaultCooldownSeconds: z.number().int().min(1).max(86_400),
+  /** Keys that failed every health check for this many days move to the removed area; null: off. */
+  removeFailingKeysAfterDays: z.number().int().min(1).max(365).nullable(),
+  /** Whether the health-check job probes keys (a free models call per key). */
+  healthChecks: z.boolean(),
+  /** Requests kept in the request log (0: no log). */
+  requestLogSize: z.number().int().min(0).max(10_000),
+  /** Warn when at least this many keys share one Google Cloud project. */
+  projectKeyWarning: z.number().int().min(2).max(10_000),
   /** Thinking when the client does not say: `auto` (model decides), `off` (least possible), `budget`. */
   thinkingMode: z.enum(["auto", "off", "budget"]),
   /** Token budget for `thinkingMode: "budget"` (fitted to each model's range; -1: dynamic). */
@@ -40,29 +54,22 @@ const API_FIELDS = {
 
 /** The settings record; every field has a default so older records stay valid. */
 export const SettingsSchema = z.object({
-  /** How the pool picks among usable keys. */
-  strategy: z.enum(["round_robin", "least_used", "adaptive"]).default("round_robin"),
-  /** Upstream attempts per client request, across keys. */
-  maxAttempts: z.number().int().min(1).max(20).default(5),
-  /** How long a key rests after a 429 that names no `retryDelay`, in seconds. */
-  defaultCooldownSeconds: z.number().int().min(1).max(86_400).default(60),
-  /** Keys that failed every health check for this many days move to the removed area; null: off. */
-  removeFailingKeysAfterDays: z.number().int().min(1).max(365).nullable().default(3),
-  /** Whether the health-check job probes keys (a free models call per key). */
-  healthChecks: z.boolean().default(true),
-  /** Requests kept in the request log (0: no log). */
-  requestLogSize: z.number().int().min(0).max(10_000).default(1000),
-  /** Warn when at least this many keys share one Google Cloud project. */
-  projectKeyWarning: z.number().int().min(2).max(10_000).default(3),
-  thinkingMode: API_FIELDS.thinkingMode.default("auto"),
-  thinkingBudget: API_FIELDS.thinkingBudget.default(8_192),
-  includeThoughts: API_FIELDS.includeThoughts.default(true),
-  promptInjection: API_FIELDS.promptInjection.default(""),
-  promptInjectionPosition: API_FIELDS.promptInjectionPosition.default("system"),
-  antiTruncation: API_FIELDS.antiTruncation.default(false),
-  antiTruncationRounds: API_FIELDS.antiTruncationRounds.default(3),
-  safetyThreshold: API_FIELDS.safetyThreshold.default("OFF"),
-  aliases: API_FIELDS.aliases.default({}),
+  strategy: FIELDS.strategy.default("round_robin"),
+  maxAttempts: FIELDS.maxAttempts.default(5),
+  defaultCooldownSeconds: FIELDS.defaultCooldownSeconds.default(60),
+  removeFailingKeysAfterDays: FIELDS.removeFailingKeysAfterDays.default(3),
+  healthChecks: FIELDS.healthChecks.default(true),
+  requestLogSize: FIELDS.requestLogSize.default(1000),
+  projectKeyWarning: FIELDS.projectKeyWarning.default(3),
+  thinkingMode: FIELDS.thinkingMode.default("auto"),
+  thinkingBudget: FIELDS.thinkingBudget.default(8_192),
+  includeThoughts: FIELDS.includeThoughts.default(true),
+  promptInjection: FIELDS.promptInjection.default(""),
+  promptInjectionPosition: FIELDS.promptInjectionPosition.default("system"),
+  antiTruncation: FIELDS.antiTruncation.default(false),
+  antiTruncationRounds: FIELDS.antiTruncationRounds.default(3),
+  safetyThreshold: FIELDS.safetyThreshold.default("OFF"),
+  aliases: FIELDS.aliases.default({}),
 });
 
 /** Gateway settings. */
@@ -70,22 +77,22 @@ export type Settings = z.infer<typeof SettingsSchema>;
 
 /** A partial update of the settings, as the admin API accepts it (unknown fields rejected). */
 export const SettingsPatchSchema = z.strictObject({
-  strategy: z.enum(["round_robin", "least_used", "adaptive"]).optional(),
-  maxAttempts: z.number().int().min(1).max(20).optional(),
-  defaultCooldownSeconds: z.number().int().min(1).max(86_400).optional(),
-  removeFailingKeysAfterDays: z.number().int().min(1).max(365).nullable().optional(),
-  healthChecks: z.boolean().optional(),
-  requestLogSize: z.number().int().min(0).max(10_000).optional(),
-  projectKeyWarning: z.number().int().min(2).max(10_000).optional(),
-  thinkingMode: API_FIELDS.thinkingMode.optional(),
-  thinkingBudget: API_FIELDS.thinkingBudget.optional(),
-  includeThoughts: API_FIELDS.includeThoughts.optional(),
-  promptInjection: API_FIELDS.promptInjection.optional(),
-  promptInjectionPosition: API_FIELDS.promptInjectionPosition.optional(),
-  antiTruncation: API_FIELDS.antiTruncation.optional(),
-  antiTruncationRounds: API_FIELDS.antiTruncationRounds.optional(),
-  safetyThreshold: API_FIELDS.safetyThreshold.optional(),
-  aliases: API_FIELDS.aliases.optional(),
+  strategy: FIELDS.strategy.optional(),
+  maxAttempts: FIELDS.maxAttempts.optional(),
+  defaultCooldownSeconds: FIELDS.defaultCooldownSeconds.optional(),
+  removeFailingKeysAfterDays: FIELDS.removeFailingKeysAfterDays.optional(),
+  healthChecks: FIELDS.healthChecks.optional(),
+  requestLogSize: FIELDS.requestLogSize.optional(),
+  projectKeyWarning: FIELDS.projectKeyWarning.optional(),
+  thinkingMode: FIELDS.thinkingMode.optional(),
+  thinkingBudget: FIELDS.thinkingBudget.optional(),
+  includeThoughts: FIELDS.includeThoughts.optional(),
+  promptInjection: FIELDS.promptInjection.optional(),
+  promptInjectionPosition: FIELDS.promptInjectionPosition.optional(),
+  antiTruncation: FIELDS.antiTruncation.optional(),
+  antiTruncationRounds: FIELDS.antiTruncationRounds.optional(),
+  safetyThreshold: FIELDS.safetyThreshold.optional(),
+  aliases: FIELDS.aliases.optional(),
 });
 
 /** A partial settings update. */

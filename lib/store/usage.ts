@@ -239,18 +239,6 @@ export class UsageBatch {
     g.thinkingTokens += Math.round(event.thinkingTokens);
   }
 
-  /** Tokens this batch adds to user-key day counters: `userTokensId` -> tokens. */
-  userTokens(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const g of this.#groups.values()) {
-      if (!g.userId || !g.ok) continue;
-      const id = userTokensId(g.userId, pacificDayNumber(g.now));
-      const n = g.promptTokens + g.completionTokens;
-      if (n > 0) out.set(id, (out.get(id) ?? 0) + n);
-    }
-    return out;
-  }
-
   /**
    * The batch as atomic operations within KV's limits: the counters summed per KV key (user-key
    * token counters first), then the extra mutations in the order they were added.
@@ -384,7 +372,11 @@ export async function readRecentUsage(
   };
 }
 
-async function totalsBy(kv: Deno.Kv, scope: string): Promise<Record<string, Counts>> {
+/** Lifetime totals per key, model or user key (by id), without the time series. */
+export async function readUsageTotals(
+  kv: Deno.Kv,
+  scope: "key" | "model" | "user",
+): Promise<Record<string, Counts>> {
   const out: Record<string, Counts> = {};
   for await (const e of kv.list({ prefix: ["usage_total", scope] })) {
     const [, , id, metric] = e.key;
@@ -456,9 +448,9 @@ export interface UsageStats {
 /** Reads totals and time series. */
 export async function readUsageStats(kv: Deno.Kv, now: number): Promise<UsageStats> {
   const [keys, models, users, all, minutes, hours, days] = await Promise.all([
-    totalsBy(kv, "key"),
-    totalsBy(kv, "model"),
-    totalsBy(kv, "user"),
+    readUsageTotals(kv, "key"),
+    readUsageTotals(kv, "model"),
+    readUsageTotals(kv, "user"),
     (async () => {
       const c = emptyCounts();
       for await (const e of kv.list({ prefix: ["usage_total", "all"] })) {
@@ -471,11 +463,6 @@ export async function readUsageStats(kv: Deno.Kv, now: number): Promise<UsageSta
     daySeries(kv, { count: 30, now }),
   ]);
   return { totals: all, keys, models, users, minutes, hours, days };
-}
-
-/** Tokens a user key used in one Pacific day. */
-export async function readUserTokens(kv: Deno.Kv, userId: string, day: number): Promise<number> {
-  return valueOf((await kv.get(userTokensKey(userId, day))).value);
 }
 
 /** Tokens a user key used in one Pacific day, with the versionstamp of that counter (null: none). */

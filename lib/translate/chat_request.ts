@@ -642,12 +642,3 @@ export function toGeminiChatRequest(
   if (extras.cached_content) body.cachedContent = extras.cached_content;
   return { model, resolved, body };
 }
-
-/** Bytes of inline (base64) media in a request body, decoded size. */
-export function inlineBytes(body: GenerateContentRequest): number {
-  let chars = 0;
-  for (const c of body.contents) {
-    for (const p of c.parts) if (p.inlineData) chars += p.inlineData.data.length;
-  }
-  return Math.floor(chars * 3 / 4);
-}

@@ -2,12 +2,13 @@
  * Gemini generateContent response -> OpenAI chat completion (pure), with the finish-reason, usage,
  * tool-call and log-probability mappings shared by the streaming translator.
  */
-import type {
-  Candidate,
-  GenerateContentResponse,
-  LogprobsResult,
-  Part,
-  UsageMetadata,
+import {
+  type Candidate,
+  type GenerateContentResponse,
+  type LogprobsResult,
+  type Part,
+  USAGE_FIELDS,
+  type UsageMetadata,
 } from "../gemini/types.ts";
 import { makeToolCallId, randomIdPart } from "./tool_ids.ts";
 
@@ -137,16 +138,7 @@ export function addUsage(a: UsageMetadata | undefined, b: UsageMetadata | undefi
   const sum = (x?: number, y?: number) =>
     x === undefined && y === undefined ? undefined : (x ?? 0) + (y ?? 0);
   const out: UsageMetadata = {};
-  for (
-    const k of [
-      "promptTokenCount",
-      "candidatesTokenCount",
-      "thoughtsTokenCount",
-      "toolUsePromptTokenCount",
-      "cachedContentTokenCount",
-      "totalTokenCount",
-    ] as const
-  ) {
+  for (const k of USAGE_FIELDS) {
     const v = sum(a[k], b[k]);
     if (v !== undefined) out[k] = v;
   }
@@ -163,6 +155,14 @@ export function splitText(parts: readonly Part[]): { text: string; thoughts: str
     else text += p.text;
   }
   return { text, thoughts };
+}
+
+/** Whether any candidate of `res` calls a function. */
+export function hasFunctionCalls(res: GenerateContentResponse): boolean {
+  for (const c of res.candidates ?? []) {
+    for (const part of c.content?.parts ?? []) if (part.functionCall) return true;
+  }
+  return false;
 }
 
 /** The function calls among `parts`, in order. */

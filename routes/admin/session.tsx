@@ -110,9 +110,7 @@ export function addSessionRoutes(app: Hono<PageEnv>, gw: Gateway): void {
       }
       await forgetLoginFailures(gw, client);
       const { cookie } = await createSession(gw, req);
-      const headers = new Headers({ location: next, "cache-control": "no-store" });
-      headers.append("set-cookie", cookie);
-      return new Response(null, { status: 303, headers });
+      return seeOther(next, cookie);
     },
   );
 
@@ -126,26 +124,27 @@ export function addSessionRoutes(app: Hono<PageEnv>, gw: Gateway): void {
         return c.text("Logout refused: the form did not carry this session's CSRF token", 403);
       }
     }
-    const cookie = await endSession(gw, req);
-    const headers = new Headers({ location: "/admin/login?out=1", "cache-control": "no-store" });
-    headers.append("set-cookie", cookie);
-    return new Response(null, { status: 303, headers });
+    return seeOther("/admin/login?out=1", await endSession(gw, req));
   });
 
   app.get("/lang", (c) => {
     const to = c.req.query("to");
     const back = c.req.query("next");
     const target = isAdminPath(back) ? back : "/admin";
-    const headers = new Headers({ location: target, "cache-control": "no-store" });
-    if (isLang(to)) {
-      const secure = isSecureRequest(c.req.raw, { onDeploy: gw.config.onDeploy });
-      headers.append(
-        "set-cookie",
-        serializeCookie(LANG_COOKIE, to, { maxAge: LANG_COOKIE_MAX_AGE_S, secure }),
-      );
-    }
-    return new Response(null, { status: 303, headers });
+    if (!isLang(to)) return seeOther(target);
+    const secure = isSecureRequest(c.req.raw, { onDeploy: gw.config.onDeploy });
+    return seeOther(
+      target,
+      serializeCookie(LANG_COOKIE, to, { maxAge: LANG_COOKIE_MAX_AGE_S, secure }),
+    );
   });
+}
+
+/** A 303 to `location` that no cache keeps, setting `cookie` when given. */
+function seeOther(location: string, cookie?: string): Response {
+  const headers = new Headers({ location, "cache-control": "no-store" });
+  if (cookie) headers.append("set-cookie", cookie);
+  return new Response(null, { status: 303, headers });
 }
 
 async function lockedResponse(

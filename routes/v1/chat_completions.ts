@@ -10,14 +10,10 @@ import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import type { CallTarget } from "../../lib/gemini/generate.ts";
 import { type ContinueOptions, generateWithRounds, StreamRounds } from "../../lib/gemini/rounds.ts";
 import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
-import {
-  fileErrorToOpenAi,
-  offloadLargeInline,
-  resolveChatInputs,
-} from "../../lib/openai/chat_inputs.ts";
+import { offloadLargeInline, resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
 import { FileAccessError, pinnedFailure } from "../../lib/gemini/files.ts";
 import { ChatCompletionRequestSchema } from "../../lib/openai/chat_schema.ts";
-import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
+import { failureToOpenAi, fileErrorToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
 import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
 import type { GatewayFailure } from "../../lib/pool/failover.ts";
@@ -33,6 +29,7 @@ import {
 } from "../../lib/translate/chat_request.ts";
 import {
   type CompletionContext,
+  hasFunctionCalls,
   plainToolCallId,
   toChatCompletion,
   type ToolCallNamer,
@@ -43,7 +40,7 @@ import { makeToolCallId, randomIdPart, signatureHash } from "../../lib/translate
 const encoder = new TextEncoder();
 
 /** The chat-shaping part of the settings. */
-export function chatSettingsOf(s: Settings): ChatSettings {
+function chatSettingsOf(s: Settings): ChatSettings {
   return {
     thinking: {
       mode: s.thinkingMode,
@@ -55,13 +52,6 @@ export function chatSettingsOf(s: Settings): ChatSettings {
     safetyThreshold: s.safetyThreshold,
     aliases: s.aliases,
   };
-}
-
-function hasFunctionCalls(res: GenerateContentResponse): boolean {
-  for (const c of res.candidates ?? []) {
-    for (const part of c.content?.parts ?? []) if (part.functionCall) return true;
-  }
-  return false;
 }
 
 const plainNamer: ToolCallNamer = () => plainToolCallId();

@@ -22,8 +22,7 @@ import {
   parseMultipart,
   readPartText,
 } from "../../lib/media/multipart.ts";
-import { fileErrorToOpenAi } from "../../lib/openai/chat_inputs.ts";
-import { OpenAiError, validationError } from "../../lib/openai/errors.ts";
+import { fileErrorToOpenAi, OpenAiError, validationError } from "../../lib/openai/errors.ts";
 import { runWithFailover } from "../../lib/pool/failover.ts";
 import {
   deleteFile,

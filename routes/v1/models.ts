@@ -5,6 +5,7 @@
  */
 import { Hono } from "hono";
 import type { AppEnv, Gateway, ModelEntry } from "../../lib/gateway.ts";
+import { failoverOptions } from "../../lib/gemini/generate.ts";
 import { ListModelsResponseSchema } from "../../lib/gemini/types.ts";
 import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
 import { runWithFailover } from "../../lib/pool/failover.ts";
@@ -21,18 +22,13 @@ const LIST_MODEL = "models.list";
 
 /** Loads every page of the upstream model list through the pool. */
 export async function loadModels(gw: Gateway): Promise<ModelEntry[]> {
-  const settings = await gw.settings.get();
+  const failover = await failoverOptions(gw, { model: LIST_MODEL });
   const out: ModelEntry[] = [];
   let pageToken: string | undefined;
   for (let page = 0; page < MAX_PAGES; page++) {
     const query = new URLSearchParams({ pageSize: "1000" });
     if (pageToken) query.set("pageToken", pageToken);
-    const result = await runWithFailover(gw.pool, {
-      model: LIST_MODEL,
-      maxAttempts: settings.maxAttempts,
-      defaultCooldownMs: settings.defaultCooldownSeconds * 1000,
-      now: gw.now,
-    }, async (key) => {
+    const result = await runWithFailover(gw.pool, failover, async (key) => {
       const res = await gw.client.send(key.secret, {
         method: "GET",
         path: "/v1beta/models",

@@ -15,9 +15,9 @@ import {
   nativeKeyAuth,
 } from "../../lib/auth/native_auth.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
-import { GoogleApiError } from "../../lib/gemini/errors.ts";
+import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
 import { FileAccessError, FILES_MODEL, pinnedFailure } from "../../lib/gemini/files.ts";
-import { failoverOptions, nextWithin, parseChunk } from "../../lib/gemini/generate.ts";
+import { failoverOptions, IdleTimeout, parseChunk } from "../../lib/gemini/generate.ts";
 import { SseParser } from "../../lib/gemini/sse.ts";
 import type { UsageMetadata } from "../../lib/gemini/types.ts";
 import {
@@ -108,20 +108,6 @@ function forwardedHeaders(req: Request): Record<string, string> {
   return out;
 }
 
-function failureToGoogle(failure: GatewayFailure): GoogleApiError {
-  const headers: Record<string, string> = {};
-  if (failure.retryAfterSeconds !== undefined) {
-    headers["retry-after"] = String(failure.retryAfterSeconds);
-  }
-  return new GoogleApiError(failure.status, failure.message, { headers });
-}
-
-function fileErrorToGoogle(err: FileAccessError): GoogleApiError {
-  const headers: Record<string, string> = {};
-  if (err.retryAfterSeconds !== undefined) headers["retry-after"] = String(err.retryAfterSeconds);
-  return new GoogleApiError(err.status, err.message, { headers });
-}
-
 function jsonResponse(text: string, status = 200): Response {
   return new Response(text, {
     status,
@@ -161,7 +147,7 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.onError((err) => {
     if (err instanceof GoogleApiError) return err.toResponse();
-    if (err instanceof FileAccessError) return fileErrorToGoogle(err).toResponse();
+    if (err instanceof FileAccessError) return googleErrorOf(err).toResponse();
     console.error("Unhandled error on a native route:", err);
     return new GoogleApiError(500, "The gateway failed to handle this request").toResponse();
   });
@@ -243,7 +229,7 @@ async function forwardJson(
     const text = await res.text();
     return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
   });
-  if (!result.ok) throw failureToGoogle(result.failure);
+  if (!result.ok) throw googleErrorOf(result.failure);
   return jsonResponse(result.value);
 }
 
@@ -330,7 +316,7 @@ async function modelCall(
         failure,
       });
     }
-    throw failureToGoogle(failure);
+    throw googleErrorOf(failure);
   };
 
   const streaming = call.method === "streamGenerateContent" &&
@@ -409,9 +395,13 @@ async function modelCall(
   };
   inspect(opened.value.events);
   const encoder = new TextEncoder();
+  // One idle timer for the whole stream, not one per chunk.
+  const idle = new IdleTimeout(gw.config.upstreamTimeoutMs);
+  const upstreamChunks = { next: () => reader.read() } as AsyncIterator<Uint8Array>;
   let done = false;
   const end = (controller: ReadableStreamDefaultController<Uint8Array>, error?: string) => {
     done = true;
+    idle.close();
     signal.removeEventListener("abort", stopUpstream);
     if (error) {
       const payload = { error: { code: 502, message: error, status: "UNAVAILABLE" } };
@@ -431,10 +421,7 @@ async function modelCall(
       const chunk = buffered.shift();
       if (chunk) return controller.enqueue(chunk);
       try {
-        const next = await nextWithin(
-          { next: () => reader.read() } as AsyncIterator<Uint8Array>,
-          gw.config.upstreamTimeoutMs,
-        );
+        const next = await idle.next(upstreamChunks);
         if (done) return;
         if (next === "timeout") {
           upstream.abort();
@@ -457,6 +444,7 @@ async function modelCall(
     },
     cancel() {
       done = true;
+      idle.close();
       signal.removeEventListener("abort", stopUpstream);
       upstream.abort();
       reader.cancel().catch(() => {});
@@ -570,7 +558,7 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
     status: result.ok ? 200 : result.failure.status,
     startedAt,
   });
-  if (!result.ok) throw failureToGoogle(result.failure);
+  if (!result.ok) throw googleErrorOf(result.failure);
   const token = randomId("", 24);
   await putUploadSession(gw.kv, token, {
     upstream: result.value.sessionUrl,

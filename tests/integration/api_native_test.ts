@@ -356,3 +356,48 @@ Deno.test("a user key's rate limit applies to native calls too, in Google's shap
     await gw.close();
   }
 });
+
+Deno.test("a native stream that goes quiet upstream ends with a Google-shaped error event", async () => {
+  // The upstream sends its first event, then nothing: the idle timeout must end the stream.
+  const stalled: typeof fetch = async (input, init) => {
+    const res = await fetch(input, init);
+    const url = input instanceof Request ? input.url : String(input);
+    if (!url.includes(":streamGenerateContent") || !res.body) return res;
+    const reader = res.body.getReader();
+    const first = await reader.read();
+    const signal = init?.signal ?? undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (!first.done) controller.enqueue(first.value);
+        signal?.addEventListener("abort", () => controller.error(signal.reason), { once: true });
+      },
+      cancel: () => reader.cancel(),
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  };
+  const gw = await startGateway({
+    keys: { "AIzaNative-1": OK },
+    env: { UPSTREAM_TIMEOUT_MS: "1000" },
+    upstreamFetch: stalled,
+  });
+  const userKey = await gw.createUserKey();
+  try {
+    const res = await fetch(
+      `${gw.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-goog-api-key": userKey },
+        body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "hi there" }] }] }),
+      },
+    );
+    assert.equal(res.status, 200);
+    const events = (await res.text()).split(/\r\n\r\n|\n\n/).filter((e) => e.startsWith("data: "));
+    assert.ok(events.length >= 2, "the first upstream event and then the error");
+    const last = JSON.parse(events.at(-1)!.slice("data: ".length));
+    assert.equal(last.error.code, 502);
+    assert.equal(last.error.status, "UNAVAILABLE");
+    assert.match(last.error.message, /sent nothing for too long/);
+  } finally {
+    await gw.close();
+  }
+});

@@ -19,11 +19,12 @@ import {
   updateGeminiKey,
 } from "../../../lib/store/gemini_keys.ts";
 import {
+  getProject,
   listProjects,
   MAX_PROJECT_LENGTH,
   type ProjectRecord,
 } from "../../../lib/store/projects.ts";
-import { type Counts, emptyCounts, readUsageStats } from "../../../lib/store/usage.ts";
+import { type Counts, emptyCounts, readUsageTotals } from "../../../lib/store/usage.ts";
 
 /** Longest accepted key; Google's keys are far shorter. */
 const MAX_KEY_LENGTH = 512;
@@ -125,6 +126,11 @@ async function projectsByName(gw: Gateway): Promise<Map<string, ProjectRecord>> 
   return new Map((await listProjects(gw.kv)).map((p) => [p.name, p]));
 }
 
+/** The stored project of `record`, if it names one that has a record. */
+async function projectOf(gw: Gateway, record: GeminiKeyRecord): Promise<ProjectRecord | undefined> {
+  return record.project ? await getProject(gw.kv, record.project) ?? undefined : undefined;
+}
+
 function notFound(id: string): OpenAiError {
   return new OpenAiError(404, `No Gemini key with id '${id}'`, { code: "key_not_found" });
 }
@@ -136,16 +142,16 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
   app.get("/", async (c) => {
     // This isolate's batched usage first, so the keys' usage includes its own requests.
     await gw.usage.flush();
-    const [records, stats, projects, settings] = await Promise.all([
+    const [records, usage, projects, settings] = await Promise.all([
       listGeminiKeys(gw.kv),
-      readUsageStats(gw.kv, gw.now()),
+      readUsageTotals(gw.kv, "key"),
       projectsByName(gw),
       gw.settings.get(),
     ]);
     const now = gw.now();
     return c.json({
       data: records.map((r) =>
-        keyView(r, now, { usage: stats.keys[r.id], project: projects.get(r.project) })
+        keyView(r, now, { usage: usage[r.id], project: projects.get(r.project) })
       ),
       warnings: projectWarnings(records, settings.projectKeyWarning),
     });
@@ -198,7 +204,7 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
     }));
     if (!updated) throw notFound(c.req.param("id"));
     gw.pool.invalidate();
-    const project = updated.project ? (await projectsByName(gw)).get(updated.project) : undefined;
+    const project = await projectOf(gw, updated);
     return c.json(keyView(updated, now, { project }));
   });
 
@@ -218,7 +224,7 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
     const updated = await updateGeminiKey(gw.kv, id, (r) => applyProbe(r, probe, now));
     if (!updated) throw notFound(id);
     gw.pool.invalidate();
-    const project = updated.project ? (await projectsByName(gw)).get(updated.project) : undefined;
+    const project = await projectOf(gw, updated);
     return c.json({
       result: probe.result,
       message: probe.message,

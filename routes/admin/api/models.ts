@@ -10,6 +10,7 @@ import { OpenAiError } from "../../../lib/openai/errors.ts";
 import { readBody } from "../../../lib/openai/request.ts";
 import {
   deleteModelConfig,
+  LimitValueSchema,
   listModelConfigs,
   type ModelConfig,
   noLimits,
@@ -17,7 +18,7 @@ import {
 } from "../../../lib/store/models.ts";
 import { normalizeModel } from "../../../lib/translate/chat_request.ts";
 
-const limit = z.number().int().positive().max(1_000_000_000).nullable().optional();
+const limit = LimitValueSchema.optional();
 
 const PatchModelSchema = z.strictObject({
   enabled: z.boolean().optional(),

@@ -9,7 +9,7 @@ import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
 import { OpenAiError } from "../../../lib/openai/errors.ts";
 import { readBody } from "../../../lib/openai/request.ts";
 import { listGeminiKeys } from "../../../lib/store/gemini_keys.ts";
-import { noLimits } from "../../../lib/store/models.ts";
+import { LimitValueSchema, noLimits } from "../../../lib/store/models.ts";
 import {
   deleteProject,
   emptyProject,
@@ -20,7 +20,7 @@ import {
 } from "../../../lib/store/projects.ts";
 import { parseModelId } from "./models.ts";
 
-const limit = z.number().int().positive().max(1_000_000_000).nullable().optional();
+const limit = LimitValueSchema.optional();
 const LimitsPatchSchema = z.strictObject({ rpm: limit, tpm: limit, rpd: limit });
 
 const PatchProjectSchema = z.strictObject({

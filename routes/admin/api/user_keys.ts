@@ -12,7 +12,7 @@ import {
   type Counts,
   emptyCounts,
   listUserTokens,
-  readUsageStats,
+  readUsageTotals,
 } from "../../../lib/store/usage.ts";
 import {
   createUserKey,
@@ -92,14 +92,14 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
     // This isolate's batched usage first, so usage and tokens today include its own requests.
     await gw.usage.flush();
     const now = gw.now();
-    const [records, stats, tokens] = await Promise.all([
+    const [records, usage, tokens] = await Promise.all([
       listUserKeys(gw.kv),
-      readUsageStats(gw.kv, now),
+      readUsageTotals(gw.kv, "user"),
       listUserTokens(gw.kv, pacificDayNumber(now)),
     ]);
     return c.json({
       data: records.map((r) =>
-        userKeyView(r, { usage: stats.users[r.id], tokensToday: tokens.get(r.id), now })
+        userKeyView(r, { usage: usage[r.id], tokensToday: tokens.get(r.id), now })
       ),
     });
   });
