@@ -23,7 +23,7 @@ import type { Gateway } from "./gateway.ts";
 import type { UsageMetadata } from "./gemini/types.ts";
 import { pacificDayNumber } from "./pool/calendar.ts";
 import type { Settings } from "./store/settings.ts";
-import { requestLogMutation } from "./store/request_log.ts";
+import { type NewRequestLogEntry, requestLogMutations } from "./store/request_log.ts";
 import {
   type Attempt,
   type BatchChunk,
@@ -34,8 +34,10 @@ import {
 
 /** How long completed requests are held in memory before they are written to KV. */
 export const FLUSH_INTERVAL_MS = 1_000;
-/** A batch with this many distinct event shapes or log entries is written without waiting. */
+/** A batch with this many distinct event shapes is written without waiting. */
 const FLUSH_SOON_SIZE = 500;
+/** A batch with this many request-log entries (a few KV pages) is written without waiting. */
+const FLUSH_SOON_LOG = 2_000;
 /** How long a written batch's user-token counts are remembered (see `userTokensSince`). */
 export const LEDGER_KEEP_MS = 60_000;
 /** Mutations kept for a retry after KV refused a write, at most (beyond this they are dropped). */
@@ -89,6 +91,8 @@ export interface UsageRecorderOptions {
 export class UsageRecorder {
   #options: UsageRecorderOptions;
   #batch = new UsageBatch();
+  /** Request-log entries of the batch, written as pages with it. */
+  #log: NewRequestLogEntry[] = [];
   #settlements: Settlement[] = [];
   /** Chunks KV refused, with what depends on them, retried first by the next flush. */
   #retry: { chunks: BatchChunk[]; settlements: Settlement[]; ledger: LedgerEntry[] } | null = null;
@@ -109,8 +113,8 @@ export class UsageRecorder {
     const completionTokens = (u?.candidatesTokenCount ?? 0) + (u?.thoughtsTokenCount ?? 0);
     const settings = this.#options.settings();
     const lastKey = outcome.attempts.at(-1)?.keyId ?? null;
-    const log = (settings?.requestLogSize ?? 1) > 0
-      ? requestLogMutation({
+    if ((settings?.requestLogSize ?? 1) > 0) {
+      this.#log.push({
         t: outcome.startedAt,
         userId: outcome.userId,
         model: outcome.model,
@@ -122,8 +126,8 @@ export class UsageRecorder {
         outputTokens: completionTokens,
         attempts: outcome.attempts.length,
         errorClass: outcome.errorClass ?? null,
-      })
-      : undefined;
+      });
+    }
     this.#batch.add({
       now,
       model: outcome.model,
@@ -133,7 +137,7 @@ export class UsageRecorder {
       promptTokens,
       completionTokens,
       thinkingTokens: u?.thoughtsTokenCount ?? 0,
-    }, log);
+    });
     if (outcome.attempts.length) {
       this.#settlements.push({ attempts: outcome.attempts, ok: outcome.ok, promptTokens });
     }
@@ -145,7 +149,7 @@ export class UsageRecorder {
           completionTokens,
       );
     }
-    if (this.#batch.groups >= FLUSH_SOON_SIZE || this.#batch.extras >= FLUSH_SOON_SIZE) {
+    if (this.#batch.groups >= FLUSH_SOON_SIZE || this.#log.length >= FLUSH_SOON_LOG) {
       this.#schedule(0);
     } else this.#schedule(FLUSH_INTERVAL_MS);
   }
@@ -203,7 +207,9 @@ export class UsageRecorder {
     this.#retry = null;
     const batch = this.#batch;
     const settlements = this.#settlements;
+    batch.addExtra(requestLogMutations(this.#log));
     this.#batch = new UsageBatch();
+    this.#log = [];
     this.#settlements = [];
     this.#pendingTokens = new Map();
     const fresh = batch.events ? batch.chunks() : [];

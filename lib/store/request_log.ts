@@ -1,8 +1,14 @@
 /**
- * The request log in KV: one small, redacted entry per completed client request under
- * `["rlog", time, id]` (no prompt, no answer, no secret: the Gemini key only masked, the user key
- * only by id). Written in the same atomic operation as the usage counters, expiring after a week,
- * and trimmed to the newest N entries by the cleanup job.
+ * The request log in KV: one small, redacted entry per completed client request (no prompt, no
+ * answer, no secret: the Gemini key only masked, the user key only by id).
+ *
+ * Entries are written in pages, not one KV row each: every usage flush (about once a second, see
+ * `lib/accounting.ts`) packs the entries it holds into as few pages as fit in a KV value, under
+ * `["rlog", newest start time, page id]`, with the page's oldest start time inside (a long stream
+ * finishes long after it started, so pages overlap in time). A row per request cost about 15 µs
+ * of CPU per request at a few thousand requests per second; a page costs well under 1 µs per entry.
+ * Pages expire after a week, and the cleanup job trims the log to its newest N entries.
+ * Rows written one per entry by older versions are still read and trimmed.
  */
 import * as z from "zod";
 import { randomId } from "../secrets.ts";
@@ -10,6 +16,8 @@ import { randomId } from "../secrets.ts";
 const PREFIX = "rlog";
 /** How long an entry lives at most, whatever N is. */
 export const REQUEST_LOG_TTL_MS = 7 * 86_400_000;
+/** A page's JSON text stays under this many characters (a KV value holds 64 KiB; UTF-16 worst case). */
+const PAGE_CHARS = 30_000;
 
 /** One logged request. */
 export const RequestLogEntrySchema = z.object({
@@ -33,52 +41,165 @@ export const RequestLogEntrySchema = z.object({
 
 /** A request log entry. */
 export type RequestLogEntry = z.infer<typeof RequestLogEntrySchema>;
+/** An entry before it is written (its id is given by its page). */
+export type NewRequestLogEntry = Omit<RequestLogEntry, "id">;
 
-/** The KV mutation that stores `entry` (without the id, which is made here). */
-export function requestLogMutation(entry: Omit<RequestLogEntry, "id">): Deno.KvMutation {
-  const id = randomId("r", 6);
+const nullableString = z.string().nullable();
+/** An entry in a page: the fields of `RequestLogEntry` after `id`, in order. */
+const RowSchema = z.tuple([
+  z.number(),
+  nullableString,
+  z.string(),
+  nullableString,
+  nullableString,
+  z.number(),
+  z.number(),
+  z.number(),
+  z.number(),
+  z.number(),
+  nullableString,
+]);
+type Row = z.infer<typeof RowSchema>;
+/** A page's value (stored as JSON text). */
+const PageSchema = z.object({ rows: z.array(RowSchema) });
+
+function rowOf(e: NewRequestLogEntry): Row {
+  return [
+    e.t,
+    e.userId,
+    e.model,
+    e.keyId,
+    e.key,
+    e.status,
+    e.latencyMs,
+    e.inputTokens,
+    e.outputTokens,
+    e.attempts,
+    e.errorClass,
+  ];
+}
+
+function entryOf(id: string, r: Row): RequestLogEntry {
+  return {
+    id,
+    t: r[0],
+    userId: r[1],
+    model: r[2],
+    keyId: r[3],
+    key: r[4],
+    status: r[5],
+    latencyMs: r[6],
+    inputTokens: r[7],
+    outputTokens: r[8],
+    attempts: r[9],
+    errorClass: r[10],
+  };
+}
+
+/** The KV mutation of one page of `entries` (newest first inside). */
+function pageMutation(entries: NewRequestLogEntry[]): Deno.KvMutation {
+  const rows = entries.map(rowOf).sort((a, b) => b[0] - a[0]);
   return {
     type: "set",
-    key: [PREFIX, entry.t, id],
-    value: { ...entry, id },
+    key: [PREFIX, rows[0][0], randomId("r", 6)],
+    value: JSON.stringify({ rows }),
     expireIn: REQUEST_LOG_TTL_MS,
   };
 }
+
+/** The KV mutations that store `entries`: as few pages as fit in KV values. */
+export function requestLogMutations(entries: readonly NewRequestLogEntry[]): Deno.KvMutation[] {
+  const out: Deno.KvMutation[] = [];
+  let page: NewRequestLogEntry[] = [];
+  let chars = 0;
+  for (const e of entries) {
+    // An upper bound of the row's JSON text: the strings and the numbers around them.
+    const size = 120 + (e.userId?.length ?? 0) + e.model.length + (e.keyId?.length ?? 0) +
+      (e.key?.length ?? 0) + (e.errorClass?.length ?? 0);
+    if (page.length && chars + size > PAGE_CHARS) {
+      out.push(pageMutation(page));
+      page = [];
+      chars = 0;
+    }
+    page.push(e);
+    chars += size;
+  }
+  if (page.length) out.push(pageMutation(page));
+  return out;
+}
+
+/** The entries of a stored page (or of a row written by an older version), newest first. */
+function entriesOf(entry: Deno.KvEntry<unknown>): RequestLogEntry[] {
+  const pageId = String(entry.key[2]);
+  if (typeof entry.value !== "string") {
+    const old = RequestLogEntrySchema.safeParse(entry.value);
+    return old.success ? [old.data] : [];
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(entry.value);
+  } catch {
+    return [];
+  }
+  const page = PageSchema.safeParse(json);
+  if (!page.success) return [];
+  return page.data.rows.map((r, i) => entryOf(`${pageId}.${i}`, r));
+}
+
+const newestFirst = (a: RequestLogEntry, b: RequestLogEntry) => b.t - a.t;
 
 /** The newest entries first, at most `limit`, optionally older than `before` (epoch ms). */
 export async function readRequestLog(
   kv: Deno.Kv,
   options: { limit: number; before?: number },
 ): Promise<RequestLogEntry[]> {
-  const selector: Deno.KvListSelector = options.before === undefined
-    ? { prefix: [PREFIX] }
-    : { prefix: [PREFIX], end: [PREFIX, options.before] };
-  const out: RequestLogEntry[] = [];
-  const iter = kv.list(selector, { reverse: true, limit: options.limit, batchSize: 500 });
-  for await (const e of iter) {
-    const parsed = RequestLogEntrySchema.safeParse(e.value);
-    if (parsed.success) out.push(parsed.data);
+  const { limit, before } = options;
+  let out: RequestLogEntry[] = [];
+  // Pages come newest start time first; a page may hold entries older than later pages' newest,
+  // so reading stops only when no page left can hold one of the `limit` newest.
+  for await (const e of kv.list({ prefix: [PREFIX] }, { reverse: true, batchSize: 100 })) {
+    if (out.length >= limit) {
+      out.sort(newestFirst);
+      out.length = limit;
+      if (Number(e.key[1]) < out[limit - 1].t) break;
+    }
+    for (const entry of entriesOf(e)) {
+      if (before === undefined || entry.t < before) out.push(entry);
+    }
   }
-  return out;
+  out = out.sort(newestFirst);
+  return out.slice(0, limit);
 }
 
-/** Deletes every entry but the newest `keep`; returns how many were deleted. */
+/** Deletes every entry but the newest `keep` (by page); returns how many were deleted. */
 export async function trimRequestLog(kv: Deno.Kv, keep: number): Promise<number> {
-  let seen = 0;
-  let batch: Deno.KvKey[] = [];
+  let kept = 0;
   let deleted = 0;
+  let op = kv.atomic();
+  let pending = 0;
   const flush = async () => {
-    let op = kv.atomic();
-    for (const key of batch) op = op.delete(key);
-    await op.commit();
-    deleted += batch.length;
-    batch = [];
+    if (pending) await op.commit();
+    op = kv.atomic();
+    pending = 0;
   };
-  for await (const e of kv.list({ prefix: [PREFIX] }, { reverse: true, batchSize: 1000 })) {
-    if (++seen <= keep) continue;
-    batch.push(e.key);
-    if (batch.length >= 500) await flush();
+  for await (const e of kv.list({ prefix: [PREFIX] }, { reverse: true, batchSize: 500 })) {
+    const entries = entriesOf(e);
+    if (kept + entries.length <= keep) {
+      kept += entries.length;
+      continue;
+    }
+    const left = Math.max(0, keep - kept);
+    kept += left;
+    deleted += entries.length - left;
+    if (left === 0 || typeof e.value !== "string") op = op.delete(e.key);
+    else {
+      // The page on the boundary keeps its newest entries (its key, the newest time, stays).
+      const rows = entries.slice(0, left).map((x) => rowOf(x));
+      const expireIn = Math.max(60_000, Number(e.key[1]) + REQUEST_LOG_TTL_MS - Date.now());
+      op = op.set(e.key, JSON.stringify({ rows }), { expireIn });
+    }
+    if (++pending >= 500) await flush();
   }
-  if (batch.length) await flush();
+  await flush();
   return deleted;
 }

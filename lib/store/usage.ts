@@ -176,6 +176,7 @@ export function userTokensId(userId: string, pacificDay: number): string {
 
 /** An upper bound of a flat value's stored size (strings counted as UTF-8 at worst). */
 function valueBytes(value: unknown): number {
+  if (typeof value === "string") return value.length * 3 + 64;
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     return JSON.stringify(value ?? null).length * 3 + 64;
   }
@@ -213,15 +214,14 @@ export class UsageBatch {
     return this.#groups.size;
   }
 
-  /** Mutations other than counters held (request log entries). */
-  get extras(): number {
-    return this.#extra.length;
+  /** Adds mutations to write with the batch's counters, after them (request-log pages). */
+  addExtra(mutations: readonly Deno.KvMutation[]): void {
+    this.#extra.push(...mutations);
   }
 
-  /** Adds one event and any `extra` mutations to write with it (a log entry, a `set`). */
-  add(event: UsageEvent, extra?: Deno.KvMutation): void {
+  /** Adds one event. */
+  add(event: UsageEvent): void {
     this.#events++;
-    if (extra) this.#extra.push(extra);
     // Gateway-made ids first, the client-chosen model last: no two shapes share an id.
     let id = `${Math.floor(event.now / MINUTE)}\u0000${event.userId ?? ""}\u0000${
       event.ok ? 1 : 0

@@ -150,7 +150,12 @@ Deno.test("a large batch is split into atomic operations within KV's limits, use
         promptTokens: 3,
         completionTokens: 2,
         thinkingTokens: 0,
-      }, { type: "set", key: ["rlog", now, `r${i}`], value: { i, pad: "y".repeat(500) } });
+      });
+      batch.addExtra([{
+        type: "set",
+        key: ["rlog", now, `r${i}`],
+        value: { i, pad: "y".repeat(500) },
+      }]);
     }
     const chunks = batch.chunks();
     assert.ok(chunks.length > 1);

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import {
+  type NewRequestLogEntry,
+  readRequestLog,
+  requestLogMutations,
+  trimRequestLog,
+} from "../../lib/store/request_log.ts";
+
+function entry(t: number, extra: Partial<NewRequestLogEntry> = {}): NewRequestLogEntry {
+  return {
+    t,
+    userId: "uk_1",
+    model: "gemini-2.5-flash",
+    keyId: "k1",
+    key: "AIza…0001",
+    status: 200,
+    latencyMs: 12,
+    inputTokens: 7,
+    outputTokens: 5,
+    attempts: 1,
+    errorClass: null,
+    ...extra,
+  };
+}
+
+async function write(kv: Deno.Kv, entries: NewRequestLogEntry[]): Promise<number> {
+  const mutations = requestLogMutations(entries);
+  const res = await kv.atomic().mutate(...mutations).commit();
+  assert.ok(res.ok);
+  return mutations.length;
+}
+
+Deno.test("request-log pages are read back newest first across overlapping pages, with paging", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    // Page A holds a long request that started early (t=100) and finished late, beside t=900.
+    await write(kv, [entry(900), entry(100, { errorClass: "client_closed", status: 200 })]);
+    // Page B's newest entry (500) is older than page A's, but it holds 400 and 300.
+    await write(kv, [entry(500), entry(300), entry(400)]);
+    // An entry written one row each by an older version.
+    await kv.set(["rlog", 200, "rOld"], { id: "rOld", ...entry(200, { model: "old" }) });
+
+    const all = await readRequestLog(kv, { limit: 100 });
+    assert.deepEqual(all.map((e) => e.t), [900, 500, 400, 300, 200, 100]);
+    assert.equal(new Set(all.map((e) => e.id)).size, 6, "ids are unique");
+    assert.equal(all.find((e) => e.t === 200)?.model, "old");
+    assert.deepEqual(all[5], { ...entry(100, { errorClass: "client_closed" }), id: all[5].id });
+
+    const top = await readRequestLog(kv, { limit: 2 });
+    assert.deepEqual(top.map((e) => e.t), [900, 500]);
+    const next = await readRequestLog(kv, { limit: 3, before: 500 });
+    assert.deepEqual(next.map((e) => e.t), [400, 300, 200]);
+    const last = await readRequestLog(kv, { limit: 3, before: 200 });
+    assert.deepEqual(last.map((e) => e.t), [100]);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a large flush is split into pages that fit in a KV value", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const entries = Array.from(
+      { length: 1500 },
+      (_, i) => entry(1000 + i, { model: `model-${"m".repeat(60)}`, userId: `uk_${i}` }),
+    );
+    const pages = requestLogMutations(entries);
+    assert.ok(pages.length > 1, "several pages");
+    for (const p of pages) {
+      assert.equal(typeof p.type === "string" && p.type, "set");
+      const value = (p as { value: unknown }).value;
+      assert.ok(typeof value === "string" && value.length <= 30_000, "fits in a KV value");
+    }
+    // Fewer mutations than entries, written in chunks KV accepts.
+    for (let i = 0; i < pages.length; i += 5) {
+      assert.ok((await kv.atomic().mutate(...pages.slice(i, i + 5)).commit()).ok);
+    }
+    const read = await readRequestLog(kv, { limit: 1000 });
+    assert.equal(read.length, 1000);
+    assert.equal(read[0].t, 2499);
+    assert.equal(read[999].t, 1500);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("trimming keeps exactly the newest N entries, cutting the page on the boundary", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await write(kv, [entry(10), entry(11), entry(12)]);
+    await write(kv, [entry(20), entry(21), entry(22)]);
+    await kv.set(["rlog", 5, "rOld"], { id: "rOld", ...entry(5) });
+    assert.equal(await trimRequestLog(kv, 4), 3);
+    const left = await readRequestLog(kv, { limit: 100 });
+    assert.deepEqual(left.map((e) => e.t), [22, 21, 20, 12]);
+    assert.equal(await trimRequestLog(kv, 4), 0, "nothing more to trim");
+    assert.equal(await trimRequestLog(kv, 0), 4);
+    assert.deepEqual(await readRequestLog(kv, { limit: 100 }), []);
+    let rows = 0;
+    for await (const _ of kv.list({ prefix: ["rlog"] })) rows++;
+    assert.equal(rows, 0, "emptied pages are deleted");
+  } finally {
+    kv.close();
+  }
+});
