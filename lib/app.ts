@@ -3,9 +3,8 @@
  * dependencies (KV, upstream fetch, clock, config), so tests can run it on `:memory:` KV against a
  * fake upstream with a fake clock.
  */
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { requestId } from "hono/request-id";
 import { AdminAuthenticator } from "./auth/admin_auth.ts";
 import { adminAuth, userKeyAuth } from "./auth/middleware.ts";
 import { UserKeyAuthenticator } from "./auth/user_auth.ts";
@@ -13,12 +12,13 @@ import { UserLimiter } from "./auth/user_limiter.ts";
 import { UsageRecorder } from "./accounting.ts";
 import { Background } from "./background.ts";
 import { CachedValue } from "./cache.ts";
+import { ClientWatch } from "./client_watch.ts";
 import type { Config } from "./config.ts";
 import type { AppEnv, Gateway } from "./gateway.ts";
 import { GeminiClient } from "./gemini/client.ts";
 import { OpenAiError } from "./openai/errors.ts";
 import { KeyPool } from "./pool/key_pool.ts";
-import type { Sealer } from "./secrets.ts";
+import { randomId, type Sealer } from "./secrets.ts";
 import { readSettings } from "./store/settings.ts";
 import { ToolCallStore } from "./store/tool_calls.ts";
 import { MediaFetcher } from "./media/fetch_media.ts";
@@ -79,6 +79,27 @@ function isFileUpload(req: Request): boolean {
   return req.method === "POST" && urlPath(req.url).replace(/\/+$/, "") === "/v1/files";
 }
 
+/**
+ * The first middleware of every request: an `X-Request-Id` (the client's own when it is a sane
+ * token; else this isolate's random prefix and a counter, cheaper than a UUID), and once the
+ * handler has answered, its client is no longer watched (a streamed body notices its client going
+ * away through its own `cancel`). `c.req.raw` is read after the handler, as the routes saw it.
+ */
+function requestScope(clients: ClientWatch): MiddlewareHandler<AppEnv> {
+  const prefix = randomId("", 6);
+  let count = 0;
+  return async (c, next) => {
+    let id = c.req.header("x-request-id");
+    if (!id || id.length > 255 || /[^\w\-=]/.test(id)) id = `${prefix}-${(++count).toString(36)}`;
+    c.header("x-request-id", id);
+    try {
+      await next();
+    } finally {
+      clients.release(c.req.raw);
+    }
+  };
+}
+
 /** Builds the gateway app. */
 export function createApp(deps: AppDeps): App {
   const now = deps.now ?? Date.now;
@@ -120,12 +141,13 @@ export function createApp(deps: AppDeps): App {
       hasStoredHash: deps.hasAdminHash,
     }),
     background,
+    clients: new ClientWatch(),
     toolCalls: new ToolCallStore({ kv, background }),
     media: new MediaFetcher(),
   };
 
   const hono = new Hono<AppEnv>();
-  hono.use(requestId());
+  hono.use(requestScope(gateway.clients));
   hono.onError((err, c) => {
     if (err instanceof OpenAiError) return err.toResponse();
     console.error(`Unhandled error on ${c.req.method} ${c.req.path}:`, err);

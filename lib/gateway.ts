@@ -8,6 +8,7 @@ import type { UserLimiter } from "./auth/user_limiter.ts";
 import type { UsageRecorder } from "./accounting.ts";
 import type { Background } from "./background.ts";
 import type { CachedValue } from "./cache.ts";
+import type { ClientWatch } from "./client_watch.ts";
 import type { Config } from "./config.ts";
 import type { GeminiClient } from "./gemini/client.ts";
 import type { MediaFetcher } from "./media/fetch_media.ts";
@@ -42,6 +43,8 @@ export interface Gateway {
   usage: UsageRecorder;
   admin: AdminAuthenticator;
   background: Background;
+  /** "The client went away" signals of requests (use `signalOf(c.req.raw)`, not `request.signal`). */
+  clients: ClientWatch;
   now: () => number;
   /** Thought signatures behind tool-call ids (memory + KV). */
   toolCalls: ToolCallStore;

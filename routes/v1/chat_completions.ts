@@ -91,7 +91,7 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
     const req = await readBody(c.req.raw, ChatCompletionRequestSchema);
     const settings = gw.settings.current() ?? await gw.settings.get();
     const userKey = c.get("userKey");
-    const signal = c.req.raw.signal;
+    const signal = gw.clients.signalOf(c.req.raw);
     const startedAt = gw.now();
 
     const inputs = await resolveChatInputs(gw, chatRequestRefs(req), {

@@ -54,7 +54,7 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
       );
       const options = await failoverOptions(gw, {
         model: plan.model,
-        signal: c.req.raw.signal,
+        signal: gw.clients.signalOf(c.req.raw),
         estimatedTokens: tokens,
       });
       const payload = JSON.stringify(batch);

@@ -83,7 +83,7 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
       );
     }
     const userKey = c.get("userKey");
-    const signal = c.req.raw.signal;
+    const signal = gw.clients.signalOf(c.req.raw);
     const startedAt = gw.now();
     let purpose: string | null = null;
     let uploaded: Awaited<ReturnType<typeof uploadStream>> | null = null;
@@ -196,7 +196,7 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
         const { file } = await getUpstreamFile(gw, {
           keyId: record.keyId,
           name: record.name,
-          signal: c.req.raw.signal,
+          signal: gw.clients.signalOf(c.req.raw),
           what: `The file '${record.id}'`,
         });
         const state = fileStateOf(file.state);

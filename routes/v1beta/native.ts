@@ -218,14 +218,17 @@ async function forwardJson(
     const target = settings.aliases[name];
     if (target) path = `/v1beta/models/${encodeURIComponent(normalizeModel(target))}`;
   }
-  const failover = await failoverOptions(gw, { model: options.model, signal: c.req.raw.signal });
+  const failover = await failoverOptions(gw, {
+    model: options.model,
+    signal: gw.clients.signalOf(c.req.raw),
+  });
   const result = await runWithFailover(gw.pool, failover, async (key) => {
     const res = await gw.client.send(key.secret, {
       method: "GET",
       path,
       query: forwardedQuery(url),
       headers: forwardedHeaders(c.req.raw),
-    }, c.req.raw.signal);
+    }, gw.clients.signalOf(c.req.raw));
     const text = await res.text();
     return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
   });
@@ -295,7 +298,7 @@ async function modelCall(
   const url = new URL(c.req.url);
   const path = `/v1beta/${call.collection}/${encodeURIComponent(model)}:${call.method}`;
   const query = forwardedQuery(url);
-  const signal = c.req.raw.signal;
+  const signal = gw.clients.signalOf(c.req.raw);
   const failover = await failoverOptions(gw, {
     model,
     signal,
@@ -494,7 +497,7 @@ async function fileOperation(
   const failover = await failoverOptions(gw, {
     model: FILES_MODEL,
     pinnedKeyId: record.keyId,
-    signal: c.req.raw.signal,
+    signal: gw.clients.signalOf(c.req.raw),
   });
   const result = await runWithFailover(gw.pool, failover, async (key) => {
     const res = await gw.client.send(key.secret, { method, path: `/v1beta/${name}` });
@@ -540,13 +543,16 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   }
   const userKey = c.get("userKey");
   const startedAt = gw.now();
-  const failover = await failoverOptions(gw, { model: FILES_MODEL, signal: req.signal });
+  const failover = await failoverOptions(gw, {
+    model: FILES_MODEL,
+    signal: gw.clients.signalOf(req),
+  });
   const result = await runWithFailover(gw.pool, failover, async (key) => {
     const r = await startUpload(gw.client, key.secret, {
       mimeType: req.headers.get("x-goog-upload-header-content-type") ?? "application/octet-stream",
       size: Number.isFinite(declared) && declared >= 0 ? declared : undefined,
       body: metadata || "{}",
-      signal: req.signal,
+      signal: gw.clients.signalOf(req),
     });
     return r.ok ? { ok: true, value: r } : r;
   });
@@ -618,7 +624,7 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
   const failover = await failoverOptions(gw, {
     model: FILES_MODEL,
     pinnedKeyId: session.keyId,
-    signal: req.signal,
+    signal: gw.clients.signalOf(req),
   });
   const sent = await runWithFailover(gw.pool, { ...failover, maxAttempts: 1 }, async (k) => {
     if (!command.includes("upload")) {
@@ -628,7 +634,7 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
         path: "",
         url: session.upstream,
         headers: { "x-goog-upload-command": command.join(", ") },
-      }, req.signal);
+      }, gw.clients.signalOf(req));
       return { ok: true, value: r };
     }
     try {
@@ -641,7 +647,7 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
           startOffset: offset,
           finalize: command.includes("finalize"),
           maxBytes: MAX_FILE_BYTES - offset,
-          signal: req.signal,
+          signal: gw.clients.signalOf(req),
         },
       );
       return { ok: true, value: r.response };

@@ -381,3 +381,45 @@ Deno.test("/v1/models lists upstream models without the models/ prefix, and one 
     await gw.close();
   }
 });
+
+Deno.test("a client that gives up on a slow answer stops the upstream call (watched after a grace time)", async () => {
+  // The upstream holds its answer until its request is aborted (or 10 s pass).
+  let upstreamAborted: (() => void) | null = null;
+  const aborted = new Promise<void>((resolve) => (upstreamAborted = resolve));
+  const held: typeof fetch = (_input, init) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => resolve(new Response("{}")), 10_000);
+      init?.signal?.addEventListener("abort", () => {
+        clearTimeout(timer);
+        upstreamAborted?.();
+        reject(init.signal?.reason);
+      }, { once: true });
+    });
+  const gw = await startGateway({ keys: { "AIzaGood-1": OK }, upstreamFetch: held });
+  try {
+    const apiKey = await gw.createUserKey();
+    const client = new AbortController();
+    const started = performance.now();
+    const req = fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${apiKey}` },
+      body: JSON.stringify({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: "hi" }],
+      }),
+      signal: client.signal,
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    client.abort();
+    await req.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), 5_000)));
+    const outcome = await Promise.race([aborted, timeout]);
+    clearTimeout(timer);
+    assert.notEqual(outcome, "late", "upstream call aborted");
+    assert.ok(performance.now() - started < 5_000);
+    await gw.app.drain();
+  } finally {
+    await gw.close();
+  }
+});

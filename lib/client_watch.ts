@@ -1,0 +1,83 @@
+/**
+ * The client going away, observed cheaply. Reading `request.signal` of a `Deno.serve` request makes
+ * Deno watch that connection, which costs about 15 µs of CPU and 50 µs of latency per request
+ * (measured on Deno 2.9 with a bare forwarder: 54 → 68 µs CPU, p50 0.22 → 0.27 ms). Most API
+ * requests through a fast upstream are over long before a client could give up on them, so routes
+ * get a gateway-owned signal instead (`signalOf`), and one timer for all requests links it to the
+ * request's own signal only once the request has run for `GRACE_MS`. A request that is over is
+ * `release`d (by the app, once its handler returned) and never watched.
+ *
+ * A streamed answer that is still being sent when its client goes away is stopped by its body's
+ * `cancel` as well, whether or not it was watched.
+ */
+
+/** How long a request runs before its connection is watched. */
+export const GRACE_MS = 500;
+
+/** What is watched of a request: only its signal, read lazily. */
+export interface Watchable {
+  readonly signal: AbortSignal;
+}
+
+interface Watched {
+  controller: AbortController;
+  since: number;
+}
+
+/** Gateway-owned "client went away" signals, linked to requests' own signals after a grace time. */
+export class ClientWatch {
+  #waiting = new Map<Watchable, Watched>();
+  /** Requests whose signal is linked already (weakly held: they are over when collected). */
+  #linked = new WeakMap<Watchable, Watched>();
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #graceMs: number;
+
+  constructor(options: { graceMs?: number } = {}) {
+    this.#graceMs = options.graceMs ?? GRACE_MS;
+  }
+
+  /** The signal that fires when the client of `req` goes away (same for every call). */
+  signalOf(req: Watchable): AbortSignal {
+    const known = this.#waiting.get(req) ?? this.#linked.get(req);
+    if (known) return known.controller.signal;
+    const watched: Watched = { controller: new AbortController(), since: performance.now() };
+    this.#waiting.set(req, watched);
+    if (this.#timer === null) this.#arm();
+    return watched.controller.signal;
+  }
+
+  /** The request is over: it is not watched from now on. */
+  release(req: Watchable): void {
+    if (this.#waiting.delete(req) && this.#waiting.size === 0 && this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  /** Requests still waiting for their grace time to end. */
+  get waiting(): number {
+    return this.#waiting.size;
+  }
+
+  #arm(): void {
+    const timer = setTimeout(this.#tick, this.#graceMs / 2);
+    // Watching must not keep the process alive.
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  #tick = () => {
+    this.#timer = null;
+    const cutoff = performance.now() - this.#graceMs;
+    for (const [req, watched] of this.#waiting) {
+      if (watched.since > cutoff) continue;
+      this.#waiting.delete(req);
+      this.#linked.set(req, watched);
+      const signal = req.signal;
+      const controller = watched.controller;
+      if (signal.aborted) controller.abort(signal.reason);
+      else signal.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
+    }
+    if (this.#waiting.size) this.#arm();
+  };
+}
