@@ -75,6 +75,8 @@ export class GeminiClient {
     if (request.body && typeof request.body === "string" && !headers.has("content-type")) {
       headers.set("content-type", "application/json");
     }
+    // A client already gone gets no upstream call.
+    signal?.throwIfAborted();
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal?.reason);
     signal?.addEventListener("abort", onAbort, { once: true });

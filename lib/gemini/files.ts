@@ -6,7 +6,8 @@
 import type { Gateway } from "../gateway.ts";
 import { runWithFailover } from "../pool/failover.ts";
 import type { Attempt } from "../store/usage.ts";
-import { type FileRecord, setFileState } from "../store/files.ts";
+import { type FileRecord, type FileState, setFileState } from "../store/files.ts";
+import { fileStateOf } from "../translate/files.ts";
 import { failoverOptions } from "./generate.ts";
 import {
   finalFile,
@@ -87,6 +88,8 @@ export async function pinnedFailure(
 
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
+    // An abort that came before this pause (e.g. during a poll) fires no event any more.
+    if (signal?.aborted) return reject(signal.reason ?? new Error("Aborted"));
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
       resolve();
@@ -131,18 +134,30 @@ export async function getUpstreamFile(
   return { file: result.value, attempts: result.attempts };
 }
 
-/** Waits until a file is ACTIVE (polling with growing pauses); returns the updated record. */
-export async function waitUntilActive(
+/**
+ * Polls an upstream file through its key until it is ACTIVE, with growing pauses that end early
+ * when `signal` aborts. Throws a FileAccessError when the file FAILED (400 `file_failed`) or is
+ * still PROCESSING after `maxWaitMs` (409 `file_processing`). `onState` sees each state change;
+ * returns the last upstream resource read (none when `file` was ACTIVE already).
+ */
+export async function pollUntilActive(
   gw: Gateway,
-  record: FileRecord,
-  options: { signal?: AbortSignal; maxWaitMs?: number } = {},
-): Promise<FileRecord> {
-  let current = record;
+  file: { name: string; state?: string },
+  options: {
+    keyId: string;
+    what: string;
+    signal?: AbortSignal;
+    maxWaitMs?: number;
+    onState?: (state: FileState) => Promise<void>;
+  },
+): Promise<GeminiFile | undefined> {
+  const { what } = options;
+  let state = fileStateOf(file.state);
+  let latest: GeminiFile | undefined;
   let waited = 0;
   let pause = 250;
-  const what = `The file '${record.id}'`;
-  while (current.state !== "ACTIVE") {
-    if (current.state === "FAILED") {
+  while (state !== "ACTIVE") {
+    if (state === "FAILED") {
       throw new FileAccessError(400, `${what} failed processing upstream`, { code: "file_failed" });
     }
     if (waited > 0) {
@@ -154,22 +169,40 @@ export async function waitUntilActive(
         );
       }
     }
-    const { file } = await getUpstreamFile(gw, {
-      keyId: current.keyId,
-      name: current.name,
+    latest = (await getUpstreamFile(gw, {
+      keyId: options.keyId,
+      name: file.name,
       signal: options.signal,
       what,
-    });
-    const state = file.state === "ACTIVE" || file.state === "FAILED" ? file.state : "PROCESSING";
-    if (state !== current.state) {
-      current = await setFileState(gw.kv, current, { state, now: gw.now() });
-    }
+    })).file;
+    const next = fileStateOf(latest.state);
+    if (next !== state) await options.onState?.(next);
+    state = next;
     if (state === "PROCESSING") {
       await delay(pause, options.signal);
       waited += pause;
       pause = Math.min(pause * 2, 5_000);
     }
   }
+  return latest;
+}
+
+/** Waits until a file is ACTIVE (polling with growing pauses); returns the updated record. */
+export async function waitUntilActive(
+  gw: Gateway,
+  record: FileRecord,
+  options: { signal?: AbortSignal; maxWaitMs?: number } = {},
+): Promise<FileRecord> {
+  let current = record;
+  await pollUntilActive(gw, record, {
+    keyId: record.keyId,
+    what: `The file '${record.id}'`,
+    signal: options.signal,
+    maxWaitMs: options.maxWaitMs,
+    onState: async (state) => {
+      current = await setFileState(gw.kv, current, { state, now: gw.now() });
+    },
+  });
   return current;
 }
 

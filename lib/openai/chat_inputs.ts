@@ -8,7 +8,7 @@ import type { Gateway } from "../gateway.ts";
 import {
   assertFileKeyUsable,
   FileAccessError,
-  getUpstreamFile,
+  pollUntilActive,
   streamOf,
   uploadStream,
   waitUntilActive,
@@ -177,22 +177,11 @@ export async function offloadLargeInline(
       });
       attempts.push(...uploaded.attempts);
       pinnedKeyId = uploaded.keyId;
-      let file = uploaded.file;
-      for (let pause = 250, waited = 0; file.state === "PROCESSING"; pause *= 2) {
-        if (waited > 120_000) {
-          throw new OpenAiError(409, "Uploaded media is still being processed; retry shortly", {
-            code: "file_processing",
-          });
-        }
-        await new Promise((r) => setTimeout(r, Math.min(pause, 5_000)));
-        waited += Math.min(pause, 5_000);
-        file = (await getUpstreamFile(gw, {
-          keyId: uploaded.keyId,
-          name: file.name,
-          signal: options.signal,
-          what: "Uploaded media",
-        })).file;
-      }
+      const file = await pollUntilActive(gw, uploaded.file, {
+        keyId: uploaded.keyId,
+        what: "Uploaded media",
+        signal: options.signal,
+      }) ?? uploaded.file;
       delete part.inlineData;
       part.fileData = { mimeType: inline.mimeType, fileUri: file.uri };
       size = requestSize(body);

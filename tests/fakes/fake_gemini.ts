@@ -66,6 +66,11 @@ export interface FakeGeminiOptions {
   strict?: boolean;
   /** The model's own output limit in words: longer answers stop there with MAX_TOKENS. */
   outputLimit?: number;
+  /**
+   * How an uploaded video (PROCESSING at first) ends: the state it turns into and on which GET of
+   * it; default ACTIVE on the second. A large `afterGets` keeps it PROCESSING.
+   */
+  videoProcessing?: { state?: "ACTIVE" | "FAILED"; afterGets?: number };
 }
 
 /** A model served by the fake. */
@@ -122,7 +127,7 @@ interface GeminiFile {
   expirationTime: string;
   sha256Hash: string;
   uri: string;
-  state: "PROCESSING" | "ACTIVE";
+  state: "PROCESSING" | "ACTIVE" | "FAILED";
   source: "UPLOADED";
 }
 
@@ -600,6 +605,7 @@ class FakeGeminiServer implements FakeGemini {
   readonly #quiet: boolean;
   readonly #strict: boolean;
   readonly #outputLimit: number | undefined;
+  readonly #videoProcessing: { state: "ACTIVE" | "FAILED"; afterGets: number };
   /** Thought signatures this fake issued (Gemini 3 function calls). */
   readonly #signatures = new Set<string>();
   readonly #counts = new Map<string, number>();
@@ -625,6 +631,10 @@ class FakeGeminiServer implements FakeGemini {
     this.#quiet = options.quiet === true;
     this.#strict = options.strict === true;
     this.#outputLimit = options.outputLimit;
+    this.#videoProcessing = {
+      state: options.videoProcessing?.state ?? "ACTIVE",
+      afterGets: options.videoProcessing?.afterGets ?? 2,
+    };
     this.#server = Deno.serve({
       hostname: "127.0.0.1",
       port: options.port ?? 0,
@@ -1344,8 +1354,8 @@ class FakeGeminiServer implements FakeGemini {
     const stored = this.#files.get(id);
     if (stored === undefined || stored.project !== project) return fileDenied(id);
     stored.gets++;
-    if (stored.file.state === "PROCESSING" && stored.gets >= 2) {
-      stored.file.state = "ACTIVE";
+    if (stored.file.state === "PROCESSING" && stored.gets >= this.#videoProcessing.afterGets) {
+      stored.file.state = this.#videoProcessing.state;
       stored.file.updateTime = timestamp(Date.now());
     }
     return jsonResponse(stored.file);

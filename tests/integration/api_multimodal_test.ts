@@ -6,7 +6,9 @@
  */
 import assert from "node:assert/strict";
 import type OpenAI from "openai";
+import type { GenerateContentRequest } from "../../lib/gemini/types.ts";
 import { MediaFetcher } from "../../lib/media/fetch_media.ts";
+import { offloadLargeInline } from "../../lib/openai/chat_inputs.ts";
 import { startGateway, type TestGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
@@ -211,6 +213,83 @@ Deno.test("inline media over Gemini's request limit goes through the Files API o
       assert.equal(part.inlineData, undefined);
       assert.equal(part.fileData?.mimeType, "image/png");
     }
+  } finally {
+    await gw.close();
+  }
+});
+
+/** 15 MB of base64 video: over Gemini's inline request limit, so it is offloaded to Files. */
+function bigVideoBase64(): string {
+  const big = new Uint8Array(15 * 1024 * 1024);
+  let binary = "";
+  for (let i = 0; i < big.length; i += 0x8000) {
+    binary += String.fromCharCode(...big.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+Deno.test("offloaded inline media the upstream fails to process gives a clear 4xx", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaFail-1": OK },
+    fakeOptions: { strict: true, videoProcessing: { state: "FAILED" } },
+  });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const err = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{
+        role: "user",
+        content: [
+          { type: "text", text: "watch" },
+          {
+            type: "file",
+            file: { file_data: `data:video/mp4;base64,${bigVideoBase64()}`, filename: "a.mp4" },
+          },
+        ],
+      }],
+    }).catch((e) => e);
+    assert.equal(err.status, 400);
+    assert.equal(err.code, "file_failed");
+    assert.match(err.message, /Uploaded media failed processing upstream/);
+    assert.ok(gw.fake.requests.some((r) => r.method === "GET" && r.path.includes("/files/")));
+    assert.equal(
+      gw.fake.requests.filter((r) => r.path.includes("generateContent")).length,
+      0,
+      "no request to Gemini with a failed file",
+    );
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a client abort stops the wait for offloaded media at once", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaSlow-1": OK },
+    fakeOptions: { videoProcessing: { afterGets: 1_000 } },
+  });
+  try {
+    const body: GenerateContentRequest = {
+      contents: [{
+        role: "user",
+        parts: [{ inlineData: { mimeType: "video/mp4", data: bigVideoBase64() } }],
+      }],
+    };
+    const ac = new AbortController();
+    const polls = () =>
+      gw.fake.requests.filter((r) => r.method === "GET" && r.path.includes("/files/")).length;
+    const offload = offloadLargeInline(gw.app.gateway, body, { signal: ac.signal });
+    const outcome = offload.then(() => "resolved", (e) => e);
+    // Polls come after pauses of 250, 500, 1000 ms: after the third the wait sleeps for a second.
+    while (polls() < 3) await new Promise((r) => setTimeout(r, 10));
+    const before = polls();
+    const abortedAt = performance.now();
+    ac.abort();
+    const err = await outcome;
+    const took = performance.now() - abortedAt;
+    assert.ok(err instanceof Error && err.name === "AbortError", String(err));
+    assert.ok(took < 300, `the wait ended ${Math.round(took)} ms after the abort`);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(polls(), before, "no polling after the abort");
   } finally {
     await gw.close();
   }

@@ -36,3 +36,24 @@ Deno.test("readSseData decodes UTF-8 split across byte chunks", async () => {
   for await (const d of readSseData(body)) out.push(d);
   assert.deepEqual(out, ['{"t":"你好"}']);
 });
+
+Deno.test("a byte stream is read chunk by chunk, events larger than a chunk intact", async () => {
+  const big = "x".repeat(20_000);
+  const text = `data: {"a":1}\r\n\r\ndata: ${big}\n\ndata: {"b":2}\n\n`;
+  const bytes = new TextEncoder().encode(text);
+  let pulls = 0;
+  const body = new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      // Two chunks: one cut inside the big event, the rest.
+      if (pulls++ === 0) controller.enqueue(bytes.slice(0, 9000));
+      else {
+        controller.enqueue(bytes.slice(9000));
+        controller.close();
+      }
+    },
+  });
+  const out: string[] = [];
+  for await (const data of readSseData(body)) out.push(data);
+  assert.deepEqual(out, ['{"a":1}', big, '{"b":2}']);
+});
