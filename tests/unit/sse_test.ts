@@ -37,7 +37,7 @@ Deno.test("readSseData decodes UTF-8 split across byte chunks", async () => {
   assert.deepEqual(out, ['{"t":"你好"}']);
 });
 
-Deno.test("a byte stream is read chunk by chunk, events larger than a chunk intact", async () => {
+Deno.test("a byte stream is read through a reused buffer, events larger than it intact", async () => {
   const big = "x".repeat(20_000);
   const text = `data: {"a":1}\r\n\r\ndata: ${big}\n\ndata: {"b":2}\n\n`;
   const bytes = new TextEncoder().encode(text);
