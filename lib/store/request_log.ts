@@ -4,9 +4,9 @@
  *
  * Entries are written in pages, not one KV row each: every usage flush (about once a second, see
  * `lib/accounting.ts`) packs the entries it holds into as few pages as fit in a KV value, under
- * `["rlog", newest start time, page id]`, with the page's oldest start time inside (a long stream
- * finishes long after it started, so pages overlap in time). A row per request cost about 15 µs
- * of CPU per request at a few thousand requests per second; a page costs well under 1 µs per entry.
+ * `["rlog", newest start time, page id]`, entries newest first inside (a long stream finishes long
+ * after it started, so pages overlap in time). Pages instead of a row per request
+ * saved about 15 µs of CPU per request (`tests/bench/inprocess.ts`, non-stream chat: 51 → 37 µs).
  * Pages expire after a week, and the cleanup job trims the log to its newest N entries.
  * Rows written one per entry by older versions are still read and trimmed.
  */
@@ -154,7 +154,7 @@ export async function readRequestLog(
   options: { limit: number; before?: number },
 ): Promise<RequestLogEntry[]> {
   const { limit, before } = options;
-  let out: RequestLogEntry[] = [];
+  const out: RequestLogEntry[] = [];
   // Pages come newest start time first; a page may hold entries older than later pages' newest,
   // so reading stops only when no page left can hold one of the `limit` newest.
   for await (const e of kv.list({ prefix: [PREFIX] }, { reverse: true, batchSize: 100 })) {
@@ -167,8 +167,7 @@ export async function readRequestLog(
       if (before === undefined || entry.t < before) out.push(entry);
     }
   }
-  out = out.sort(newestFirst);
-  return out.slice(0, limit);
+  return out.sort(newestFirst).slice(0, limit);
 }
 
 /** Deletes every entry but the newest `keep` (by page); returns how many were deleted. */
