@@ -263,9 +263,14 @@ export class UsageRecorder {
 
   /** Writes what is pending and stops the timer (shutdown, tests); recording may go on after. */
   async drain(): Promise<void> {
-    // Requests completed during a write are written too; a write KV refused is tried once more
-    // (after that it stays pending and logged).
-    for (let pass = 0; pass < 3 && (this.#batch.events || this.#retry); pass++) await this.flush();
+    // A write already in flight (started by the timer) is waited for: it holds requests that are
+    // no longer in the batch. Requests completed during a write are written too; a write KV
+    // refused is tried once more (after that it stays pending and logged).
+    for (
+      let pass = 0;
+      pass < 3 && (this.#flushing || this.#batch.events || this.#retry);
+      pass++
+    ) await this.flush();
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;

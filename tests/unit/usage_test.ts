@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { UsageRecorder } from "../../lib/accounting.ts";
 import { pacificDayNumber } from "../../lib/pool/calendar.ts";
 import {
   commitChunks,
@@ -174,6 +175,69 @@ Deno.test("a large batch is split into atomic operations within KV's limits, use
     for await (const _ of kv.list({ prefix: ["rlog"] })) logged++;
     assert.equal(logged, 600);
   } finally {
+    kv.close();
+  }
+});
+
+Deno.test("drain waits for a usage write already in flight, so nothing is written after KV closes", async () => {
+  const kv = await Deno.openKv(":memory:");
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let commits = 0;
+  // KV whose atomic commits wait for the gate: a write that is slow to land.
+  const slow = new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = async () => {
+            commits++;
+            await gate;
+            return await commit();
+          };
+          return op;
+        };
+      }
+      const value = Reflect.get(target, prop);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  try {
+    const settled: number[] = [];
+    const recorder = new UsageRecorder({
+      kv: slow,
+      settings: () => undefined,
+      settle: (_attempts, { promptTokens }) => settled.push(promptTokens),
+      maskedOf: () => "AIza…test",
+    });
+    const now = Date.UTC(2026, 10, 26, 12);
+    recorder.record({
+      model: "m",
+      userId: "u1",
+      attempts: [{ keyId: "k1", ok: true }],
+      ok: true,
+      status: 200,
+      startedAt: now - 5,
+      usage: { promptTokenCount: 4, candidatesTokenCount: 2, totalTokenCount: 6 },
+    }, now);
+    // A flush starts (as its timer would) and takes the batch: nothing is pending in memory now.
+    const flushing = recorder.flush();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(commits, 1, "the write is in flight");
+    let drained = false;
+    const draining = recorder.drain().then(() => (drained = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(drained, false, "drain returned while the write was still in flight");
+    open();
+    await draining;
+    await flushing;
+    assert.deepEqual(settled, [4]);
+    const s = await readUsageStats(kv, now);
+    assert.equal(s.totals.req, 1);
+    assert.equal(s.totals.in, 4);
+  } finally {
+    open();
     kv.close();
   }
 });
