@@ -5,6 +5,7 @@
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { declaredBodyLimit } from "./body_limit.ts";
 import { AdminAuthenticator } from "./auth/admin_auth.ts";
 import { adminAuth, userKeyAuth } from "./auth/middleware.ts";
 import { UserKeyAuthenticator } from "./auth/user_auth.ts";
@@ -162,11 +163,13 @@ export function createApp(deps: AppDeps): App {
 
   hono.route("/health", healthRoutes(gateway));
 
-  const limit = bodyLimit({
+  const limit = declaredBodyLimit<AppEnv>({
     maxSize: MAX_BODY_BYTES,
     onError: () => {
       throw new OpenAiError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes`, {
         code: "request_too_large",
+        // The rest of the body is not read: the connection ends with the answer.
+        headers: { connection: "close" },
       });
     },
   });

@@ -7,7 +7,7 @@
  * that uploaded them and visible only to the user key that did.
  */
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
+import { declaredBodyLimit } from "../../lib/body_limit.ts";
 import { accountRequest } from "../../lib/accounting.ts";
 import {
   assertNativeModelAllowed,
@@ -155,10 +155,13 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
     new GoogleApiError(404, `Method not found: ${c.req.method} ${c.req.path}`).toResponse()
   );
 
-  const jsonLimit = bodyLimit({
+  const jsonLimit = declaredBodyLimit<AppEnv>({
     maxSize: MAX_JSON_BYTES,
     onError: () => {
-      throw new GoogleApiError(413, `Request body is larger than ${MAX_JSON_BYTES} bytes`);
+      throw new GoogleApiError(413, `Request body is larger than ${MAX_JSON_BYTES} bytes`, {
+        // The rest of the body is not read: the connection ends with the answer.
+        headers: { connection: "close" },
+      });
     },
   });
   const auth = nativeKeyAuth(gw);
