@@ -8,7 +8,8 @@
 
 /** A pending deadline; give it back to `Deadlines.clear` once the call is answered. */
 export interface Deadline {
-  readonly at: number;
+  /** When it fires (`performance.now()` time); moved by `Deadlines.restart`. */
+  at: number;
   readonly fire: () => void;
 }
 
@@ -30,6 +31,19 @@ export class Deadlines {
     this.#pending.add(deadline);
     if (this.#timer === null) this.#arm();
     return deadline;
+  }
+
+  /** Counts the full timeout again from now (re-arming a deadline that fired already). */
+  restart(deadline: Deadline): void {
+    deadline.at = performance.now() + this.#timeoutMs;
+    if (this.#pending.has(deadline)) return;
+    this.#pending.add(deadline);
+    if (this.#timer === null) this.#arm();
+  }
+
+  /** How long a deadline runs. */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
   }
 
   /** The call was answered (or failed) in time: its deadline no longer fires. */

@@ -39,12 +39,12 @@ const DROPPED_HEADERS = new Set(["authorization", "x-goog-api-key", "host", "con
 /** Calls the Gemini REST API with one key per request. */
 export class GeminiClient {
   #options: GeminiClientOptions;
-  /** The response-headers timeout of every call, on one shared timer. */
-  #deadlines: Deadlines;
+  /** The upstream timeout (response headers, and the gap between stream events), one timer. */
+  readonly deadlines: Deadlines;
 
   constructor(options: GeminiClientOptions) {
     this.#options = options;
-    this.#deadlines = new Deadlines(options.timeoutMs);
+    this.deadlines = new Deadlines(options.timeoutMs);
   }
 
   /** The absolute URL of an upstream path. */
@@ -87,7 +87,7 @@ export class GeminiClient {
     const onAbort = () => controller.abort(signal?.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
     let timedOut = false;
-    const deadline = this.#deadlines.start(() => {
+    const deadline = this.deadlines.start(() => {
       timedOut = true;
       controller.abort();
     });
@@ -106,7 +106,7 @@ export class GeminiClient {
       throw err;
     } finally {
       // The abort listener stays: a body still streaming must stop when the client goes away.
-      this.#deadlines.clear(deadline);
+      this.deadlines.clear(deadline);
     }
   }
 }

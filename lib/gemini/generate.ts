@@ -5,6 +5,7 @@
  * anti-truncation rounds.
  */
 import type { Gateway } from "../gateway.ts";
+import type { Deadline, Deadlines } from "../deadlines.ts";
 import { estimateRequestTokens } from "../pool/estimate.ts";
 import {
   type AttemptResult,
@@ -145,17 +146,16 @@ export async function openStream(
 }
 
 /**
- * The next item of a stream, or `"timeout"` when none arrives within `ms` of asking, with one
- * timer for the whole stream instead of one per item.
+ * The next item of a stream, or `"timeout"` when none arrives within the upstream timeout of
+ * asking, on the client's shared deadline timer (no timer of its own per stream or per item).
  */
 export class IdleTimeout {
-  #ms: number;
-  #timer: ReturnType<typeof setTimeout> | null = null;
-  #since = 0;
+  #deadlines: Deadlines;
+  #deadline: Deadline | null = null;
   #timeout: ((value: "timeout") => void) | null = null;
 
-  constructor(ms: number) {
-    this.#ms = ms;
+  constructor(deadlines: Deadlines) {
+    this.#deadlines = deadlines;
   }
 
   /** The next item of `events`, or `"timeout"`. */
@@ -163,8 +163,8 @@ export class IdleTimeout {
     return new Promise((resolve, reject) => {
       const timeout = (value: "timeout") => resolve(value);
       this.#timeout = timeout;
-      this.#since = performance.now();
-      if (this.#timer === null) this.#timer = setTimeout(this.#fire, this.#ms);
+      if (this.#deadline === null) this.#deadline = this.#deadlines.start(this.#fire);
+      else this.#deadlines.restart(this.#deadline);
       events.next().then((item) => {
         if (this.#timeout !== timeout) return;
         this.#timeout = null;
@@ -178,20 +178,17 @@ export class IdleTimeout {
   }
 
   #fire = () => {
-    this.#timer = null;
+    this.#deadline = null;
+    // Between items (the consumer has not asked again yet) nothing is waiting to time out.
     const timeout = this.#timeout;
     if (!timeout) return;
-    // Timers may fire a little early; anything within a millisecond counts as the full wait.
-    const waited = performance.now() - this.#since;
-    if (waited >= this.#ms - 1) {
-      this.#timeout = null;
-      timeout("timeout");
-    } else this.#timer = setTimeout(this.#fire, this.#ms - waited);
+    this.#timeout = null;
+    timeout("timeout");
   };
 
-  /** Stops the timer (the stream is over); an item still awaited resolves as it arrives. */
+  /** Stops the timeout (the stream is over); an item still awaited resolves as it arrives. */
   close(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    if (this.#deadline !== null) this.#deadlines.clear(this.#deadline);
+    this.#deadline = null;
   }
 }

@@ -107,7 +107,6 @@ export class StreamRounds {
   #target: CallTarget;
   #body: GenerateContentRequest;
   #options: ContinueOptions | null;
-  #idleMs: number;
   #upstream: AbortController;
   #events: SseReader;
   #queue: GenerateContentResponse[] = [];
@@ -131,7 +130,6 @@ export class StreamRounds {
       target: CallTarget;
       body: GenerateContentRequest;
       options: ContinueOptions | null;
-      idleMs: number;
       upstream: AbortController;
       opened: OpenedStream;
       attempts: Attempt[];
@@ -141,8 +139,7 @@ export class StreamRounds {
     this.#target = init.target;
     this.#body = init.body;
     this.#options = init.options;
-    this.#idleMs = init.idleMs;
-    this.#idle = new IdleTimeout(init.idleMs);
+    this.#idle = new IdleTimeout(gw.client.deadlines);
     this.#upstream = init.upstream;
     this.#events = init.opened.rest;
     this.#attempts = [...init.attempts];
@@ -156,7 +153,6 @@ export class StreamRounds {
       target: CallTarget;
       body: GenerateContentRequest;
       options: ContinueOptions | null;
-      idleMs: number;
       upstream: AbortController;
     },
   ): Promise<
@@ -262,7 +258,8 @@ export class StreamRounds {
       const step = await this.#idle.next(this.#events);
       let broken: string | null = null;
       if (step === "timeout") {
-        broken = `Upstream sent nothing for ${this.#idleMs} ms; the answer is incomplete`;
+        broken =
+          `Upstream sent nothing for ${this.#gw.client.deadlines.timeoutMs} ms; the answer is incomplete`;
       } else if (step.done) {
         if (this.#finished) {
           this.#done = true;

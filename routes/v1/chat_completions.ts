@@ -184,7 +184,6 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
       target,
       body,
       options: continueOptions,
-      idleMs: gw.config.upstreamTimeoutMs,
       upstream,
     });
     if (!opened.ok) {

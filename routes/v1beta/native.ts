@@ -402,7 +402,7 @@ async function modelCall(
   inspect(opened.value.events);
   const encoder = new TextEncoder();
   // One idle timer for the whole stream, not one per chunk.
-  const idle = new IdleTimeout(gw.config.upstreamTimeoutMs);
+  const idle = new IdleTimeout(gw.client.deadlines);
   const upstreamChunks = { next: () => reader.read() } as AsyncIterator<Uint8Array>;
   let done = false;
   const end = (controller: ReadableStreamDefaultController<Uint8Array>, error?: string) => {

@@ -23,6 +23,7 @@ const CONCURRENCY = argValue("--concurrency", 16);
 const MODEL = "gemini-2.5-flash";
 const OK = { kind: "ok" } as const;
 
+const encoder = new TextEncoder();
 const canned = new Map<string, { body: string; type: string }>();
 let capturing = true;
 const upstreamFetch: typeof fetch = async (input, init) => {
@@ -33,8 +34,16 @@ const upstreamFetch: typeof fetch = async (input, init) => {
     ? "json"
     : "";
   if (!capturing && kind) {
+    // A byte stream, as the body of a real `fetch` response is.
     const c = canned.get(kind)!;
-    return new Response(c.body, { headers: { "content-type": c.type } });
+    const body = new ReadableStream({
+      type: "bytes",
+      start(controller) {
+        controller.enqueue(encoder.encode(c.body));
+        controller.close();
+      },
+    });
+    return new Response(body, { headers: { "content-type": c.type } });
   }
   const res = await fetch(input, init);
   if (!kind) return res;
@@ -67,7 +76,12 @@ async function one(body: string): Promise<void> {
   const res = await gw.app.fetch(
     new Request(`${gw.url}/v1/chat/completions`, {
       method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${apiKey}` },
+      // With its length declared, as a client's request arrives at `Deno.serve`.
+      headers: {
+        "content-type": "application/json",
+        "content-length": String(encoder.encode(body).length),
+        authorization: `Bearer ${apiKey}`,
+      },
       body,
     }),
   );

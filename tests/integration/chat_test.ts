@@ -423,3 +423,50 @@ Deno.test("a client that gives up on a slow answer stops the upstream call (watc
     await gw.close();
   }
 });
+
+Deno.test("a chat stream that goes quiet upstream ends with an error event once the upstream timeout passes", async () => {
+  // The upstream sends its first event, then nothing: the idle timeout must end the stream.
+  const stalled: typeof fetch = async (input, init) => {
+    const res = await fetch(input, init);
+    const url = input instanceof Request ? input.url : String(input);
+    if (!url.includes(":streamGenerateContent") || !res.body) return res;
+    const reader = res.body.getReader();
+    const first = await reader.read();
+    const signal = init?.signal ?? undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (!first.done) controller.enqueue(first.value);
+        signal?.addEventListener("abort", () => controller.error(signal.reason), { once: true });
+      },
+      cancel: () => reader.cancel(),
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  };
+  const gw = await startGateway({
+    keys: { "AIzaQuiet-1": OK },
+    env: { UPSTREAM_TIMEOUT_MS: "1000" },
+    upstreamFetch: stalled,
+  });
+  try {
+    const key = await gw.createUserKey();
+    const started = performance.now();
+    const res = await post<string>(`${gw.url}/v1/chat/completions`, {
+      apiKey: key,
+      body: {
+        model: "gemini-2.5-flash",
+        stream: true,
+        messages: [{ role: "user", content: "hi there" }],
+      },
+    });
+    const waited = performance.now() - started;
+    assert.equal(res.status, 200);
+    const events = res.json.split("\n\n").filter((e) => e.startsWith("data: "));
+    assert.ok(events.length >= 2, "the first upstream event and then the error");
+    const last = JSON.parse(events.at(-1)!.slice("data: ".length));
+    assert.equal(last.error.code, "upstream_stream_error");
+    assert.match(last.error.message, /sent nothing for 1000 ms/);
+    assert.ok(waited >= 1000 && waited < 5000, `ended after ${waited} ms`);
+  } finally {
+    await gw.close();
+  }
+});
