@@ -61,8 +61,10 @@ export const ERROR_STREAK_LIMIT = 3;
 export const ERROR_STREAK_COOLDOWN_MS = 30_000;
 /** The longest rest after upstream errors. */
 export const MAX_ERROR_COOLDOWN_MS = 10 * 60_000;
-/** Round-robin positions leased from KV at once. */
+/** Round-robin positions leased from KV at once, at first and when traffic is light. */
 export const RR_BLOCK = 32;
+/** The largest lease: a busy isolate doubles its block while each one lasts under a second. */
+export const RR_MAX_BLOCK = 1024;
 /** How long an expired 429 cooldown is remembered (a second per-day hint in a row parks the key). */
 export const RECENT_429_MS = 60 * 60_000;
 /** Longest upstream error text kept in a key's state. */
@@ -174,12 +176,20 @@ export function keyLimits(view: PoolView, key: GeminiKeyRecord, model: string): 
   });
 }
 
-/** A shared round-robin rotation: positions leased from KV in blocks, used up locally. */
+/**
+ * A shared round-robin rotation: positions leased from KV in blocks, used up locally. A block is
+ * `RR_BLOCK` positions; an isolate that uses its blocks up within a second leases twice as many
+ * next time (up to `RR_MAX_BLOCK`), so under load the lease costs one KV commit per ~1,000
+ * requests instead of per 32. Any block size keeps the rotation fair: a block is consecutive
+ * positions, so each isolate cycles through the keys in order.
+ */
 class SharedCursor {
   #kv: Deno.Kv;
   #blocks: [number, number][] = [];
   #filling: Promise<void> | null = null;
   #fallback = Math.floor(Math.random() * 1e6);
+  #size = RR_BLOCK;
+  #leasedAt = -Infinity;
 
   constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -190,8 +200,14 @@ class SharedCursor {
   }
 
   #fill(): Promise<void> {
-    this.#filling ??= leasePositions(this.#kv, RR_BLOCK)
-      .then((start) => void this.#blocks.push([start, start + RR_BLOCK]))
+    if (this.#filling) return this.#filling;
+    const now = performance.now();
+    const size = this.#size = now - this.#leasedAt < 1000
+      ? Math.min(RR_MAX_BLOCK, this.#size * 2)
+      : RR_BLOCK;
+    this.#leasedAt = now;
+    this.#filling = leasePositions(this.#kv, size)
+      .then((start) => void this.#blocks.push([start, start + size]))
       .catch((err) => console.error("Leasing round-robin positions failed:", err?.message ?? err))
       .finally(() => (this.#filling = null));
     return this.#filling;
@@ -204,7 +220,7 @@ class SharedCursor {
   ensure(n: number): Promise<void> | null {
     const available = this.#available();
     if (available < n) return this.#fill();
-    if (available < RR_BLOCK / 2) void this.#fill();
+    if (available < this.#size / 2) void this.#fill();
     return null;
   }
 

@@ -105,15 +105,38 @@ Deno.test("round robin: two isolates share one rotation leased from KV in blocks
       counts.set(picked.secret, (counts.get(picked.secret) ?? 0) + 1);
     }
     await Promise.all([s.pool.settle(), other.settle()]);
-    // Every position was leased once from the shared counter (500 per isolate, in blocks of 32).
+    // Every position was leased once from the shared counter (500 per isolate, in blocks of 32
+    // that double while they are used up fast): at most a block and a prefetched one unused each.
     const leased = await readCursor(s.kv);
-    assert.ok(leased >= 1000 && leased <= 1000 + 4 * 32, `cursor at ${leased}`);
+    assert.ok(leased >= 1000 && leased <= 1000 + 2 * (256 + 512), `cursor at ${leased}`);
     // Tolerance: each isolate may stop mid-cycle of 10 positions: +-2 picks per key.
     shares(counts, 1000).forEach((share, i) =>
       assert.ok(Math.abs(share * 1000 - EXPECTED[i] * 1000) <= 4, `key ${i}: ${share}`)
     );
   } finally {
     await Promise.all([s.pool.settle(), other.settle()]);
+    s.kv.close();
+  }
+});
+
+Deno.test("round robin: a busy isolate leases ever larger blocks, and the rotation stays exact", async () => {
+  const s = await setup({ weights: [1, 2, 3, 4], strategy: "round_robin" });
+  try {
+    const counts = new Map<string, number>();
+    const cursors = new Set<number>();
+    for (let i = 0; i < 3000; i++) {
+      const picked = await s.pool.pick("m", new Set());
+      assert.ok("secret" in picked);
+      counts.set(picked.secret, (counts.get(picked.secret) ?? 0) + 1);
+      cursors.add(await readCursor(s.kv));
+    }
+    // Blocks of 32, 64, ... up to 1,024: about 8 leases, where fixed blocks of 32 take 94.
+    assert.ok(cursors.size <= 12, `${cursors.size} leases`);
+    shares(counts, 3000).forEach((share, i) =>
+      assert.ok(Math.abs(share * 3000 - EXPECTED[i] * 3000) <= 1, `key ${i}: ${share}`)
+    );
+  } finally {
+    await s.pool.settle();
     s.kv.close();
   }
 });
