@@ -226,6 +226,9 @@ export function createApp(deps: AppDeps): App {
         gateway.settings.settle(),
         gateway.models.settle(),
       ]);
+      // Their timers run out by themselves; an idle app holds none.
+      gateway.client.deadlines.stop();
+      gateway.clients.stop();
     },
     async shutdown() {
       await this.drain();

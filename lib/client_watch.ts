@@ -48,7 +48,14 @@ export class ClientWatch {
 
   /** The request is over: it is not watched from now on. */
   release(req: Watchable): void {
-    if (this.#waiting.delete(req) && this.#waiting.size === 0 && this.#timer !== null) {
+    // The timer runs out by itself once nothing waits (stopping it here would cost a
+    // clearTimeout and a setTimeout per request whenever requests do not overlap).
+    this.#waiting.delete(req);
+  }
+
+  /** Stops the timer if no request is waiting (shutdown, tests); a later request re-arms it. */
+  stop(): void {
+    if (this.#waiting.size === 0 && this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }

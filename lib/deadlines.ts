@@ -1,8 +1,8 @@
 /**
  * Timeouts of many calls on one timer. A `setTimeout` and its `clearTimeout` per upstream call cost
  * about 2 µs and 0.5 KiB each (Deno's timers are Node-style `Timeout` objects); here a call adds a
- * small entry to a set, and one timer, armed only while calls are pending, fires those whose time
- * is up. A deadline fires late by at most one tick (a tenth of the timeout, 100 ms to 1 s), which
+ * small entry to a set, and one timer, armed while calls are pending (and until its next tick),
+ * fires those whose time is up. A deadline fires late by at most one tick (a tenth of the timeout, 100 ms to 1 s), which
  * is well within what a timeout of seconds to minutes means.
  */
 
@@ -48,8 +48,14 @@ export class Deadlines {
 
   /** The call was answered (or failed) in time: its deadline no longer fires. */
   clear(deadline: Deadline): void {
-    // With none left, the timer stops too (an idle gateway, and tests, hold no timer).
-    if (this.#pending.delete(deadline) && this.#pending.size === 0 && this.#timer !== null) {
+    // The timer is left to run out: with nothing pending its tick does not re-arm it. Stopping it
+    // here would cost a clearTimeout and a setTimeout per call whenever calls do not overlap.
+    this.#pending.delete(deadline);
+  }
+
+  /** Stops the timer if no deadline is pending (shutdown, tests); a later `start` re-arms it. */
+  stop(): void {
+    if (this.#pending.size === 0 && this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
