@@ -222,3 +222,81 @@ export const ChatCompletionRequestSchema = z.object({
 
 /** A validated chat-completions request. */
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequestSchema>;
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** `z.number()` with optional bounds and `.int()`, `.nullish()`: the checks of the plain fields. */
+function nullishNumber(v: unknown, min: number, max: number, int: boolean): boolean {
+  if (v === undefined || v === null) return true;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) return false;
+  return !int || Number.isSafeInteger(v);
+}
+
+function nullishType(v: unknown, type: "string" | "boolean"): boolean {
+  return v === undefined || v === null || typeof v === type;
+}
+
+/** Message roles whose plain form is `{role, content: string, name?}`. */
+const PLAIN_ROLES = new Set(["system", "developer", "user", "assistant"]);
+
+function plainMessage(m: unknown): boolean {
+  if (!isObject(m)) return false;
+  for (const k in m) {
+    if (k !== "role" && k !== "content" && k !== "name") return false;
+  }
+  return typeof m.role === "string" && PLAIN_ROLES.has(m.role) &&
+    typeof m.content === "string" && nullishType(m.name, "string");
+}
+
+/**
+ * Checks of the top-level fields a plain request may carry, each exactly as the schema's (a field
+ * outside this table sends the request through the schema).
+ */
+const PLAIN_FIELDS = new Map<string, (v: unknown) => boolean>(Object.entries({
+  model: (v) => typeof v === "string" && v.length >= 1,
+  messages: (v) => Array.isArray(v) && v.length >= 1 && v.every(plainMessage),
+  stream: (v) => nullishType(v, "boolean"),
+  stream_options: (v) =>
+    v === undefined || v === null ||
+    (isObject(v) && Object.keys(v).every((k) => k === "include_usage") &&
+      nullishType(v.include_usage, "boolean")),
+  temperature: (v) => nullishNumber(v, 0, 2, false),
+  top_p: (v) => nullishNumber(v, 0, 1, false),
+  top_k: (v) => nullishNumber(v, Number.MIN_VALUE, Infinity, true),
+  max_tokens: (v) => nullishNumber(v, Number.MIN_VALUE, Infinity, true),
+  max_completion_tokens: (v) => nullishNumber(v, Number.MIN_VALUE, Infinity, true),
+  n: (v) => nullishNumber(v, 1, 8, true),
+  seed: (v) => nullishNumber(v, -Infinity, Infinity, true),
+  presence_penalty: (v) => nullishNumber(v, -2, 2, false),
+  frequency_penalty: (v) => nullishNumber(v, -2, 2, false),
+  logprobs: (v) => nullishType(v, "boolean"),
+  parallel_tool_calls: (v) => nullishType(v, "boolean"),
+  user: (v: unknown) => nullishType(v, "string"),
+}));
+
+/**
+ * Reads a parsed request body as a `ChatCompletionRequest`: the body itself when it is a plain
+ * chat (text messages and scalar options only, no unknown field; the usual case, checked without
+ * copying it), else the schema's result. Same answers as `ChatCompletionRequestSchema.safeParse`:
+ * a plain body is one the schema returns unchanged.
+ */
+export function readChatCompletionRequest(
+  json: unknown,
+): z.ZodSafeParseResult<ChatCompletionRequest> {
+  if (isObject(json) && json.model !== undefined && json.messages !== undefined) {
+    let plain = true;
+    for (const k in json) {
+      const check = PLAIN_FIELDS.get(k);
+      if (!check || !check(json[k])) {
+        plain = false;
+        break;
+      }
+    }
+    if (plain) return { success: true, data: json as ChatCompletionRequest };
+  }
+  return ChatCompletionRequestSchema.safeParse(json);
+}

@@ -12,9 +12,14 @@ import { type ContinueOptions, generateWithRounds, StreamRounds } from "../../li
 import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
 import { offloadLargeInline, resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
 import { FileAccessError, pinnedFailure } from "../../lib/gemini/files.ts";
-import { ChatCompletionRequestSchema } from "../../lib/openai/chat_schema.ts";
-import { failureToOpenAi, fileErrorToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
-import { readBody } from "../../lib/openai/request.ts";
+import { readChatCompletionRequest } from "../../lib/openai/chat_schema.ts";
+import {
+  failureToOpenAi,
+  fileErrorToOpenAi,
+  OpenAiError,
+  validationError,
+} from "../../lib/openai/errors.ts";
+import { readJson } from "../../lib/openai/request.ts";
 import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
 import type { GatewayFailure } from "../../lib/pool/failover.ts";
 import { randomId } from "../../lib/secrets.ts";
@@ -88,7 +93,9 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.post("/", async (c) => {
-    const req = await readBody(c.req.raw, ChatCompletionRequestSchema);
+    const parsed = readChatCompletionRequest(await readJson(c.req.raw));
+    if (!parsed.success) throw validationError(parsed.error);
+    const req = parsed.data;
     const settings = gw.settings.current() ?? await gw.settings.get();
     const userKey = c.get("userKey");
     const signal = gw.clients.signalOf(c.req.raw);
