@@ -359,7 +359,7 @@ export class KeyPool {
   /** Requests per candidate in this and the previous minute (cached until the counts change). */
   #requestCounts(
     mc: ModelCandidates,
-    options: { model: string; now: number; win: ModelWindow },
+    options: { model: string; now: number; win: () => ModelWindow },
   ): { cur: Float64Array; prev: Float64Array } {
     const minute = Math.floor(options.now / 60_000);
     const usage = this.#tracker.version(options.model);
@@ -367,8 +367,9 @@ export class KeyPool {
     const n = mc.c.keys.length;
     const cur = new Float64Array(n);
     const prev = new Float64Array(n);
+    const win = options.win();
     for (let i = 0; i < n; i++) {
-      const u = options.win.usage(mc.c.keys[i].id);
+      const u = win.usage(mc.c.keys[i].id);
       cur[i] = u.cur.att;
       prev[i] = u.prev.att;
     }
@@ -412,13 +413,15 @@ export class KeyPool {
     }
     const now = this.#now();
     const tokens = options.estimatedTokens ?? 0;
-    const win = this.#tracker.window(model, now);
+    // Usage windows are built only when a limit or the strategy needs them.
+    let window: ModelWindow | undefined;
+    const win = () => (window ??= this.#tracker.window(model, now));
     const noKey = () =>
       this.#noKey(view, model, {
         now,
         tokens,
         exclude,
-        win,
+        win: win(),
         only: pinned === undefined ? undefined : view.byId.get(pinned),
       });
 
@@ -429,7 +432,7 @@ export class KeyPool {
       const project = only.project ? view.projects.get(only.project) : undefined;
       if (!isUsable(only, model, { now, projectCooldowns: project?.cooldowns })) return noKey();
       const lim = keyLimits(view, only, model);
-      if (hasLimits(lim) && wouldExceed(this.#scopeUsage(view, only, win), lim, tokens)) {
+      if (hasLimits(lim) && wouldExceed(this.#scopeUsage(view, only, win()), lim, tokens)) {
         return noKey();
       }
       key = only;
@@ -440,7 +443,7 @@ export class KeyPool {
         const k = c.keys[i];
         if (exclude.has(k.id)) return false;
         const lim = limits[i];
-        return !lim || !wouldExceed(this.#scopeUsage(view, k, win), lim, tokens);
+        return !lim || !wouldExceed(this.#scopeUsage(view, k, win()), lim, tokens);
       };
       let i: number;
       if (strategy === "least_used") {
@@ -451,7 +454,7 @@ export class KeyPool {
         i = pickAdaptive(c, {
           accept,
           random: this.#random,
-          score: (j) => this.#score(view, c.keys[j], { limits: limits[j], win }),
+          score: (j) => this.#score(view, c.keys[j], { limits: limits[j], win: win() }),
         });
       } else {
         i = pickRoundRobin(c, {

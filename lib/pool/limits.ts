@@ -141,6 +141,10 @@ function bump(map: ByModel<Counter>, model: string, keyId: string, att: number, 
   } else m.set(keyId, { att, in: tokens });
 }
 
+function add(to: Map<string, Counter>[], counts: Map<string, Counter> | undefined): void {
+  if (counts) to.push(counts);
+}
+
 /** The usage of every key for one model at one instant; cheap per-key lookups for a pick. */
 export class ModelWindow {
   #parts: {
@@ -286,17 +290,16 @@ export class UsageTracker {
   window(model: string, now: number): ModelWindow {
     const minute = Math.floor(now / MINUTE);
     const day = pacificDayNumber(now);
-    const pick = (source: Map<number, ByModel<Counter>>, key: number) => {
-      const m = source.get(key)?.get(model);
-      return m ? [m] : [];
-    };
-    const kvDay = this.#kvDay.day === day ? this.#kvDay.counts.get(model) : undefined;
-    const localDay = this.#localDays.get(day)?.get(model);
-    return new ModelWindow({
-      cur: [...pick(this.#kvMinutes, minute), ...pick(this.#localMinutes, minute)],
-      prev: [...pick(this.#kvMinutes, minute - 1), ...pick(this.#localMinutes, minute - 1)],
-      day: [...(kvDay ? [kvDay] : []), ...(localDay ? [localDay] : [])],
-    }, 1 - (now - minute * MINUTE) / MINUTE);
+    const cur: Map<string, Counter>[] = [];
+    const prev: Map<string, Counter>[] = [];
+    const days: Map<string, Counter>[] = [];
+    add(cur, this.#kvMinutes.get(minute)?.get(model));
+    add(cur, this.#localMinutes.get(minute)?.get(model));
+    add(prev, this.#kvMinutes.get(minute - 1)?.get(model));
+    add(prev, this.#localMinutes.get(minute - 1)?.get(model));
+    if (this.#kvDay.day === day) add(days, this.#kvDay.counts.get(model));
+    add(days, this.#localDays.get(day)?.get(model));
+    return new ModelWindow({ cur, prev, day: days }, 1 - (now - minute * MINUTE) / MINUTE);
   }
 
   /**
