@@ -7,7 +7,8 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { declaredBodyLimit } from "./body_limit.ts";
 import { AdminAuthenticator } from "./auth/admin_auth.ts";
-import { adminAuth, userKeyAuth } from "./auth/middleware.ts";
+import { adminAuth, authenticateUser, userKeyAuth } from "./auth/middleware.ts";
+import { refusalToOpenAi, underUserLimits } from "./auth/user_limits.ts";
 import { UserKeyAuthenticator } from "./auth/user_auth.ts";
 import { UserLimiter } from "./auth/user_limiter.ts";
 import { UsageRecorder } from "./accounting.ts";
@@ -23,7 +24,7 @@ import { randomId, type Sealer } from "./secrets.ts";
 import { readSettings } from "./store/settings.ts";
 import { ToolCallStore } from "./store/tool_calls.ts";
 import { MediaFetcher } from "./media/fetch_media.ts";
-import { chatCompletionsRoutes } from "../routes/v1/chat_completions.ts";
+import { chatCompletion, chatCompletionsRoutes } from "../routes/v1/chat_completions.ts";
 import { loadModels, modelsRoutes } from "../routes/v1/models.ts";
 import { embeddingsRoutes } from "../routes/v1/embeddings.ts";
 import { filesRoutes } from "../routes/v1/files.ts";
@@ -81,24 +82,63 @@ function isFileUpload(req: Request): boolean {
 }
 
 /**
- * The first middleware of every request: an `X-Request-Id` (the client's own when it is a sane
- * token; else this isolate's random prefix and a counter, cheaper than a UUID), and once the
- * handler has answered, its client is no longer watched (a streamed body notices its client going
- * away through its own `cancel`). `c.req.raw` is read after the handler, as the routes saw it.
+ * `X-Request-Id`s: the client's own when it is a sane token; else this isolate's random prefix and
+ * a counter, cheaper than a UUID.
  */
-function requestScope(clients: ClientWatch): MiddlewareHandler<AppEnv> {
+function requestIds(): (req: Request) => string {
   const prefix = randomId("", 6);
   let count = 0;
+  return (req) => {
+    const id = req.headers.get("x-request-id");
+    if (!id || id.length > 255 || /[^\w\-=]/.test(id)) return `${prefix}-${(++count).toString(36)}`;
+    return id;
+  };
+}
+
+/**
+ * The first middleware of every request: its `X-Request-Id`, and once the handler has answered,
+ * its client is no longer watched (a streamed body notices its client going away through its own
+ * `cancel`). `c.req.raw` is read after the handler, as the routes saw it.
+ */
+function requestScope(
+  clients: ClientWatch,
+  idOf: (req: Request) => string,
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    let id = c.req.header("x-request-id");
-    if (!id || id.length > 255 || /[^\w\-=]/.test(id)) id = `${prefix}-${(++count).toString(36)}`;
-    c.header("x-request-id", id);
+    const id = idOf(c.req.raw);
     try {
       await next();
     } finally {
       clients.release(c.req.raw);
     }
+    // Set on the response itself: a handler's own Response (a stream, an error) would not get
+    // headers prepared on the context. Headers of a response passed through are immutable: a copy.
+    try {
+      c.res.headers.set("x-request-id", id);
+    } catch {
+      c.header("x-request-id", id);
+    }
   };
+}
+
+/** The answer to an error no route turned into a response: its own, or a logged 500. */
+function errorResponse(err: unknown, req: Request): Response {
+  if (err instanceof OpenAiError) return err.toResponse();
+  console.error(`Unhandled error on ${req.method} ${urlPath(req.url)}:`, err);
+  return new OpenAiError(500, "The gateway failed to handle this request", {
+    code: "internal_error",
+  }).toResponse();
+}
+
+/**
+ * Whether `req` is a chat completion the app dispatches directly: `POST /v1/chat/completions` with
+ * a declared body length, not shaped like a Gemini-native call. Others (chunked bodies, another
+ * spelling of the path) take the Hono route, which runs the same steps.
+ */
+function isDirectChat(req: Request): boolean {
+  return req.method === "POST" && urlPath(req.url) === "/v1/chat/completions" &&
+    req.headers.has("content-length") && !req.headers.has("transfer-encoding") &&
+    !isGeminiNativeRequest(req);
 }
 
 /** Builds the gateway app. */
@@ -147,15 +187,10 @@ export function createApp(deps: AppDeps): App {
     media: new MediaFetcher(),
   };
 
+  const idOf = requestIds();
   const hono = new Hono<AppEnv>();
-  hono.use(requestScope(gateway.clients));
-  hono.onError((err, c) => {
-    if (err instanceof OpenAiError) return err.toResponse();
-    console.error(`Unhandled error on ${c.req.method} ${c.req.path}:`, err);
-    return new OpenAiError(500, "The gateway failed to handle this request", {
-      code: "internal_error",
-    }).toResponse();
-  });
+  hono.use(requestScope(gateway.clients, idOf));
+  hono.onError((err, c) => errorResponse(err, c.req.raw));
   hono.notFound((c) =>
     new OpenAiError(404, `Unknown route: ${c.req.method} ${c.req.path}`, { code: "unknown_route" })
       .toResponse()
@@ -163,16 +198,14 @@ export function createApp(deps: AppDeps): App {
 
   hono.route("/health", healthRoutes(gateway));
 
-  const limit = declaredBodyLimit<AppEnv>({
-    maxSize: MAX_BODY_BYTES,
-    onError: () => {
-      throw new OpenAiError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes`, {
-        code: "request_too_large",
-        // The rest of the body is not read: the connection ends with the answer.
-        headers: { connection: "close" },
-      });
-    },
-  });
+  const tooLarge = (): never => {
+    throw new OpenAiError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes`, {
+      code: "request_too_large",
+      // The rest of the body is not read: the connection ends with the answer.
+      headers: { connection: "close" },
+    });
+  };
+  const limit = declaredBodyLimit<AppEnv>({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
   // Gemini-native requests (Google's SDKs) under /v1beta, /upload and, when they look native, /v1.
   const native = nativeRoutes(gateway);
   // One middleware layer for /v1 (each layer costs on every request): native-looking requests go
@@ -210,11 +243,36 @@ export function createApp(deps: AppDeps): App {
   hono.route("/admin", adminPageRoutes(gateway, { api: (req) => hono.fetch(req) }));
   hono.get("/", (c) => c.redirect("/admin", 302));
 
+  /**
+   * The hottest route without Hono's context and middleware chain (about 10 µs of CPU per request
+   * less, measured with 64 clients), through the same steps as the Hono route: request id, body
+   * limit, user key, its limits, the handler, errors, and the end of the client watch.
+   */
+  const directChat = async (req: Request): Promise<Response> => {
+    let res: Response;
+    try {
+      if (Number(req.headers.get("content-length")) > MAX_BODY_BYTES) tooLarge();
+      const userKey = await authenticateUser(gateway, req);
+      res = await underUserLimits(
+        gateway,
+        userKey,
+        refusalToOpenAi,
+        () => chatCompletion(gateway, req, userKey),
+      );
+    } catch (err) {
+      res = errorResponse(err, req);
+    } finally {
+      gateway.clients.release(req);
+    }
+    res.headers.set("x-request-id", idOf(req));
+    return res;
+  };
+
   return {
     hono,
     gateway,
     // The connection info becomes `c.env`, where the admin login lockout finds the client address.
-    fetch: (req, info) => hono.fetch(req, info),
+    fetch: (req, info) => isDirectChat(req) ? directChat(req) : hono.fetch(req, info),
     async drain() {
       await gateway.background.drain();
       // Usage batched in memory goes to KV.

@@ -14,24 +14,29 @@ import {
   recordLoginFailure,
 } from "./sessions.ts";
 import { bearerToken } from "./user_auth.ts";
+import type { UserKeyRecord } from "../store/user_keys.ts";
+
+/** The user key of `Authorization: Bearer sk-…`; a 401 in OpenAI's shape when there is none. */
+export async function authenticateUser(gw: Gateway, req: Request): Promise<UserKeyRecord> {
+  const result = await gw.users.verify(bearerToken(req.headers.get("authorization")));
+  if (result === "missing") {
+    throw new OpenAiError(401, "Missing API key: send it as 'Authorization: Bearer sk-...'", {
+      code: "missing_api_key",
+    });
+  }
+  if (result === "invalid") {
+    throw new OpenAiError(401, "Incorrect API key provided", { code: "invalid_api_key" });
+  }
+  if (result === "disabled") {
+    throw new OpenAiError(401, "This API key has been disabled", { code: "invalid_api_key" });
+  }
+  return result;
+}
 
 /** Authenticates `Authorization: Bearer sk-…` and enforces the key's limits (see `user_limits.ts`). */
 export function userKeyAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const token = bearerToken(c.req.header("authorization"));
-    const result = await gw.users.verify(token);
-    if (result === "missing") {
-      throw new OpenAiError(401, "Missing API key: send it as 'Authorization: Bearer sk-...'", {
-        code: "missing_api_key",
-      });
-    }
-    if (result === "invalid") {
-      throw new OpenAiError(401, "Incorrect API key provided", { code: "invalid_api_key" });
-    }
-    if (result === "disabled") {
-      throw new OpenAiError(401, "This API key has been disabled", { code: "invalid_api_key" });
-    }
-    c.set("userKey", result);
+    c.set("userKey", await authenticateUser(gw, c.req.raw));
     // Expiry, RPM, tokens per day and concurrency, shared across isolates through KV.
     await withUserLimits(gw, c, next);
   };

@@ -103,19 +103,62 @@ export interface UserLimitsOptions {
   refuse: (refusal: UserRefusal) => Error;
 }
 
+/** Admits one request of `userKey` or throws its refusal; returns what gives its slot back. */
+async function admitOrRefuse(
+  gw: Gateway,
+  userKey: UserKeyRecord,
+  refuse: (refusal: UserRefusal) => Error,
+): Promise<(() => void) | null> {
+  const admitted = await admitUserRequest(gw, userKey);
+  if ("status" in admitted) throw refuse(admitted);
+  return admitted.release;
+}
+
+/** `res`, with `done` called once its body has been sent in full or the client went away. */
+function releasingResponse(res: Response, done: () => void): Response {
+  if (!res.body) {
+    done();
+    return res;
+  }
+  return new Response(releasingBody(res.body, done), {
+    status: res.status,
+    statusText: res.statusText,
+    headers: res.headers,
+  });
+}
+
 /**
- * Runs the rest of the request under the user key's limits (set `userKey` on the context first):
- * refuses through `options.refuse`, and gives a concurrency slot back once the response body has
- * been sent in full or the client went away.
+ * Answers with `run` under the user key's limits: refuses through `refuse`, and gives a
+ * concurrency slot back once the response body has been sent in full or the client went away.
+ */
+export async function underUserLimits(
+  gw: Gateway,
+  userKey: UserKeyRecord,
+  refuse: (refusal: UserRefusal) => Error,
+  run: () => Promise<Response>,
+): Promise<Response> {
+  const done = await admitOrRefuse(gw, userKey, refuse);
+  if (!done) return await run();
+  let res: Response;
+  try {
+    res = await run();
+  } catch (err) {
+    done();
+    throw err;
+  }
+  return releasingResponse(res, done);
+}
+
+/**
+ * `underUserLimits` as Hono middleware: runs the rest of the request under the user key's limits
+ * (set `userKey` on the context first).
  */
 export async function runUnderUserLimits(
   gw: Gateway,
   c: Context<AppEnv>,
   options: UserLimitsOptions & { next: Next },
 ): Promise<void> {
-  const admitted = await admitUserRequest(gw, c.get("userKey"));
-  if ("status" in admitted) throw options.refuse(admitted);
-  const done = admitted.release;
+  const done = await admitOrRefuse(gw, c.get("userKey"), options.refuse);
   if (!done) return await options.next();
   try {
     await options.next();
@@ -123,13 +166,9 @@ export async function runUnderUserLimits(
     done();
     throw err;
   }
-  const res = c.res;
-  if (!res.body) return done();
-  c.res = new Response(releasingBody(res.body, done), {
-    status: res.status,
-    statusText: res.statusText,
-    headers: res.headers,
-  });
+  // Only a response that is wrapped is set again (Hono copies a response set on the context).
+  const res = releasingResponse(c.res, done);
+  if (res !== c.res) c.res = res;
 }
 
 /** `runUnderUserLimits` with OpenAI-shaped refusals (403/429), for `/v1`. */

@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import { accountRequest } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
+import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { CallTarget } from "../../lib/gemini/generate.ts";
 import { type ContinueOptions, generateWithRounds, StreamRounds } from "../../lib/gemini/rounds.ts";
 import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
@@ -88,198 +89,200 @@ async function nameCalls(gw: Gateway, res: GenerateContentResponse): Promise<Too
   return (call) => ids.get(call.source) ?? plainToolCallId();
 }
 
-/** Builds the chat-completions routes. */
+/** Builds the chat-completions routes (see also the app's direct dispatch in `lib/app.ts`). */
 export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  app.post("/", (c) => chatCompletion(gw, c.req.raw, c.get("userKey")));
+  return app;
+}
 
-  app.post("/", async (c) => {
-    const parsed = readChatCompletionRequest(await readJson(c.req.raw));
-    if (!parsed.success) throw validationError(parsed.error);
-    const req = parsed.data;
-    const settings = gw.settings.current() ?? await gw.settings.get();
-    const userKey = c.get("userKey");
-    const signal = gw.clients.signalOf(c.req.raw);
-    const startedAt = gw.now();
+/** Answers one chat completion of `userKey` (authenticated and admitted by the caller). */
+export async function chatCompletion(
+  gw: Gateway,
+  raw: Request,
+  userKey: UserKeyRecord,
+): Promise<Response> {
+  const parsed = readChatCompletionRequest(await readJson(raw));
+  if (!parsed.success) throw validationError(parsed.error);
+  const req = parsed.data;
+  const settings = gw.settings.current() ?? await gw.settings.get();
+  const signal = gw.clients.signalOf(raw);
+  const startedAt = gw.now();
 
-    const inputs = await resolveChatInputs(gw, chatRequestRefs(req), {
-      userId: userKey.id,
-      signal,
+  const inputs = await resolveChatInputs(gw, chatRequestRefs(req), {
+    userId: userKey.id,
+    signal,
+  });
+  let translated;
+  try {
+    translated = toGeminiChatRequest(req, {
+      settings: chatSettingsOf(settings),
+      refs: inputs.refs,
     });
-    let translated;
-    try {
-      translated = toGeminiChatRequest(req, {
-        settings: chatSettingsOf(settings),
-        refs: inputs.refs,
+  } catch (err) {
+    if (err instanceof TranslateError) {
+      throw new OpenAiError(err.code === "file_not_found" ? 404 : 400, err.message, {
+        param: err.param,
+        code: err.code,
       });
-    } catch (err) {
-      if (err instanceof TranslateError) {
-        throw new OpenAiError(err.code === "file_not_found" ? 404 : 400, err.message, {
-          param: err.param,
-          code: err.code,
-        });
-      }
-      throw err;
     }
-    const { model, body } = translated;
-    await assertModelAllowed(gw, { userKey, model });
-    const offload = await offloadLargeInline(gw, body, {
-      pinnedKeyId: inputs.pinnedKeyId,
-      signal,
-    });
-    const target: CallTarget = {
+    throw err;
+  }
+  const { model, body } = translated;
+  await assertModelAllowed(gw, { userKey, model });
+  const offload = await offloadLargeInline(gw, body, {
+    pinnedKeyId: inputs.pinnedKeyId,
+    signal,
+  });
+  const target: CallTarget = {
+    model,
+    signal,
+    pinnedKeyId: offload.pinnedKeyId,
+    estimatedTokens: estimateRequestTokens(body),
+  };
+  const maxSet = req.max_completion_tokens != null || req.max_tokens != null;
+  const continueOptions: ContinueOptions | null = settings.antiTruncation && (req.n ?? 1) === 1
+    ? { rounds: settings.antiTruncationRounds, onMaxTokens: !maxSet }
+    : null;
+  const ctx: CompletionContext = {
+    id: randomId("chatcmpl-", 18),
+    created: Math.floor(gw.now() / 1000),
+    model: normalizeModel(req.model),
+    logprobs: req.logprobs === true,
+  };
+  const account = (
+    attempts: Attempt[],
+    outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
+  ) =>
+    accountRequest(gw, {
       model,
-      signal,
-      pinnedKeyId: offload.pinnedKeyId,
-      estimatedTokens: estimateRequestTokens(body),
-    };
-    const maxSet = req.max_completion_tokens != null || req.max_tokens != null;
-    const continueOptions: ContinueOptions | null = settings.antiTruncation && (req.n ?? 1) === 1
-      ? { rounds: settings.antiTruncationRounds, onMaxTokens: !maxSet }
-      : null;
-    const ctx: CompletionContext = {
-      id: randomId("chatcmpl-", 18),
-      created: Math.floor(gw.now() / 1000),
-      model: normalizeModel(req.model),
-      logprobs: req.logprobs === true,
-    };
-    const account = (
-      attempts: Attempt[],
-      outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
-    ) =>
-      accountRequest(gw, {
-        model,
-        userId: userKey.id,
-        attempts: [...offload.attempts, ...attempts],
-        startedAt,
-        ...outcome,
+      userId: userKey.id,
+      attempts: [...offload.attempts, ...attempts],
+      startedAt,
+      ...outcome,
+    });
+  const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
+    account(attempts, { ok: false, status: failure.status, errorClass: failure.kind });
+    if (target.pinnedKeyId && failure.kind !== "client") {
+      // The one key that holds this request's files cannot serve: say why, plainly.
+      const err = await pinnedFailure(gw, {
+        keyId: target.pinnedKeyId,
+        what: "A file of this request",
+        failure,
+      }).catch((e) => e);
+      throw err instanceof FileAccessError ? fileErrorToOpenAi(err) : err;
+    }
+    if (failure.kind === "client" && failure.status === 403 && inputs.pinnedKeyId) {
+      // A file we routed to its own key was refused: a routing bug, never the client's fault.
+      console.error(`File access refused on its own key for ${model}: ${failure.message}`);
+      throw new OpenAiError(500, "The gateway routed a file to the wrong Gemini key", {
+        code: "internal_error",
       });
-    const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
-      account(attempts, { ok: false, status: failure.status, errorClass: failure.kind });
-      if (target.pinnedKeyId && failure.kind !== "client") {
-        // The one key that holds this request's files cannot serve: say why, plainly.
-        const err = await pinnedFailure(gw, {
-          keyId: target.pinnedKeyId,
-          what: "A file of this request",
-          failure,
-        }).catch((e) => e);
-        throw err instanceof FileAccessError ? fileErrorToOpenAi(err) : err;
-      }
-      if (failure.kind === "client" && failure.status === 403 && inputs.pinnedKeyId) {
-        // A file we routed to its own key was refused: a routing bug, never the client's fault.
-        console.error(`File access refused on its own key for ${model}: ${failure.message}`);
-        throw new OpenAiError(500, "The gateway routed a file to the wrong Gemini key", {
-          code: "internal_error",
-        });
-      }
-      throw failureToOpenAi(failure);
-    };
-
-    if (!req.stream) {
-      const result = await generateWithRounds(gw, { ...target, body }, continueOptions);
-      if (!result.ok) return await fail(result.failure, result.attempts);
-      account(result.attempts, { ok: true, status: 200, usage: result.value.usageMetadata });
-      ctx.nameCall = hasFunctionCalls(result.value)
-        ? await nameCalls(gw, result.value)
-        : plainNamer;
-      return c.json(toChatCompletion(result.value, ctx));
     }
+    throw failureToOpenAi(failure);
+  };
 
-    const upstream = new AbortController();
-    const stopUpstream = () => upstream.abort();
-    signal.addEventListener("abort", stopUpstream, { once: true });
-    const opened = await StreamRounds.open(gw, {
-      target,
-      body,
-      options: continueOptions,
-      upstream,
-    });
-    if (!opened.ok) {
-      signal.removeEventListener("abort", stopUpstream);
-      return await fail(opened.failure, opened.attempts);
+  if (!req.stream) {
+    const result = await generateWithRounds(gw, { ...target, body }, continueOptions);
+    if (!result.ok) return await fail(result.failure, result.attempts);
+    account(result.attempts, { ok: true, status: 200, usage: result.value.usageMetadata });
+    ctx.nameCall = hasFunctionCalls(result.value) ? await nameCalls(gw, result.value) : plainNamer;
+    return Response.json(toChatCompletion(result.value, ctx));
+  }
+
+  const upstream = new AbortController();
+  const stopUpstream = () => upstream.abort();
+  signal.addEventListener("abort", stopUpstream, { once: true });
+  const opened = await StreamRounds.open(gw, {
+    target,
+    body,
+    options: continueOptions,
+    upstream,
+  });
+  if (!opened.ok) {
+    signal.removeEventListener("abort", stopUpstream);
+    return await fail(opened.failure, opened.attempts);
+  }
+  const rounds = opened.value;
+  const translator = new ChatStreamTranslator(ctx, {
+    includeUsage: req.stream_options?.include_usage === true,
+  });
+  let done = false;
+  // The events made from one upstream chunk leave together, as one write.
+  const event = (value: unknown) => `data: ${JSON.stringify(value)}\n\n`;
+  /** Ends the stream after `pending` (events made but not sent yet). */
+  const finish = (
+    controller: ReadableByteStreamController,
+    pending: string,
+    error?: string,
+  ) => {
+    done = true;
+    signal.removeEventListener("abort", stopUpstream);
+    if (error) {
+      const failure = event(streamErrorEvent(error, "upstream_stream_error"));
+      controller.enqueue(encoder.encode(pending + failure));
+    } else {
+      let out = pending;
+      for (const chunk of translator.end()) out += event(chunk);
+      controller.enqueue(encoder.encode(out + "data: [DONE]\n\n"));
     }
-    const rounds = opened.value;
-    const translator = new ChatStreamTranslator(ctx, {
-      includeUsage: req.stream_options?.include_usage === true,
+    controller.close();
+    rounds.close();
+    account(rounds.attempts, {
+      ok: !error,
+      status: 200,
+      errorClass: error ? "stream_error" : undefined,
+      usage: rounds.usage,
     });
-    let done = false;
-    // The events made from one upstream chunk leave together, as one write.
-    const event = (value: unknown) => `data: ${JSON.stringify(value)}\n\n`;
-    /** Ends the stream after `pending` (events made but not sent yet). */
-    const finish = (
-      controller: ReadableByteStreamController,
-      pending: string,
-      error?: string,
-    ) => {
+  };
+
+  // A byte stream: Deno sends its chunks with less work than a default stream's.
+  const stream = new ReadableStream({
+    type: "bytes",
+    async pull(controller) {
+      // A pull must enqueue something (or end the stream), or the stream stalls: upstream
+      // chunks that translate to nothing (usage only, overlap held back) are skipped over.
+      let out = "";
+      try {
+        // Until something can be sent, and then for what already arrived with it.
+        while (!done && (out === "" || rounds.ready())) {
+          const step = await rounds.next();
+          if (done) return;
+          if (step.kind === "end") return finish(controller, out);
+          if (step.kind === "error") return finish(controller, out, step.message);
+          ctx.nameCall = hasFunctionCalls(step.value)
+            ? await nameCalls(gw, step.value)
+            : plainNamer;
+          for (const chunk of translator.push(step.value)) out += event(chunk);
+        }
+        if (out !== "" && !done) controller.enqueue(encoder.encode(out));
+      } catch (err) {
+        if (done) return;
+        finish(
+          controller,
+          out,
+          `Upstream stream broke: ${err instanceof Error ? err.message : err}`,
+        );
+      }
+    },
+    cancel() {
+      // The client went away: stop the upstream and keep what was used.
       done = true;
       signal.removeEventListener("abort", stopUpstream);
-      if (error) {
-        const failure = event(streamErrorEvent(error, "upstream_stream_error"));
-        controller.enqueue(encoder.encode(pending + failure));
-      } else {
-        let out = pending;
-        for (const chunk of translator.end()) out += event(chunk);
-        controller.enqueue(encoder.encode(out + "data: [DONE]\n\n"));
-      }
-      controller.close();
       rounds.close();
       account(rounds.attempts, {
-        ok: !error,
+        ok: true,
         status: 200,
-        errorClass: error ? "stream_error" : undefined,
+        errorClass: "client_closed",
         usage: rounds.usage,
       });
-    };
-
-    // A byte stream: Deno sends its chunks with less work than a default stream's.
-    const stream = new ReadableStream({
-      type: "bytes",
-      async pull(controller) {
-        // A pull must enqueue something (or end the stream), or the stream stalls: upstream
-        // chunks that translate to nothing (usage only, overlap held back) are skipped over.
-        let out = "";
-        try {
-          // Until something can be sent, and then for what already arrived with it.
-          while (!done && (out === "" || rounds.ready())) {
-            const step = await rounds.next();
-            if (done) return;
-            if (step.kind === "end") return finish(controller, out);
-            if (step.kind === "error") return finish(controller, out, step.message);
-            ctx.nameCall = hasFunctionCalls(step.value)
-              ? await nameCalls(gw, step.value)
-              : plainNamer;
-            for (const chunk of translator.push(step.value)) out += event(chunk);
-          }
-          if (out !== "" && !done) controller.enqueue(encoder.encode(out));
-        } catch (err) {
-          if (done) return;
-          finish(
-            controller,
-            out,
-            `Upstream stream broke: ${err instanceof Error ? err.message : err}`,
-          );
-        }
-      },
-      cancel() {
-        // The client went away: stop the upstream and keep what was used.
-        done = true;
-        signal.removeEventListener("abort", stopUpstream);
-        rounds.close();
-        account(rounds.attempts, {
-          ok: true,
-          status: 200,
-          errorClass: "client_closed",
-          usage: rounds.usage,
-        });
-      },
-    });
-    return new Response(stream, {
-      headers: {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache",
-        "x-accel-buffering": "no",
-      },
-    });
+    },
   });
-
-  return app;
+  return new Response(stream, {
+    headers: {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      "x-accel-buffering": "no",
+    },
+  });
 }

@@ -148,3 +148,55 @@ Deno.test({
     await gw.close();
   }
 });
+
+Deno.test("a chat with a declared body (dispatched directly) and a chunked one (through Hono) get the same answers", async () => {
+  const gw = await startGateway({ keys: { "AIzaBodyLimit-0003": OK } });
+  try {
+    const key = await gw.createUserKey();
+    const send = async (
+      declared: boolean,
+      body: string,
+      headers: Record<string, string>,
+    ) => {
+      const bytes = new TextEncoder().encode(body);
+      const res = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: declared ? bytes : ReadableStream.from([bytes]),
+      });
+      const text = await res.text();
+      const json = res.headers.get("content-type")?.startsWith("text/event-stream")
+        ? { events: text.split("\n\n").filter(Boolean) }
+        : JSON.parse(text);
+      return { status: res.status, id: res.headers.get("x-request-id"), json };
+    };
+    const chat = JSON.stringify(CHAT);
+    const auth = { authorization: `Bearer ${key}` };
+    for (const declared of [true, false]) {
+      const how = declared ? "declared" : "chunked";
+      const ok = await send(declared, chat, auth);
+      assert.equal(ok.status, 200, how);
+      assert.equal(ok.json.object, "chat.completion", how);
+      assert.match(ok.id ?? "", /^[\w-]+-[0-9a-z]+$/, `${how}: a request id of our own`);
+      const streamed = await send(declared, JSON.stringify({ ...CHAT, stream: true }), auth);
+      assert.equal(streamed.status, 200, how);
+      assert.equal(streamed.json.events.at(-1), "data: [DONE]", how);
+      assert.ok(streamed.id, `${how}: a stream carries a request id`);
+      const echoed = await send(declared, chat, { ...auth, "x-request-id": "client-id-7" });
+      assert.equal(echoed.id, "client-id-7", how);
+      const anonymous = await send(declared, chat, {});
+      assert.equal(anonymous.status, 401, how);
+      assert.equal(anonymous.json.error.code, "missing_api_key", how);
+      assert.ok(anonymous.id, `${how}: errors carry a request id too`);
+      const broken = await send(declared, "{not json", auth);
+      assert.equal(broken.status, 400, how);
+      assert.equal(broken.json.error.code, "invalid_json", how);
+      const invalid = await send(declared, JSON.stringify({ ...CHAT, temperature: 9 }), auth);
+      assert.equal(invalid.status, 400, how);
+      assert.equal(invalid.json.error.param, "temperature", how);
+    }
+    assert.equal(gw.fake.requests.length, 6);
+  } finally {
+    await gw.close();
+  }
+});
