@@ -177,6 +177,19 @@ export function withUserLimits(gw: Gateway, c: Context<AppEnv>, next: Next): Pro
 }
 
 /**
+ * Whether `userKey` sees `model` in model lists: not disabled in the model configuration `models`
+ * (a pool view's), and among the key's allowed models. The same rules as `modelRefusal`.
+ */
+export function modelVisible(
+  models: ReadonlyMap<string, { enabled: boolean }>,
+  userKey: UserKeyRecord,
+  model: string,
+): boolean {
+  return (models.get(model)?.enabled ?? true) &&
+    (userKey.models === null || modelMatches(userKey.models, model));
+}
+
+/**
  * Why `userKey` may not use `model` (the model is disabled on this gateway, or not among the key's
  * allowed models), or null when it may.
  */

@@ -11,7 +11,8 @@ import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
 import { runWithFailover } from "../../lib/pool/failover.ts";
 import { normalizeModel } from "../../lib/translate/chat_request.ts";
 import { aliasModels } from "../../lib/translate/models.ts";
-import { modelMatches, type UserKeyRecord } from "../../lib/store/user_keys.ts";
+import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
+import { modelVisible } from "../../lib/auth/user_limits.ts";
 
 /** Generation methods that make a model useful through this gateway. */
 const SERVED_METHODS = new Set(["generateContent", "embedContent", "batchEmbedContents"]);
@@ -69,10 +70,7 @@ export async function visibleModels(gw: Gateway, userKey: UserKeyRecord): Promis
     gw.pool.view(),
     gw.settings.get(),
   ]);
-  const visible = models.filter((m) =>
-    (view.models.get(m.id)?.enabled ?? true) &&
-    (userKey.models === null || modelMatches(userKey.models, m.id))
-  );
+  const visible = models.filter((m) => modelVisible(view.models, userKey, m.id));
   // Admin-defined aliases (e.g. gpt-4o -> gemini-2.5-flash) whose target is visible.
   return [...visible, ...aliasModels(settings.aliases, visible)];
 }

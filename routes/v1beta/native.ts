@@ -14,6 +14,7 @@ import {
   hasNativeCredential,
   nativeKeyAuth,
 } from "../../lib/auth/native_auth.ts";
+import { modelVisible } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
 import { FileAccessError, FILES_MODEL, pinnedFailure } from "../../lib/gemini/files.ts";
@@ -181,7 +182,10 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
   app.use("*", auth);
 
   app.post("/upload/:version{v1beta|v1}/files", (c) => uploadStart(gw, c));
-  app.get("/:version{v1beta|v1}/models", (c) => forwardJson(gw, c, { model: "models.list" }));
+  app.get(
+    "/:version{v1beta|v1}/models",
+    (c) => forwardJson(gw, c, { model: "models.list", list: true }),
+  );
   app.get("/:version{v1beta|v1}/files", (c) => listNativeFiles(gw, c));
   app.get("/:version{v1beta|v1}/files/:id", (c) => fileOperation(gw, c, "GET"));
   app.delete("/:version{v1beta|v1}/files/:id", (c) => fileOperation(gw, c, "DELETE"));
@@ -207,19 +211,29 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
   return app;
 }
 
-/** Forwards a GET (model list, one model) with failover; answers the upstream body unchanged. */
+/**
+ * Forwards a GET (the model list, one model) with failover. Models the user key does not see
+ * (disabled on this gateway, or not among the key's allowed models) are left out of the list, and
+ * asking for one of them is a 404, as for a model that does not exist.
+ */
 async function forwardJson(
   gw: Gateway,
   c: Context<AppEnv>,
-  options: { model: string; aliasModel?: string },
+  options: { model: string; aliasModel?: string; list?: boolean },
 ): Promise<Response> {
   const url = new URL(c.req.url);
+  const userKey = c.get("userKey");
+  const view = await gw.pool.view();
   let path = `/v1beta${nativePath(url)!.rest}`;
   if (options.aliasModel) {
     const settings = await gw.settings.get();
     const name = normalizeModel(decodeURIComponent(options.aliasModel));
     const target = settings.aliases[name];
     if (target) path = `/v1beta/models/${encodeURIComponent(normalizeModel(target))}`;
+    const model = target ? normalizeModel(target) : name;
+    if (!modelVisible(view.models, userKey, model)) {
+      throw new GoogleApiError(404, `models/${name} is not found for API version v1beta`);
+    }
   }
   const failover = await failoverOptions(gw, {
     model: options.model,
@@ -236,7 +250,32 @@ async function forwardJson(
     return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
   });
   if (!result.ok) throw googleErrorOf(result.failure);
-  return jsonResponse(result.value);
+  return jsonResponse(
+    options.list ? visibleModelList(result.value, view.models, userKey) : result.value,
+  );
+}
+
+/** A `models.list` page without the models `userKey` does not see (other fields as they are). */
+function visibleModelList(
+  text: string,
+  models: ReadonlyMap<string, { enabled: boolean }>,
+  userKey: UserKeyRecord,
+): string {
+  let page: unknown;
+  try {
+    page = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (!page || typeof page !== "object" || !Array.isArray((page as { models?: unknown }).models)) {
+    return text;
+  }
+  const list = page as { models: unknown[] };
+  list.models = list.models.filter((m) => {
+    const name = (m as { name?: unknown } | null)?.name;
+    return typeof name === "string" && modelVisible(models, userKey, normalizeModel(name));
+  });
+  return JSON.stringify(list);
 }
 
 /** The key a request's files pin it to (all of them must agree), checked for the user. */

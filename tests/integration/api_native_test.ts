@@ -401,3 +401,48 @@ Deno.test("a native stream that goes quiet upstream ends with a Google-shaped er
     await gw.close();
   }
 });
+
+Deno.test("native model lists and lookups show a user key only the models it may use", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-models": OK } });
+  try {
+    const created = await gw.admin<{ key: string }>("POST", "/admin/api/user-keys", {
+      name: "flash only",
+      models: ["gemini-2.5-flash*"],
+    });
+    assert.equal(created.status, 201);
+    const limited = created.json.key;
+    const open = await gw.createUserKey();
+    assert.equal(
+      (await gw.admin("PATCH", "/admin/api/models/gemini-2.5-pro", { enabled: false })).status,
+      200,
+    );
+    const get = async (key: string, path: string) => {
+      const res = await fetch(`${gw.url}${path}`, { headers: { "x-goog-api-key": key } });
+      return { status: res.status, json: await res.json() };
+    };
+    const names = (json: { models: { name: string }[] }) => json.models.map((m) => m.name);
+    const all = await get(open, "/v1beta/models");
+    assert.equal(all.status, 200);
+    assert.ok(names(all.json).includes("models/gemini-2.5-flash"));
+    assert.ok(!names(all.json).includes("models/gemini-2.5-pro"), "a disabled model is hidden");
+    const mine = await get(limited, "/v1beta/models");
+    assert.ok(names(mine.json).length > 0);
+    for (const name of names(mine.json)) assert.match(name, /^models\/gemini-2\.5-flash/);
+    const sdk = genai(gw, limited, "v1beta");
+    try {
+      const listed: string[] = [];
+      for await (const m of await sdk.ai.models.list()) listed.push(m.name ?? "");
+      assert.deepEqual(listed, names(mine.json), "the SDK sees the same list");
+    } finally {
+      await sdk.release();
+    }
+    assert.equal((await get(limited, "/v1beta/models/gemini-2.5-flash")).status, 200);
+    const hidden = await get(limited, "/v1beta/models/gemini-embedding-001");
+    assert.equal(hidden.status, 404);
+    assert.equal(hidden.json.error.status, "NOT_FOUND");
+    assert.equal((await get(open, "/v1beta/models/gemini-2.5-pro")).status, 404);
+    assert.equal((await get(open, "/v1beta/models/gemini-embedding-001")).status, 200);
+  } finally {
+    await gw.close();
+  }
+});
