@@ -17,7 +17,12 @@ import {
 import { modelVisible } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
-import { FileAccessError, FILES_MODEL, pinnedFailure } from "../../lib/gemini/files.ts";
+import {
+  assertFileKeyUsable,
+  FileAccessError,
+  FILES_MODEL,
+  pinnedFailure,
+} from "../../lib/gemini/files.ts";
 import { failoverOptions, IdleTimeout, parseChunk } from "../../lib/gemini/generate.ts";
 import { SseParser } from "../../lib/gemini/sse.ts";
 import type { UsageMetadata } from "../../lib/gemini/types.ts";
@@ -647,13 +652,11 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
     await req.body?.cancel();
     throw new GoogleApiError(404, "Upload session not found or already finalized.");
   }
-  const key = (await gw.pool.records()).find((r) => r.id === session.keyId);
-  if (!key || !key.enabled || key.invalid) {
+  try {
+    await assertFileKeyUsable(gw, { keyId: session.keyId, what: "This upload session" });
+  } catch (err) {
     await req.body?.cancel();
-    throw new GoogleApiError(
-      400,
-      "The Gemini key of this upload session is no longer usable; start the upload again",
-    );
+    throw err;
   }
   const command = (req.headers.get("x-goog-upload-command") ?? "").split(",")
     .map((s) => s.trim().toLowerCase()).filter((s) => s);

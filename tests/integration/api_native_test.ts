@@ -446,3 +446,45 @@ Deno.test("native model lists and lookups show a user key only the models it may
     await gw.close();
   }
 });
+
+Deno.test("a native upload whose Gemini key was disabled after it started is refused with a 400 that says so", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-upload": OK } });
+  try {
+    const userKey = await gw.createUserKey();
+    const started = await fetch(`${gw.url}/upload/v1beta/files`, {
+      method: "POST",
+      headers: {
+        "x-goog-api-key": userKey,
+        "content-type": "application/json",
+        "x-goog-upload-protocol": "resumable",
+        "x-goog-upload-command": "start",
+        "x-goog-upload-header-content-length": "5",
+        "x-goog-upload-header-content-type": "text/plain",
+      },
+      body: JSON.stringify({ file: { display_name: "notes" } }),
+    });
+    await started.body?.cancel();
+    assert.equal(started.status, 200);
+    const uploadUrl = started.headers.get("x-goog-upload-url");
+    assert.ok(uploadUrl?.startsWith(`${gw.url}/upload/`), String(uploadUrl));
+    const keys = await gw.admin<{ data: { id: string }[] }>("GET", "/admin/api/keys");
+    const id = keys.json.data[0].id;
+    assert.equal(
+      (await gw.admin("PATCH", `/admin/api/keys/${id}`, { enabled: false })).status,
+      200,
+    );
+    const upstreamCalls = gw.fake.requests.length;
+    const chunk = await fetch(uploadUrl!, {
+      method: "POST",
+      headers: { "x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0" },
+      body: "hello",
+    });
+    const json = await chunk.json();
+    assert.equal(chunk.status, 400);
+    assert.equal(json.error.status, "INVALID_ARGUMENT");
+    assert.match(json.error.message, /upload session .*disabled; upload the file again/);
+    assert.equal(gw.fake.requests.length, upstreamCalls, "no chunk went upstream");
+  } finally {
+    await gw.close();
+  }
+});
