@@ -60,9 +60,24 @@ export function randomBytes(n: number): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(n));
 }
 
-/** A random identifier: `prefix` followed by base64url of `bytes` random bytes. */
+/** Random bytes for identifiers, drawn from a pool that one `getRandomValues` call refills. */
+const idPool = new Uint8Array(4096);
+let idPoolAt = idPool.length;
+
+/**
+ * A random identifier: `prefix` followed by base64url of `bytes` random bytes. Ids are made per
+ * request, so their bytes come from a pool refilled 4 KiB at a time (the same generator, one call
+ * per few hundred ids); secrets take `randomBytes`.
+ */
 export function randomId(prefix = "", bytes = 12): string {
-  return prefix + toBase64Url(randomBytes(bytes));
+  if (bytes > idPool.length) return prefix + toBase64Url(randomBytes(bytes));
+  if (idPoolAt + bytes > idPool.length) {
+    crypto.getRandomValues(idPool);
+    idPoolAt = 0;
+  }
+  const id = prefix + toBase64Url(idPool.subarray(idPoolAt, idPoolAt + bytes));
+  idPoolAt += bytes;
+  return id;
 }
 
 /** Compares two strings in time that depends only on their lengths, not on where they differ. */

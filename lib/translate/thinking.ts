@@ -105,10 +105,19 @@ export const THINKING_TABLE: readonly { pattern: RegExp; family: ThinkingFamily 
   { pattern: /^gemini-(flash|flash-lite|pro)-latest$/, family: { kind: "opaque" } },
 ];
 
+/** `thinkingFamily` by model name (the table is matched once per name, not once per request). */
+const familyOf = new Map<string, ThinkingFamily>();
+
 /** The thinking family of a model id. */
 export function thinkingFamily(model: string): ThinkingFamily {
-  for (const row of THINKING_TABLE) if (row.pattern.test(model)) return row.family;
-  return NONE;
+  let family = familyOf.get(model);
+  if (family === undefined) {
+    family = THINKING_TABLE.find((row) => row.pattern.test(model))?.family ?? NONE;
+    // Model names come from requests: the memo is bounded.
+    if (familyOf.size >= 1000) familyOf.clear();
+    familyOf.set(model, family);
+  }
+  return family;
 }
 
 /** Whether the model needs a thought signature on the first function call of each step. */

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig, splitKeyList } from "../../lib/config.ts";
-import { fromBase64, maskSecret, Sealer, timingSafeEqual, toBase64Url } from "../../lib/secrets.ts";
+import {
+  fromBase64,
+  maskSecret,
+  randomId,
+  Sealer,
+  timingSafeEqual,
+  toBase64Url,
+} from "../../lib/secrets.ts";
 
 Deno.test("sealed values open only with the same passphrase and context, and fingerprints are stable", async () => {
   const salt = new Uint8Array(16).fill(7);
@@ -55,4 +62,16 @@ Deno.test("config parses defaults and names the variable of a bad value", () => 
     );
   }
   assert.deepEqual(splitKeyList(""), []);
+});
+
+Deno.test("ids drawn from the shared random pool are distinct and well formed across refills", () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 5000; i++) {
+    // 18 bytes do not divide the 4 KiB pool: ids straddle refills.
+    const id = randomId("chatcmpl-", 18);
+    assert.match(id, /^chatcmpl-[A-Za-z0-9_-]{24}$/);
+    seen.add(id);
+  }
+  assert.equal(seen.size, 5000);
+  assert.match(randomId("", 5000), /^[A-Za-z0-9_-]{6667}$/, "longer than the pool");
 });
