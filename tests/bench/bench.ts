@@ -5,8 +5,9 @@
  * per request, counted in-process, and the key pool's pick cost (`pick_bench.ts`). Prints a report
  * and writes `test-artifacts/bench.json`.
  *
- * Flags: `--duration <seconds>` per cell (default 5), `--quick` (1 s cells), `--max-requests <n>`
- * per cell (default 100000), `--kv-requests <n>` per KV scenario (default 50), `--out <file>`.
+ * Flags: `--duration <seconds>` per cell (default 5), `--rounds <n>` turns the three paths of a
+ * cell take in alternation (default 3), `--quick` (1 s cells), `--max-requests <n>` per cell
+ * (default 100000), `--kv-requests <n>` per KV scenario (default 50), `--out <file>`.
  * Exits with 1 when a request failed (the targets are reported, not enforced).
  *
  * @module
@@ -15,7 +16,7 @@ import { ChatCompletionRequestSchema } from "../../lib/openai/chat_schema.ts";
 import { toGeminiChatRequest } from "../../lib/translate/chat_request.ts";
 import { type KvOpsReport, measureKvOps } from "./kv_ops.ts";
 import { formatPickBench, type PickBenchReport, runPickBench } from "./pick_bench.ts";
-import { runCell, type Target } from "./load_gen.ts";
+import { type CellSamples, runCell, runSamples, statsOf, type Target } from "./load_gen.ts";
 import {
   type CellResult,
   cellsTable,
@@ -61,6 +62,8 @@ interface Servers {
 
 interface Settings {
   durationMs: number;
+  /** Turns each path of a cell runs in, alternating with the other paths. */
+  rounds: number;
   warmupMs: number;
   maxRequests: number;
   kvRequests: number;
@@ -99,7 +102,7 @@ function numberFlag(flags: Map<string, string>, name: string, fallback: number):
 /** The run settings from the command line. */
 function settingsOf(args: string[]): Settings {
   const flags = parseFlags(args);
-  const known = new Set(["duration", "quick", "max-requests", "kv-requests", "out"]);
+  const known = new Set(["duration", "rounds", "quick", "max-requests", "kv-requests", "out"]);
   for (const name of flags.keys()) {
     if (!known.has(name)) throw new UsageError(`Unknown flag --${name}`);
   }
@@ -107,6 +110,7 @@ function settingsOf(args: string[]): Settings {
   const durationMs = numberFlag(flags, "duration", quick ? 1 : 5) * 1000;
   return {
     durationMs,
+    rounds: Math.floor(numberFlag(flags, "rounds", 3)),
     warmupMs: Math.min(1000, Math.max(250, durationMs / 5)),
     maxRequests: Math.floor(numberFlag(flags, "max-requests", quick ? 30_000 : 100_000)),
     kvRequests: Math.floor(numberFlag(flags, "kv-requests", quick ? 20 : 50)),
@@ -169,20 +173,6 @@ function cpuSample(servers: Servers, proxy: ServerProcess | null): CpuSample {
     system: systemBusyMs(),
     wallMs: performance.now(),
   };
-}
-
-/** Share of all CPUs used by other processes of the machine between two samples, in %. */
-function otherLoad(a: CpuSample, b: CpuSample): number | null {
-  if (a.ours === null || b.ours === null || a.system === null || b.system === null) return null;
-  const capacity = (b.wallMs - a.wallMs) * navigator.hardwareConcurrency;
-  const other = (b.system - a.system) - (b.ours - a.ours);
-  return capacity > 0 ? Math.max(0, (100 * other) / capacity) : null;
-}
-
-/** CPU µs per request between two readings. */
-function perRequest(before: number | null, after: number | null, requests: number): number | null {
-  if (before === null || after === null || requests === 0) return null;
-  return ((after - before) * 1000) / requests;
 }
 
 /** Checks a Gemini answer (JSON, or SSE whose last event carries the finish reason). */
@@ -292,7 +282,46 @@ function ratiosOf(cells: CellResult[], mode: Mode): RatioResult[] {
   ];
 }
 
-/** Runs every cell against the three servers. */
+/** CPU time spent between readings, summed over the turns of a cell. */
+interface CpuSpent {
+  proxy: number | null;
+  upstream: number | null;
+  self: number | null;
+  ours: number | null;
+  system: number | null;
+  wallMs: number;
+}
+
+/** Adds what was spent between readings `a` and `b` to `into` (null once any reading is). */
+function addSpent(into: CpuSpent, a: CpuSample, b: CpuSample): void {
+  const add = (sum: number | null, x: number | null, y: number | null) =>
+    sum === null || x === null || y === null ? null : sum + (y - x);
+  into.proxy = add(into.proxy, a.proxy, b.proxy);
+  into.upstream = add(into.upstream, a.upstream, b.upstream);
+  into.self = add(into.self, a.self, b.self);
+  into.ours = add(into.ours, a.ours, b.ours);
+  into.system = add(into.system, a.system, b.system);
+  into.wallMs += b.wallMs - a.wallMs;
+}
+
+/** Share of all CPUs used by processes outside the benchmark while a cell ran, in %. */
+function otherLoad(spent: CpuSpent): number | null {
+  if (spent.ours === null || spent.system === null) return null;
+  const capacity = spent.wallMs * navigator.hardwareConcurrency;
+  return capacity > 0 ? Math.max(0, (100 * (spent.system - spent.ours)) / capacity) : null;
+}
+
+/** CPU µs per request. */
+function perRequest(spentMs: number | null, requests: number): number | null {
+  return spentMs === null || requests === 0 ? null : (spentMs * 1000) / requests;
+}
+
+/**
+ * Runs every cell against the three servers. The three paths of a mode and client count run in
+ * turns (`rounds` turns each, a share of the cell's time per turn), so a change in the shared
+ * machine's speed during the run weighs on the forwarder and the gateway alike; each cell's
+ * figures pool the requests of its turns.
+ */
 async function runLoad(
   settings: Settings,
   servers: Servers,
@@ -308,53 +337,71 @@ async function runLoad(
     "bare forwarder": servers.forwarder,
     gateway: servers.gateway,
   };
+  const turn = {
+    durationMs: settings.durationMs / settings.rounds,
+    maxRequests: Math.ceil(settings.maxRequests / settings.rounds),
+  };
   const cells: CellResult[] = [];
   try {
     for (const mode of MODES) {
       for (const concurrency of CLIENTS) {
         for (const path of PATHS) {
-          const target = targets[mode][path];
-          const client = clients[path];
-          const label = `${mode.padEnd(10)} ${String(concurrency).padStart(2)} clients  ${path}`;
-          await runCell(target, {
+          await runCell(targets[mode][path], {
             concurrency,
             durationMs: settings.warmupMs,
             maxRequests: settings.maxRequests,
-            client,
+            client: clients[path],
           });
-          const proxy = proxyOf[path];
-          const before = cpuSample(servers, proxy);
-          const stats = await runCell(target, {
-            concurrency,
-            durationMs: settings.durationMs,
-            maxRequests: settings.maxRequests,
-            client,
-          });
-          const after = cpuSample(servers, proxy);
+        }
+        const runs = new Map<PathName, { samples: CellSamples[]; cpu: CpuSpent }>(
+          PATHS.map((path) => [path, {
+            samples: [],
+            cpu: { proxy: 0, upstream: 0, self: 0, ours: 0, system: 0, wallMs: 0 },
+          }]),
+        );
+        for (let round = 0; round < settings.rounds; round++) {
+          for (const path of PATHS) {
+            const run = runs.get(path)!;
+            const proxy = proxyOf[path];
+            const before = cpuSample(servers, proxy);
+            run.samples.push(
+              await runSamples(targets[mode][path], {
+                concurrency,
+                ...turn,
+                client: clients[path],
+              }),
+            );
+            addSpent(run.cpu, before, cpuSample(servers, proxy));
+            for (const server of [servers.upstream, servers.forwarder, servers.gateway]) {
+              if (await hasExited(server)) {
+                throw new Error(
+                  `${server.name} exited during the run. Its output:\n${
+                    server.output.lines.join("\n")
+                  }`,
+                );
+              }
+            }
+          }
+        }
+        for (const path of PATHS) {
+          const { samples, cpu } = runs.get(path)!;
+          const stats = statsOf(samples);
           cells.push({
             mode,
             clients: concurrency,
             path,
             stats,
-            proxyCpuUsPerReq: perRequest(before.proxy, after.proxy, stats.ok),
-            upstreamCpuUsPerReq: perRequest(before.upstream, after.upstream, stats.ok),
-            loadgenCpuUsPerReq: perRequest(before.self, after.self, stats.ok),
-            otherLoadPct: otherLoad(before, after),
+            proxyCpuUsPerReq: perRequest(cpu.proxy, stats.ok),
+            upstreamCpuUsPerReq: perRequest(cpu.upstream, stats.ok),
+            loadgenCpuUsPerReq: perRequest(cpu.self, stats.ok),
+            otherLoadPct: otherLoad(cpu),
           });
+          const label = `${mode.padEnd(10)} ${String(concurrency).padStart(2)} clients  ${path}`;
           console.log(
             `  ${label.padEnd(40)} ${fmt(stats.rps, 0).padStart(7)} req/s  p50 ${
               fmt(stats.p50Ms, 2)
             } ms  p99 ${fmt(stats.p99Ms, 2)} ms  errors ${stats.errors}`,
           );
-          for (const server of [servers.upstream, servers.forwarder, servers.gateway]) {
-            if (await hasExited(server)) {
-              throw new Error(
-                `${server.name} exited during the run. Its output:\n${
-                  server.output.lines.join("\n")
-                }`,
-              );
-            }
-          }
         }
       }
     }
@@ -364,7 +411,6 @@ async function runLoad(
   return cells;
 }
 
-/** Starts the three servers (the forwarder and the gateway in parallel). */
 async function startServers(tmp: string, adminPassword: string): Promise<Servers> {
   const env = await childEnv();
   const upstream = await startFakeUpstream(env, UPSTREAM_KEYS);
@@ -406,9 +452,10 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const cpus = navigator.hardwareConcurrency;
   console.log(
-    `Gateway benchmark: ${settings.durationMs / 1000} s per cell after ${
-      settings.warmupMs / 1000
-    } s warm-up, at most ${settings.maxRequests} requests per cell; Deno ${Deno.version.deno}, ` +
+    `Gateway benchmark: ${settings.durationMs / 1000} s per cell in ${settings.rounds} turns ` +
+      `alternating with the other paths, after ${
+        settings.warmupMs / 1000
+      } s warm-up, at most ${settings.maxRequests} requests per cell; Deno ${Deno.version.deno}, ` +
       `${Deno.build.os}/${Deno.build.arch}, ${cpus} CPUs shared by every process.`,
   );
   const tmp = await Deno.makeTempDir({ prefix: "gateway_bench_" });

@@ -99,8 +99,61 @@ async function once(
   return { ttfb: Number.isNaN(ttfb) ? total : ttfb, total };
 }
 
+/** The raw measurements of one run of a cell. */
+export interface CellSamples {
+  /** Latency to the last byte of each successful request, in ms. */
+  latencies: Float64Array;
+  /** Latency to the first body chunk of each successful request, in ms. */
+  ttfbs: Float64Array;
+  errors: number;
+  errorSamples: Record<string, number>;
+  elapsedMs: number;
+  capped: boolean;
+}
+
+/** The statistics of one or more runs of a cell, their requests pooled. */
+export function statsOf(runs: readonly CellSamples[]): CellStats {
+  const pool = (pick: (r: CellSamples) => Float64Array) => {
+    const all = new Float64Array(runs.reduce((n, r) => n + pick(r).length, 0));
+    let at = 0;
+    for (const r of runs) {
+      all.set(pick(r), at);
+      at += pick(r).length;
+    }
+    return all.sort();
+  };
+  const sorted = pool((r) => r.latencies);
+  const sortedTtfb = pool((r) => r.ttfbs);
+  const errorSamples: Record<string, number> = {};
+  for (const r of runs) {
+    for (const [k, n] of Object.entries(r.errorSamples)) {
+      errorSamples[k] = (errorSamples[k] ?? 0) + n;
+    }
+  }
+  const ok = sorted.length;
+  const elapsedMs = runs.reduce((t, r) => t + r.elapsedMs, 0);
+  return {
+    ok,
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    errorSamples,
+    elapsedMs,
+    rps: elapsedMs > 0 ? (ok * 1000) / elapsedMs : 0,
+    p50Ms: quantile(sorted, 0.5),
+    p90Ms: quantile(sorted, 0.9),
+    p99Ms: quantile(sorted, 0.99),
+    maxMs: ok ? sorted[ok - 1] : NaN,
+    ttfbP50Ms: quantile(sortedTtfb, 0.5),
+    capped: runs.some((r) => r.capped),
+  };
+}
+
 /** Runs one cell and returns its statistics. */
 export async function runCell(target: Target, options: CellOptions): Promise<CellStats> {
+  return statsOf([await runSamples(target, options)]);
+}
+
+/** Runs one cell and returns its raw measurements (see `statsOf`). */
+export async function runSamples(target: Target, options: CellOptions): Promise<CellSamples> {
   const latencies = new Float64Array(options.maxRequests);
   const ttfbs = new Float64Array(options.maxRequests);
   const errorSamples: Record<string, number> = {};
@@ -130,20 +183,12 @@ export async function runCell(target: Target, options: CellOptions): Promise<Cel
   }
 
   await Promise.all(Array.from({ length: options.concurrency }, () => worker()));
-  const elapsedMs = performance.now() - t0;
-  const sorted = latencies.slice(0, ok).sort();
-  const sortedTtfb = ttfbs.slice(0, ok).sort();
   return {
-    ok,
+    latencies: latencies.slice(0, ok),
+    ttfbs: ttfbs.slice(0, ok),
     errors,
     errorSamples,
-    elapsedMs,
-    rps: elapsedMs > 0 ? (ok * 1000) / elapsedMs : 0,
-    p50Ms: quantile(sorted, 0.5),
-    p90Ms: quantile(sorted, 0.9),
-    p99Ms: quantile(sorted, 0.99),
-    maxMs: sorted.length ? sorted[sorted.length - 1] : NaN,
-    ttfbP50Ms: quantile(sortedTtfb, 0.5),
+    elapsedMs: performance.now() - t0,
     capped: started >= options.maxRequests,
   };
 }
