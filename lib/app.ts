@@ -3,7 +3,7 @@
  * dependencies (KV, upstream fetch, clock, config), so tests can run it on `:memory:` KV against a
  * fake upstream with a fake clock.
  */
-import { Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { declaredBodyLimit } from "./body_limit.ts";
 import { AdminAuthenticator } from "./auth/admin_auth.ts";
@@ -41,7 +41,6 @@ import { projectsRoutes } from "../routes/admin/api/projects.ts";
 import { removedKeysRoutes } from "../routes/admin/api/removed_keys.ts";
 import { requestLogRoutes } from "../routes/admin/api/request_log.ts";
 import { jobsRoutes } from "../routes/admin/api/jobs.ts";
-import { adminPageRoutes } from "../routes/admin/pages/mod.tsx";
 import { staticRoutes } from "./ui/assets.ts";
 import { urlPath } from "./url_path.ts";
 
@@ -191,10 +190,10 @@ export function createApp(deps: AppDeps): App {
   const hono = new Hono<AppEnv>();
   hono.use(requestScope(gateway.clients, idOf));
   hono.onError((err, c) => errorResponse(err, c.req.raw));
-  hono.notFound((c) =>
+  const unknownRoute = (c: Context<AppEnv>) =>
     new OpenAiError(404, `Unknown route: ${c.req.method} ${c.req.path}`, { code: "unknown_route" })
-      .toResponse()
-  );
+      .toResponse();
+  hono.notFound(unknownRoute);
 
   hono.route("/health", healthRoutes(gateway));
 
@@ -240,7 +239,22 @@ export function createApp(deps: AppDeps): App {
 
   // The admin web UI: pages under /admin (they read /admin/api in-process), files under /static.
   hono.route("/static", staticRoutes());
-  hono.route("/admin", adminPageRoutes(gateway, { api: (req) => hono.fetch(req) }));
+  // The admin pages (and their login) are loaded with their first request: an isolate that only
+  // serves the API never evaluates them, so it starts faster and its heap, which every full GC
+  // walks, is about 4 MB (of some 9 MB of modules) smaller.
+  let adminPages: Promise<Hono<AppEnv>> | null = null;
+  const pages = () =>
+    adminPages ??= import("../routes/admin/pages/mod.tsx").then(({ adminPageRoutes }) => {
+      const app = new Hono<AppEnv>();
+      app.onError((err, c) => errorResponse(err, c.req.raw));
+      app.notFound(unknownRoute);
+      return app.route("/admin", adminPageRoutes(gateway, { api: (req) => hono.fetch(req) }));
+    }).catch((err) => {
+      adminPages = null;
+      throw err;
+    });
+  hono.all("/admin", async (c) => (await pages()).fetch(c.req.raw, c.env));
+  hono.all("/admin/*", async (c) => (await pages()).fetch(c.req.raw, c.env));
   hono.get("/", (c) => c.redirect("/admin", 302));
 
   /**

@@ -371,3 +371,24 @@ Deno.test("the built bundle is served with a content hash, immutable caching and
     await gw.close();
   }
 });
+
+Deno.test("unknown admin paths: an HTML page for people, OpenAI's JSON 404 for the admin API", async () => {
+  const gw = await startGateway({});
+  try {
+    const session = await loginHttp(fetch, gw.url);
+    const page = await fetch(`${gw.url}/admin/no-such-page`, {
+      headers: { cookie: session.cookie },
+    });
+    assert.equal(page.status, 404);
+    assert.match(page.headers.get("content-type") ?? "", /text\/html/);
+    assert.match(await page.text(), /href="\/admin"/);
+    const api = await gw.admin<{ error: { code: string } }>("GET", "/admin/api/no-such-thing");
+    assert.equal(api.status, 404);
+    assert.equal(api.json.error.code, "unknown_route");
+    const posted = await gw.admin<{ error: { code: string } }>("POST", "/admin/no-such-form", {});
+    assert.equal(posted.status, 404);
+    assert.equal(posted.json.error.code, "unknown_route");
+  } finally {
+    await gw.close();
+  }
+});
