@@ -11,6 +11,8 @@
  * `cancel` as well, whether or not it was watched.
  */
 
+import { Sweep } from "./sweep.ts";
+
 /** How long a request runs before its connection is watched. */
 export const GRACE_MS = 500;
 
@@ -29,11 +31,12 @@ export class ClientWatch {
   #waiting = new Map<Watchable, Watched>();
   /** Requests whose signal is linked already (weakly held: they are over when collected). */
   #linked = new WeakMap<Watchable, Watched>();
-  #timer: ReturnType<typeof setTimeout> | null = null;
   #graceMs: number;
+  #sweep: Sweep;
 
   constructor(options: { graceMs?: number } = {}) {
     this.#graceMs = options.graceMs ?? GRACE_MS;
+    this.#sweep = new Sweep(this.#graceMs / 2, () => this.#tick());
   }
 
   /** The signal that fires when the client of `req` goes away (same for every call). */
@@ -42,7 +45,7 @@ export class ClientWatch {
     if (known) return known.controller.signal;
     const watched: Watched = { controller: new AbortController(), since: performance.now() };
     this.#waiting.set(req, watched);
-    if (this.#timer === null) this.#arm();
+    this.#sweep.ensure();
     return watched.controller.signal;
   }
 
@@ -55,10 +58,7 @@ export class ClientWatch {
 
   /** Stops the timer if no request is waiting (shutdown, tests); a later request re-arms it. */
   stop(): void {
-    if (this.#waiting.size === 0 && this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    if (this.#waiting.size === 0) this.#sweep.stop();
   }
 
   /** Requests still waiting for their grace time to end. */
@@ -66,15 +66,8 @@ export class ClientWatch {
     return this.#waiting.size;
   }
 
-  #arm(): void {
-    const timer = setTimeout(this.#tick, this.#graceMs / 2);
-    // Watching must not keep the process alive.
-    Deno.unrefTimer(timer);
-    this.#timer = timer;
-  }
-
-  #tick = () => {
-    this.#timer = null;
+  /** Links the requests whose grace time is over; says whether any is still waiting. */
+  #tick(): boolean {
     const cutoff = performance.now() - this.#graceMs;
     for (const [req, watched] of this.#waiting) {
       if (watched.since > cutoff) continue;
@@ -85,6 +78,6 @@ export class ClientWatch {
       if (signal.aborted) controller.abort(signal.reason);
       else signal.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
     }
-    if (this.#waiting.size) this.#arm();
-  };
+    return this.#waiting.size > 0;
+  }
 }

@@ -1,10 +1,11 @@
 /**
  * Timeouts of many calls on one timer. A `setTimeout` and its `clearTimeout` per upstream call cost
  * about 2 µs and 0.5 KiB each (Deno's timers are Node-style `Timeout` objects); here a call adds a
- * small entry to a set, and one timer, armed while calls are pending (and until its next tick),
- * fires those whose time is up. A deadline fires late by at most one tick (a tenth of the timeout, 100 ms to 1 s), which
- * is well within what a timeout of seconds to minutes means.
+ * small entry to a set, and one timer (a `Sweep`, armed while calls are pending and until its next
+ * tick) fires those whose time is up. A deadline fires late by at most one tick (a tenth of the
+ * timeout, 100 ms to 1 s), well within what a timeout of seconds to minutes means.
  */
+import { Sweep } from "./sweep.ts";
 
 /** A pending deadline; give it back to `Deadlines.clear` once the call is answered. */
 export interface Deadline {
@@ -16,20 +17,20 @@ export interface Deadline {
 /** Deadlines of one length (`timeoutMs`), checked on a shared timer. */
 export class Deadlines {
   #pending = new Set<Deadline>();
-  #timer: ReturnType<typeof setTimeout> | null = null;
   #timeoutMs: number;
-  #tickMs: number;
+  #sweep: Sweep;
 
   constructor(timeoutMs: number) {
     this.#timeoutMs = timeoutMs;
-    this.#tickMs = Math.min(1000, Math.max(100, Math.round(timeoutMs / 10)));
+    const tickMs = Math.min(1000, Math.max(100, Math.round(timeoutMs / 10)));
+    this.#sweep = new Sweep(tickMs, () => this.#tick());
   }
 
   /** Calls `fire` once `timeoutMs` have passed, unless the deadline is cleared first. */
   start(fire: () => void): Deadline {
     const deadline = { at: performance.now() + this.#timeoutMs, fire };
     this.#pending.add(deadline);
-    if (this.#timer === null) this.#arm();
+    this.#sweep.ensure();
     return deadline;
   }
 
@@ -38,7 +39,7 @@ export class Deadlines {
     deadline.at = performance.now() + this.#timeoutMs;
     if (this.#pending.has(deadline)) return;
     this.#pending.add(deadline);
-    if (this.#timer === null) this.#arm();
+    this.#sweep.ensure();
   }
 
   /** How long a deadline runs. */
@@ -55,10 +56,7 @@ export class Deadlines {
 
   /** Stops the timer if no deadline is pending (shutdown, tests); a later `start` re-arms it. */
   stop(): void {
-    if (this.#pending.size === 0 && this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    if (this.#pending.size === 0) this.#sweep.stop();
   }
 
   /** Deadlines not yet fired or cleared. */
@@ -66,15 +64,8 @@ export class Deadlines {
     return this.#pending.size;
   }
 
-  #arm(): void {
-    const timer = setTimeout(this.#tick, this.#tickMs);
-    // A pending deadline must not keep the process alive on its own.
-    Deno.unrefTimer(timer);
-    this.#timer = timer;
-  }
-
-  #tick = () => {
-    this.#timer = null;
+  /** Fires the deadlines whose time is up; says whether any is still pending. */
+  #tick(): boolean {
     const now = performance.now();
     for (const deadline of this.#pending) {
       if (deadline.at > now) continue;
@@ -85,6 +76,6 @@ export class Deadlines {
         console.error("A timeout handler failed:", err);
       }
     }
-    if (this.#pending.size) this.#arm();
-  };
+    return this.#pending.size > 0;
+  }
 }

@@ -282,15 +282,8 @@ function ratiosOf(cells: CellResult[], mode: Mode): RatioResult[] {
   ];
 }
 
-/** CPU time spent between readings, summed over the turns of a cell. */
-interface CpuSpent {
-  proxy: number | null;
-  upstream: number | null;
-  self: number | null;
-  ours: number | null;
-  system: number | null;
-  wallMs: number;
-}
+/** CPU time spent between readings, summed over the turns of a cell (same fields). */
+type CpuSpent = CpuSample;
 
 /** Adds what was spent between readings `a` and `b` to `into` (null once any reading is). */
 function addSpent(into: CpuSpent, a: CpuSample, b: CpuSample): void {

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { ApiError, GoogleGenAI } from "@google/genai";
-import { startGateway, type TestGateway } from "./harness.ts";
+import { stallingStreams, startGateway, type TestGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 
@@ -359,26 +359,10 @@ Deno.test("a user key's rate limit applies to native calls too, in Google's shap
 
 Deno.test("a native stream that goes quiet upstream ends with a Google-shaped error event", async () => {
   // The upstream sends its first event, then nothing: the idle timeout must end the stream.
-  const stalled: typeof fetch = async (input, init) => {
-    const res = await fetch(input, init);
-    const url = input instanceof Request ? input.url : String(input);
-    if (!url.includes(":streamGenerateContent") || !res.body) return res;
-    const reader = res.body.getReader();
-    const first = await reader.read();
-    const signal = init?.signal ?? undefined;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        if (!first.done) controller.enqueue(first.value);
-        signal?.addEventListener("abort", () => controller.error(signal.reason), { once: true });
-      },
-      cancel: () => reader.cancel(),
-    });
-    return new Response(body, { status: res.status, headers: res.headers });
-  };
   const gw = await startGateway({
     keys: { "AIzaNative-1": OK },
     env: { UPSTREAM_TIMEOUT_MS: "1000" },
-    upstreamFetch: stalled,
+    upstreamFetch: stallingStreams,
   });
   const userKey = await gw.createUserKey();
   try {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { post, startGateway } from "./harness.ts";
+import { post, stallingStreams, startGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 
@@ -426,26 +426,10 @@ Deno.test("a client that gives up on a slow answer stops the upstream call (watc
 
 Deno.test("a chat stream that goes quiet upstream ends with an error event once the upstream timeout passes", async () => {
   // The upstream sends its first event, then nothing: the idle timeout must end the stream.
-  const stalled: typeof fetch = async (input, init) => {
-    const res = await fetch(input, init);
-    const url = input instanceof Request ? input.url : String(input);
-    if (!url.includes(":streamGenerateContent") || !res.body) return res;
-    const reader = res.body.getReader();
-    const first = await reader.read();
-    const signal = init?.signal ?? undefined;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        if (!first.done) controller.enqueue(first.value);
-        signal?.addEventListener("abort", () => controller.error(signal.reason), { once: true });
-      },
-      cancel: () => reader.cancel(),
-    });
-    return new Response(body, { status: res.status, headers: res.headers });
-  };
   const gw = await startGateway({
     keys: { "AIzaQuiet-1": OK },
     env: { UPSTREAM_TIMEOUT_MS: "1000" },
-    upstreamFetch: stalled,
+    upstreamFetch: stallingStreams,
   });
   try {
     const key = await gw.createUserKey();

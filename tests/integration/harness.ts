@@ -149,6 +149,27 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
   };
 }
 
+/**
+ * An upstream fetch whose streams stall: a `streamGenerateContent` answer passes its first chunk,
+ * then nothing until the gateway aborts the call (other calls go through unchanged).
+ */
+export const stallingStreams: typeof fetch = async (input, init) => {
+  const res = await fetch(input, init);
+  const url = input instanceof Request ? input.url : String(input);
+  if (!url.includes(":streamGenerateContent") || !res.body) return res;
+  const reader = res.body.getReader();
+  const first = await reader.read();
+  const signal = init?.signal ?? undefined;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (!first.done) controller.enqueue(first.value);
+      signal?.addEventListener("abort", () => controller.error(signal.reason), { once: true });
+    },
+    cancel: () => reader.cancel(),
+  });
+  return new Response(body, { status: res.status, headers: res.headers });
+};
+
 /** Posts a raw request to the gateway and returns status, headers and parsed JSON (if any). */
 export async function post<T = OpenAiErrorBody>(
   url: string,
