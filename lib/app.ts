@@ -6,6 +6,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { declaredBodyLimit } from "./body_limit.ts";
+import { addCorsHeaders, isApiPath, preflightResponse } from "./cors.ts";
 import { AdminAuthenticator } from "./auth/admin_auth.ts";
 import { adminAuth, authenticateUser, userKeyAuth } from "./auth/middleware.ts";
 import { refusalToOpenAi, underUserLimits } from "./auth/user_limits.ts";
@@ -111,13 +112,27 @@ function requestScope(
       clients.release(c.req.raw);
     }
     // Set on the response itself: a handler's own Response (a stream, an error) would not get
-    // headers prepared on the context. Headers of a response passed through are immutable: a copy.
-    try {
-      c.res.headers.set("x-request-id", id);
-    } catch {
-      c.header("x-request-id", id);
-    }
+    // headers prepared on the context. (Hono copies a response set on the context: only a copy
+    // made here is set.)
+    const res = finalResponse(c.res, id, isApiPath(urlPath(c.req.url)));
+    if (res !== c.res) c.res = res;
   };
+}
+
+/**
+ * `res` with its `X-Request-Id` and, for an API surface, its CORS headers. Headers of a response
+ * passed through from `fetch` are immutable: such a response is copied first.
+ */
+function finalResponse(res: Response, id: string, api: boolean): Response {
+  let out = res;
+  try {
+    out.headers.set("x-request-id", id);
+  } catch {
+    out = new Response(res.body, res);
+    out.headers.set("x-request-id", id);
+  }
+  if (api) addCorsHeaders(out.headers);
+  return out;
 }
 
 /** The answer to an error no route turned into a response: its own, or a logged 500. */
@@ -278,15 +293,18 @@ export function createApp(deps: AppDeps): App {
     } finally {
       gateway.clients.release(req);
     }
-    res.headers.set("x-request-id", idOf(req));
-    return res;
+    return finalResponse(res, idOf(req), true);
   };
 
   return {
     hono,
     gateway,
     // The connection info becomes `c.env`, where the admin login lockout finds the client address.
-    fetch: (req, info) => isDirectChat(req) ? directChat(req) : hono.fetch(req, info),
+    fetch: (req, info) => {
+      if (isDirectChat(req)) return directChat(req);
+      if (req.method === "OPTIONS" && isApiPath(urlPath(req.url))) return preflightResponse(req);
+      return hono.fetch(req, info);
+    },
     async drain() {
       await gateway.background.drain();
       // Usage batched in memory goes to KV.
