@@ -99,6 +99,8 @@ export class UsageRecorder {
   #pendingTokens = new Map<string, number>();
   #ledger: LedgerEntry[] = [];
   #timer: ReturnType<typeof setTimeout> | null = null;
+  /** Whether `#timer` is a write due at once (a large batch), not the periodic one. */
+  #timerSoon = false;
   #flushing: Promise<void> | null = null;
   #again = false;
 
@@ -156,9 +158,11 @@ export class UsageRecorder {
 
   #schedule(ms: number): void {
     if (this.#timer !== null) {
-      if (ms > 0) return;
+      // A write already due at once is not scheduled again by every request until it runs.
+      if (ms > 0 || this.#timerSoon) return;
       clearTimeout(this.#timer);
     }
+    this.#timerSoon = ms === 0;
     const timer = setTimeout(() => {
       this.#timer = null;
       this.flush().catch((err) => console.error("Usage accounting failed:", err?.message ?? err));

@@ -9,6 +9,7 @@ import { declaredBodyLimit } from "./body_limit.ts";
 import { addCorsHeaders, isApiPath, preflightResponse } from "./cors.ts";
 import { AdminAuthenticator } from "./auth/admin_auth.ts";
 import { adminAuth, authenticateUser, userKeyAuth } from "./auth/middleware.ts";
+import { hasNativeCredential } from "./auth/native_auth.ts";
 import { refusalToOpenAi, underUserLimits } from "./auth/user_limits.ts";
 import { UserKeyAuthenticator } from "./auth/user_auth.ts";
 import { UserLimiter } from "./auth/user_limiter.ts";
@@ -150,9 +151,10 @@ function errorResponse(err: unknown, req: Request): Response {
  * spelling of the path) take the Hono route, which runs the same steps.
  */
 function isDirectChat(req: Request): boolean {
+  // On this path only a key sent the Gemini way makes a request native (`isGeminiNativeRequest`).
   return req.method === "POST" && urlPath(req.url) === "/v1/chat/completions" &&
     req.headers.has("content-length") && !req.headers.has("transfer-encoding") &&
-    !isGeminiNativeRequest(req);
+    !hasNativeCredential(req);
 }
 
 /** Builds the gateway app. */

@@ -241,3 +241,40 @@ Deno.test("drain waits for a usage write already in flight, so nothing is writte
     kv.close();
   }
 });
+
+Deno.test("a batch due for writing at once is scheduled once, not again by every later request", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const original = globalThis.setTimeout;
+  let timers = 0;
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+    timers++;
+    return original(...args);
+  }) as typeof setTimeout;
+  try {
+    const recorder = new UsageRecorder({
+      kv,
+      settings: () => undefined,
+      settle: () => {},
+      maskedOf: () => "AIza…test",
+    });
+    const now = Date.UTC(2026, 10, 26, 12);
+    // Past 2,000 request-log entries the batch is due at once; these all arrive before it runs.
+    for (let i = 0; i < 2_500; i++) {
+      recorder.record({
+        model: "m",
+        userId: "u1",
+        attempts: [{ keyId: "k1", ok: true }],
+        ok: true,
+        status: 200,
+        startedAt: now,
+      }, now);
+    }
+    assert.ok(timers <= 2, `${timers} timers for one batch`);
+    await recorder.drain();
+    const s = await readUsageStats(kv, now);
+    assert.equal(s.totals.req, 2_500);
+  } finally {
+    globalThis.setTimeout = original;
+    kv.close();
+  }
+});
