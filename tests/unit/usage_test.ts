@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { UsageRecorder } from "../../lib/accounting.ts";
+import { type RequestOutcome, UsageRecorder } from "../../lib/accounting.ts";
 import { pacificDayNumber } from "../../lib/pool/calendar.ts";
 import {
   commitChunks,
@@ -179,6 +179,32 @@ Deno.test("a large batch is split into atomic operations within KV's limits, use
   }
 });
 
+/** A usage recorder on `kv` with no settings; `settled` hears each settled request's prompt tokens. */
+function recorderOn(
+  kv: Deno.Kv,
+  settled: (promptTokens: number) => void = () => {},
+): UsageRecorder {
+  return new UsageRecorder({
+    kv,
+    settings: () => undefined,
+    settle: (_attempts, { promptTokens }) => settled(promptTokens),
+    maskedOf: () => "AIza…test",
+  });
+}
+
+/** A successful request of user `u1` on key `k1`, started at `now`. */
+function outcomeAt(now: number, extra: Partial<RequestOutcome> = {}): RequestOutcome {
+  return {
+    model: "m",
+    userId: "u1",
+    attempts: [{ keyId: "k1", ok: true }],
+    ok: true,
+    status: 200,
+    startedAt: now,
+    ...extra,
+  };
+}
+
 Deno.test("drain waits for a usage write already in flight, so nothing is written after KV closes", async () => {
   const kv = await Deno.openKv(":memory:");
   let open!: () => void;
@@ -205,22 +231,14 @@ Deno.test("drain waits for a usage write already in flight, so nothing is writte
   });
   try {
     const settled: number[] = [];
-    const recorder = new UsageRecorder({
-      kv: slow,
-      settings: () => undefined,
-      settle: (_attempts, { promptTokens }) => settled.push(promptTokens),
-      maskedOf: () => "AIza…test",
-    });
+    const recorder = recorderOn(slow, (promptTokens) => settled.push(promptTokens));
     const now = Date.UTC(2026, 10, 26, 12);
-    recorder.record({
-      model: "m",
-      userId: "u1",
-      attempts: [{ keyId: "k1", ok: true }],
-      ok: true,
-      status: 200,
-      startedAt: now - 5,
-      usage: { promptTokenCount: 4, candidatesTokenCount: 2, totalTokenCount: 6 },
-    }, now);
+    recorder.record(
+      outcomeAt(now, {
+        usage: { promptTokenCount: 4, candidatesTokenCount: 2, totalTokenCount: 6 },
+      }),
+      now,
+    );
     // A flush starts (as its timer would) and takes the batch: nothing is pending in memory now.
     const flushing = recorder.flush();
     await new Promise((resolve) => setTimeout(resolve, 0));
@@ -251,24 +269,10 @@ Deno.test("a batch due for writing at once is scheduled once, not again by every
     return original(...args);
   }) as typeof setTimeout;
   try {
-    const recorder = new UsageRecorder({
-      kv,
-      settings: () => undefined,
-      settle: () => {},
-      maskedOf: () => "AIza…test",
-    });
+    const recorder = recorderOn(kv);
     const now = Date.UTC(2026, 10, 26, 12);
     // Past 2,000 request-log entries the batch is due at once; these all arrive before it runs.
-    for (let i = 0; i < 2_500; i++) {
-      recorder.record({
-        model: "m",
-        userId: "u1",
-        attempts: [{ keyId: "k1", ok: true }],
-        ok: true,
-        status: 200,
-        startedAt: now,
-      }, now);
-    }
+    for (let i = 0; i < 2_500; i++) recorder.record(outcomeAt(now), now);
     assert.ok(timers <= 2, `${timers} timers for one batch`);
     await recorder.drain();
     const s = await readUsageStats(kv, now);
