@@ -9,7 +9,7 @@
  * @module
  */
 import { Session } from "node:inspector/promises";
-import { startGateway } from "../integration/harness.ts";
+import { FakeClock, startGateway } from "../integration/harness.ts";
 
 const args = new Set(Deno.args);
 const argValue = (name: string, fallback: number) => {
@@ -52,9 +52,15 @@ const upstreamFetch: typeof fetch = async (input, init) => {
   return new Response(body, { status: res.status, headers: res.headers });
 };
 
+/** The real time: with the harness's frozen clock the pool would keep every usage reservation. */
+class RealClock extends FakeClock {
+  override now = (): number => Date.now();
+}
+
 const gw = await startGateway({
   keys: { "bench-key-1": OK, "bench-key-2": OK, "bench-key-3": OK },
   upstreamFetch,
+  clock: new RealClock(),
 });
 const apiKey = await gw.createUserKey({ name: "bench" });
 if (args.has("--no-log")) {
