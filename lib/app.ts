@@ -5,7 +5,7 @@
  */
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { declaredBodyLimit } from "./body_limit.ts";
+import { declaredBodyLimit, declaredLength } from "./body_limit.ts";
 import { addCorsHeaders, isApiPath, preflightResponse } from "./cors.ts";
 import { AdminAuthenticator } from "./auth/admin_auth.ts";
 import { adminAuth, authenticateUser, userKeyAuth } from "./auth/middleware.ts";
@@ -153,8 +153,7 @@ function errorResponse(err: unknown, req: Request): Response {
 function isDirectChat(req: Request): boolean {
   // On this path only a key sent the Gemini way makes a request native (`isGeminiNativeRequest`).
   return req.method === "POST" && urlPath(req.url) === "/v1/chat/completions" &&
-    req.headers.has("content-length") && !req.headers.has("transfer-encoding") &&
-    !hasNativeCredential(req);
+    declaredLength(req) !== null && !hasNativeCredential(req);
 }
 
 /** Builds the gateway app. */
@@ -282,7 +281,7 @@ export function createApp(deps: AppDeps): App {
   const directChat = async (req: Request): Promise<Response> => {
     let res: Response;
     try {
-      if (Number(req.headers.get("content-length")) > MAX_BODY_BYTES) tooLarge();
+      if ((declaredLength(req) ?? 0) > MAX_BODY_BYTES) tooLarge();
       const userKey = await authenticateUser(gateway, req);
       res = await underUserLimits(
         gateway,

@@ -8,6 +8,16 @@
 import type { Env, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 
+/**
+ * The body length `req` declares, or null when it declares none (a chunked body, or no body):
+ * only then must the body be counted as it is read.
+ */
+export function declaredLength(req: Request): number | null {
+  const length = req.headers.get("content-length");
+  if (length === null || req.headers.has("transfer-encoding")) return null;
+  return Number(length);
+}
+
 /** Refuses bodies larger than `maxSize` bytes through `onError` (which throws the API's error). */
 export function declaredBodyLimit<E extends Env>(options: {
   maxSize: number;
@@ -15,10 +25,9 @@ export function declaredBodyLimit<E extends Env>(options: {
 }): MiddlewareHandler<E> {
   const counting = bodyLimit(options);
   return async (c, next) => {
-    const headers = c.req.raw.headers;
-    const length = headers.get("content-length");
-    if (length === null || headers.has("transfer-encoding")) return await counting(c, next);
-    if (Number(length) > options.maxSize) options.onError();
+    const length = declaredLength(c.req.raw);
+    if (length === null) return await counting(c, next);
+    if (length > options.maxSize) options.onError();
     await next();
   };
 }

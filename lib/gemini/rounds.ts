@@ -101,6 +101,15 @@ export type StreamStep =
   | { kind: "end" }
   | { kind: "error"; message: string };
 
+/** What a stream of rounds is opened with. */
+export interface StreamRoundsInit {
+  target: CallTarget;
+  body: GenerateContentRequest;
+  options: ContinueOptions | null;
+  /** Aborts every round's upstream request (the client went away, or the stream is over). */
+  upstream: AbortController;
+}
+
 /** A stream of one answer over one or more upstream rounds. */
 export class StreamRounds {
   #gw: Gateway;
@@ -126,14 +135,7 @@ export class StreamRounds {
 
   private constructor(
     gw: Gateway,
-    init: {
-      target: CallTarget;
-      body: GenerateContentRequest;
-      options: ContinueOptions | null;
-      upstream: AbortController;
-      opened: OpenedStream;
-      attempts: Attempt[];
-    },
+    init: StreamRoundsInit & { opened: OpenedStream; attempts: Attempt[] },
   ) {
     this.#gw = gw;
     this.#target = init.target;
@@ -149,12 +151,7 @@ export class StreamRounds {
   /** Opens the first round (with failover); fails like a normal upstream call would. */
   static async open(
     gw: Gateway,
-    init: {
-      target: CallTarget;
-      body: GenerateContentRequest;
-      options: ContinueOptions | null;
-      upstream: AbortController;
-    },
+    init: StreamRoundsInit,
   ): Promise<
     | { ok: true; value: StreamRounds }
     | { ok: false; failure: GatewayFailure; attempts: Attempt[] }

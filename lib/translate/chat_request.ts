@@ -105,16 +105,6 @@ export const HARM_CATEGORIES = [
   "HARM_CATEGORY_CIVIC_INTEGRITY",
 ] as const;
 
-/** The thresholds an admin may choose (`UNSET`: send no safety settings). */
-export const SAFETY_THRESHOLDS = [
-  "OFF",
-  "BLOCK_NONE",
-  "BLOCK_ONLY_HIGH",
-  "BLOCK_MEDIUM_AND_ABOVE",
-  "BLOCK_LOW_AND_ABOVE",
-  "UNSET",
-] as const;
-
 /** A translated request. */
 export interface ChatTranslation {
   /** The upstream model. */

@@ -16,6 +16,7 @@ import {
 } from "../../lib/auth/native_auth.ts";
 import { modelVisible } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
+import type { UpstreamRequest } from "../../lib/gemini/client.ts";
 import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
 import {
   assertFileKeyUsable,
@@ -369,17 +370,18 @@ async function modelCall(
     throw googleErrorOf(failure);
   };
 
+  const request: UpstreamRequest = {
+    method: "POST",
+    path,
+    query,
+    body: text,
+    headers: forwardedHeaders(c.req.raw),
+  };
   const streaming = call.method === "streamGenerateContent" &&
     url.searchParams.get("alt") === "sse";
   if (!streaming) {
     const result = await runWithFailover(gw.pool, failover, async (key) => {
-      const res = await gw.client.send(key.secret, {
-        method: "POST",
-        path,
-        query,
-        body: text,
-        headers: forwardedHeaders(c.req.raw),
-      }, signal);
+      const res = await gw.client.send(key.secret, request, signal);
       const body = await res.text();
       return res.ok ? { ok: true, value: body } : { ok: false, status: res.status, body };
     });
@@ -400,13 +402,7 @@ async function modelCall(
   signal.addEventListener("abort", stopUpstream, { once: true });
   const decoder = new TextDecoder();
   const opened = await runWithFailover(gw.pool, failover, async (key) => {
-    const res = await gw.client.send(key.secret, {
-      method: "POST",
-      path,
-      query,
-      body: text,
-      headers: forwardedHeaders(c.req.raw),
-    }, upstream.signal);
+    const res = await gw.client.send(key.secret, request, upstream.signal);
     if (!res.ok || !res.body) return { ok: false, status: res.status, body: await res.text() };
     const reader = res.body.getReader();
     const parser = new SseParser();
