@@ -19,6 +19,7 @@ import type {
   Part,
   SafetySetting,
 } from "../gemini/types.ts";
+import type { Settings } from "../store/settings.ts";
 import { normalizeModel, type ResolvedModel, resolveModel } from "./models.ts";
 import { toGeminiParameters, toResponseJsonSchema } from "./schema.ts";
 import {
@@ -85,6 +86,21 @@ export interface ChatSettings {
   /** Threshold sent for every harm category, or `UNSET` to send none. */
   safetyThreshold: string;
   aliases: Readonly<Record<string, string>>;
+}
+
+/** The chat-shaping part of the settings. */
+export function chatSettingsOf(s: Settings): ChatSettings {
+  return {
+    thinking: {
+      mode: s.thinkingMode,
+      budget: s.thinkingBudget,
+      includeThoughts: s.includeThoughts,
+    },
+    promptInjection: s.promptInjection,
+    promptInjectionPosition: s.promptInjectionPosition,
+    safetyThreshold: s.safetyThreshold,
+    aliases: s.aliases,
+  };
 }
 
 /** Settings that change nothing: no injection, no safety settings, thinking left to the model. */

@@ -24,11 +24,10 @@ import { readJson } from "../../lib/openai/request.ts";
 import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
 import type { GatewayFailure } from "../../lib/pool/failover.ts";
 import { randomId } from "../../lib/secrets.ts";
-import type { Settings } from "../../lib/store/settings.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
 import {
   chatRequestRefs,
-  type ChatSettings,
+  chatSettingsOf,
   normalizeModel,
   toGeminiChatRequest,
   TranslateError,
@@ -44,21 +43,6 @@ import { ChatStreamTranslator, streamErrorEvent } from "../../lib/translate/chat
 import { makeToolCallId, randomIdPart, signatureHash } from "../../lib/translate/tool_ids.ts";
 
 const encoder = new TextEncoder();
-
-/** The chat-shaping part of the settings. */
-function chatSettingsOf(s: Settings): ChatSettings {
-  return {
-    thinking: {
-      mode: s.thinkingMode,
-      budget: s.thinkingBudget,
-      includeThoughts: s.includeThoughts,
-    },
-    promptInjection: s.promptInjection,
-    promptInjectionPosition: s.promptInjectionPosition,
-    safetyThreshold: s.safetyThreshold,
-    aliases: s.aliases,
-  };
-}
 
 const plainNamer: ToolCallNamer = () => plainToolCallId();
 

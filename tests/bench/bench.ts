@@ -12,8 +12,7 @@
  *
  * @module
  */
-import { ChatCompletionRequestSchema } from "../../lib/openai/chat_schema.ts";
-import { toGeminiChatRequest } from "../../lib/translate/chat_request.ts";
+import { BENCH_CHAT as CHAT, BENCH_MODEL as MODEL, upstreamBodyOf } from "./requests.ts";
 import { type KvOpsReport, measureKvOps } from "./kv_ops.ts";
 import { formatPickBench, type PickBenchReport, runPickBench } from "./pick_bench.ts";
 import { type CellSamples, runCell, runSamples, statsOf, type Target } from "./load_gen.ts";
@@ -39,20 +38,10 @@ import {
   stopServer,
 } from "./servers.ts";
 
-const MODEL = "gemini-2.5-flash";
 const UPSTREAM_KEYS = ["bench-key-1", "bench-key-2", "bench-key-3"];
 const CLIENTS = [1, 64];
 const MODES: Mode[] = ["non-stream", "stream"];
 const PATHS: PathName[] = ["upstream direct", "bare forwarder", "gateway"];
-
-/** The short two-message conversation every request carries. */
-const CHAT = {
-  model: MODEL,
-  messages: [
-    { role: "system", content: "You are a terse assistant." },
-    { role: "user", content: "Say hello to the benchmark in five words." },
-  ],
-};
 
 interface Servers {
   upstream: ServerProcess;
@@ -201,7 +190,8 @@ function targetsOf(
   gateway: string,
   userKey: string,
 ): Record<Mode, Record<PathName, Target>> {
-  const gemini = JSON.stringify(toGeminiChatRequest(ChatCompletionRequestSchema.parse(CHAT)).body);
+  // The very request the gateway sends upstream, so the upstream does the same work on every path.
+  const gemini = JSON.stringify(upstreamBodyOf(CHAT));
   const generate = `/v1beta/models/${MODEL}:generateContent`;
   const stream = `/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`;
   const json = { "content-type": "application/json" };
