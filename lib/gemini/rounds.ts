@@ -241,9 +241,12 @@ export class StreamRounds {
     return null;
   }
 
-  /** Whether `next` has a chunk without waiting for the upstream (events that arrived together). */
-  ready(): boolean {
-    return this.#queue.length > 0 || (!this.#done && this.#events.buffered > 0);
+  /**
+   * The upstream has sent the last chunk of the answer (none is queued): only the end of its body
+   * is left to come (or, against the protocol, more chunks).
+   */
+  get finishing(): boolean {
+    return this.#finished && this.#queue.length === 0 && !this.#done;
   }
 
   /** The next step: a chunk to send, the end, or an error that ends the stream. */

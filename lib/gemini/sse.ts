@@ -89,11 +89,6 @@ export class SseReader implements AsyncIterableIterator<string> {
     return result;
   }
 
-  /** Payloads already read and parsed: `next` returns them without waiting. */
-  get buffered(): number {
-    return this.#queue.length - this.#next;
-  }
-
   /** The next payload, or done once the stream ended (or `return` was called). */
   async next(): Promise<IteratorResult<string, undefined>> {
     while (true) {

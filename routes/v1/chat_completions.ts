@@ -9,7 +9,13 @@ import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { CallTarget } from "../../lib/gemini/generate.ts";
-import { type ContinueOptions, generateWithRounds, StreamRounds } from "../../lib/gemini/rounds.ts";
+import {
+  type ContinueOptions,
+  generateWithRounds,
+  StreamRounds,
+  type StreamStep,
+} from "../../lib/gemini/rounds.ts";
+import { arrived } from "../../lib/arrived.ts";
 import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
 import { offloadLargeInline, resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
 import { FileAccessError, pinnedFailure } from "../../lib/gemini/files.ts";
@@ -220,17 +226,36 @@ export async function chatCompletion(
     });
   };
 
+  // The next step, when a pull stopped waiting for it (it had not arrived yet).
+  let pending: Promise<StreamStep> | null = null;
+  const nextStep = (): Promise<StreamStep> => {
+    const step = pending ?? rounds.next();
+    pending = null;
+    return step;
+  };
   // A byte stream: Deno sends its chunks with less work than a default stream's.
   const stream = new ReadableStream({
     type: "bytes",
     async pull(controller) {
-      // A pull must enqueue something (or end the stream), or the stream stalls: upstream
-      // chunks that translate to nothing (usage only, overlap held back) are skipped over.
+      // What arrived together leaves together, as one write: the steps are taken while they are
+      // in hand, then sent before waiting for the network (so no event waits for a later one). A
+      // pull must enqueue something (or end the stream), or the stream stalls: upstream chunks
+      // that translate to nothing (usage only, overlap held back) are skipped over. The end of
+      // the answer waits for the end of the upstream body, and leaves with it.
       let out = "";
       try {
-        // Until something can be sent, and then for what already arrived with it.
-        while (!done && (out === "" || rounds.ready())) {
-          const step = await rounds.next();
+        while (!done) {
+          let step: StreamStep;
+          if (out === "" || rounds.finishing) step = await nextStep();
+          else {
+            const next = nextStep();
+            const now = await arrived(next);
+            if (now === null) {
+              pending = next;
+              break;
+            }
+            step = now.value;
+          }
           if (done) return;
           if (step.kind === "end") return finish(controller, out);
           if (step.kind === "error") return finish(controller, out, step.message);
