@@ -180,6 +180,8 @@ export function createApp(deps: AppDeps): App {
       baseUrl: deps.config.geminiBaseUrl,
       fetch: deps.fetch ?? fetch,
       timeoutMs: deps.config.upstreamTimeoutMs,
+      // A fetch given by a test wraps every upstream call: then every call goes through it.
+      direct: !deps.fetch && deps.config.upstreamHttp === "direct",
     }),
     settings,
     // Loaded lazily, through the gateway itself (the model list is fetched across the pool).
@@ -319,6 +321,7 @@ export function createApp(deps: AppDeps): App {
       ]);
       // Their timers run out by themselves; an idle app holds none.
       gateway.client.deadlines.stop();
+      gateway.client.closeIdle();
       gateway.clients.stop();
     },
     async shutdown() {

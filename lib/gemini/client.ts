@@ -3,6 +3,7 @@
  * (`x-goog-api-key`), a timeout for the response headers, and the client's abort signal.
  */
 import { Deadlines } from "../deadlines.ts";
+import { H1Client } from "./h1.ts";
 
 /** One request to the Gemini API, relative to the configured base URL. */
 export interface UpstreamRequest {
@@ -24,6 +25,8 @@ export interface GeminiClientOptions {
   baseUrl: string;
   fetch: typeof fetch;
   timeoutMs: number;
+  /** JSON posts go through the gateway's own HTTP/1.1 client (`h1.ts`) instead of `fetch`. */
+  direct?: boolean;
 }
 
 /** Thrown when the upstream did not send response headers in time. */
@@ -39,12 +42,19 @@ const DROPPED_HEADERS = new Set(["authorization", "x-goog-api-key", "host", "con
 /** Calls the Gemini REST API with one key per request. */
 export class GeminiClient {
   #options: GeminiClientOptions;
+  #h1: H1Client | null;
   /** The upstream timeout (response headers, and the gap between stream events), one timer. */
   readonly deadlines: Deadlines;
 
   constructor(options: GeminiClientOptions) {
     this.#options = options;
+    this.#h1 = options.direct ? new H1Client({ baseUrl: options.baseUrl }) : null;
     this.deadlines = new Deadlines(options.timeoutMs);
+  }
+
+  /** Closes the kept upstream connections (shutdown, tests); later calls open new ones. */
+  closeIdle(): void {
+    this.#h1?.closeIdle();
   }
 
   /** The absolute URL of an upstream path. */
@@ -92,6 +102,16 @@ export class GeminiClient {
       controller.abort();
     });
     try {
+      // JSON posts (generate, stream, embeddings, token counts) take the lighter client.
+      if (this.#h1 && typeof request.body === "string" && request.url === undefined) {
+        return await this.#h1.request({
+          method: request.method,
+          path: request.query ? `${request.path}?${request.query}` : request.path,
+          headers,
+          body: request.body,
+          signal: controller.signal,
+        });
+      }
       const init: RequestInit & { duplex?: "half" } = {
         method: request.method,
         headers,

@@ -64,6 +64,19 @@ Deno.test("config parses defaults and names the variable of a bad value", () => 
   assert.deepEqual(splitKeyList(""), []);
 });
 
+Deno.test("config: the upstream client is the direct one unless told otherwise or a proxy is set", () => {
+  assert.equal(parseConfig({}).upstreamHttp, "direct");
+  assert.equal(parseConfig({ UPSTREAM_HTTP: "fetch" }).upstreamHttp, "fetch");
+  // Only fetch honours an HTTP proxy.
+  for (const name of ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy"]) {
+    assert.equal(parseConfig({ [name]: "http://proxy:3128" }).upstreamHttp, "fetch", name);
+  }
+  assert.throws(
+    () => parseConfig({ UPSTREAM_HTTP: "curl" }),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("UPSTREAM_HTTP"),
+  );
+});
+
 Deno.test("ids drawn from the shared random pool are distinct and well formed across refills", () => {
   const seen = new Set<string>();
   for (let i = 0; i < 5000; i++) {

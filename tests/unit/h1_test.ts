@@ -1,0 +1,356 @@
+/**
+ * The gateway's HTTP/1.1 upstream client against a raw TCP server that writes answers byte by
+ * byte as told: framing (length, chunked, until close), keep-alive reuse and its limits, a kept
+ * connection the server closed, aborts, and requests that must not be sent.
+ */
+import assert from "node:assert/strict";
+import { ChunkedDecoder, H1Client, UpstreamProtocolError } from "../../lib/gemini/h1.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** One request as the raw server read it. */
+interface Seen {
+  head: string;
+  body: string;
+  /** Which connection (0, 1, …) it came on. */
+  connection: number;
+}
+
+/** What the server does with a request: write to the connection, maybe close it. */
+type Answer = (conn: Deno.Conn, seen: Seen) => Promise<void>;
+
+/** A raw HTTP/1.1 server on 127.0.0.1 that answers each request with the next `answers` entry. */
+function rawServer(answers: Answer[]) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen: Seen[] = [];
+  const open = new Set<Deno.Conn>();
+  let connections = 0;
+  const serveConn = async (conn: Deno.Conn, id: number) => {
+    let pending = new Uint8Array(0);
+    const buf = new Uint8Array(65536);
+    try {
+      while (true) {
+        let text = decoder.decode(pending);
+        let end = text.indexOf("\r\n\r\n");
+        while (end < 0) {
+          const n = await conn.read(buf);
+          if (n === null) return;
+          pending = concat(pending, buf.subarray(0, n));
+          text = decoder.decode(pending);
+          end = text.indexOf("\r\n\r\n");
+        }
+        const head = text.slice(0, end);
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+        while (pending.length < end + 4 + length) {
+          const n = await conn.read(buf);
+          if (n === null) return;
+          pending = concat(pending, buf.subarray(0, n));
+        }
+        const body = decoder.decode(pending.subarray(end + 4, end + 4 + length));
+        pending = pending.slice(end + 4 + length);
+        const request = { head, body, connection: id };
+        seen.push(request);
+        const answer = answers.shift();
+        if (!answer) throw new Error("unexpected request");
+        await answer(conn, request);
+      }
+    } catch {
+      // closed by an answer or by the client
+    } finally {
+      open.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // closed already
+      }
+    }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      open.add(conn);
+      serveConn(conn, connections++);
+    }
+  })().catch(() => {});
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    seen,
+    get connections() {
+      return connections;
+    },
+    async close() {
+      listener.close();
+      for (const conn of open) {
+        try {
+          conn.close();
+        } catch {
+          // closed already
+        }
+      }
+      await accepting;
+    },
+  };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+const write = (text: string): Answer => async (conn) => {
+  await conn.write(encoder.encode(text));
+};
+const json = (body: string, extra = ""): Answer =>
+  write(
+    `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n${extra}content-length: ${
+      encoder.encode(body).length
+    }\r\n\r\n${body}`,
+  );
+const closeAfter = (answer: Answer): Answer => async (conn, seen) => {
+  await answer(conn, seen);
+  conn.close();
+};
+const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+function post(client: H1Client, path = "/v1beta/models/m:generateContent", signal?: AbortSignal) {
+  return client.request({
+    method: "POST",
+    path,
+    headers: { "content-type": "application/json", "x-goog-api-key": "key-1" },
+    body: '{"contents":[]}',
+    signal,
+  });
+}
+
+Deno.test("h1: a length-framed answer; one kept connection serves the next requests", async () => {
+  const server = rawServer([json('{"a":1}'), json('{"a":2}'), json('{"a":3}')]);
+  const client = new H1Client({ baseUrl: `${server.url}/relay/` });
+  try {
+    for (const n of [1, 2, 3]) {
+      const res = await post(client, "/v1beta/models/m:generateContent?alt=json");
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("content-type"), "application/json");
+      assert.deepEqual(await res.json(), { a: n });
+    }
+    assert.equal(server.connections, 1);
+    assert.equal(client.idleCount, 1);
+    const head = server.seen[0].head.split("\r\n");
+    assert.equal(head[0], "POST /relay/v1beta/models/m:generateContent?alt=json HTTP/1.1");
+    assert.ok(head.includes(`host: ${new URL(server.url).host}`));
+    assert.ok(head.includes("x-goog-api-key: key-1"));
+    assert.ok(head.includes("content-length: 15"));
+    assert.equal(head.filter((h) => /^(authorization|x-goog-api-key):/i.test(h)).length, 1);
+    assert.equal(server.seen[0].body, '{"contents":[]}');
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("h1: a chunked answer that arrives in pieces is read whole, then the connection is kept", async () => {
+  const events = ['data: {"n":1}\r\n\r\n', 'data: {"n":2}\r\n\r\n', 'data: {"n":3}\r\n\r\n'];
+  const server = rawServer([
+    async (conn) => {
+      await conn.write(encoder.encode(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+      ));
+      for (const e of events) {
+        const framed = `${e.length.toString(16)};ext=1\r\n${e}\r\n`;
+        // Split inside the size line, the data and the CRLF.
+        for (const piece of [framed.slice(0, 1), framed.slice(1, 9), framed.slice(9)]) {
+          await conn.write(encoder.encode(piece));
+          await tick();
+        }
+      }
+      await conn.write(encoder.encode("0\r\nx-trailer: yes\r\n\r\n"));
+    },
+    json("{}"),
+  ]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    const res = await post(client);
+    assert.equal(res.headers.get("transfer-encoding"), "chunked");
+    assert.equal(await res.text(), events.join(""));
+    assert.deepEqual(await (await post(client)).json(), {});
+    assert.equal(server.connections, 1);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("h1: a chunked body's end is seen with its bytes: everything in hand comes in one read", async () => {
+  const body = 'data: {"n":1}\n\n';
+  const framed = `${body.length.toString(16)}\r\n${body}\r\n`.repeat(3) + "0\r\n\r\n";
+  const server = rawServer([
+    write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${framed}`),
+  ]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    const res = await post(client);
+    await tick();
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.equal(decoder.decode(first.value), body.repeat(3));
+    assert.equal((await reader.read()).done, true);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("h1: connection: close and a body that ends with the connection are not kept", async () => {
+  const server = rawServer([
+    closeAfter(json('{"a":1}', "connection: close\r\n")),
+    closeAfter(write("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n" + '{"a":2}')),
+    json('{"a":3}'),
+  ]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    assert.deepEqual(await (await post(client)).json(), { a: 1 });
+    assert.equal(client.idleCount, 0);
+    assert.deepEqual(await (await post(client)).json(), { a: 2 });
+    assert.equal(client.idleCount, 0);
+    assert.deepEqual(await (await post(client)).json(), { a: 3 });
+    assert.equal(server.connections, 3);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("h1: a kept connection the server closed meanwhile: the request goes on a new one", async () => {
+  const server = rawServer([closeAfter(json('{"a":1}')), json('{"a":2}')]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    assert.deepEqual(await (await post(client)).json(), { a: 1 });
+    await tick();
+    assert.equal(client.idleCount, 1);
+    assert.deepEqual(await (await post(client)).json(), { a: 2 });
+    assert.equal(server.connections, 2);
+    // Each request reached the server once.
+    assert.equal(server.seen.length, 2);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("h1: a new connection closed without an answer fails once, without sending again", async () => {
+  const server = rawServer([(conn) => Promise.resolve(conn.close())]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    await assert.rejects(post(client), UpstreamProtocolError);
+    assert.equal(server.seen.length, 1);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("h1: a body cut off mid-answer is an error, not an end", async () => {
+  const server = rawServer([
+    closeAfter(write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")),
+    closeAfter(write("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")),
+  ]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    const chunked = await post(client);
+    await assert.rejects(chunked.text(), UpstreamProtocolError);
+    const short = await post(client);
+    await assert.rejects(short.text(), UpstreamProtocolError);
+    assert.equal(client.idleCount, 0);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("h1: an abort before the answer and during the body ends the exchange with its reason", async () => {
+  let sendRest: () => void = () => {};
+  const rest = new Promise<void>((resolve) => (sendRest = resolve));
+  const server = rawServer([
+    async () => {
+      // No answer at all.
+    },
+    async (conn) => {
+      await conn.write(
+        encoder.encode("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n"),
+      );
+      await rest;
+    },
+  ]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    const early = new AbortController();
+    const pending = post(client, undefined, early.signal);
+    await tick();
+    early.abort(new Error("client left"));
+    await assert.rejects(pending, /client left/);
+
+    const late = new AbortController();
+    const res = await post(client, undefined, late.signal);
+    const reader = res.body!.getReader();
+    assert.equal(decoder.decode((await reader.read()).value), "a");
+    const next = reader.read();
+    late.abort(new Error("timed out"));
+    await assert.rejects(next, /timed out/);
+    assert.equal(client.idleCount, 0);
+    await assert.rejects(post(client, undefined, AbortSignal.abort(new Error("gone"))), /gone/);
+  } finally {
+    sendRest();
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("h1: what is not HTTP/1.1 is refused, and so is a header that would smuggle a line", async () => {
+  const server = rawServer([closeAfter(write("SSH-2.0-OpenSSH\r\n\r\n"))]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    await assert.rejects(post(client), /did not answer in HTTP\/1\.1/);
+    await assert.rejects(
+      client.request({
+        method: "POST",
+        path: "/x",
+        headers: { "x-goog-api-key": "k\r\nx-evil: 1" },
+        body: "{}",
+      }),
+      TypeError,
+    );
+    await assert.rejects(
+      client.request({ method: "POST", path: "/x y", headers: {}, body: "{}" }),
+      TypeError,
+    );
+    assert.equal(server.seen.length, 1);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("chunked decoder: fed one byte at a time, with extensions and trailers", () => {
+  const wire = "4;name=v\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nx-t: 1\r\n\r\n";
+  const bytes = encoder.encode(wire);
+  const dec = new ChunkedDecoder();
+  let out = "";
+  let pending = new Uint8Array(0);
+  let ended = false;
+  for (const byte of bytes) {
+    pending = concat(pending, new Uint8Array([byte]));
+    const r = dec.decode(pending);
+    out += decoder.decode(r.data);
+    pending = pending.slice(r.used);
+    ended = r.ended;
+  }
+  assert.equal(out, "Wikipedia in\r\n\r\nchunks.");
+  assert.ok(ended);
+  assert.equal(pending.length, 0);
+  assert.throws(() => new ChunkedDecoder().decode(encoder.encode("zz\r\n")), UpstreamProtocolError);
+  assert.throws(
+    () => new ChunkedDecoder().decode(encoder.encode("2\r\nabXY")),
+    UpstreamProtocolError,
+  );
+});
