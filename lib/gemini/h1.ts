@@ -23,8 +23,8 @@ export interface H1Options {
   maxIdle?: number;
   /** An idle connection older than this (ms) is closed instead of reused. */
   idleMs?: number;
-  /** Opens a connection (tests); default `Deno.connect` or `Deno.connectTls`. */
-  connect?: (target: { hostname: string; port: number; tls: boolean }) => Promise<Deno.Conn>;
+  /** Extra trusted certificate authorities for https (PEM; tests). */
+  caCerts?: string[];
 }
 
 /** One request: a path on the base URL (query included), headers (lower-case names), a body. */
@@ -72,7 +72,7 @@ export class H1Client {
   #idle: Idle[] = [];
   #maxIdle: number;
   #idleMs: number;
-  #connect: NonNullable<H1Options["connect"]>;
+  #connect: (target: { hostname: string; port: number; tls: boolean }) => Promise<Deno.Conn>;
   #closed = false;
 
   constructor(options: H1Options) {
@@ -88,11 +88,16 @@ export class H1Client {
     this.#prefix = url.pathname.replace(/\/+$/, "");
     this.#maxIdle = options.maxIdle ?? 256;
     this.#idleMs = options.idleMs ?? 30_000;
-    this.#connect = options.connect ??
-      ((t) =>
-        t.tls
-          ? Deno.connectTls({ hostname: t.hostname, port: t.port, alpnProtocols: ["http/1.1"] })
-          : Deno.connect({ hostname: t.hostname, port: t.port }));
+    const caCerts = options.caCerts;
+    this.#connect = (t) =>
+      t.tls
+        ? Deno.connectTls({
+          hostname: t.hostname,
+          port: t.port,
+          alpnProtocols: ["http/1.1"],
+          ...(caCerts ? { caCerts } : {}),
+        })
+        : Deno.connect({ hostname: t.hostname, port: t.port });
   }
 
   /** Idle connections now kept (tests). */

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ChunkedDecoder, H1Client, UpstreamProtocolError } from "../../lib/gemini/h1.ts";
+import { TEST_CA_PEM, TEST_CERT_PEM, TEST_KEY_PEM } from "../fakes/tls_fixture.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -328,6 +329,54 @@ Deno.test("h1: what is not HTTP/1.1 is refused, and so is a header that would sm
   } finally {
     client.close();
     await server.close();
+  }
+});
+
+Deno.test("h1: over TLS (as to Google), a JSON answer and a chunked stream on one kept connection", async () => {
+  const ac = new AbortController();
+  const encoderStream = (text: string[]) =>
+    new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const next = text.shift();
+        if (next === undefined) return controller.close();
+        await tick();
+        controller.enqueue(encoder.encode(next));
+      },
+    });
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: TEST_CERT_PEM,
+    key: TEST_KEY_PEM,
+    signal: ac.signal,
+    onListen() {},
+  }, async (req) => {
+    const body = await req.json();
+    if (new URL(req.url).searchParams.get("alt") === "sse") {
+      return new Response(encoderStream(["data: 1\r\n\r\n", "data: 2\r\n\r\n"]), {
+        headers: { "content-type": "text/event-stream" },
+      });
+    }
+    return Response.json({ echo: body, key: req.headers.get("x-goog-api-key") });
+  });
+  const client = new H1Client({
+    baseUrl: `https://localhost:${server.addr.port}`,
+    caCerts: [TEST_CA_PEM],
+  });
+  try {
+    const res = await post(client);
+    assert.deepEqual(await res.json(), { echo: { contents: [] }, key: "key-1" });
+    const stream = await post(client, "/v1beta/models/m:streamGenerateContent?alt=sse");
+    assert.equal(await stream.text(), "data: 1\r\n\r\ndata: 2\r\n\r\n");
+    assert.equal(client.idleCount, 1);
+    // Without the test CA the server is not trusted.
+    const untrusting = new H1Client({ baseUrl: `https://localhost:${server.addr.port}` });
+    await assert.rejects(post(untrusting));
+    untrusting.close();
+  } finally {
+    client.close();
+    ac.abort();
+    await server.finished;
   }
 });
 
