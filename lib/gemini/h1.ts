@@ -357,8 +357,9 @@ class Exchange {
   /** The body as a byte stream; each pull hands over every body byte in hand. */
   #body(framing: Framing): ReadableStream<Uint8Array> {
     const decoder = framing.kind === "chunked" ? new ChunkedDecoder() : null;
-    return new ReadableStream({
-      type: "bytes",
+    // A default stream: its reader takes the chunks as they are (each a copy already), where a
+    // byte stream's reader would copy them again into its own buffer.
+    return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         try {
           while (true) {
