@@ -357,9 +357,10 @@ class Exchange {
   /** The body as a byte stream; each pull hands over every body byte in hand. */
   #body(framing: Framing): ReadableStream<Uint8Array> {
     const decoder = framing.kind === "chunked" ? new ChunkedDecoder() : null;
-    // A default stream: its reader takes the chunks as they are (each a copy already), where a
-    // byte stream's reader would copy them again into its own buffer.
-    return new ReadableStream<Uint8Array>({
+    // A byte stream, as a fetch body is: readers that ask for one (the SSE reader) get it without
+    // the exception a default stream throws at them.
+    return new ReadableStream({
+      type: "bytes",
       pull: async (controller) => {
         try {
           while (true) {
