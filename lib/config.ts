@@ -114,10 +114,12 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     encryptionKey: e.ENCRYPTION_KEY,
     geminiKeys: e.GEMINI_KEYS ? splitKeyList(e.GEMINI_KEYS) : [],
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
-    upstreamHttp: e.HTTPS_PROXY || e.HTTP_PROXY || e.ALL_PROXY || e.https_proxy || e.http_proxy ||
-        e.all_proxy
-      ? "fetch"
-      : e.UPSTREAM_HTTP,
+    // Only fetch honours an HTTP proxy.
+    upstreamHttp:
+      [e.HTTPS_PROXY, e.HTTP_PROXY, e.ALL_PROXY, e.https_proxy, e.http_proxy, e.all_proxy]
+          .some(Boolean)
+        ? "fetch"
+        : e.UPSTREAM_HTTP,
     onDeploy: isDeploy(e.DENO_DEPLOY),
     encryptionKeyFile: e.ENCRYPTION_KEY_FILE ??
       (e.XDG_CONFIG_HOME || e.HOME

@@ -19,10 +19,6 @@
 export interface H1Options {
   /** The upstream base URL, `http(s)://host[:port][/prefix]`. */
   baseUrl: string;
-  /** Idle connections kept at most. */
-  maxIdle?: number;
-  /** An idle connection older than this (ms) is closed instead of reused. */
-  idleMs?: number;
   /** Extra trusted certificate authorities for https (PEM; tests). */
   caCerts?: string[];
 }
@@ -51,6 +47,10 @@ class StaleConnection extends Error {}
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
 const READ_BYTES = 16 * 1024;
+/** Idle connections kept at most. */
+const MAX_IDLE = 256;
+/** An idle connection older than this (ms) is closed instead of reused. */
+const IDLE_MS = 30_000;
 /** Largest response head accepted. */
 const MAX_HEAD_BYTES = 64 * 1024;
 /** Header names and values that cannot smuggle a line break or another header. */
@@ -70,10 +70,7 @@ export class H1Client {
   #hostHeader: string;
   #prefix: string;
   #idle: Idle[] = [];
-  #maxIdle: number;
-  #idleMs: number;
-  #connect: (target: { hostname: string; port: number; tls: boolean }) => Promise<Deno.Conn>;
-  #closed = false;
+  #caCerts: string[] | undefined;
 
   constructor(options: H1Options) {
     const url = new URL(options.baseUrl);
@@ -86,18 +83,7 @@ export class H1Client {
     this.#port = url.port ? Number(url.port) : this.#tls ? 443 : 80;
     this.#hostHeader = url.host;
     this.#prefix = url.pathname.replace(/\/+$/, "");
-    this.#maxIdle = options.maxIdle ?? 256;
-    this.#idleMs = options.idleMs ?? 30_000;
-    const caCerts = options.caCerts;
-    this.#connect = (t) =>
-      t.tls
-        ? Deno.connectTls({
-          hostname: t.hostname,
-          port: t.port,
-          alpnProtocols: ["http/1.1"],
-          ...(caCerts ? { caCerts } : {}),
-        })
-        : Deno.connect({ hostname: t.hostname, port: t.port });
+    this.#caCerts = options.caCerts;
   }
 
   /** Idle connections now kept (tests). */
@@ -127,20 +113,14 @@ export class H1Client {
     }
   }
 
-  /** Closes the idle connections (and every one given back later). */
-  close(): void {
-    this.#closed = true;
-    for (const { conn } of this.#idle.splice(0)) closeQuietly(conn);
-  }
-
-  /** Closes the idle connections; the client stays usable. */
+  /** Closes the idle connections (shutdown, tests); the client stays usable. */
   closeIdle(): void {
     for (const { conn } of this.#idle.splice(0)) closeQuietly(conn);
   }
 
   /** Takes back a connection whose exchange ended cleanly. */
   release(conn: Deno.Conn): void {
-    if (this.#closed || this.#idle.length >= this.#maxIdle) return closeQuietly(conn);
+    if (this.#idle.length >= MAX_IDLE) return closeQuietly(conn);
     this.#idle.push({ conn, since: performance.now() });
   }
 
@@ -148,14 +128,17 @@ export class H1Client {
     const now = performance.now();
     while (this.#idle.length > 0) {
       const idle = this.#idle.pop()!;
-      if (now - idle.since <= this.#idleMs) return idle.conn;
+      if (now - idle.since <= IDLE_MS) return idle.conn;
       closeQuietly(idle.conn);
     }
     return null;
   }
 
   async #open(signal: AbortSignal | undefined): Promise<Deno.Conn> {
-    const opening = this.#connect({ hostname: this.#hostname, port: this.#port, tls: this.#tls });
+    const target = { hostname: this.#hostname, port: this.#port };
+    const opening: Promise<Deno.Conn> = this.#tls
+      ? Deno.connectTls({ ...target, alpnProtocols: ["http/1.1"], caCerts: this.#caCerts })
+      : Deno.connect(target);
     if (!signal) return await opening;
     // A connection that opens after the caller gave up is closed at once.
     let onAbort: () => void = () => {};
@@ -244,11 +227,17 @@ class Exchange {
       if (this.#abortReason !== undefined) throw this.#abortReason;
       // Nothing came back on a kept connection: it was closed before the request reached it.
       if (reused && this.#received === 0) throw new StaleConnection();
-      if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted) {
-        throw new UpstreamProtocolError("The upstream connection was closed");
-      }
-      throw err;
+      throw this.#failure(err);
     }
+  }
+
+  /** What a failed exchange rejects with: the abort's reason, or the error in plain words. */
+  #failure(err: unknown): unknown {
+    if (this.#abortReason !== undefined) return this.#abortReason;
+    if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted) {
+      return new UpstreamProtocolError("The upstream connection was closed");
+    }
+    return err;
   }
 
   async #write(message: Uint8Array): Promise<void> {
@@ -292,10 +281,10 @@ class Exchange {
       let end = this.#headEnd(this.#start);
       while (end < 0) {
         if (this.#end - this.#start > MAX_HEAD_BYTES) {
-          throw protocolError("The upstream sent a response head that is too large");
+          throw new UpstreamProtocolError("The upstream sent a response head that is too large");
         }
         if (!(await this.#fill())) {
-          throw protocolError("The upstream closed the connection before it answered");
+          throw new UpstreamProtocolError("The upstream closed the connection before it answered");
         }
         end = this.#headEnd(this.#start);
       }
@@ -303,7 +292,7 @@ class Exchange {
       this.#start = end;
       const lines = head.split("\r\n");
       const status = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
-      if (!status) throw protocolError("The upstream did not answer in HTTP/1.1");
+      if (!status) throw new UpstreamProtocolError("The upstream did not answer in HTTP/1.1");
       const code = Number(status[2]);
       // Interim answers (100 Continue, 103 Early Hints) come before the real one.
       if (code >= 100 && code < 200) continue;
@@ -314,17 +303,17 @@ class Exchange {
       for (let i = 1; i < lines.length; i++) {
         const line = lines[i];
         const colon = line.indexOf(":");
-        if (colon <= 0) throw protocolError("The upstream sent a malformed header");
+        if (colon <= 0) throw new UpstreamProtocolError("The upstream sent a malformed header");
         const name = line.slice(0, colon).trim().toLowerCase();
         const value = line.slice(colon + 1).trim();
         if (name === "content-length") {
           if (!/^\d+$/.test(value) || (length !== null && length !== Number(value))) {
-            throw protocolError("The upstream sent a bad content-length");
+            throw new UpstreamProtocolError("The upstream sent a bad content-length");
           }
           length = Number(value);
         } else if (name === "transfer-encoding") {
           chunked = value.toLowerCase().split(",").map((v) => v.trim()).includes("chunked");
-          if (!chunked) throw protocolError(`Unsupported transfer-encoding: ${value}`);
+          if (!chunked) throw new UpstreamProtocolError(`Unsupported transfer-encoding: ${value}`);
         } else if (name === "connection") {
           const tokens = value.toLowerCase().split(",").map((v) => v.trim());
           if (tokens.includes("close")) this.#keepAlive = false;
@@ -365,13 +354,13 @@ class Exchange {
         try {
           while (true) {
             const out = this.#take(framing, decoder);
-            if (out !== null && out.length > 0) controller.enqueue(out);
+            if (out.length > 0) controller.enqueue(out);
             if (this.#done) {
               if (this.#complete) controller.close();
               else controller.error(this.#abortReason ?? new UpstreamProtocolError("Cut short"));
               return;
             }
-            if (out !== null && out.length > 0) return;
+            if (out.length > 0) return;
             if (!(await this.#fill())) {
               if (framing.kind === "close") {
                 this.#keepAlive = false;
@@ -384,12 +373,7 @@ class Exchange {
           }
         } catch (err) {
           this.#finish(false);
-          const reason = this.#abortReason !== undefined
-            ? this.#abortReason
-            : err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted
-            ? new UpstreamProtocolError("The upstream connection was closed")
-            : err;
-          controller.error(reason);
+          controller.error(this.#failure(err));
         }
       },
       cancel: () => this.#finish(false),
@@ -397,7 +381,7 @@ class Exchange {
   }
 
   /** The body bytes now in the buffer (a copy), finishing the exchange at the body's end. */
-  #take(framing: Framing, decoder: ChunkedDecoder | null): Uint8Array<ArrayBuffer> | null {
+  #take(framing: Framing, decoder: ChunkedDecoder | null): Uint8Array<ArrayBuffer> {
     const available = this.#buf.subarray(this.#start, this.#end);
     if (framing.kind === "length") {
       const n = Math.min(framing.left, available.length);
@@ -426,10 +410,6 @@ class Exchange {
     if (clean && this.#keepAlive && this.#start === this.#end) this.#client.release(this.#conn);
     else closeQuietly(this.#conn);
   }
-}
-
-function protocolError(message: string): UpstreamProtocolError {
-  return new UpstreamProtocolError(message);
 }
 
 /** Incremental decoder of `Transfer-Encoding: chunked`. */
@@ -505,5 +485,5 @@ function lineEnd(input: Uint8Array, from: number): number {
 }
 
 function badChunk(): UpstreamProtocolError {
-  return protocolError("The upstream sent a malformed chunked body");
+  return new UpstreamProtocolError("The upstream sent a malformed chunked body");
 }

@@ -145,7 +145,7 @@ Deno.test("h1: a length-framed answer; one kept connection serves the next reque
     assert.equal(head.filter((h) => /^(authorization|x-goog-api-key):/i.test(h)).length, 1);
     assert.equal(server.seen[0].body, '{"contents":[]}');
   } finally {
-    client.close();
+    client.closeIdle();
     await server.close();
   }
 });
@@ -177,7 +177,7 @@ Deno.test("h1: a chunked answer that arrives in pieces is read whole, then the c
     assert.deepEqual(await (await post(client)).json(), {});
     assert.equal(server.connections, 1);
   } finally {
-    client.close();
+    client.closeIdle();
     await server.close();
   }
 });
@@ -197,7 +197,7 @@ Deno.test("h1: a chunked body's end is seen with its bytes: everything in hand c
     assert.equal(decoder.decode(first.value), body.repeat(3));
     assert.equal((await reader.read()).done, true);
   } finally {
-    client.close();
+    client.closeIdle();
     await server.close();
   }
 });
@@ -217,7 +217,7 @@ Deno.test("h1: connection: close and a body that ends with the connection are no
     assert.deepEqual(await (await post(client)).json(), { a: 3 });
     assert.equal(server.connections, 3);
   } finally {
-    client.close();
+    client.closeIdle();
     await server.close();
   }
 });
@@ -234,7 +234,7 @@ Deno.test("h1: a kept connection the server closed meanwhile: the request goes o
     // Each request reached the server once.
     assert.equal(server.seen.length, 2);
   } finally {
-    client.close();
+    client.closeIdle();
     await server.close();
   }
 });
@@ -246,7 +246,7 @@ Deno.test("h1: a new connection closed without an answer fails once, without sen
     await assert.rejects(post(client), UpstreamProtocolError);
     assert.equal(server.seen.length, 1);
   } finally {
-    client.close();
+    client.closeIdle();
     await server.close();
   }
 });
@@ -264,7 +264,7 @@ Deno.test("h1: a body cut off mid-answer is an error, not an end", async () => {
     await assert.rejects(short.text(), UpstreamProtocolError);
     assert.equal(client.idleCount, 0);
   } finally {
-    client.close();
+    client.closeIdle();
     await server.close();
   }
 });
@@ -302,7 +302,7 @@ Deno.test("h1: an abort before the answer and during the body ends the exchange 
     await assert.rejects(post(client, undefined, AbortSignal.abort(new Error("gone"))), /gone/);
   } finally {
     sendRest();
-    client.close();
+    client.closeIdle();
     await server.close();
   }
 });
@@ -327,7 +327,7 @@ Deno.test("h1: what is not HTTP/1.1 is refused, and so is a header that would sm
     );
     assert.equal(server.seen.length, 1);
   } finally {
-    client.close();
+    client.closeIdle();
     await server.close();
   }
 });
@@ -372,9 +372,9 @@ Deno.test("h1: over TLS (as to Google), a JSON answer and a chunked stream on on
     // Without the test CA the server is not trusted.
     const untrusting = new H1Client({ baseUrl: `https://localhost:${server.addr.port}` });
     await assert.rejects(post(untrusting));
-    untrusting.close();
+    untrusting.closeIdle();
   } finally {
-    client.close();
+    client.closeIdle();
     ac.abort();
     await server.finished;
   }
