@@ -3,7 +3,8 @@
  * (`x-goog-api-key`), a timeout for the response headers, and the client's abort signal.
  */
 import { Deadlines } from "../deadlines.ts";
-import { H1Client } from "./h1.ts";
+import { type ByteSource, streamSource } from "./byte_source.ts";
+import { type H1Answer, H1Client } from "./h1.ts";
 
 /** One request to the Gemini API, relative to the configured base URL. */
 export interface UpstreamRequest {
@@ -18,6 +19,63 @@ export interface UpstreamRequest {
   /** An absolute upstream URL instead of `path` and `query` (an upload session); it must be on
    * the upstream origin. */
   url?: string;
+}
+
+/** A JSON post: a path on the upstream and its body. */
+export interface JsonPost {
+  /** Path beginning with `/`, e.g. `/v1beta/models/gemini-2.5-flash:generateContent`. */
+  path: string;
+  /** Query string without `?` (never holds a key). */
+  query?: string;
+  /** The JSON body. */
+  body: string;
+  /** Extra headers; `authorization`, `x-goog-api-key` and `host` are dropped if present. */
+  headers?: Record<string, string>;
+}
+
+/** The answer to a JSON post: its status and its body, read once (as text, or chunk by chunk). */
+export interface UpstreamAnswer {
+  readonly status: number;
+  readonly ok: boolean;
+  /** The whole body as text. */
+  text(): Promise<string>;
+  /** The body, chunk by chunk. */
+  readonly body: ByteSource;
+}
+
+const utf8 = new TextDecoder();
+const EMPTY: ByteSource = { read: () => Promise.resolve(null), cancel: () => Promise.resolve() };
+
+/** A `fetch` response as an `UpstreamAnswer`. */
+function fetchAnswer(res: Response): UpstreamAnswer {
+  return {
+    status: res.status,
+    ok: res.ok,
+    text: () => res.text(),
+    get body() {
+      return res.body ? streamSource(res.body) : EMPTY;
+    },
+  };
+}
+
+/** An answer of the gateway's own HTTP/1.1 client as an `UpstreamAnswer`. */
+function h1Answer(answer: H1Answer): UpstreamAnswer {
+  return {
+    status: answer.status,
+    ok: answer.status >= 200 && answer.status < 300,
+    text: () => answer.whole ? Promise.resolve(utf8.decode(answer.whole)) : sourceText(answer.body),
+    body: answer.body,
+  };
+}
+
+/** The whole of `source`, decoded as UTF-8. */
+async function sourceText(source: ByteSource): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  for (let bytes = await source.read(); bytes !== null; bytes = await source.read()) {
+    text += decoder.decode(bytes, { stream: true });
+  }
+  return text + decoder.decode();
 }
 
 /** Options of `GeminiClient`. */
@@ -75,7 +133,62 @@ export class GeminiClient {
    * Sends `request` with `apiKey`. Rejects with `UpstreamTimeoutError` when headers take longer
    * than the timeout, or with the abort reason when `signal` (the client going away) fires.
    */
-  async send(apiKey: string, request: UpstreamRequest, signal?: AbortSignal): Promise<Response> {
+  send(apiKey: string, request: UpstreamRequest, signal?: AbortSignal): Promise<Response> {
+    if (request.url !== undefined && !this.isUpstreamUrl(request.url)) {
+      return Promise.reject(
+        new Error("Refusing to send a key to a URL outside the upstream origin"),
+      );
+    }
+    const headers = this.#headers(apiKey, request);
+    return this.#guarded(signal, (aborted) => {
+      // JSON posts (generate, stream, embeddings, token counts) take the lighter client.
+      if (this.#h1 && typeof request.body === "string" && request.url === undefined) {
+        return this.#h1.request({
+          method: request.method,
+          path: request.query ? `${request.path}?${request.query}` : request.path,
+          headers,
+          body: request.body,
+          signal: aborted,
+        });
+      }
+      const init: RequestInit & { duplex?: "half" } = {
+        method: request.method,
+        headers,
+        body: request.body,
+        signal: aborted,
+      };
+      // A streamed upload body needs half-duplex.
+      if (request.body instanceof ReadableStream) init.duplex = "half";
+      return this.#options.fetch(request.url ?? this.url(request.path, request.query), init);
+    });
+  }
+
+  /**
+   * Posts JSON with `apiKey`, like `send`, and answers without a `Response` or a stream when it
+   * can (the hot path: generate, streams, embeddings).
+   */
+  post(apiKey: string, request: JsonPost, signal?: AbortSignal): Promise<UpstreamAnswer> {
+    const post = { ...request, method: "POST" as const };
+    const headers = this.#headers(apiKey, post);
+    return this.#guarded(signal, async (aborted) => {
+      if (!this.#h1) {
+        const init = { method: "POST", headers, body: request.body, signal: aborted };
+        return fetchAnswer(await this.#options.fetch(this.url(request.path, request.query), init));
+      }
+      return h1Answer(
+        await this.#h1.exchange({
+          method: "POST",
+          path: request.query ? `${request.path}?${request.query}` : request.path,
+          headers,
+          body: request.body,
+          signal: aborted,
+        }),
+      );
+    });
+  }
+
+  /** The headers sent upstream: the request's own (less credentials), the key, the type. */
+  #headers(apiKey: string, request: UpstreamRequest): Record<string, string> {
     // A plain record (names lower-cased) is cheaper for `fetch` than a `Headers` built first.
     const headers: Record<string, string> = {};
     if (request.headers) {
@@ -84,13 +197,22 @@ export class GeminiClient {
         if (!DROPPED_HEADERS.has(lower)) headers[lower] = request.headers[name];
       }
     }
-    if (request.url !== undefined && !this.isUpstreamUrl(request.url)) {
-      throw new Error("Refusing to send a key to a URL outside the upstream origin");
-    }
     headers["x-goog-api-key"] = apiKey;
     if (typeof request.body === "string" && request.body && !("content-type" in headers)) {
       headers["content-type"] = "application/json";
     }
+    return headers;
+  }
+
+  /**
+   * Runs a call with the upstream timeout (until its head) and the caller's signal: `call` gets a
+   * signal that fires on either. The signal keeps following the caller's after the head: a body
+   * still streaming must stop when the client goes away.
+   */
+  async #guarded<T>(
+    signal: AbortSignal | undefined,
+    call: (aborted: AbortSignal) => Promise<T>,
+  ): Promise<T> {
     // A client already gone gets no upstream call.
     signal?.throwIfAborted();
     const controller = new AbortController();
@@ -102,30 +224,11 @@ export class GeminiClient {
       controller.abort();
     });
     try {
-      // JSON posts (generate, stream, embeddings, token counts) take the lighter client.
-      if (this.#h1 && typeof request.body === "string" && request.url === undefined) {
-        return await this.#h1.request({
-          method: request.method,
-          path: request.query ? `${request.path}?${request.query}` : request.path,
-          headers,
-          body: request.body,
-          signal: controller.signal,
-        });
-      }
-      const init: RequestInit & { duplex?: "half" } = {
-        method: request.method,
-        headers,
-        body: request.body,
-        signal: controller.signal,
-      };
-      // A streamed upload body needs half-duplex.
-      if (request.body instanceof ReadableStream) init.duplex = "half";
-      return await this.#options.fetch(request.url ?? this.url(request.path, request.query), init);
+      return await call(controller.signal);
     } catch (err) {
       if (timedOut) throw new UpstreamTimeoutError(this.#options.timeoutMs);
       throw err;
     } finally {
-      // The abort listener stays: a body still streaming must stop when the client goes away.
       this.deadlines.clear(deadline);
     }
   }

@@ -86,8 +86,7 @@ export async function generateOnce(
     estimatedTokens: target.estimatedTokens ?? estimateRequestTokens(body),
   });
   return await runWithFailover(gw.pool, options, async (key) => {
-    const res = await gw.client.send(key.secret, {
-      method: "POST",
+    const res = await gw.client.post(key.secret, {
       path: modelPath(target.model, "generateContent"),
       body: payload,
     }, target.signal);
@@ -121,15 +120,12 @@ export async function openStream(
     gw.pool,
     options,
     async (key): Promise<AttemptResult<OpenedStream>> => {
-      const res = await gw.client.send(key.secret, {
-        method: "POST",
+      const res = await gw.client.post(key.secret, {
         path: modelPath(target.model, "streamGenerateContent"),
         query: "alt=sse",
         body: payload,
       }, upstream);
-      if (!res.ok || !res.body) {
-        return { ok: false, status: res.status, body: await res.text() };
-      }
+      if (!res.ok) return { ok: false, status: res.status, body: await res.text() };
       const events = readSseData(res.body);
       const first = await events.next();
       if (first.done) {

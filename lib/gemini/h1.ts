@@ -15,6 +15,8 @@
  * is configured or `UPSTREAM_HTTP=fetch` (see `GeminiClient`).
  */
 
+import { type ByteSource, sourceStream } from "./byte_source.ts";
+
 /** Options of an `H1Client`. */
 export interface H1Options {
   /** The upstream base URL, `http(s)://host[:port][/prefix]`. */
@@ -96,6 +98,19 @@ export class H1Client {
    * exchange at any point (the connection is closed); the body is a byte stream.
    */
   async request(request: H1Request): Promise<Response> {
+    const answer = await this.exchange(request);
+    const init = { status: answer.status, statusText: answer.statusText, headers: answer.headers };
+    if (answer.status === 204 || answer.status === 304) return new Response(null, init);
+    if (answer.whole !== null) return new Response(answer.whole, init);
+    return new Response(sourceStream(answer.body), init);
+  }
+
+  /**
+   * Sends `request` and resolves with the answer once its head has arrived, its body to be read
+   * from a `ByteSource` (no `Response` or stream is made). The signal aborts the exchange at any
+   * point (the connection is closed).
+   */
+  async exchange(request: H1Request): Promise<H1Answer> {
     const signal = request.signal;
     signal?.throwIfAborted();
     const message = this.#message(request);
@@ -191,8 +206,40 @@ function closeQuietly(conn: Deno.Conn): void {
 /** How the body of an answer ends. */
 type Framing = { kind: "length"; left: number } | { kind: "chunked" } | { kind: "close" };
 
-/** One request and its answer on one connection. */
-class Exchange {
+/** An answer whose head has arrived. */
+export interface H1Answer {
+  status: number;
+  statusText: string;
+  /** Header names lower-cased, in the order received. */
+  headers: [string, string][];
+  /** The whole body, when it had arrived with the head (the exchange is over); else null. */
+  whole: Uint8Array<ArrayBuffer> | null;
+  /** The body (read it once). */
+  body: ByteSource;
+}
+
+/** The body of an answer that came whole with its head. */
+class WholeBody implements ByteSource {
+  #bytes: Uint8Array | null;
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes.length > 0 ? bytes : null;
+  }
+  get ended(): boolean {
+    return this.#bytes === null;
+  }
+  read(): Promise<Uint8Array | null> {
+    const bytes = this.#bytes;
+    this.#bytes = null;
+    return Promise.resolve(bytes);
+  }
+  cancel(): Promise<void> {
+    this.#bytes = null;
+    return Promise.resolve();
+  }
+}
+
+/** One request and its answer on one connection; once the head is read, the answer's body. */
+class Exchange implements ByteSource {
   #client: H1Client;
   #conn: Deno.Conn;
   #signal: AbortSignal | undefined;
@@ -206,6 +253,8 @@ class Exchange {
   #complete = false;
   #keepAlive = true;
   #abortReason: unknown = undefined;
+  #framing: Framing = { kind: "close" };
+  #decoder: ChunkedDecoder | null = null;
   #onAbort = () => {
     this.#abortReason = this.#signal!.reason;
     this.#finish(false);
@@ -217,7 +266,7 @@ class Exchange {
     this.#signal = signal;
   }
 
-  async run(message: Uint8Array, reused: boolean): Promise<Response> {
+  async run(message: Uint8Array, reused: boolean): Promise<H1Answer> {
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
     try {
       await this.#write(message);
@@ -276,7 +325,7 @@ class Exchange {
     return -1;
   }
 
-  async #response(): Promise<Response> {
+  async #response(): Promise<H1Answer> {
     while (true) {
       let end = this.#headEnd(this.#start);
       while (end < 0) {
@@ -321,84 +370,80 @@ class Exchange {
         }
         headers.push([name, value]);
       }
-      const init = { status: code, statusText: status[3] ?? "", headers };
-      if (code === 204 || code === 304) {
+      const answer = { status: code, statusText: status[3] ?? "", headers };
+      // No body, or a whole body already in hand: the exchange is over.
+      if (code === 204 || code === 304) length = 0;
+      if (!chunked && length !== null && this.#end - this.#start >= length) {
+        const whole = this.#buf.subarray(this.#start, this.#start + length);
+        this.#start += length;
         this.#finish(true);
-        return new Response(null, init);
+        return { ...answer, whole, body: new WholeBody(whole) };
       }
-      const framing: Framing = chunked
-        ? { kind: "chunked" }
-        : length !== null
-        ? { kind: "length", left: length }
-        : { kind: "close" };
-      if (framing.kind === "close") this.#keepAlive = false;
-      // A whole body already in hand is answered as bytes: nothing more to read.
-      if (framing.kind === "length" && this.#end - this.#start >= framing.left) {
-        const body = this.#buf.slice(this.#start, this.#start + framing.left);
-        this.#start += framing.left;
-        this.#finish(true);
-        return new Response(body, init);
-      }
-      return new Response(this.#body(framing), init);
+      if (chunked) {
+        this.#framing = { kind: "chunked" };
+        this.#decoder = new ChunkedDecoder();
+      } else if (length !== null) this.#framing = { kind: "length", left: length };
+      else this.#keepAlive = false; // the body ends with the connection
+      return { ...answer, whole: null, body: this };
     }
   }
 
-  /** The body as a byte stream; each pull hands over every body byte in hand. */
-  #body(framing: Framing): ReadableStream<Uint8Array> {
-    const decoder = framing.kind === "chunked" ? new ChunkedDecoder() : null;
-    // A byte stream, as a fetch body is: readers that ask for one (the SSE reader) get it without
-    // the exception a default stream throws at them.
-    return new ReadableStream({
-      type: "bytes",
-      pull: async (controller) => {
-        try {
-          while (true) {
-            const out = this.#take(framing, decoder);
-            if (out.length > 0) controller.enqueue(out);
-            if (this.#done) {
-              if (this.#complete) controller.close();
-              else controller.error(this.#abortReason ?? new UpstreamProtocolError("Cut short"));
-              return;
-            }
-            if (out.length > 0) return;
-            if (!(await this.#fill())) {
-              if (framing.kind === "close") {
-                this.#keepAlive = false;
-                this.#finish(true);
-                controller.close();
-                return;
-              }
-              throw new UpstreamProtocolError("The upstream closed the connection mid-answer");
-            }
-          }
-        } catch (err) {
-          this.#finish(false);
-          controller.error(this.#failure(err));
+  /** The next bytes of the body (a copy), or null at its end. */
+  async read(): Promise<Uint8Array | null> {
+    try {
+      while (true) {
+        if (this.#done) {
+          if (this.#complete) return null;
+          throw this.#abortReason ?? new UpstreamProtocolError("The upstream answer was cut short");
         }
-      },
-      cancel: () => this.#finish(false),
-    });
+        const out = this.#take();
+        if (out !== null) return out;
+        if (this.#done) continue;
+        if (!(await this.#fill())) {
+          if (this.#framing.kind !== "close") {
+            throw new UpstreamProtocolError("The upstream closed the connection mid-answer");
+          }
+          this.#finish(true);
+        }
+      }
+    } catch (err) {
+      this.#finish(false);
+      throw this.#failure(err);
+    }
   }
 
-  /** The body bytes now in the buffer (a copy), finishing the exchange at the body's end. */
-  #take(framing: Framing, decoder: ChunkedDecoder | null): Uint8Array<ArrayBuffer> {
+  /** Every body byte has been read, and the body ended cleanly. */
+  get ended(): boolean {
+    return this.#done && this.#complete;
+  }
+
+  /** Abandons the body (the connection is closed unless the body had ended). */
+  cancel(): Promise<void> {
+    this.#finish(false);
+    return Promise.resolve();
+  }
+
+  /** The body bytes now in the buffer (a copy), or null if none; finishes at the body's end. */
+  #take(): Uint8Array | null {
+    const framing = this.#framing;
     const available = this.#buf.subarray(this.#start, this.#end);
+    let out: Uint8Array;
     if (framing.kind === "length") {
       const n = Math.min(framing.left, available.length);
-      const out = available.slice(0, n);
+      out = available.slice(0, n);
       this.#start += n;
       framing.left -= n;
       if (framing.left === 0) this.#finish(true);
-      return out;
-    }
-    if (framing.kind === "close") {
+    } else if (framing.kind === "close") {
       this.#start = this.#end;
-      return available.slice();
+      out = available.slice();
+    } else {
+      const result = this.#decoder!.decode(available);
+      this.#start += result.used;
+      if (result.ended) this.#finish(true);
+      out = result.data;
     }
-    const result = decoder!.decode(available);
-    this.#start += result.used;
-    if (result.ended) this.#finish(true);
-    return result.data;
+    return out.length > 0 ? out : null;
   }
 
   /** Ends the exchange once: a clean end gives the connection back, any other closes it. */

@@ -101,6 +101,13 @@ export type StreamStep =
   | { kind: "end" }
   | { kind: "error"; message: string };
 
+/** What an upstream event makes of the stream: a step, or a round that broke off or goes on. */
+type Turn =
+  | { kind: "chunk"; value: GenerateContentResponse }
+  | { kind: "end" }
+  | { kind: "broken"; message: string }
+  | { kind: "continue" };
+
 /** What a stream of rounds is opened with. */
 export interface StreamRoundsInit {
   target: CallTarget;
@@ -132,6 +139,8 @@ export class StreamRounds {
   #idle: IdleTimeout;
   /** The upstream answer ended normally: nothing is left to abort. */
   #ended = false;
+  /** What `poll` found but left to `next`: a round that broke off or goes on. */
+  #held: Turn | null = null;
 
   private constructor(
     gw: Gateway,
@@ -249,35 +258,46 @@ export class StreamRounds {
     return this.#finished && this.#queue.length === 0 && !this.#done;
   }
 
+  /**
+   * The next step when it is in hand (a chunk already received, or the end of an upstream body
+   * that has ended): no promise and no turn of the event loop. Null when it must be waited for
+   * (`next`).
+   */
+  poll(): StreamStep | null {
+    const queued = this.#queue.shift();
+    if (queued) return { kind: "chunk", value: queued };
+    if (this.#done) return { kind: "end" };
+    if (this.#held !== null) return null;
+    const item = this.#events.poll();
+    if (item === null) return null;
+    const turn = this.#turn(item);
+    if (turn.kind === "chunk" || turn.kind === "end") return turn;
+    // A round that broke off or goes on is left to `next`: it may have to open a new one.
+    this.#held = turn;
+    return null;
+  }
+
   /** The next step: a chunk to send, the end, or an error that ends the stream. */
   async next(): Promise<StreamStep> {
     while (true) {
-      const queued = this.#queue.shift();
-      if (queued) return { kind: "chunk", value: queued };
-      if (this.#done) return { kind: "end" };
-      const step = await this.#idle.next(this.#events);
-      let broken: string | null = null;
-      if (step === "timeout") {
-        broken =
-          `Upstream sent nothing for ${this.#gw.client.deadlines.timeoutMs} ms; the answer is incomplete`;
-      } else if (step.done) {
-        if (this.#finished) {
-          this.#done = true;
-          this.#ended = true;
-          this.#idle.close();
-          return { kind: "end" };
-        }
-        if (!this.#continueNext) {
-          broken = "Upstream ended the stream before the answer was complete";
-        }
-      } else {
-        const parsed = parseChunk(step.value);
-        if (parsed.ok) return { kind: "chunk", value: this.#process(parsed.value) };
-        broken = `Upstream failed during the stream: ${parsed.body.slice(0, 300)}`;
+      const polled = this.poll();
+      if (polled !== null) return polled;
+      let turn = this.#held;
+      this.#held = null;
+      if (turn === null) {
+        const item = await this.#idle.next(this.#events);
+        turn = item === "timeout"
+          ? {
+            kind: "broken",
+            message: `Upstream sent nothing for ${this.#gw.client.deadlines.timeoutMs} ms; ` +
+              "the answer is incomplete",
+          }
+          : this.#turn(item);
       }
-      if (broken !== null && !(this.#options && this.#roundsLeft())) {
+      if (turn.kind === "chunk" || turn.kind === "end") return turn;
+      if (turn.kind === "broken" && !(this.#options && this.#roundsLeft())) {
         this.close();
-        return { kind: "error", message: broken };
+        return { kind: "error", message: turn.message };
       }
       const failed = await this.#nextRound();
       if (failed !== null) {
@@ -285,6 +305,29 @@ export class StreamRounds {
         return { kind: "error", message: `The answer could not be continued: ${failed}` };
       }
     }
+  }
+
+  /** What an upstream event (or the end of its body) makes of the stream. */
+  #turn(item: IteratorResult<string>): Turn {
+    if (item.done) {
+      if (this.#finished) {
+        this.#done = true;
+        this.#ended = true;
+        this.#idle.close();
+        return { kind: "end" };
+      }
+      if (this.#continueNext) return { kind: "continue" };
+      return {
+        kind: "broken",
+        message: "Upstream ended the stream before the answer was complete",
+      };
+    }
+    const parsed = parseChunk(item.value);
+    if (parsed.ok) return { kind: "chunk", value: this.#process(parsed.value) };
+    return {
+      kind: "broken",
+      message: `Upstream failed during the stream: ${parsed.body.slice(0, 300)}`,
+    };
   }
 
   /** Stops the upstream (the client went away, or the stream is over). */

@@ -3,6 +3,8 @@
  * `\r\n` or `\r` ends the lines; the result is the `data` payload of each event.
  */
 
+import { type ByteSource, streamSource } from "./byte_source.ts";
+
 /** Incremental SSE parser: feed text, get complete event payloads. */
 export class SseParser {
   #buffer = "";
@@ -43,94 +45,85 @@ function dataOf(block: string): string | null {
   return lines.length ? lines.join("\n") : null;
 }
 
-/** Bytes read at once from a byte stream into the reader's own buffer. */
-const READ_BUFFER_BYTES = 8192;
+const STREAM = { stream: true };
 
 /**
- * The `data` payloads of a byte stream of SSE, one by one. A plain class rather than an async
- * generator: the hot path reads a handful of events per request, and a generator's machinery
- * (a promise and a frame per step, `yield*` per event) is most of the cost. A byte stream (a
- * `fetch` body) is read into a buffer of the reader's own, reused for every read: a default read
- * of a `fetch` body allocates 64 KiB each time, which cost 20–40 µs of CPU per streamed request
- * in garbage collection (Deno 2.9; a bare SSE pipe: 94–100 → 74–75 µs per request).
+ * The `data` payloads of a body of SSE, one by one. A plain class rather than an async generator:
+ * the hot path reads a handful of events per request, and a generator's machinery (a promise and a
+ * frame per step, `yield*` per event) is most of the cost.
  */
 export class SseReader implements AsyncIterableIterator<string> {
-  #reader: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader;
-  #byob: boolean;
-  /** The reused buffer of a byte stream's reads, while no read holds it. */
-  #spare: Uint8Array<ArrayBuffer> | null = null;
+  #source: ByteSource;
   #parser = new SseParser();
   #decoder = new TextDecoder();
   #queue: string[] = [];
   #next = 0;
-  /** `open`: reading; `ended`: the stream ended (events may be queued); `closed`: released. */
+  /** `open`: reading; `ended`: the body ended (events may be queued); `closed`: released. */
   #state: "open" | "ended" | "closed" = "open";
 
-  constructor(body: ReadableStream<Uint8Array>) {
-    let reader: ReadableStreamBYOBReader | null = null;
-    try {
-      reader = body.getReader({ mode: "byob" });
-    } catch {
-      // Not a byte stream (one made in JS): read it chunk by chunk.
+  constructor(source: ByteSource) {
+    this.#source = source;
+  }
+
+  /**
+   * The next payload when it is in hand (parsed already, or the body has ended): no promise, no
+   * turn of the event loop. Null when the next payload is still to be read.
+   */
+  poll(): IteratorResult<string, undefined> | null {
+    if (this.#next < this.#queue.length) {
+      const value = this.#queue[this.#next++];
+      if (this.#next === this.#queue.length) {
+        this.#queue = [];
+        this.#next = 0;
+      }
+      return { value, done: false };
     }
-    this.#byob = reader !== null;
-    this.#reader = reader ?? body.getReader();
+    if (this.#state === "open" && this.#source.ended) this.#end();
+    if (this.#next < this.#queue.length) return this.poll();
+    if (this.#state !== "open") {
+      this.#state = "closed";
+      return { value: undefined, done: true };
+    }
+    return null;
   }
 
-  /** Reads the next chunk; it is only valid until the next read (decode it first). */
-  async #read(): Promise<ReadableStreamReadResult<Uint8Array>> {
-    if (!this.#byob) return await (this.#reader as ReadableStreamDefaultReader).read();
-    const buffer = this.#spare ?? new Uint8Array(READ_BUFFER_BYTES);
-    this.#spare = null;
-    const result = await (this.#reader as ReadableStreamBYOBReader).read(buffer);
-    // The read moved the buffer into the view it returns; it is free again once the chunk is
-    // decoded (the decoder copies), which happens before the next read.
-    if (result.value) this.#spare = new Uint8Array(result.value.buffer as ArrayBuffer);
-    return result;
+  /** The body ended: what the parser still holds is the last of it. */
+  #end(): void {
+    this.#state = "ended";
+    this.#queue = [...this.#parser.push(this.#decoder.decode()), ...this.#parser.flush()];
+    this.#next = 0;
   }
 
-  /** The next payload, or done once the stream ended (or `return` was called). */
+  /** The next payload, or done once the body ended (or `return` was called). */
   async next(): Promise<IteratorResult<string, undefined>> {
     while (true) {
-      if (this.#next < this.#queue.length) {
-        const value = this.#queue[this.#next++];
-        if (this.#next === this.#queue.length) {
-          this.#queue = [];
-          this.#next = 0;
-        }
-        return { value, done: false };
-      }
-      if (this.#state !== "open") {
-        if (this.#state === "ended") this.#release();
-        return { value: undefined, done: true };
-      }
-      let chunk: ReadableStreamReadResult<Uint8Array>;
+      const polled = this.poll();
+      if (polled !== null) return polled;
+      let bytes: Uint8Array | null;
       try {
-        chunk = await this.#read();
+        bytes = await this.#source.read();
       } catch (err) {
         // Reading failed: release the upstream connection.
         await this.#close();
         throw err;
       }
-      // `return()` may have closed the reader while this read was pending.
+      // `return()` may have closed the source while this read was pending.
       if (this.#closed()) continue;
-      if (chunk.done) {
-        this.#state = "ended";
-        this.#queue = [...this.#parser.push(this.#decoder.decode()), ...this.#parser.flush()];
-        this.#next = 0;
-      } else {
-        this.#queue = this.#parser.push(this.#decoder.decode(chunk.value, { stream: true }));
+      if (bytes === null) this.#end();
+      else {
+        // Decoded before the next read: the source's bytes are only lent until then.
+        this.#queue = this.#parser.push(this.#decoder.decode(bytes, STREAM));
         this.#next = 0;
       }
     }
   }
 
-  /** Stops reading; a stream that did not end is cancelled, releasing the upstream connection. */
+  /** Stops reading; a body that did not end is cancelled, releasing the upstream connection. */
   async return(): Promise<IteratorResult<string, undefined>> {
     this.#queue = [];
     this.#next = 0;
     if (this.#state === "open") await this.#close();
-    else this.#release();
+    else this.#state = "closed";
     return { value: undefined, done: true };
   }
 
@@ -138,16 +131,10 @@ export class SseReader implements AsyncIterableIterator<string> {
     return this.#state === "closed";
   }
 
-  // The lock on the body is never given back: nothing else reads it, and `releaseLock` costs
-  // 3-4 µs (it rejects the reader's `closed` promise with a new TypeError and its stack trace).
   async #close(): Promise<void> {
     if (this.#state === "closed") return;
     this.#state = "closed";
-    await this.#reader.cancel().catch(() => {});
-  }
-
-  #release(): void {
-    this.#state = "closed";
+    await this.#source.cancel().catch(() => {});
   }
 
   [Symbol.asyncIterator](): SseReader {
@@ -155,7 +142,7 @@ export class SseReader implements AsyncIterableIterator<string> {
   }
 }
 
-/** Reads a byte stream of SSE and yields each event's `data` payload. */
-export function readSseData(body: ReadableStream<Uint8Array>): SseReader {
-  return new SseReader(body);
+/** The `data` payload of each event of a body of SSE (a `fetch` body, or an upstream source). */
+export function readSseData(body: ReadableStream<Uint8Array> | ByteSource): SseReader {
+  return new SseReader(body instanceof ReadableStream ? streamSource(body) : body);
 }

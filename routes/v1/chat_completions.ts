@@ -245,16 +245,19 @@ export async function chatCompletion(
       let out = "";
       try {
         while (!done) {
-          let step: StreamStep;
-          if (out === "" || rounds.finishing) step = await nextStep();
-          else {
-            const next = nextStep();
-            const now = await arrived(next);
-            if (now === null) {
-              pending = next;
-              break;
+          // Steps already received are taken without a promise; others are waited for.
+          let step = pending === null ? rounds.poll() : null;
+          if (step === null) {
+            if (out === "" || rounds.finishing) step = await nextStep();
+            else {
+              const next = nextStep();
+              const now = await arrived(next);
+              if (now === null) {
+                pending = next;
+                break;
+              }
+              step = now.value;
             }
-            step = now.value;
           }
           if (done) return;
           if (step.kind === "end") return finish(controller, out);

@@ -59,7 +59,7 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
       });
       const payload = JSON.stringify(batch);
       const result = await runWithFailover(gw.pool, options, async (key) => {
-        const res = await gw.client.send(key.secret, { method: "POST", path, body: payload });
+        const res = await gw.client.post(key.secret, { path, body: payload });
         const text = await res.text();
         if (!res.ok) return { ok: false, status: res.status, body: text };
         const parsed = BatchEmbedResponseSchema.safeParse(JSON.parse(text));

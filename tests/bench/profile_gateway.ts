@@ -5,8 +5,11 @@
  * function, µs per request). The raw profile is written to `test-artifacts/gateway.cpuprofile`
  * (open it in Chrome DevTools, Performance tab).
  *
+ * With `--alloc`, a third pass samples the main thread's allocations instead (V8's sampling heap
+ * profiler, garbage included): bytes allocated per request by the function that allocated them.
+ *
  * Run: `deno run -A tests/bench/profile_gateway.ts [--stream] [--clients 64] [--duration 4]
- * [--rpm 1000000] [--kv file|memory] [--top 25]`.
+ * [--rpm 1000000] [--kv file|memory] [--top 25] [--alloc]`.
  *
  * @module
  */
@@ -146,6 +149,25 @@ function summarize(
   return { self, inclusive };
 }
 
+/** One node of a sampling heap profile (`HeapProfiler.stopSampling` result). */
+interface HeapNode {
+  callFrame: ProfileNode["callFrame"];
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** Bytes allocated per function name (self), from a sampling heap profile. */
+function allocations(head: HeapNode): Map<string, number> {
+  const out = new Map<string, number>();
+  const visit = (node: HeapNode) => {
+    const name = frameName({ id: 0, callFrame: node.callFrame });
+    if (node.selfSize > 0) out.set(name, (out.get(name) ?? 0) + node.selfSize);
+    for (const child of node.children) visit(child);
+  };
+  visit(head);
+  return out;
+}
+
 /** Reads `--name value` / `--flag` arguments. */
 function parseFlags(args: string[]): Map<string, string> {
   const flags = new Map<string, string>();
@@ -256,6 +278,28 @@ async function main(): Promise<void> {
         [...inclusive].filter(([name]) => /^\S+ (lib|routes)\/|main\.ts/.test(name)),
       );
       printTop("Inclusive time of gateway functions (µs per request):", ours, profiled.ok, top);
+
+      if (flags.has("alloc")) {
+        // Pass 3: where the main thread allocates (every object, short-lived ones included).
+        const heap = await Cdp.connect(inspectPort);
+        await heap.send("HeapProfiler.enable");
+        await heap.send("HeapProfiler.startSampling", {
+          samplingInterval: 512,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: true,
+        });
+        const sampled = await runCell(target, cell);
+        const sampling = await heap.send("HeapProfiler.stopSampling");
+        await heap.close();
+        const bytes = allocations((sampling as { profile: { head: HeapNode } }).profile.head);
+        const total = [...bytes.values()].reduce((a, b) => a + b, 0);
+        console.log(
+          `\nAllocations: ${(total / sampled.ok / 1024).toFixed(1)} KiB per request ` +
+            `(${sampled.ok} requests, sampled every 512 bytes)`,
+        );
+        const perRequest = new Map([...bytes].map(([name, b]) => [name, b / 1024]));
+        printTop("Allocated by (KiB per request, self):", perRequest, sampled.ok, top);
+      }
     } finally {
       await stopServer(gateway);
     }

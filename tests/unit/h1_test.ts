@@ -202,6 +202,48 @@ Deno.test("h1: a chunked body's end is seen with its bytes: everything in hand c
   }
 });
 
+Deno.test("h1: exchange answers without a Response: the body is read from the source, its end known with its last bytes", async () => {
+  const body = 'data: {"n":1}\n\n';
+  const framed = `${body.length.toString(16)}\r\n${body}\r\n`.repeat(2) + "0\r\n\r\n";
+  const server = rawServer([
+    write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-a: 1\r\n\r\n${framed}`),
+    json('{"a":2}'),
+  ]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    const answer = await client.exchange({
+      method: "POST",
+      path: "/v1beta/models/m:streamGenerateContent?alt=sse",
+      headers: {},
+      body: "{}",
+    });
+    await tick();
+    assert.equal(answer.status, 200);
+    assert.deepEqual(answer.headers, [["transfer-encoding", "chunked"], ["x-a", "1"]]);
+    assert.equal(answer.whole, null);
+    assert.equal(answer.body.ended, false);
+    assert.equal(decoder.decode((await answer.body.read())!), body.repeat(2));
+    // The terminating chunk came with the data: the end is known without another read, and the
+    // connection is already back in the pool.
+    assert.equal(answer.body.ended, true);
+    assert.equal(client.idleCount, 1);
+    assert.equal(await answer.body.read(), null);
+
+    const whole = await client.exchange({ method: "POST", path: "/x", headers: {}, body: "{}" });
+    // A length-framed body in hand with the head: the exchange is over before it is read.
+    assert.equal(decoder.decode(whole.whole!), '{"a":2}');
+    assert.equal(client.idleCount, 1);
+    assert.equal(whole.body.ended, false);
+    assert.equal(decoder.decode((await whole.body.read())!), '{"a":2}');
+    assert.equal(whole.body.ended, true);
+    assert.equal(await whole.body.read(), null);
+    assert.equal(server.connections, 1);
+  } finally {
+    client.closeIdle();
+    await server.close();
+  }
+});
+
 Deno.test("h1: connection: close and a body that ends with the connection are not kept", async () => {
   const server = rawServer([
     closeAfter(json('{"a":1}', "connection: close\r\n")),

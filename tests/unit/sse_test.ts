@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { ByteSource } from "../../lib/gemini/byte_source.ts";
 import { readSseData, SseParser } from "../../lib/gemini/sse.ts";
 
 Deno.test("the SSE parser splits events on LF, CRLF and CR blank lines", () => {
@@ -56,4 +57,44 @@ Deno.test("a byte stream is read through a reused buffer, events larger than it 
   const out: string[] = [];
   for await (const data of readSseData(body)) out.push(data);
   assert.deepEqual(out, ['{"a":1}', big, '{"b":2}']);
+});
+
+/** A source that hands out `chunks` one per read, and knows its end once they are all read. */
+function chunkSource(chunks: string[]): ByteSource & { reads: number } {
+  const bytes = chunks.map((c) => new TextEncoder().encode(c));
+  return {
+    reads: 0,
+    get ended() {
+      return bytes.length === 0;
+    },
+    read() {
+      this.reads++;
+      return Promise.resolve(bytes.shift() ?? null);
+    },
+    cancel: () => Promise.resolve(),
+  };
+}
+
+Deno.test("poll hands over the events in hand without waiting, and the end once the source knows it", async () => {
+  const source = chunkSource(["data: 1\n\ndata: 2\n\nda", "ta: 3\n\n"]);
+  const events = readSseData(source);
+  // Nothing read yet: the next event must be waited for.
+  assert.equal(events.poll(), null);
+  assert.deepEqual(await events.next(), { value: "1", done: false });
+  assert.deepEqual(events.poll(), { value: "2", done: false });
+  // Half an event is not an event.
+  assert.equal(events.poll(), null);
+  assert.deepEqual(await events.next(), { value: "3", done: false });
+  // Every byte read and the source says it ended: the end is in hand too, with no read.
+  assert.deepEqual(events.poll(), { value: undefined, done: true });
+  assert.equal(source.reads, 2);
+});
+
+Deno.test("poll flushes an unterminated last event once the source has ended", async () => {
+  const source = chunkSource(["data: a\n\ndata: b"]);
+  const events = readSseData(source);
+  assert.deepEqual(await events.next(), { value: "a", done: false });
+  assert.deepEqual(events.poll(), { value: "b", done: false });
+  assert.deepEqual(events.poll(), { value: undefined, done: true });
+  assert.deepEqual(await events.next(), { value: undefined, done: true });
 });
