@@ -113,13 +113,13 @@ export class H1Client {
   async exchange(request: H1Request): Promise<H1Answer> {
     const signal = request.signal;
     signal?.throwIfAborted();
-    const message = this.#message(request);
+    const head = this.#head(request);
     for (let attempt = 0;; attempt++) {
       const reused = attempt === 0 ? this.#checkout() : null;
       const conn = reused ?? await this.#open(signal);
       const exchange = new Exchange(this, conn, signal);
       try {
-        return await exchange.run(message, reused !== null);
+        return await exchange.run(head, request.body, reused !== null);
       } catch (err) {
         // A kept connection the upstream had closed meanwhile: once more, on a new one.
         if (err instanceof StaleConnection) continue;
@@ -171,7 +171,8 @@ export class H1Client {
     }
   }
 
-  #message(request: H1Request): Uint8Array {
+  /** The request's head up to its content-length line, checked: nothing can smuggle a line in. */
+  #head(request: H1Request): string {
     if (!TOKEN.test(request.method)) throw new TypeError(`Bad method: ${request.method}`);
     if (!request.path.startsWith("/") || /[^\x21-\x7e]/.test(request.path)) {
       throw new TypeError("Bad request path");
@@ -186,12 +187,7 @@ export class H1Client {
       if (name === "host" || name === "content-length" || name === "connection") continue;
       head += `${name}: ${value}\r\n`;
     }
-    const body = encoder.encode(request.body);
-    head += `content-length: ${body.length}\r\n\r\n`;
-    const message = new Uint8Array(head.length * 3 + body.length);
-    const written = encoder.encodeInto(head, message).written;
-    message.set(body, written);
-    return message.subarray(0, written + body.length);
+    return head;
   }
 }
 
@@ -266,10 +262,10 @@ class Exchange implements ByteSource {
     this.#signal = signal;
   }
 
-  async run(message: Uint8Array, reused: boolean): Promise<H1Answer> {
+  async run(head: string, body: string, reused: boolean): Promise<H1Answer> {
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
     try {
-      await this.#write(message);
+      await this.#write(this.#message(head, body));
       return await this.#response();
     } catch (err) {
       this.#finish(false);
@@ -287,6 +283,28 @@ class Exchange implements ByteSource {
       return new UpstreamProtocolError("The upstream connection was closed");
     }
     return err;
+  }
+
+  /**
+   * The request as bytes: the head, its content-length line, the body. Encoded in the exchange's
+   * own buffer (unused until the answer is read) when it fits, so nothing is allocated for it.
+   */
+  #message(head: string, body: string): Uint8Array {
+    // Room for the head (UTF-8 takes at most 3 bytes a character) and its last line.
+    const room = head.length * 3 + 40;
+    const buf = this.#buf;
+    if (room + body.length * 3 <= buf.length) {
+      const n = encoder.encodeInto(body, buf.subarray(room)).written;
+      const h = encoder.encodeInto(`${head}content-length: ${n}\r\n\r\n`, buf).written;
+      buf.copyWithin(h, room, room + n);
+      return buf.subarray(0, h + n);
+    }
+    const bytes = encoder.encode(body);
+    const full = `${head}content-length: ${bytes.length}\r\n\r\n`;
+    const message = new Uint8Array(full.length * 3 + bytes.length);
+    const h = encoder.encodeInto(full, message).written;
+    message.set(bytes, h);
+    return message.subarray(0, h + bytes.length);
   }
 
   async #write(message: Uint8Array): Promise<void> {
@@ -340,15 +358,15 @@ class Exchange implements ByteSource {
       const head = latin1.decode(this.#buf.subarray(this.#start, end - 4));
       this.#start = end;
       const lines = head.split("\r\n");
-      const status = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
+      const status = statusLine(lines[0]);
       if (!status) throw new UpstreamProtocolError("The upstream did not answer in HTTP/1.1");
-      const code = Number(status[2]);
+      const code = status.code;
       // Interim answers (100 Continue, 103 Early Hints) come before the real one.
       if (code >= 100 && code < 200) continue;
       const headers: [string, string][] = [];
       let length: number | null = null;
       let chunked = false;
-      this.#keepAlive = status[1] === "1";
+      this.#keepAlive = !status.http10;
       for (let i = 1; i < lines.length; i++) {
         const line = lines[i];
         const colon = line.indexOf(":");
@@ -361,34 +379,34 @@ class Exchange implements ByteSource {
           }
           length = Number(value);
         } else if (name === "transfer-encoding") {
-          chunked = value.toLowerCase().split(",").map((v) => v.trim()).includes("chunked");
+          chunked = tokens(value).includes("chunked");
           if (!chunked) throw new UpstreamProtocolError(`Unsupported transfer-encoding: ${value}`);
         } else if (name === "connection") {
-          const tokens = value.toLowerCase().split(",").map((v) => v.trim());
-          if (tokens.includes("close")) this.#keepAlive = false;
-          if (tokens.includes("keep-alive")) this.#keepAlive = true;
+          const options = tokens(value);
+          if (options.includes("close")) this.#keepAlive = false;
+          if (options.includes("keep-alive")) this.#keepAlive = true;
         }
         headers.push([name, value]);
       }
-      const answer = { status: code, statusText: status[3] ?? "", headers };
+      const statusText = status.text;
       // No body, or a whole body already in hand: the exchange is over.
       if (code === 204 || code === 304) length = 0;
       if (!chunked && length !== null && this.#end - this.#start >= length) {
         const whole = this.#buf.subarray(this.#start, this.#start + length);
         this.#start += length;
         this.#finish(true);
-        return { ...answer, whole, body: new WholeBody(whole) };
+        return { status: code, statusText, headers, whole, body: new WholeBody(whole) };
       }
       if (chunked) {
         this.#framing = { kind: "chunked" };
         this.#decoder = new ChunkedDecoder();
       } else if (length !== null) this.#framing = { kind: "length", left: length };
       else this.#keepAlive = false; // the body ends with the connection
-      return { ...answer, whole: null, body: this };
+      return { status: code, statusText, headers, whole: null, body: this };
     }
   }
 
-  /** The next bytes of the body (a copy), or null at its end. */
+  /** The next bytes of the body (valid until the next read), or null at its end. */
   async read(): Promise<Uint8Array | null> {
     try {
       while (true) {
@@ -423,20 +441,23 @@ class Exchange implements ByteSource {
     return Promise.resolve();
   }
 
-  /** The body bytes now in the buffer (a copy), or null if none; finishes at the body's end. */
+  /**
+   * The body bytes now in the buffer, or null if none; finishes at the body's end. They are a view
+   * of the buffer (or a copy), valid until the next read refills it.
+   */
   #take(): Uint8Array | null {
     const framing = this.#framing;
     const available = this.#buf.subarray(this.#start, this.#end);
     let out: Uint8Array;
     if (framing.kind === "length") {
       const n = Math.min(framing.left, available.length);
-      out = available.slice(0, n);
+      out = available.subarray(0, n);
       this.#start += n;
       framing.left -= n;
       if (framing.left === 0) this.#finish(true);
     } else if (framing.kind === "close") {
       this.#start = this.#end;
-      out = available.slice();
+      out = available;
     } else {
       const result = this.#decoder!.decode(available);
       this.#start += result.used;
@@ -469,10 +490,12 @@ export class ChunkedDecoder {
 
   /**
    * Decodes what it can of `input`: the data found, how many input bytes were used (the rest is
-   * an incomplete line, to be given again with more), and whether the body ended.
+   * an incomplete line, to be given again with more), and whether the body ended. The data is a
+   * view of `input` when it is one piece of it, else a copy.
    */
-  decode(input: Uint8Array): { data: Uint8Array<ArrayBuffer>; used: number; ended: boolean } {
-    const pieces: Uint8Array[] = [];
+  decode(input: Uint8Array): { data: Uint8Array; used: number; ended: boolean } {
+    let first: Uint8Array | null = null;
+    let pieces: Uint8Array[] | null = null;
     let size = 0;
     let at = 0;
     while (!this.#ended && at < input.length) {
@@ -485,7 +508,9 @@ export class ChunkedDecoder {
       }
       if (this.#left > 0) {
         const n = Math.min(this.#left, input.length - at);
-        pieces.push(input.subarray(at, at + n));
+        const piece = input.subarray(at, at + n);
+        if (first === null) first = piece;
+        else (pieces ??= [first]).push(piece);
         size += n;
         at += n;
         this.#left -= n;
@@ -500,18 +525,17 @@ export class ChunkedDecoder {
         if (input.length - at > 4096) throw badChunk();
         break;
       }
-      const line = latin1.decode(input.subarray(at, eol));
+      const line = at;
       at = eol + 2;
       if (this.#trailers) {
-        if (line === "") this.#ended = true;
+        if (eol === line) this.#ended = true;
         continue;
       }
-      const hex = line.split(";")[0].trim();
-      if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) throw badChunk();
-      const n = parseInt(hex, 16);
+      const n = chunkSize(input, line, eol);
       if (n === 0) this.#trailers = true;
       else this.#left = n;
     }
+    if (pieces === null) return { data: first ?? EMPTY, used: at, ended: this.#ended };
     const data = new Uint8Array(size);
     let offset = 0;
     for (const p of pieces) {
@@ -520,6 +544,56 @@ export class ChunkedDecoder {
     }
     return { data, used: at, ended: this.#ended };
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The size on a chunk's size line (`input[from..eol)`): hex digits, maybe after blanks, maybe
+ * followed by blanks and `;` extensions.
+ */
+function chunkSize(input: Uint8Array, from: number, eol: number): number {
+  let i = from;
+  while (i < eol && (input[i] === 32 || input[i] === 9)) i++;
+  let n = 0;
+  let digits = 0;
+  for (; i < eol; i++) {
+    const c = input[i];
+    const d = c >= 48 && c <= 57
+      ? c - 48
+      : c >= 97 && c <= 102
+      ? c - 87
+      : c >= 65 && c <= 70
+      ? c - 55
+      : -1;
+    if (d < 0) break;
+    if (++digits > 12) throw badChunk();
+    n = n * 16 + d;
+  }
+  if (digits === 0) throw badChunk();
+  while (i < eol && (input[i] === 32 || input[i] === 9)) i++;
+  if (i < eol && input[i] !== 59) throw badChunk();
+  return n;
+}
+
+/** A status line `HTTP/1.x NNN reason`, or null. */
+function statusLine(line: string): { http10: boolean; code: number; text: string } | null {
+  if (line.length < 12 || !line.startsWith("HTTP/1.") || line[8] !== " ") return null;
+  if (line[7] !== "0" && line[7] !== "1") return null;
+  let code = 0;
+  for (let i = 9; i < 12; i++) {
+    const d = line.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return null;
+    code = code * 10 + d;
+  }
+  if (line.length > 12 && line[12] !== " ") return null;
+  return { http10: line[7] === "0", code, text: line.slice(13) };
+}
+
+/** The comma-separated tokens of a header value, lower-cased. */
+function tokens(value: string): string[] {
+  const lower = value.toLowerCase();
+  return lower.includes(",") ? lower.split(",").map((v) => v.trim()) : [lower];
 }
 
 function lineEnd(input: Uint8Array, from: number): number {

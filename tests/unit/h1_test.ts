@@ -150,6 +150,26 @@ Deno.test("h1: a length-framed answer; one kept connection serves the next reque
   }
 });
 
+Deno.test("h1: a request body is sent intact and counted in bytes, small or larger than the buffer", async () => {
+  const small = JSON.stringify({ text: "你好, Gemini" });
+  const large = JSON.stringify({ text: "数据".repeat(20_000) });
+  const server = rawServer([json("{}"), json("{}")]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    for (const body of [small, large]) {
+      await (await client.request({ method: "POST", path: "/p", headers: {}, body })).text();
+    }
+    for (const [i, body] of [small, large].entries()) {
+      const length = encoder.encode(body).length;
+      assert.ok(server.seen[i].head.split("\r\n").includes(`content-length: ${length}`));
+      assert.equal(server.seen[i].body, body);
+    }
+  } finally {
+    client.closeIdle();
+    await server.close();
+  }
+});
+
 Deno.test("h1: a chunked answer that arrives in pieces is read whole, then the connection is kept", async () => {
   const events = ['data: {"n":1}\r\n\r\n', 'data: {"n":2}\r\n\r\n', 'data: {"n":3}\r\n\r\n'];
   const server = rawServer([
