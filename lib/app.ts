@@ -136,6 +136,9 @@ function finalResponse(res: Response, id: string, api: boolean): Response {
   return out;
 }
 
+/** Responses whose request id and CORS headers are set already (`finalResponse`). */
+const finished = new WeakSet<Response>();
+
 /** The answer to an error no route turned into a response: its own, or a logged 500. */
 function errorResponse(err: unknown, req: Request): Response {
   if (err instanceof OpenAiError) return err.toResponse();
@@ -281,6 +284,13 @@ export function createApp(deps: AppDeps): App {
    * limit, user key, its limits, the handler, errors, and the end of the client watch.
    */
   const directChat = async (req: Request): Promise<Response> => {
+    const id = idOf(req);
+    // A stream's response gets its headers while the upstream works on the request.
+    const finish = (res: Response) => {
+      const out = finalResponse(res, id, true);
+      finished.add(out);
+      return out;
+    };
     let res: Response;
     try {
       if ((declaredLength(req) ?? 0) > MAX_BODY_BYTES) tooLarge();
@@ -289,14 +299,14 @@ export function createApp(deps: AppDeps): App {
         gateway,
         userKey,
         refusalToOpenAi,
-        () => chatCompletion(gateway, req, userKey),
+        () => chatCompletion(gateway, req, userKey, finish),
       );
     } catch (err) {
       res = errorResponse(err, req);
     } finally {
       gateway.clients.release(req);
     }
-    return finalResponse(res, idOf(req), true);
+    return finished.has(res) ? res : finalResponse(res, id, true);
   };
 
   return {

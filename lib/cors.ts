@@ -6,7 +6,7 @@
  */
 
 /** Response headers a browser script may read besides the simple ones. */
-const EXPOSED = ["x-request-id", "retry-after"];
+const EXPOSED = ["x-request-id", "retry-after"].join(", ");
 
 /** Whether `path` belongs to an API surface that answers cross-origin calls. */
 export function isApiPath(path: string): boolean {
@@ -27,12 +27,13 @@ export function preflightResponse(req: Request): Response {
   return new Response(null, { status: 204, headers });
 }
 
-/** Adds the CORS headers of an API answer to `headers` (keeping headers a route exposes). */
+/**
+ * Adds the CORS headers of an API answer to `headers` (keeping headers a route exposes); headers
+ * that have them already (a response copied after it was finished) are left as they are.
+ */
 export function addCorsHeaders(headers: Headers): void {
   headers.set("access-control-allow-origin", "*");
   const exposed = headers.get("access-control-expose-headers");
-  headers.set(
-    "access-control-expose-headers",
-    exposed ? `${exposed}, ${EXPOSED.join(", ")}` : EXPOSED.join(", "),
-  );
+  if (exposed?.endsWith(EXPOSED)) return;
+  headers.set("access-control-expose-headers", exposed ? `${exposed}, ${EXPOSED}` : EXPOSED);
 }

@@ -31,6 +31,11 @@ export interface JsonPost {
   body: string;
   /** Extra headers; `authorization`, `x-goog-api-key` and `host` are dropped if present. */
   headers?: Record<string, string>;
+  /**
+   * Work to do while the upstream works on the request (see `H1Request.sent`); it may not be
+   * called (through `fetch`), and may be called on every attempt.
+   */
+  sent?: () => void;
 }
 
 /** The answer to a JSON post: its status and its body, read once (as text, or chunk by chunk). */
@@ -168,8 +173,7 @@ export class GeminiClient {
    * can (the hot path: generate, streams, embeddings).
    */
   post(apiKey: string, request: JsonPost, signal?: AbortSignal): Promise<UpstreamAnswer> {
-    const post = { ...request, method: "POST" as const };
-    const headers = this.#headers(apiKey, post);
+    const headers = this.#headers(apiKey, { ...request, method: "POST" });
     return this.#guarded(signal, async (aborted) => {
       if (!this.#h1) {
         const init = { method: "POST", headers, body: request.body, signal: aborted };
@@ -182,6 +186,7 @@ export class GeminiClient {
           headers,
           body: request.body,
           signal: aborted,
+          sent: request.sent,
         }),
       );
     });

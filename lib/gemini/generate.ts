@@ -108,9 +108,13 @@ export interface OpenedStream {
  */
 export async function openStream(
   gw: Gateway,
-  call: GenerateCall & { upstream: AbortSignal },
+  call: GenerateCall & {
+    upstream: AbortSignal;
+    /** Work to do while the upstream works on the request (see `JsonPost.sent`). */
+    sent?: () => void;
+  },
 ): Promise<FailoverResult<OpenedStream>> {
-  const { body, upstream, ...target } = call;
+  const { body, upstream, sent, ...target } = call;
   const payload = JSON.stringify(body);
   const options = await failoverOptions(gw, {
     ...target,
@@ -124,6 +128,7 @@ export async function openStream(
         path: modelPath(target.model, "streamGenerateContent"),
         query: "alt=sse",
         body: payload,
+        sent,
       }, upstream);
       if (!res.ok) return { ok: false, status: res.status, body: await res.text() };
       const events = readSseData(res.body);

@@ -33,6 +33,11 @@ export interface H1Request {
   headers: Record<string, string>;
   body: string;
   signal?: AbortSignal;
+  /**
+   * Called once the request is on the wire, while the upstream works on it: work that does not
+   * need the answer can be done then instead of after it (on every attempt; keep it idempotent).
+   */
+  sent?: () => void;
 }
 
 /** The upstream broke the exchange (closed, reset, or sent what is not HTTP/1.1). */
@@ -119,7 +124,7 @@ export class H1Client {
       const conn = reused ?? await this.#open(signal);
       const exchange = new Exchange(this, conn, signal);
       try {
-        return await exchange.run(head, request.body, reused !== null);
+        return await exchange.run(head, request, reused !== null);
       } catch (err) {
         // A kept connection the upstream had closed meanwhile: once more, on a new one.
         if (err instanceof StaleConnection) continue;
@@ -262,10 +267,14 @@ class Exchange implements ByteSource {
     this.#signal = signal;
   }
 
-  async run(head: string, body: string, reused: boolean): Promise<H1Answer> {
+  async run(head: string, request: H1Request, reused: boolean): Promise<H1Answer> {
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
     try {
-      await this.#write(this.#message(head, body));
+      // The write is done by the time the op returns (a socket takes a request at once): what
+      // `sent` does overlaps with the upstream's work.
+      const written = this.#write(this.#message(head, request.body));
+      request.sent?.();
+      await written;
       return await this.#response();
     } catch (err) {
       this.#finish(false);

@@ -115,6 +115,8 @@ export interface StreamRoundsInit {
   options: ContinueOptions | null;
   /** Aborts every round's upstream request (the client went away, or the stream is over). */
   upstream: AbortController;
+  /** Work to do while the first round's upstream works on the request (see `JsonPost.sent`). */
+  sent?: () => void;
 }
 
 /** A stream of one answer over one or more upstream rounds. */
@@ -169,6 +171,7 @@ export class StreamRounds {
       ...init.target,
       body: init.body,
       upstream: init.upstream.signal,
+      sent: init.sent,
     });
     if (!opened.ok) return opened;
     return {

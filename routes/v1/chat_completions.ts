@@ -86,11 +86,16 @@ export function chatCompletionsRoutes(gw: Gateway): Hono<AppEnv> {
   return app;
 }
 
-/** Answers one chat completion of `userKey` (authenticated and admitted by the caller). */
+/**
+ * Answers one chat completion of `userKey` (authenticated and admitted by the caller). `finish`
+ * gives a response the app's own headers (request id, CORS); a stream's is finished while the
+ * upstream works on the request, and the caller sees it finished already.
+ */
 export async function chatCompletion(
   gw: Gateway,
   raw: Request,
   userKey: UserKeyRecord,
+  finish: (res: Response) => Response = (res) => res,
 ): Promise<Response> {
   const parsed = readChatCompletionRequest(await readJson(raw));
   if (!parsed.success) throw validationError(parsed.error);
@@ -183,31 +188,66 @@ export async function chatCompletion(
   const upstream = new AbortController();
   const stopUpstream = () => upstream.abort();
   signal.addEventListener("abort", stopUpstream, { once: true });
+  let rounds: StreamRounds | null = null;
+  let response: Response | null = null;
+  // The response is built while the upstream works on the request, or once it has answered.
+  const respond = () =>
+    response ??= finish(chatStreamResponse(gw, {
+      ctx,
+      includeUsage: req.stream_options?.include_usage === true,
+      rounds: () => rounds!,
+      unwatch: () => signal.removeEventListener("abort", stopUpstream),
+      account,
+    }));
   const opened = await StreamRounds.open(gw, {
     target,
     body,
     options: continueOptions,
     upstream,
+    sent: respond,
   });
   if (!opened.ok) {
     signal.removeEventListener("abort", stopUpstream);
     return await fail(opened.failure, opened.attempts);
   }
-  const rounds = opened.value;
-  const translator = new ChatStreamTranslator(ctx, {
-    includeUsage: req.stream_options?.include_usage === true,
-  });
+  rounds = opened.value;
+  return respond();
+}
+
+/** What a chat stream's response is made of. */
+interface ChatStreamParts {
+  ctx: CompletionContext;
+  includeUsage: boolean;
+  /** The upstream stream, opened by the time the body is first read. */
+  rounds: () => StreamRounds;
+  /** The stream is over: the client's going away no longer matters to the upstream. */
+  unwatch: () => void;
+  /** Records the request's usage once the stream is over. */
+  account: (
+    attempts: Attempt[],
+    outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
+  ) => void;
+}
+
+/**
+ * The SSE response of a chat stream. It can be built before the upstream has answered (nothing in
+ * it is read until the route returns it), so it is built while the upstream works.
+ */
+function chatStreamResponse(gw: Gateway, parts: ChatStreamParts): Response {
+  const { ctx, unwatch, account } = parts;
+  const translator = new ChatStreamTranslator(ctx, { includeUsage: parts.includeUsage });
   let done = false;
   // The events made from one upstream chunk leave together, as one write.
   const event = (value: unknown) => `data: ${JSON.stringify(value)}\n\n`;
   /** Ends the stream after `pending` (events made but not sent yet). */
   const finish = (
     controller: ReadableByteStreamController,
+    rounds: StreamRounds,
     pending: string,
     error?: string,
   ) => {
     done = true;
-    signal.removeEventListener("abort", stopUpstream);
+    unwatch();
     if (error) {
       const failure = event(streamErrorEvent(error, "upstream_stream_error"));
       controller.enqueue(encoder.encode(pending + failure));
@@ -228,7 +268,7 @@ export async function chatCompletion(
 
   // The next step, when a pull stopped waiting for it (it had not arrived yet).
   let pending: Promise<StreamStep> | null = null;
-  const nextStep = (): Promise<StreamStep> => {
+  const nextStep = (rounds: StreamRounds): Promise<StreamStep> => {
     const step = pending ?? rounds.next();
     pending = null;
     return step;
@@ -242,15 +282,16 @@ export async function chatCompletion(
       // pull must enqueue something (or end the stream), or the stream stalls: upstream chunks
       // that translate to nothing (usage only, overlap held back) are skipped over. The end of
       // the answer waits for the end of the upstream body, and leaves with it.
+      const rounds = parts.rounds();
       let out = "";
       try {
         while (!done) {
           // Steps already received are taken without a promise; others are waited for.
           let step = pending === null ? rounds.poll() : null;
           if (step === null) {
-            if (out === "" || rounds.finishing) step = await nextStep();
+            if (out === "" || rounds.finishing) step = await nextStep(rounds);
             else {
-              const next = nextStep();
+              const next = nextStep(rounds);
               const now = await arrived(next);
               if (now === null) {
                 pending = next;
@@ -260,8 +301,8 @@ export async function chatCompletion(
             }
           }
           if (done) return;
-          if (step.kind === "end") return finish(controller, out);
-          if (step.kind === "error") return finish(controller, out, step.message);
+          if (step.kind === "end") return finish(controller, rounds, out);
+          if (step.kind === "error") return finish(controller, rounds, out, step.message);
           ctx.nameCall = hasFunctionCalls(step.value)
             ? await nameCalls(gw, step.value)
             : plainNamer;
@@ -272,6 +313,7 @@ export async function chatCompletion(
         if (done) return;
         finish(
           controller,
+          rounds,
           out,
           `Upstream stream broke: ${err instanceof Error ? err.message : err}`,
         );
@@ -279,8 +321,9 @@ export async function chatCompletion(
     },
     cancel() {
       // The client went away: stop the upstream and keep what was used.
+      const rounds = parts.rounds();
       done = true;
-      signal.removeEventListener("abort", stopUpstream);
+      unwatch();
       rounds.close();
       account(rounds.attempts, {
         ok: true,

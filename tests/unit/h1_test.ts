@@ -264,6 +264,41 @@ Deno.test("h1: exchange answers without a Response: the body is read from the so
   }
 });
 
+Deno.test("h1: `sent` runs once the request is on the wire, before the answer (work that overlaps the upstream's)", async () => {
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let seenWhenSent = -1;
+  const server = rawServer([async (conn, seen) => {
+    await gate;
+    await json(`{"seen":${JSON.stringify(seen.body)}}`)(conn, seen);
+  }]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    const answer = client.exchange({
+      method: "POST",
+      path: "/p",
+      headers: {},
+      body: '"hello"',
+      sent: () => {
+        seenWhenSent = server.seen.length;
+        // The server answers only after this: a `sent` that waited for the answer would hang.
+        release();
+      },
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("no answer: sent was not called before it")), 2000);
+    });
+    const res = await Promise.race([answer, timeout]).finally(() => clearTimeout(timer));
+    assert.equal(decoder.decode(res.whole!), '{"seen":"\\"hello\\""}');
+    // Called when the request had been written (the server may not have read it yet).
+    assert.ok(seenWhenSent === 0 || seenWhenSent === 1);
+  } finally {
+    client.closeIdle();
+    await server.close();
+  }
+});
+
 Deno.test("h1: connection: close and a body that ends with the connection are not kept", async () => {
   const server = rawServer([
     closeAfter(json('{"a":1}', "connection: close\r\n")),
