@@ -59,6 +59,8 @@ export class ChatStreamTranslator {
   /** Tool calls emitted so far, per choice (their count is the next call's `index`). */
   #calls = new Map<number, number>();
   #started = false;
+  /** The SSE text every chunk of this stream starts with (see `sse`). */
+  #prefix: string | null = null;
 
   constructor(ctx: CompletionContext, options: { includeUsage: boolean }) {
     this.#ctx = ctx;
@@ -139,6 +141,28 @@ export class ChatStreamTranslator {
       }
     }
     return out;
+  }
+
+  /**
+   * `chunk` as an SSE event (`data: …` and a blank line). The fields every chunk of this stream
+   * shares (id, object, created, model) are serialized once per stream, not once per chunk: the
+   * same JSON as `JSON.stringify(chunk)`, with about half of the work.
+   */
+  sse(chunk: ChatCompletionChunk): string {
+    const ctx = this.#ctx;
+    if (chunk.id !== ctx.id || chunk.created !== ctx.created || chunk.model !== ctx.model) {
+      return `data: ${JSON.stringify(chunk)}\n\n`;
+    }
+    this.#prefix ??= `data: ${
+      JSON.stringify({
+        id: ctx.id,
+        object: "chat.completion.chunk",
+        created: ctx.created,
+        model: ctx.model,
+      }).slice(0, -1)
+    },"choices":`;
+    const usage = chunk.usage === undefined ? "" : `,"usage":${JSON.stringify(chunk.usage)}`;
+    return `${this.#prefix}${JSON.stringify(chunk.choices)}${usage}}\n\n`;
   }
 
   /** The closing chunks after a complete stream: the usage chunk when asked for. */

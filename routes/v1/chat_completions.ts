@@ -237,8 +237,6 @@ function chatStreamResponse(gw: Gateway, parts: ChatStreamParts): Response {
   const { ctx, unwatch, account } = parts;
   const translator = new ChatStreamTranslator(ctx, { includeUsage: parts.includeUsage });
   let done = false;
-  // The events made from one upstream chunk leave together, as one write.
-  const event = (value: unknown) => `data: ${JSON.stringify(value)}\n\n`;
   /** Ends the stream after `pending` (events made but not sent yet). */
   const finish = (
     controller: ReadableByteStreamController,
@@ -249,11 +247,13 @@ function chatStreamResponse(gw: Gateway, parts: ChatStreamParts): Response {
     done = true;
     unwatch();
     if (error) {
-      const failure = event(streamErrorEvent(error, "upstream_stream_error"));
+      const failure = `data: ${
+        JSON.stringify(streamErrorEvent(error, "upstream_stream_error"))
+      }\n\n`;
       controller.enqueue(encoder.encode(pending + failure));
     } else {
       let out = pending;
-      for (const chunk of translator.end()) out += event(chunk);
+      for (const chunk of translator.end()) out += translator.sse(chunk);
       controller.enqueue(encoder.encode(out + "data: [DONE]\n\n"));
     }
     controller.close();
@@ -306,7 +306,7 @@ function chatStreamResponse(gw: Gateway, parts: ChatStreamParts): Response {
           ctx.nameCall = hasFunctionCalls(step.value)
             ? await nameCalls(gw, step.value)
             : plainNamer;
-          for (const chunk of translator.push(step.value)) out += event(chunk);
+          for (const chunk of translator.push(step.value)) out += translator.sse(chunk);
         }
         if (out !== "" && !done) controller.enqueue(encoder.encode(out));
       } catch (err) {

@@ -139,3 +139,31 @@ Deno.test("a stream translator without a finish reason reports itself incomplete
   assert.equal(t.complete, false);
   assert.deepEqual(t.end(), []);
 });
+
+Deno.test("a stream chunk's SSE text is exactly its JSON, for every kind of chunk, with and without usage", () => {
+  for (const includeUsage of [true, false]) {
+    const t = new ChatStreamTranslator({ ...ctx, model: 'gemini "quoted" \u2028 模型' }, {
+      includeUsage,
+    });
+    const chunks = [
+      ...t.push({
+        candidates: [{
+          content: {
+            parts: [
+              { text: "思考", thought: true },
+              { text: 'Hello "world"\n' },
+              { functionCall: { name: "f", args: { a: [1, { b: null }] } } },
+            ],
+          },
+          finishReason: "STOP",
+        }],
+        usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 2, totalTokenCount: 5 },
+      }),
+      ...t.end(),
+    ];
+    assert.ok(chunks.length >= 5);
+    for (const chunk of chunks) {
+      assert.equal(t.sse(chunk), `data: ${JSON.stringify(chunk)}\n\n`);
+    }
+  }
+});
