@@ -138,7 +138,8 @@ export class StreamRounds {
   #done = false;
   #usageBefore: UsageMetadata | undefined;
   #roundUsage: UsageMetadata | undefined;
-  #idle: IdleTimeout;
+  /** The wait for the next event, made when the stream first has to wait. */
+  #idle: IdleTimeout | null = null;
   /** The upstream answer ended normally: nothing is left to abort. */
   #ended = false;
   /** What `poll` found but left to `next`: a round that broke off or goes on. */
@@ -152,7 +153,6 @@ export class StreamRounds {
     this.#target = init.target;
     this.#body = init.body;
     this.#options = init.options;
-    this.#idle = new IdleTimeout(gw.client.deadlines);
     this.#upstream = init.upstream;
     this.#events = init.opened.rest;
     this.#attempts = [...init.attempts];
@@ -288,6 +288,7 @@ export class StreamRounds {
       let turn = this.#held;
       this.#held = null;
       if (turn === null) {
+        this.#idle ??= new IdleTimeout(this.#gw.client.deadlines);
         const item = await this.#idle.next(this.#events);
         turn = item === "timeout"
           ? {
@@ -316,7 +317,7 @@ export class StreamRounds {
       if (this.#finished) {
         this.#done = true;
         this.#ended = true;
-        this.#idle.close();
+        this.#idle?.close();
         return { kind: "end" };
       }
       if (this.#continueNext) return { kind: "continue" };
@@ -336,9 +337,11 @@ export class StreamRounds {
   /** Stops the upstream (the client went away, or the stream is over). */
   close(): void {
     this.#done = true;
-    this.#idle.close();
-    // An answer that ended normally has released its connection; aborting would only cost.
-    if (!this.#ended) this.#upstream.abort();
+    this.#idle?.close();
+    // An answer that ended normally has released its connection and read its events to the end:
+    // aborting and cancelling would only cost.
+    if (this.#ended) return;
+    this.#upstream.abort();
     this.#events.return().catch(() => {});
   }
 }

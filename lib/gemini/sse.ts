@@ -46,6 +46,7 @@ function dataOf(block: string): string | null {
 }
 
 const STREAM = { stream: true };
+const utf8 = new TextDecoder();
 
 /**
  * The `data` payloads of a body of SSE, one by one. A plain class rather than an async generator:
@@ -55,7 +56,8 @@ const STREAM = { stream: true };
 export class SseReader implements AsyncIterableIterator<string> {
   #source: ByteSource;
   #parser = new SseParser();
-  #decoder = new TextDecoder();
+  /** Decodes a body whose chunks end mid-character, made when one first does. */
+  #decoder: TextDecoder | null = null;
   #queue: string[] = [];
   #next = 0;
   /** `open`: reading; `ended`: the body ended (events may be queued); `closed`: released. */
@@ -87,10 +89,21 @@ export class SseReader implements AsyncIterableIterator<string> {
     return null;
   }
 
+  /**
+   * The text of received bytes. A chunk that ends on a whole character, with nothing held from
+   * the last, is decoded at once; a streaming decoder is made only for one that does not.
+   */
+  #decode(bytes: Uint8Array): string {
+    if (this.#decoder === null && bytes[bytes.length - 1] < 0x80) return utf8.decode(bytes);
+    this.#decoder ??= new TextDecoder();
+    return this.#decoder.decode(bytes, STREAM);
+  }
+
   /** The body ended: what the parser still holds is the last of it. */
   #end(): void {
     this.#state = "ended";
-    this.#queue = [...this.#parser.push(this.#decoder.decode()), ...this.#parser.flush()];
+    const held = this.#decoder?.decode() ?? "";
+    this.#queue = [...this.#parser.push(held), ...this.#parser.flush()];
     this.#next = 0;
   }
 
@@ -112,7 +125,7 @@ export class SseReader implements AsyncIterableIterator<string> {
       if (bytes === null) this.#end();
       else {
         // Decoded before the next read: the source's bytes are only lent until then.
-        this.#queue = this.#parser.push(this.#decoder.decode(bytes, STREAM));
+        this.#queue = this.#parser.push(this.#decode(bytes));
         this.#next = 0;
       }
     }
