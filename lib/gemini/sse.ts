@@ -15,7 +15,12 @@ export class SseParser {
     // A chunk that ended in CR has already ended its line; an LF right after it is CRLF's second half.
     if (this.#skipLf && text.startsWith("\n")) text = text.slice(1);
     this.#skipLf = text.endsWith("\r");
-    this.#buffer += text.includes("\r") ? text.replace(/\r\n?/g, "\n") : text;
+    if (text.includes("\r")) {
+      // CRLF (what Gemini sends) first, without a regular expression; then any lone CR.
+      text = text.replaceAll("\r\n", "\n");
+      if (text.includes("\r")) text = text.replaceAll("\r", "\n");
+    }
+    this.#buffer += text;
     const out: string[] = [];
     let end: number;
     while ((end = this.#buffer.indexOf("\n\n")) !== -1) {
@@ -38,6 +43,10 @@ export class SseParser {
 }
 
 function dataOf(block: string): string | null {
+  // The usual event: one data line.
+  if (block.startsWith("data:") && !block.includes("\n")) {
+    return block.slice(block[5] === " " ? 6 : 5);
+  }
   const lines: string[] = [];
   for (const line of block.split("\n")) {
     if (line.startsWith("data:")) lines.push(line.slice(line[5] === " " ? 6 : 5));

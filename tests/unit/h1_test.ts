@@ -299,6 +299,23 @@ Deno.test("h1: `sent` runs once the request is on the wire, before the answer (w
   }
 });
 
+Deno.test("h1: a header byte above 0x7f is read as its Latin-1 character, not lost", async () => {
+  const server = rawServer([async (conn) => {
+    const head = encoder.encode("HTTP/1.1 200 OK\r\nx-name: caf_\r\ncontent-length: 2\r\n\r\n{}");
+    head[head.indexOf(0x5f)] = 0xe9; // the "_" becomes the single byte 0xE9 (é in Latin-1)
+    await conn.write(head);
+  }]);
+  const client = new H1Client({ baseUrl: server.url });
+  try {
+    const res = await post(client);
+    assert.equal(res.headers.get("x-name"), "caf\u00e9");
+    assert.equal(await res.text(), "{}");
+  } finally {
+    client.closeIdle();
+    await server.close();
+  }
+});
+
 Deno.test("h1: connection: close and a body that ends with the connection are not kept", async () => {
   const server = rawServer([
     closeAfter(json('{"a":1}', "connection: close\r\n")),
