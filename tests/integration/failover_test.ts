@@ -233,6 +233,9 @@ Deno.test("a slow key past the upstream timeout is abandoned for the next key", 
       assert.equal(r.choices[0].message.content, "Echo: x");
     }
     assert.equal(gw.fake.callsFor("AIzaSlow-key-00001"), 1);
+    // Abandoned at the timeout (not answered late): the slow key rests, and says why.
+    const slow = (await keysByMask(gw)).get("AIza…0001");
+    assert.match(slow?.status_reason ?? "", /did not answer within 1000 ms/);
   } finally {
     await gw.close();
   }
