@@ -173,10 +173,16 @@ Deno.test("when every key is rate limited the client gets 503 with Retry-After f
   try {
     const apiKey = await gw.createUserKey();
     const body = { model: "gemini-2.5-flash", messages: [{ role: "user", content: "x" }] };
-    const first = await post(`${gw.url}/v1/chat/completions`, { apiKey, body });
+    // A stream (its response is made while the upstream works) still fails with the status.
+    const first = await post(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: { ...body, stream: true },
+    });
     assert.equal(first.status, 503);
+    assert.match(first.headers.get("content-type") ?? "", /application\/json/);
     assert.equal(first.json.error.code, "no_available_key");
     assert.equal(first.headers.get("retry-after"), "7");
+    assert.ok(first.headers.get("x-request-id"));
     const again = await post(`${gw.url}/v1/chat/completions`, { apiKey, body });
     assert.equal(again.status, 503);
     assert.equal(
