@@ -53,12 +53,14 @@ const EMPTY: ByteSource = { read: () => Promise.resolve(null), cancel: () => Pro
 
 /** A `fetch` response as an `UpstreamAnswer`. */
 function fetchAnswer(res: Response): UpstreamAnswer {
+  // Made when first asked for (a body read as text never is), then the same on every access.
+  let body: ByteSource | null = null;
   return {
     status: res.status,
     ok: res.ok,
     text: () => res.text(),
     get body() {
-      return res.body ? streamSource(res.body) : EMPTY;
+      return body ??= res.body ? streamSource(res.body) : EMPTY;
     },
   };
 }
@@ -144,7 +146,7 @@ export class GeminiClient {
         new Error("Refusing to send a key to a URL outside the upstream origin"),
       );
     }
-    const headers = this.#headers(apiKey, request);
+    const headers = this.#headers(apiKey, request.headers, request.body);
     return this.#guarded(signal, (aborted) => {
       // JSON posts (generate, stream, embeddings, token counts) take the lighter client.
       if (this.#h1 && typeof request.body === "string" && request.url === undefined) {
@@ -173,7 +175,7 @@ export class GeminiClient {
    * can (the hot path: generate, streams, embeddings).
    */
   post(apiKey: string, request: JsonPost, signal?: AbortSignal): Promise<UpstreamAnswer> {
-    const headers = this.#headers(apiKey, { ...request, method: "POST" });
+    const headers = this.#headers(apiKey, request.headers, request.body);
     return this.#guarded(signal, async (aborted) => {
       if (!this.#h1) {
         const init = { method: "POST", headers, body: request.body, signal: aborted };
@@ -193,17 +195,21 @@ export class GeminiClient {
   }
 
   /** The headers sent upstream: the request's own (less credentials), the key, the type. */
-  #headers(apiKey: string, request: UpstreamRequest): Record<string, string> {
+  #headers(
+    apiKey: string,
+    extra: Record<string, string> | undefined,
+    body: UpstreamRequest["body"],
+  ): Record<string, string> {
     // A plain record (names lower-cased) is cheaper for `fetch` than a `Headers` built first.
     const headers: Record<string, string> = {};
-    if (request.headers) {
-      for (const name in request.headers) {
+    if (extra) {
+      for (const name in extra) {
         const lower = name.toLowerCase();
-        if (!DROPPED_HEADERS.has(lower)) headers[lower] = request.headers[name];
+        if (!DROPPED_HEADERS.has(lower)) headers[lower] = extra[name];
       }
     }
     headers["x-goog-api-key"] = apiKey;
-    if (typeof request.body === "string" && request.body && !("content-type" in headers)) {
+    if (typeof body === "string" && body && !("content-type" in headers)) {
       headers["content-type"] = "application/json";
     }
     return headers;

@@ -3,7 +3,7 @@
  * `\r\n` or `\r` ends the lines; the result is the `data` payload of each event.
  */
 
-import { type ByteSource, streamSource } from "./byte_source.ts";
+import type { ByteSource } from "./byte_source.ts";
 
 /** Incremental SSE parser: feed text, get complete event payloads. */
 export class SseParser {
@@ -164,7 +164,7 @@ export class SseReader implements AsyncIterableIterator<string> {
   }
 }
 
-/** The `data` payload of each event of a body of SSE (a `fetch` body, or an upstream source). */
-export function readSseData(body: ReadableStream<Uint8Array> | ByteSource): SseReader {
-  return new SseReader(body instanceof ReadableStream ? streamSource(body) : body);
+/** The `data` payload of each event of a body of SSE (`streamSource` adapts a `fetch` body). */
+export function readSseData(body: ByteSource): SseReader {
+  return new SseReader(body);
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ByteSource } from "../../lib/gemini/byte_source.ts";
+import { type ByteSource, streamSource } from "../../lib/gemini/byte_source.ts";
 import { readSseData, SseParser } from "../../lib/gemini/sse.ts";
 
 Deno.test("the SSE parser splits events on LF, CRLF and CR blank lines", () => {
@@ -34,7 +34,7 @@ Deno.test("readSseData decodes UTF-8 split across byte chunks", async () => {
     },
   });
   const out: string[] = [];
-  for await (const d of readSseData(body)) out.push(d);
+  for await (const d of readSseData(streamSource(body))) out.push(d);
   assert.deepEqual(out, ['{"t":"你好"}']);
 });
 
@@ -55,7 +55,7 @@ Deno.test("a byte stream is read through a reused buffer, events larger than it 
     },
   });
   const out: string[] = [];
-  for await (const data of readSseData(body)) out.push(data);
+  for await (const data of readSseData(streamSource(body))) out.push(data);
   assert.deepEqual(out, ['{"a":1}', big, '{"b":2}']);
 });
 
