@@ -245,6 +245,33 @@ Deno.test("safety blocks map to finish_reason content_filter", async () => {
   }
 });
 
+Deno.test("a JSON body is read as UTF-8 text: a leading byte-order mark is accepted, an empty body is named", async () => {
+  // Windows tools (PowerShell's UTF-8 files, Notepad) often start a JSON file with a BOM.
+  // `Request.text()` drops it as UTF-8 decoding should; Deno's faster `Request.json()` path does
+  // not, and would refuse these bodies.
+  const gw = await startGateway({ keys: { "AIzaGood-1": OK } });
+  try {
+    const apiKey = await gw.createUserKey();
+    const endpoint = `${gw.url}/v1/chat/completions`;
+    const chat = { model: "gemini-2.5-flash", messages: [{ role: "user", content: "bom" }] };
+    const withBom = await post<{ choices: { message: { content: string } }[] }>(endpoint, {
+      apiKey,
+      body: "\uFEFF" + JSON.stringify(chat),
+    });
+    assert.equal(withBom.status, 200);
+    assert.equal(withBom.json.choices[0].message.content, "Echo: bom");
+
+    for (const body of ["", "  \n"]) {
+      const empty = await post(endpoint, { apiKey, body });
+      assert.equal(empty.status, 400, JSON.stringify(body));
+      assert.equal(empty.json.error.code, "invalid_json");
+      assert.match(empty.json.error.message, /body is empty/);
+    }
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("bad request bodies get a 400 in OpenAI's error shape naming the field", async () => {
   const gw = await startGateway({ keys: { "AIzaGood-1": OK } });
   try {
