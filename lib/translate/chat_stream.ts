@@ -60,11 +60,28 @@ export class ChatStreamTranslator {
   #calls = new Map<number, number>();
   #started = false;
   /** The SSE text every chunk of this stream starts with (see `sse`). */
-  #prefix: string | null = null;
+  #prefix: string;
+  /** The stream's first chunk (the assistant's role) and its SSE text. */
+  #opening: ChatCompletionChunk;
+  #openingSse: string;
 
+  /**
+   * Serializes what every stream starts with at once: a stream's translator is made while the
+   * upstream works on the request (see the chat route), so this work is off the answer's path.
+   */
   constructor(ctx: CompletionContext, options: { includeUsage: boolean }) {
     this.#ctx = ctx;
     this.#includeUsage = options.includeUsage;
+    this.#prefix = `data: ${
+      JSON.stringify({
+        id: ctx.id,
+        object: "chat.completion.chunk",
+        created: ctx.created,
+        model: ctx.model,
+      }).slice(0, -1)
+    },"choices":`;
+    this.#opening = this.#chunk(0, { role: "assistant", content: "" });
+    this.#openingSse = this.#serialize(this.#opening);
   }
 
   #chunk(
@@ -105,7 +122,7 @@ export class ChatStreamTranslator {
     const out: ChatCompletionChunk[] = [];
     if (!this.#started) {
       this.#started = true;
-      out.push(this.#chunk(0, { role: "assistant", content: "" }));
+      out.push(this.#opening);
     }
     const candidates = res.candidates ?? [];
     if (candidates.length === 0 && res.promptFeedback?.blockReason) {
@@ -149,18 +166,14 @@ export class ChatStreamTranslator {
    * same JSON as `JSON.stringify(chunk)`, with about half of the work.
    */
   sse(chunk: ChatCompletionChunk): string {
+    return chunk === this.#opening ? this.#openingSse : this.#serialize(chunk);
+  }
+
+  #serialize(chunk: ChatCompletionChunk): string {
     const ctx = this.#ctx;
     if (chunk.id !== ctx.id || chunk.created !== ctx.created || chunk.model !== ctx.model) {
       return `data: ${JSON.stringify(chunk)}\n\n`;
     }
-    this.#prefix ??= `data: ${
-      JSON.stringify({
-        id: ctx.id,
-        object: "chat.completion.chunk",
-        created: ctx.created,
-        model: ctx.model,
-      }).slice(0, -1)
-    },"choices":`;
     const usage = chunk.usage === undefined ? "" : `,"usage":${JSON.stringify(chunk.usage)}`;
     return `${this.#prefix}${JSON.stringify(chunk.choices)}${usage}}\n\n`;
   }
