@@ -139,12 +139,14 @@ export async function chatCompletion(
   const continueOptions: ContinueOptions | null = settings.antiTruncation && (req.n ?? 1) === 1
     ? { rounds: settings.antiTruncationRounds, onMaxTokens: !maxSet }
     : null;
-  const ctx: CompletionContext = {
+  // The answer's id and time: made once there is an answer to give them (for a stream, while the
+  // upstream works), not before the upstream call.
+  const contextOf = (): CompletionContext => ({
     id: randomId("chatcmpl-", 18),
     created: Math.floor(gw.now() / 1000),
     model: normalizeModel(req.model),
     logprobs: req.logprobs === true,
-  };
+  });
   const account = (
     attempts: Attempt[],
     outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
@@ -181,6 +183,7 @@ export async function chatCompletion(
     const result = await generateWithRounds(gw, { ...target, body }, continueOptions);
     if (!result.ok) return await fail(result.failure, result.attempts);
     account(result.attempts, { ok: true, status: 200, usage: result.value.usageMetadata });
+    const ctx = contextOf();
     ctx.nameCall = hasFunctionCalls(result.value) ? await nameCalls(gw, result.value) : plainNamer;
     return Response.json(toChatCompletion(result.value, ctx));
   }
@@ -193,7 +196,7 @@ export async function chatCompletion(
   // The response is built while the upstream works on the request, or once it has answered.
   const respond = () =>
     response ??= finish(chatStreamResponse(gw, {
-      ctx,
+      ctx: contextOf(),
       includeUsage: req.stream_options?.include_usage === true,
       rounds: () => rounds!,
       unwatch: () => signal.removeEventListener("abort", stopUpstream),
