@@ -9,12 +9,30 @@
  *
  * A streamed answer that is still being sent when its client goes away is stopped by its body's
  * `cancel` as well, whether or not it was watched.
+ *
+ * Reading the signal late works only where Deno reports a client that left before the read: from
+ * Deno 2.8 on. On Deno 2.5 to 2.7 (Deno Deploy documents 2.5) a signal first read after the
+ * client left never fires, so there every request is watched at once, whatever it costs.
+ * Those versions also abort `request.signal` after every answer delivered in full (Deno's legacy
+ * behaviour: deno.json's `no-legacy-abort` takes effect from 2.9.6 on); by then nothing of the
+ * request is running, and the upstream client removes its listeners when an exchange ends.
  */
 
 import { Sweep } from "./sweep.ts";
 
 /** How long a request runs before its connection is watched. */
 export const GRACE_MS = 500;
+
+/**
+ * Whether a `Deno.serve` request's signal, first read after its client went away, still fires
+ * (Deno `version` 2.8 or later). Checked by hand with a client that leaves 100 ms into a request
+ * whose signal is read at 600 ms: it never fires on 2.5.7, 2.6.8 and 2.7.14; it does on 2.8.3,
+ * 2.9.0 and 2.9.6.
+ */
+export function lateReadSeesDeparture(version: string = Deno.version.deno): boolean {
+  const [major, minor] = version.split(".").map(Number);
+  return major > 2 || (major === 2 && minor >= 8);
+}
 
 /** What is watched of a request: only its signal, read lazily. */
 export interface Watchable {
@@ -33,10 +51,14 @@ export class ClientWatch {
   #linked = new WeakMap<Watchable, Watched>();
   #graceMs: number;
   #sweep: Sweep;
+  /** Whether requests wait out the grace time (see `lateReadSeesDeparture`). */
+  #lazy: boolean;
 
-  constructor(options: { graceMs?: number } = {}) {
+  /** `lateReads`: whether a late read of a signal sees a client already gone (default: Deno's). */
+  constructor(options: { graceMs?: number; lateReads?: boolean } = {}) {
     this.#graceMs = options.graceMs ?? GRACE_MS;
     this.#sweep = new Sweep(this.#graceMs / 2, () => this.#tick());
+    this.#lazy = options.lateReads ?? lateReadSeesDeparture();
   }
 
   /** The signal that fires when the client of `req` goes away (same for every call). */
@@ -44,8 +66,10 @@ export class ClientWatch {
     const known = this.#waiting.get(req) ?? this.#linked.get(req);
     if (known) return known.controller.signal;
     const watched: Watched = { controller: new AbortController(), since: performance.now() };
-    this.#waiting.set(req, watched);
-    this.#sweep.ensure();
+    if (this.#lazy) {
+      this.#waiting.set(req, watched);
+      this.#sweep.ensure();
+    } else this.#link(req, watched);
     return watched.controller.signal;
   }
 
@@ -72,12 +96,17 @@ export class ClientWatch {
     for (const [req, watched] of this.#waiting) {
       if (watched.since > cutoff) continue;
       this.#waiting.delete(req);
-      this.#linked.set(req, watched);
-      const signal = req.signal;
-      const controller = watched.controller;
-      if (signal.aborted) controller.abort(signal.reason);
-      else signal.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
+      this.#link(req, watched);
     }
     return this.#waiting.size > 0;
+  }
+
+  /** Makes `watched` follow the request's own signal from now on. */
+  #link(req: Watchable, watched: Watched): void {
+    this.#linked.set(req, watched);
+    const signal = req.signal;
+    const controller = watched.controller;
+    if (signal.aborted) controller.abort(signal.reason);
+    else signal.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
   }
 }
