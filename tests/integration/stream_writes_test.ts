@@ -80,8 +80,9 @@ async function rawStream(gw: TestGateway, apiKey: string) {
       if (n === null) break;
       parts.push(buf.slice(0, n));
       seen += decoder.decode(buf.subarray(0, n));
-      // The first body bytes: past the head and the first chunk's size line.
-      if (/\r\n\r\n[0-9a-f]+\r\ndata:/.test(seen)) resolveFirst(seen);
+      // The first body bytes: past the head and the first chunk's size line (hex in either case:
+      // Deno 2.5, which Deno Deploy runs, writes it upper-case, Deno 2.9 lower-case).
+      if (/\r\n\r\n[0-9a-fA-F]+\r\ndata:/.test(seen)) resolveFirst(seen);
     }
     conn.close();
     const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
