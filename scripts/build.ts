@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { brotliCompress, constants } from "node:zlib";
 import { type Manifest, ManifestSchema } from "../lib/ui/assets.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -32,8 +33,8 @@ export interface BuildOptions {
 export interface BuildResult {
   manifest: Manifest;
   /** Bytes of the bundle as served: raw, gzip and brotli. */
-  jsBytes: { raw: number; gzip: number; brotli: number | null };
-  cssBytes: { raw: number; gzip: number; brotli: number | null };
+  jsBytes: { raw: number; gzip: number; brotli: number };
+  cssBytes: { raw: number; gzip: number; brotli: number };
 }
 
 async function sha256Prefix(bytes: Uint8Array): Promise<string> {
@@ -51,20 +52,30 @@ async function writeAtomic(file: URL, data: Uint8Array | string): Promise<void> 
   await Deno.rename(tmp, file);
 }
 
-/** Compresses with a web `CompressionStream`; null when this Deno lacks the format. */
-async function compress(bytes: Uint8Array, format: string): Promise<Uint8Array | null> {
-  let stream: CompressionStream;
-  try {
-    // "brotli" is a Deno extension (newer than some runtimes); node:zlib would drag Node's types
-    // into every type check that imports this script.
-    stream = new CompressionStream(format as CompressionFormat);
-  } catch {
-    return null;
-  }
+/** Compresses with a web `CompressionStream`. */
+async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
   const out = new Response(
-    new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(stream),
+    new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
+      new CompressionStream("gzip"),
+    ),
   );
   return new Uint8Array(await out.arrayBuffer());
+}
+
+/**
+ * Compresses with brotli at its highest quality (files are compressed once, at build time), with
+ * `node:zlib`: `CompressionStream("brotli")` is missing from the Deno that Deno Deploy builds with
+ * (2.5), so its builds had no `.br` files.
+ */
+function brotli(bytes: Uint8Array): Promise<Uint8Array> {
+  return new Promise((resolve, reject) =>
+    brotliCompress(bytes, {
+      params: {
+        [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY,
+        [constants.BROTLI_PARAM_SIZE_HINT]: bytes.length,
+      },
+    }, (err, out) => err ? reject(err) : resolve(new Uint8Array(out)))
+  );
 }
 
 async function emit(
@@ -72,13 +83,13 @@ async function emit(
   stem: string,
   ext: string,
   bytes: Uint8Array,
-): Promise<{ name: string; raw: number; gzip: number; brotli: number | null }> {
+): Promise<{ name: string; raw: number; gzip: number; brotli: number }> {
   const name = `${stem}.${await sha256Prefix(bytes)}.${ext}`;
-  const [gz, br] = await Promise.all([compress(bytes, "gzip"), compress(bytes, "brotli")]);
+  const [gz, br] = await Promise.all([gzip(bytes), brotli(bytes)]);
   await writeAtomic(new URL(name, outDir), bytes);
-  if (gz) await writeAtomic(new URL(`${name}.gz`, outDir), gz);
-  if (br) await writeAtomic(new URL(`${name}.br`, outDir), br);
-  return { name, raw: bytes.length, gzip: gz?.length ?? bytes.length, brotli: br?.length ?? null };
+  await writeAtomic(new URL(`${name}.gz`, outDir), gz);
+  await writeAtomic(new URL(`${name}.br`, outDir), br);
+  return { name, raw: bytes.length, gzip: gz.length, brotli: br.length };
 }
 
 async function bundle(): Promise<Uint8Array> {
@@ -144,8 +155,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   if (!options.quiet) {
     console.log(
       `Built static/build/${jsOut.name}: ${kb(jsOut.raw)} (gzip ${kb(jsOut.gzip)}, brotli ${
-        jsOut.brotli === null ? "unavailable" : kb(jsOut.brotli)
-      }); ${cssOut.name}: ${kb(cssOut.raw)} (gzip ${kb(cssOut.gzip)})`,
+        kb(jsOut.brotli)
+      }); ${cssOut.name}: ${kb(cssOut.raw)} (gzip ${kb(cssOut.gzip)}, brotli ${kb(cssOut.brotli)})`,
     );
   }
   return {
