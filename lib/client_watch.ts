@@ -12,10 +12,13 @@
  *
  * Reading the signal late works only where Deno reports a client that left before the read: from
  * Deno 2.8 on. On Deno 2.5 to 2.7 (Deno Deploy documents 2.5) a signal first read after the
- * client left never fires, so there every request is watched at once, whatever it costs.
+ * client left never fires, so there every request is watched at once: on 2.5.7 that costs about
+ * 38 µs of CPU per request (325 → 363 µs per non-stream chat at 1 client, fake upstream on
+ * loopback), a price worth paying for not leaving Gemini calls running for clients long gone.
  * Those versions also abort `request.signal` after every answer delivered in full (Deno's legacy
- * behaviour: deno.json's `no-legacy-abort` takes effect from 2.9.6 on); by then nothing of the
- * request is running, and the upstream client removes its listeners when an exchange ends.
+ * behaviour: deno.json's `no-legacy-abort` is honoured by 2.9.6, not by 2.9.0 or 2.5 to 2.8, as
+ * checked); by then nothing of the request is running, and the upstream client removes its
+ * listeners when an exchange ends.
  */
 
 import { Sweep } from "./sweep.ts";
