@@ -284,10 +284,20 @@ export async function* parseMultipart(
 export async function readPartText(part: MultipartPart, maxBytes = 64 * 1024): Promise<string> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of part.body) {
-    size += chunk.byteLength;
-    if (size > maxBytes) throw new MultipartError(`The form field '${part.name}' is too large`);
-    chunks.push(chunk.slice()); // the parser reuses its buffer
+  // A reader rather than `for await`: Deno 2.5's types (Deno Deploy's) do not make a
+  // `ReadableStream` async-iterable, and its type check of the app failed on this one line.
+  const reader = part.body.getReader();
+  try {
+    while (true) {
+      const { done, value: chunk } = await reader.read();
+      if (done) break;
+      size += chunk.byteLength;
+      if (size > maxBytes) throw new MultipartError(`The form field '${part.name}' is too large`);
+      chunks.push(chunk.slice()); // the parser reuses its buffer
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => {});
+    throw err;
   }
   const all = new Uint8Array(size);
   let offset = 0;
