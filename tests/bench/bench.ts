@@ -6,8 +6,9 @@
  * and writes `test-artifacts/bench.json`.
  *
  * Flags: `--duration <seconds>` per cell (default 5), `--rounds <n>` turns the three paths of a
- * cell take in alternation, each round in a rotated order (default 10), `--quick` (1 s cells), `--max-requests <n>` per cell
- * (default 100000), `--kv-requests <n>` per KV scenario (default 50), `--out <file>`.
+ * cell take in alternation, each round in a rotated order (default: turns of half a second, 3 to
+ * 10), `--quick` (1 s cells), `--max-requests <n>` per cell (default 100000), `--kv-requests <n>`
+ * per KV scenario (default 50), `--out <file>`.
  * Exits with 1 when a request failed (the targets are reported, not enforced).
  *
  * @module
@@ -99,7 +100,11 @@ function settingsOf(args: string[]): Settings {
   const durationMs = numberFlag(flags, "duration", quick ? 1 : 5) * 1000;
   return {
     durationMs,
-    rounds: Math.floor(numberFlag(flags, "rounds", 10)),
+    // Turns of half a second by default (10 in a 5 s cell), and at least 3: turns much shorter
+    // than that weigh each turn's start and end (64 clients ramping up and draining) too much.
+    rounds: Math.floor(
+      numberFlag(flags, "rounds", Math.min(10, Math.max(3, Math.round(durationMs / 500)))),
+    ),
     warmupMs: Math.min(1000, Math.max(250, durationMs / 5)),
     maxRequests: Math.floor(numberFlag(flags, "max-requests", quick ? 30_000 : 100_000)),
     kvRequests: Math.floor(numberFlag(flags, "kv-requests", quick ? 20 : 50)),
