@@ -51,6 +51,11 @@ export interface UpstreamAnswer {
 const utf8 = new TextDecoder();
 const EMPTY: ByteSource = { read: () => Promise.resolve(null), cancel: () => Promise.resolve() };
 
+/** A request target: the path and, when there is one, its query. */
+function target(path: string, query: string | undefined): string {
+  return query ? `${path}?${query}` : path;
+}
+
 /** A `fetch` response as an `UpstreamAnswer`. */
 function fetchAnswer(res: Response): UpstreamAnswer {
   // Made when first asked for (a body read as text never is), then the same on every access.
@@ -124,7 +129,7 @@ export class GeminiClient {
 
   /** The absolute URL of an upstream path. */
   url(path: string, query?: string): string {
-    return this.#options.baseUrl + path + (query ? `?${query}` : "");
+    return this.#options.baseUrl + target(path, query);
   }
 
   /** Whether an absolute URL is on the upstream origin (so a key may be sent to it). */
@@ -152,7 +157,7 @@ export class GeminiClient {
       if (this.#h1 && typeof request.body === "string" && request.url === undefined) {
         return this.#h1.request({
           method: request.method,
-          path: request.query ? `${request.path}?${request.query}` : request.path,
+          path: target(request.path, request.query),
           headers,
           body: request.body,
           signal: aborted,
@@ -184,7 +189,7 @@ export class GeminiClient {
       return h1Answer(
         await this.#h1.exchange({
           method: "POST",
-          path: request.query ? `${request.path}?${request.query}` : request.path,
+          path: target(request.path, request.query),
           headers,
           body: request.body,
           signal: aborted,
