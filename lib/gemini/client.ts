@@ -112,7 +112,10 @@ const DROPPED_HEADERS = new Set(["authorization", "x-goog-api-key", "host", "con
 /** Calls the Gemini REST API with one key per request. */
 export class GeminiClient {
   #options: GeminiClientOptions;
+  /** The gateway's own HTTP/1.1 client for JSON posts; null: `fetch` (configured, or fallen back to). */
   #h1: H1Client | null;
+  /** An exchange over `#h1` has had an answer: it works here, and its failures are the upstream's. */
+  #h1Works = false;
   /** The upstream timeout (response headers, and the gap between stream events), one timer. */
   readonly deadlines: Deadlines;
 
@@ -153,25 +156,31 @@ export class GeminiClient {
     }
     const headers = this.#headers(apiKey, request.headers, request.body);
     return this.#guarded(signal, (aborted) => {
-      // JSON posts (generate, stream, embeddings, token counts) take the lighter client.
-      if (this.#h1 && typeof request.body === "string" && request.url === undefined) {
-        return this.#h1.request({
+      const viaFetch = () => {
+        const init: RequestInit & { duplex?: "half" } = {
           method: request.method,
-          path: target(request.path, request.query),
           headers,
           body: request.body,
           signal: aborted,
-        });
-      }
-      const init: RequestInit & { duplex?: "half" } = {
-        method: request.method,
-        headers,
-        body: request.body,
-        signal: aborted,
+        };
+        // A streamed upload body needs half-duplex.
+        if (request.body instanceof ReadableStream) init.duplex = "half";
+        return this.#options.fetch(request.url ?? this.url(request.path, request.query), init);
       };
-      // A streamed upload body needs half-duplex.
-      if (request.body instanceof ReadableStream) init.duplex = "half";
-      return this.#options.fetch(request.url ?? this.url(request.path, request.query), init);
+      // JSON posts (generate, stream, embeddings, token counts) take the lighter client.
+      const h1 = this.#h1;
+      if (h1 && typeof request.body === "string" && request.url === undefined) {
+        const body = request.body;
+        return this.#direct(h1, aborted, viaFetch, () =>
+          h1.request({
+            method: request.method,
+            path: target(request.path, request.query),
+            headers,
+            body,
+            signal: aborted,
+          }));
+      }
+      return viaFetch();
     });
   }
 
@@ -181,22 +190,76 @@ export class GeminiClient {
    */
   post(apiKey: string, request: JsonPost, signal?: AbortSignal): Promise<UpstreamAnswer> {
     const headers = this.#headers(apiKey, request.headers, request.body);
-    return this.#guarded(signal, async (aborted) => {
-      if (!this.#h1) {
+    return this.#guarded(signal, (aborted) => {
+      const viaFetch = async () => {
         const init = { method: "POST", headers, body: request.body, signal: aborted };
         return fetchAnswer(await this.#options.fetch(this.url(request.path, request.query), init));
-      }
-      return h1Answer(
-        await this.#h1.exchange({
-          method: "POST",
-          path: target(request.path, request.query),
-          headers,
-          body: request.body,
-          signal: aborted,
-          sent: request.sent,
-        }),
-      );
+      };
+      const h1 = this.#h1;
+      if (!h1) return viaFetch();
+      return this.#direct(h1, aborted, viaFetch, async () =>
+        h1Answer(
+          await h1.exchange({
+            method: "POST",
+            path: target(request.path, request.query),
+            headers,
+            body: request.body,
+            signal: aborted,
+            sent: request.sent,
+          }),
+        ));
     });
+  }
+
+  /**
+   * A call over the gateway's own HTTP/1.1 client. Until that client has had an answer here, a
+   * failure of it (not an abort or a timeout) is tried again through `fetch`: a platform may refuse
+   * its connections, or a relay may not speak what it speaks. When `fetch` then gets an answer,
+   * every call uses `fetch` from then on, and the switch is logged once. When `fetch` fails too,
+   * the transport was not the problem: the first error stands and nothing changes.
+   */
+  #direct<T>(
+    h1: H1Client,
+    aborted: AbortSignal,
+    viaFetch: () => Promise<T>,
+    viaH1: () => Promise<T>,
+  ): Promise<T> {
+    return this.#h1Works ? viaH1() : this.#untried(h1, aborted, viaFetch, viaH1);
+  }
+
+  /** A call while the HTTP/1.1 client has not had an answer yet (see `#direct`). */
+  async #untried<T>(
+    h1: H1Client,
+    aborted: AbortSignal,
+    viaFetch: () => Promise<T>,
+    viaH1: () => Promise<T>,
+  ): Promise<T> {
+    try {
+      const answer = await viaH1();
+      this.#h1Works = true;
+      return answer;
+    } catch (err) {
+      if (this.#h1Works || aborted.aborted) throw err;
+      let answer: T;
+      try {
+        answer = await viaFetch();
+      } catch {
+        throw err;
+      }
+      if (this.#h1 === h1) {
+        this.#h1 = null;
+        h1.closeIdle();
+        console.warn(
+          `The gateway's HTTP/1.1 client failed to reach ${
+            new URL(this.#options.baseUrl).origin
+          } (${
+            err instanceof Error ? err.message : err
+          }) where fetch succeeded: upstream calls use fetch from now on. ` +
+            "Set UPSTREAM_HTTP=fetch to skip this first attempt.",
+        );
+      }
+      return answer;
+    }
   }
 
   /** The headers sent upstream: the request's own (less credentials), the key, the type. */

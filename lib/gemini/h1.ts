@@ -12,7 +12,8 @@
  *
  * What it does not do, and who does it then: HTTP/2, proxies, uploads of streams, compressed
  * answers. The gateway keeps `fetch` for everything but JSON posts, and for all calls when a proxy
- * is configured or `UPSTREAM_HTTP=fetch` (see `GeminiClient`).
+ * is configured, `UPSTREAM_HTTP=fetch`, or this client failed before its first answer where `fetch`
+ * got one (see `GeminiClient`).
  */
 
 import { type ByteSource, sourceStream } from "./byte_source.ts";

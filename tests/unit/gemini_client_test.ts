@@ -1,0 +1,199 @@
+/**
+ * The upstream client's choice of transport: the gateway's own HTTP/1.1 client first, and `fetch`
+ * for good when that client fails before it has ever had an answer while `fetch` gets one (a
+ * platform that refuses its connections, a relay it cannot speak to). Once it has worked, its
+ * failures are the upstream's and stay failures; aborts and timeouts never switch.
+ */
+import assert from "node:assert/strict";
+import { GeminiClient, UpstreamTimeoutError } from "../../lib/gemini/client.ts";
+import { UpstreamProtocolError } from "../../lib/gemini/h1.ts";
+
+const encoder = new TextEncoder();
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** What the raw server does with each new connection, in turn (the last one repeats). */
+type Behaviour = "close" | "answer" | "silent" | "late answer" | "late close";
+
+/**
+ * A TCP server on 127.0.0.1 that closes a connection, answers one JSON request (at once, or 50 ms
+ * after it arrived), says nothing, or reads the request and closes 100 ms later.
+ */
+function rawServer(behaviours: Behaviour[]) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  let connections = 0;
+  const serve = async (conn: Deno.Conn, behaviour: Behaviour) => {
+    try {
+      if (behaviour === "close") return;
+      const buf = new Uint8Array(65536);
+      if ((await conn.read(buf)) === null) return;
+      if (behaviour === "silent") {
+        await conn.read(buf);
+        return;
+      }
+      if (behaviour === "late close") return await delay(100);
+      if (behaviour === "late answer") await delay(50);
+      const body = '{"via":"h1"}';
+      await conn.write(
+        encoder.encode(
+          `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
+            `connection: close\r\n\r\n${body}`,
+        ),
+      );
+    } catch {
+      // closed by the client
+    } finally {
+      open.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // closed already
+      }
+    }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      open.add(conn);
+      serve(conn, behaviours[Math.min(connections++, behaviours.length - 1)]);
+    }
+  })().catch(() => {});
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    get connections() {
+      return connections;
+    },
+    async close() {
+      listener.close();
+      for (const conn of open) {
+        try {
+          conn.close();
+        } catch {
+          // closed already
+        }
+      }
+      await accepting;
+    },
+  };
+}
+
+/** A `fetch` that answers every call with JSON, or fails them all; it counts its calls. */
+function stubFetch(works: boolean) {
+  const calls: string[] = [];
+  const stub: typeof fetch = (input) => {
+    calls.push(String(input));
+    if (!works) return Promise.reject(new TypeError("fetch failed too"));
+    return Promise.resolve(Response.json({ via: "fetch" }));
+  };
+  return { stub, calls };
+}
+
+/** Collects `console.warn` lines while `fn` runs. */
+async function warnings<T>(fn: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
+  const lines: string[] = [];
+  const original = console.warn;
+  console.warn = (...args: unknown[]) => lines.push(args.map(String).join(" "));
+  try {
+    return { value: await fn(), lines };
+  } finally {
+    console.warn = original;
+  }
+}
+
+function client(baseUrl: string, fetch: typeof globalThis.fetch, timeoutMs = 5_000) {
+  return new GeminiClient({ baseUrl, fetch, timeoutMs, direct: true });
+}
+
+const chat = { path: "/v1beta/models/m:generateContent", body: '{"contents":[]}' };
+
+Deno.test("client: the HTTP/1.1 client fails where fetch answers: fetch serves, and every later call", async () => {
+  const server = rawServer(["close"]);
+  const { stub, calls } = stubFetch(true);
+  const gemini = client(server.url, stub);
+  try {
+    const first = await warnings(async () => await (await gemini.post("key-1", chat)).text());
+    assert.equal(first.value, '{"via":"fetch"}');
+    assert.equal(server.connections, 1);
+    assert.equal(first.lines.length, 1);
+    assert.match(first.lines[0], /HTTP\/1\.1 client failed to reach http:\/\/127\.0\.0\.1:\d+ /);
+    assert.match(first.lines[0], /UPSTREAM_HTTP=fetch/);
+
+    // From now on fetch alone: the HTTP/1.1 client is not tried again, and nothing more is logged.
+    const later = await warnings(async () => {
+      const posted = await (await gemini.post("key-1", chat)).text();
+      const sent = await (await gemini.send("key-1", { method: "POST", ...chat })).text();
+      return [posted, sent];
+    });
+    assert.deepEqual(later.value, ['{"via":"fetch"}', '{"via":"fetch"}']);
+    assert.deepEqual(later.lines, []);
+    assert.equal(server.connections, 1);
+    assert.equal(calls.length, 3);
+    assert.match(calls[0], /\/v1beta\/models\/m:generateContent$/);
+  } finally {
+    gemini.closeIdle();
+    gemini.deadlines.stop();
+    await server.close();
+  }
+});
+
+Deno.test("client: when fetch fails too, the first error stands and the HTTP/1.1 client is kept", async () => {
+  const server = rawServer(["close", "close", "answer"]);
+  const { stub, calls } = stubFetch(false);
+  const gemini = client(server.url, stub);
+  try {
+    const failed = await warnings(() =>
+      assert.rejects(gemini.post("key-1", chat), UpstreamProtocolError)
+    );
+    assert.deepEqual(failed.lines, []);
+    await assert.rejects(gemini.send("key-1", { method: "POST", ...chat }), UpstreamProtocolError);
+    assert.equal(calls.length, 2);
+    // The network came back: the HTTP/1.1 client answers.
+    assert.equal(await (await gemini.post("key-1", chat)).text(), '{"via":"h1"}');
+    assert.equal(server.connections, 3);
+  } finally {
+    gemini.closeIdle();
+    gemini.deadlines.stop();
+    await server.close();
+  }
+});
+
+Deno.test("client: once the HTTP/1.1 client has had an answer, its failures are not retried through fetch", async () => {
+  const server = rawServer(["late answer", "late close", "close"]);
+  const { stub, calls } = stubFetch(true);
+  const gemini = client(server.url, stub);
+  try {
+    // Two first calls at once: the one that fails does so after the other had its answer.
+    const [answered, failed] = await Promise.allSettled([
+      gemini.post("key-1", chat).then((answer) => answer.text()),
+      delay(10).then(() => gemini.post("key-1", chat)),
+    ]);
+    assert.deepEqual(answered, { status: "fulfilled", value: '{"via":"h1"}' });
+    assert.equal(failed.status, "rejected");
+    assert.ok(failed.reason instanceof UpstreamProtocolError);
+    await assert.rejects(gemini.post("key-1", chat), UpstreamProtocolError);
+    assert.deepEqual(calls, []);
+    assert.equal(server.connections, 3);
+  } finally {
+    gemini.closeIdle();
+    gemini.deadlines.stop();
+    await server.close();
+  }
+});
+
+Deno.test("client: a timeout or the caller's abort is not a reason to try fetch", async () => {
+  const server = rawServer(["silent"]);
+  const { stub, calls } = stubFetch(true);
+  const gemini = client(server.url, stub, 150);
+  try {
+    await assert.rejects(gemini.post("key-1", chat), UpstreamTimeoutError);
+    const caller = new AbortController();
+    const pending = gemini.post("key-1", chat, caller.signal);
+    setTimeout(() => caller.abort(new Error("client went away")), 20);
+    await assert.rejects(pending, /client went away/);
+    assert.deepEqual(calls, []);
+    assert.equal(server.connections, 2);
+  } finally {
+    gemini.closeIdle();
+    gemini.deadlines.stop();
+    await server.close();
+  }
+});
