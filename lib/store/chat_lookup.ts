@@ -4,6 +4,7 @@
  */
 import { fileKey, type FileRecord, toFileRecord } from "./files.ts";
 import { type StoredToolCall, toolCallKey, type ToolCallStore } from "./tool_calls.ts";
+import { getManyBatched } from "./kv_util.ts";
 
 /** What a chat request's references resolved to. */
 export interface ChatLookup {
@@ -42,11 +43,7 @@ export async function lookupChatRefs(
       },
     });
   }
-  const batches = [];
-  for (let i = 0; i < keys.length; i += 10) batches.push(keys.slice(i, i + 10));
-  await Promise.all(batches.map(async (batch) => {
-    const entries = await kv.getMany(batch.map((k) => k.key));
-    entries.forEach((e, i) => batch[i].apply(e.value));
-  }));
+  const entries = await getManyBatched(kv, keys.map((k) => k.key));
+  entries.forEach((e, i) => keys[i].apply(e.value));
   return out;
 }

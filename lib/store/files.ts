@@ -4,6 +4,7 @@
  * requests that name the upstream file. Every entry expires with the upstream file (48 hours).
  */
 import * as z from "zod";
+import { getManyBatched } from "./kv_util.ts";
 
 const FILE = "file";
 const BY_USER = "file_by_user";
@@ -111,12 +112,9 @@ export async function listFiles(
   const hasMore = ids.length > options.limit;
   const page = ids.slice(0, options.limit);
   const files: FileRecord[] = [];
-  for (let i = 0; i < page.length; i += 10) {
-    const entries = await kv.getMany(page.slice(i, i + 10).map(fileKey));
-    for (const e of entries) {
-      const r = toFileRecord(e.value);
-      if (r) files.push(r);
-    }
+  for (const e of await getManyBatched(kv, page.map(fileKey))) {
+    const r = toFileRecord(e.value);
+    if (r) files.push(r);
   }
   return { files, hasMore };
 }

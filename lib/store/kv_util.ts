@@ -1,5 +1,6 @@
 /**
- * Small helpers shared by the store modules: bounded optimistic-concurrency retries.
+ * Small helpers shared by the store modules: bounded optimistic-concurrency retries, and reads of
+ * many keys at once.
  */
 
 /** How many times a read-check-write loop retries before giving up. */
@@ -11,6 +12,25 @@ export class ConflictError extends Error {
     super(`Too much contention updating ${what}; try again`);
     this.name = "ConflictError";
   }
+}
+
+/** Keys one `getMany` may read (Deno KV's limit). */
+const GET_MANY_LIMIT = 10;
+
+/**
+ * Reads `keys` with `getMany` in batches of KV's limit, all batches at once (one round trip of
+ * latency, not one per batch); the entries come back in the order of `keys`.
+ */
+export async function getManyBatched<T>(
+  kv: Deno.Kv,
+  keys: readonly Deno.KvKey[],
+): Promise<Deno.KvEntryMaybe<T>[]> {
+  const batches: Deno.KvKey[][] = [];
+  for (let i = 0; i < keys.length; i += GET_MANY_LIMIT) {
+    batches.push(keys.slice(i, i + GET_MANY_LIMIT));
+  }
+  const read = await Promise.all(batches.map((batch) => kv.getMany<T[]>(batch)));
+  return read.flat();
 }
 
 /** Waits a short, jittered, growing time between OCC attempts. */
