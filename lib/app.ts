@@ -72,6 +72,11 @@ export interface App {
   gateway: Gateway;
   /** The request handler for `Deno.serve`. */
   fetch: (req: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response>;
+  /**
+   * Starts loading, without waiting, what an isolate's first request needs (settings, the key
+   * pool's view, recent usage, round-robin positions); called once at start-up.
+   */
+  warm(): void;
   /** Waits for background work (usage writes, cache refreshes) to finish. */
   drain(): Promise<void>;
   /** Drains, then gives back unused user-limit leases (on SIGINT/SIGTERM; the app is done). */
@@ -317,6 +322,12 @@ export function createApp(deps: AppDeps): App {
       if (isDirectChat(req)) return directChat(req);
       if (req.method === "OPTIONS" && isApiPath(urlPath(req.url))) return preflightResponse(req);
       return hono.fetch(req, info);
+    },
+    warm() {
+      gateway.settings.get().catch((err) =>
+        console.error("Loading the settings failed:", err instanceof Error ? err.message : err)
+      );
+      gateway.pool.warm();
     },
     async drain() {
       await gateway.background.drain();

@@ -31,9 +31,17 @@ export async function openGateway(
   options: OpenGatewayOptions,
 ): Promise<{ app: App; report: StartupReport }> {
   const now = options.now ?? Date.now;
-  const sealer = await openSealer(options.kv, options.encryptionKey);
+  // Independent reads, made together: each round trip adds to an isolate's cold start.
+  const adminHash = hasAdminPasswordHash(options.kv);
+  let sealer;
+  try {
+    sealer = await openSealer(options.kv, options.encryptionKey);
+  } catch (err) {
+    await adminHash.catch(() => {});
+    throw err;
+  }
   let generatedAdminPassword: string | null = null;
-  let hasAdminHash = await hasAdminPasswordHash(options.kv);
+  let hasAdminHash = await adminHash;
   if (!config.adminPassword && !config.onDeploy && !hasAdminHash) {
     generatedAdminPassword = toBase64Url(randomBytes(18));
     await setAdminPasswordHash(options.kv, generatedAdminPassword);
@@ -53,6 +61,8 @@ export async function openGateway(
     fetch: options.fetch,
     now,
   });
+  // A cold isolate is usually started by a request, which should not read KV step by step.
+  app.warm();
   return {
     app,
     report: {

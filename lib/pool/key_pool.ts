@@ -327,6 +327,20 @@ export class KeyPool {
     this.#usage.invalidate();
   }
 
+  /**
+   * Starts loading what a first pick needs, all at once and without waiting: the view, recent
+   * usage and a block of round-robin positions (leased whatever the strategy: one commit, so that
+   * a round-robin pick need not wait for the view first). Called at start-up, so that an isolate's
+   * first request finds them loaded or on their way instead of reading KV one step after another.
+   */
+  warm(): void {
+    const failed = (err: unknown) =>
+      console.error("Warming the key pool failed:", err instanceof Error ? err.message : err);
+    this.#view.get().catch(failed);
+    this.#usage.get().catch(failed);
+    void this.#cursor.ensure(RR_BLOCK);
+  }
+
   /** Waits for refreshes in flight, so that tests and shutdown leave nothing pending. */
   async settle(): Promise<void> {
     await Promise.all([this.#view.settle(), this.#usage.settle(), this.#cursor.settle()]);
@@ -403,8 +417,11 @@ export class KeyPool {
     options: { estimatedTokens?: number; pinnedKeyId?: string } = {},
   ): Promise<PoolKey | NoKey> {
     // Cached views are read without an await (each costs on every pick).
-    const view = this.#view.current() ?? await this.view();
-    if (this.#usage.current() === undefined) await this.#usage.get();
+    let view = this.#view.current();
+    if (view === undefined || this.#usage.current() === undefined) {
+      // Not loaded yet (a cold isolate): the view and recent usage are read together.
+      [view] = await Promise.all([view ?? this.view(), this.#usage.get()]);
+    }
     const strategy = view.settings.strategy;
     const pinned = options.pinnedKeyId;
     if (strategy === "round_robin" && pinned === undefined) {

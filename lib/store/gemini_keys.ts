@@ -5,7 +5,13 @@
  */
 import * as z from "zod";
 import { maskSecret, randomId, type Sealer } from "../secrets.ts";
-import { backoff, ConflictError, MAX_OCC_ATTEMPTS, updateWithRetry } from "./kv_util.ts";
+import {
+  backoff,
+  ConflictError,
+  getManyBatched,
+  MAX_OCC_ATTEMPTS,
+  updateWithRetry,
+} from "./kv_util.ts";
 import { LimitsSchema } from "./models.ts";
 
 const PREFIX = "gk";
@@ -164,9 +170,16 @@ export async function addGeminiKeys(
   const added: GeminiKeyRecord[] = [];
   let duplicates = 0;
   const seen = new Set<string>();
-  for (const secret of secrets) {
-    const fingerprint = await sealer.fingerprint(secret);
-    if (seen.has(fingerprint)) {
+  const fingerprints = await Promise.all(secrets.map((secret) => sealer.fingerprint(secret)));
+  // Keys stored already are found by reads made together, not by a write attempt each:
+  // GEMINI_KEYS is imported at every start of every isolate.
+  const stored = new Set<string>();
+  const unique = [...new Set(fingerprints)];
+  const entries = await getManyBatched(kv, unique.map((fp) => [FP_PREFIX, fp]));
+  entries.forEach((e, i) => e.versionstamp !== null && stored.add(unique[i]));
+  for (const [i, secret] of secrets.entries()) {
+    const fingerprint = fingerprints[i];
+    if (seen.has(fingerprint) || stored.has(fingerprint)) {
       duplicates++;
       continue;
     }

@@ -10,7 +10,7 @@ import {
   MAX_LOGIN_FAILURES,
   SESSION_TTL_MS,
 } from "../../lib/auth/sessions.ts";
-import { ADMIN_PASSWORD, startGateway } from "../integration/harness.ts";
+import { ADMIN_PASSWORD, kvText, startGateway } from "../integration/harness.ts";
 import { ensureBuilt } from "./browser.ts";
 import { cookiesOf, loginForm, loginHttp, postLogin } from "./http.ts";
 
@@ -58,9 +58,10 @@ Deno.test("a login sets an HttpOnly SameSite session cookie, stored only as a ha
     assert.match(session.raw, /; SameSite=Lax/);
     assert.match(session.raw, /; Path=\//);
     assert.doesNotMatch(session.raw, /Secure/);
-    const dump: string[] = [];
-    for await (const e of gw.kv.list({ prefix: [] })) dump.push(JSON.stringify([e.key, e.value]));
-    assert.ok(!dump.join("\n").includes(session.value), "the cookie value is not stored in KV");
+    assert.ok(
+      !(await kvText(gw.kv)).includes(session.value),
+      "the cookie value is not stored in KV",
+    );
 
     const https = await postLogin(gw.app.fetch, "https://gateway.example");
     const secure = cookiesOf(https).get("__Host-gw_session");

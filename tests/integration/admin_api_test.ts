@@ -52,6 +52,35 @@ Deno.test("keys are added in a batch with duplicates counted and bad tokens reje
   }
 });
 
+Deno.test("a batch larger than one KV read finds every key stored already, and adds the others once", async () => {
+  const gw = await startGateway({});
+  try {
+    const key = (i: number) => `AIzaSyMany-key-${String(i).padStart(22, "0")}`;
+    // Keys 0..11 first (more than one getMany holds), then 0..24 with key 24 twice.
+    const first = await gw.admin<{ added: number; duplicates: number }>("POST", "/admin/api/keys", {
+      keys: Array.from({ length: 12 }, (_, i) => key(i)),
+    });
+    assert.deepEqual([first.json.added, first.json.duplicates], [12, 0]);
+    const all = [...Array.from({ length: 25 }, (_, i) => key(i)), key(24)];
+    const second = await gw.admin<{ added: number; duplicates: number }>(
+      "POST",
+      "/admin/api/keys",
+      {
+        keys: all,
+      },
+    );
+    assert.deepEqual([second.json.added, second.json.duplicates], [13, 13]);
+    const list = await gw.admin<{ data: KeyView[] }>("GET", "/admin/api/keys");
+    const masked = list.json.data.map((k) => k.masked).sort();
+    assert.deepEqual(
+      masked,
+      Array.from({ length: 25 }, (_, i) => `AIza…${String(i).padStart(4, "0")}`).sort(),
+    );
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("patching validates fields, and deleting removes the key and allows adding it again", async () => {
   const gw = await startGateway({});
   try {

@@ -170,6 +170,16 @@ export const stallingStreams: typeof fetch = async (input, init) => {
   return new Response(body, { status: res.status, headers: res.headers });
 };
 
+/** Every entry of `kv` as text, key and value (a `KvU64` as `u64:<n>`): to check what KV holds. */
+export async function kvText(kv: Deno.Kv): Promise<string> {
+  const lines: string[] = [];
+  for await (const e of kv.list({ prefix: [] })) {
+    const value = e.value instanceof Deno.KvU64 ? `u64:${e.value.value}` : JSON.stringify(e.value);
+    lines.push(`${JSON.stringify(e.key)} ${value}`);
+  }
+  return lines.join("\n");
+}
+
 /** Posts a raw request to the gateway and returns status, headers and parsed JSON (if any). */
 export async function post<T = OpenAiErrorBody>(
   url: string,

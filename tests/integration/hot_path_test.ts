@@ -62,6 +62,100 @@ function recordingKv(kv: Deno.Kv, log: KvLog): Deno.Kv {
   });
 }
 
+/**
+ * A `Deno.Kv` whose round trips (get, getMany, a list's batch, set, delete, commit) run at once but
+ * answer only when the test releases them, all pending ones together, as a wave. The waves some work
+ * needs are the KV round trips on its critical path: reads made together share a wave, reads made
+ * one after another take one each. Released for good by `open()`.
+ */
+class WaveKv {
+  readonly kv: Deno.Kv;
+  #pending: (() => void)[] = [];
+  #issued = 0;
+  #open = false;
+
+  constructor(inner: Deno.Kv) {
+    const hold = <T>(op: Promise<T>): Promise<T> => {
+      if (this.#open) return op;
+      this.#issued++;
+      op.catch(() => {});
+      return new Promise<T>((resolve, reject) => {
+        this.#pending.push(() => op.then(resolve, reject));
+      });
+    };
+    const list = <T>(iter: Deno.KvListIterator<T>, options?: Deno.KvListOptions) => {
+      const batch = Math.max(1, Math.min(500, options?.batchSize ?? options?.limit ?? 100));
+      const next = iter.next.bind(iter);
+      let calls = 0;
+      // The iterator reads a batch on its first call and after each full batch.
+      iter.next = () => (calls++ % batch === 0 ? hold(next()) : next());
+      return iter;
+    };
+    this.kv = new Proxy(inner, {
+      get(target, prop) {
+        switch (prop) {
+          case "get":
+          case "getMany":
+          case "set":
+          case "delete":
+            return (...args: unknown[]) =>
+              hold((Reflect.get(target, prop) as (...a: unknown[]) => Promise<unknown>).apply(
+                target,
+                args,
+              ));
+          case "list":
+            return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
+              list(target.list(selector, options), options);
+          case "atomic":
+            return () => {
+              const op = target.atomic();
+              const commit = op.commit.bind(op);
+              op.commit = () => hold(commit());
+              return op;
+            };
+        }
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  }
+
+  /**
+   * Releases waves until `done()`; returns how many it took. A wave is released once round trips
+   * are pending and no new one was made for a while (the work between them has run).
+   */
+  async wavesUntil(done: () => boolean): Promise<number> {
+    let waves = 0;
+    for (let checks = 0; checks < 200 && !done(); checks++) {
+      const issued = this.#issued;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (done() || this.#issued !== issued || this.#pending.length === 0) continue;
+      waves++;
+      for (const release of this.#pending.splice(0)) release();
+    }
+    assert.ok(done(), "the work finished");
+    return waves;
+  }
+
+  /** Round trips made so far. */
+  get issued(): number {
+    return this.#issued;
+  }
+
+  /** Waits (up to 5 s) until more than `count` round trips have been made. */
+  async issuedMoreThan(count: number): Promise<void> {
+    for (let i = 0; i < 500 && this.#issued <= count; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** Answers every round trip, pending or new, at once from now on. */
+  open(): void {
+    this.#open = true;
+    for (const release of this.#pending.splice(0)) release();
+  }
+}
+
 async function userKey(gw: TestGateway, body: Record<string, unknown>): Promise<string> {
   const res = await gw.admin<{ key: string }>("POST", "/admin/api/user-keys", {
     name: "hot",
@@ -221,5 +315,50 @@ Deno.test("batched usage is in admin reads and in the token budget before it is 
     assert.deepEqual(logged.json.data.map((e) => e.status), [200]);
   } finally {
     await gw.close();
+  }
+});
+
+Deno.test("a cold isolate starts in two KV round trips, and its first chat waits for two before the upstream call", async () => {
+  const keys = { "AIzaGood-key-0001": OK, "AIzaGood-key-0002": OK, "AIzaGood-key-0003": OK };
+  const first = await startGateway({ keys });
+  const apiKey = await userKey(first, {});
+  const gated = new WaveKv(first.kv);
+  let upstreamCalled = false;
+  let second: TestGateway | null = null;
+  try {
+    // A new isolate on the same database: its keys, settings and user keys are all in KV.
+    const starting = startGateway({
+      fake: first.fake,
+      kv: gated.kv,
+      keys,
+      upstreamFetch: (input, init) => {
+        upstreamCalled = true;
+        return fetch(input, init);
+      },
+    }).then((gw) => (second = gw));
+    // The sealer's check and the admin hash together, then the GEMINI_KEYS already stored (before:
+    // one after the other, and a write attempt per key: 5 waves with these three keys).
+    assert.equal(await gated.wavesUntil(() => second !== null), 2);
+    await starting;
+    const madeAtStart = gated.issued;
+    const answer = second!.app.fetch(
+      new Request(`${second!.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify(CHAT),
+      }),
+    );
+    // Counted from the request's first read, as on Deploy, where the request that starts an
+    // isolate waits while it starts.
+    await gated.issuedMoreThan(madeAtStart);
+    // The user key, with what start-up began loading (settings, key pool, recent usage, the
+    // rotation's positions); then the lease of those positions is written (before: 6 waves).
+    assert.equal(await gated.wavesUntil(() => upstreamCalled), 2);
+    gated.open();
+    assert.equal((await answer).status, 200);
+  } finally {
+    gated.open();
+    await (second as TestGateway | null)?.close();
+    await first.close();
   }
 });
