@@ -6,8 +6,8 @@
  * and writes `test-artifacts/bench.json`.
  *
  * Flags: `--duration <seconds>` per cell (default 5), `--rounds <n>` turns the three paths of a
- * cell take in alternation, each round in a rotated order (default: turns of half a second, 3 to
- * 10), `--quick` (1 s cells), `--max-requests <n>` per cell (default 100000), `--kv-requests <n>`
+ * cell take in alternation, each round in another order (default: `defaultRounds`, 12 in a 5 s
+ * cell), `--quick` (1 s cells), `--max-requests <n>` per cell (default 100000), `--kv-requests <n>`
  * per KV scenario (default 50), `--out <file>`.
  * Exits with 1 when a request failed (the targets are reported, not enforced).
  *
@@ -42,7 +42,7 @@ import {
 const UPSTREAM_KEYS = ["bench-key-1", "bench-key-2", "bench-key-3"];
 const CLIENTS = [1, 64];
 const MODES: Mode[] = ["non-stream", "stream"];
-const PATHS: PathName[] = ["upstream direct", "bare forwarder", "gateway"];
+const PATHS: [PathName, PathName, PathName] = ["upstream direct", "bare forwarder", "gateway"];
 
 interface Servers {
   upstream: ServerProcess;
@@ -100,11 +100,7 @@ function settingsOf(args: string[]): Settings {
   const durationMs = numberFlag(flags, "duration", quick ? 1 : 5) * 1000;
   return {
     durationMs,
-    // Turns of half a second by default (10 in a 5 s cell), and at least 3: turns much shorter
-    // than that weigh each turn's start and end (64 clients ramping up and draining) too much.
-    rounds: Math.floor(
-      numberFlag(flags, "rounds", Math.min(10, Math.max(3, Math.round(durationMs / 500)))),
-    ),
+    rounds: Math.floor(numberFlag(flags, "rounds", defaultRounds(durationMs))),
     warmupMs: Math.min(1000, Math.max(250, durationMs / 5)),
     maxRequests: Math.floor(numberFlag(flags, "max-requests", quick ? 30_000 : 100_000)),
     kvRequests: Math.floor(numberFlag(flags, "kv-requests", quick ? 20 : 50)),
@@ -299,6 +295,36 @@ function otherLoad(spent: CpuSpent): number | null {
   return capacity > 0 ? Math.max(0, (100 * (spent.system - spent.ours)) / capacity) : null;
 }
 
+/**
+ * Turns per cell by default: about half a second each, in a multiple of 6 (12 in a 5 s cell) so
+ * that every order of the three paths comes up equally often (`roundOrder`); 3 in cells shorter
+ * than 3 s, since turns much shorter than half a second weigh each turn's start and end (64
+ * clients ramping up and draining) too much.
+ */
+export function defaultRounds(durationMs: number): number {
+  const turns = Math.round(durationMs / 500);
+  return turns < 6 ? 3 : Math.min(12, 6 * Math.round(turns / 6));
+}
+
+/**
+ * The six orders of three paths, in a sequence where each order starts with the path the previous
+ * one ended with (and the last ends with the first's first): over six rounds every path runs once
+ * in every position, right after each other path exactly twice, and twice in a row.
+ */
+const ORDERS_OF_THREE = [[0, 1, 2], [2, 1, 0], [0, 2, 1], [1, 0, 2], [2, 0, 1], [1, 2, 0]] as const;
+
+/**
+ * The order of the three paths in round `round` (see `ORDERS_OF_THREE`). What ran just before a
+ * turn moves its figures: in scratch A/B runs (12 turns of 2 s) identical gateway code measured a
+ * stream p50 4-7% apart depending on the path it followed. Plain rotations, used before, put the
+ * gateway right after the forwarder in nearly every round; against this balanced order they gave
+ * the gateway a stream p50 ratio about 0.04 lower (three alternating runs each: 1.07-1.14 against
+ * 1.13-1.15), which is why the order changed: every path now follows every other equally.
+ */
+export function roundOrder<T>(paths: readonly [T, T, T], round: number): T[] {
+  return ORDERS_OF_THREE[round % ORDERS_OF_THREE.length].map((i) => paths[i]);
+}
+
 /** CPU µs per request. */
 function perRequest(spentMs: number | null, requests: number): number | null {
   return spentMs === null || requests === 0 ? null : (spentMs * 1000) / requests;
@@ -306,8 +332,8 @@ function perRequest(spentMs: number | null, requests: number): number | null {
 
 /**
  * Runs every cell against the three servers. The three paths of a mode and client count run in
- * turns (`rounds` turns each, a share of the cell's time per turn, in an order that rotates each
- * round), so a change in the shared machine's speed during the run weighs on the forwarder and the
+ * turns (`rounds` turns each, a share of the cell's time per turn, in an order that changes each
+ * round: `roundOrder`), so a change in the shared machine's speed during the run weighs on the forwarder and the
  * gateway alike; each cell's figures pool the requests of its turns. Short turns follow the
  * machine's swings more closely: on these shared machines the gateway/forwarder p50 ratio of
  * single 1.5 s turns ranged from 0.92 to 1.30 within one run.
@@ -350,9 +376,7 @@ async function runLoad(
           }]),
         );
         for (let round = 0; round < settings.rounds; round++) {
-          // Each round starts with another path, so that no path always follows the same one.
-          const order = PATHS.map((_, i) => PATHS[(i + round) % PATHS.length]);
-          for (const path of order) {
+          for (const path of roundOrder(PATHS, round)) {
             const run = runs.get(path)!;
             const proxy = proxyOf[path];
             const before = cpuSample(servers, proxy);
