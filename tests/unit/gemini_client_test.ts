@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { GeminiClient, UpstreamTimeoutError } from "../../lib/gemini/client.ts";
 import { UpstreamProtocolError } from "../../lib/gemini/h1.ts";
+import { rawTcpServer } from "../fakes/raw_tcp.ts";
 
 const encoder = new TextEncoder();
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -19,61 +20,25 @@ type Behaviour = "close" | "answer" | "silent" | "late answer" | "late close";
  * after it arrived), says nothing, or reads the request and closes 100 ms later.
  */
 function rawServer(behaviours: Behaviour[]) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const open = new Set<Deno.Conn>();
-  let connections = 0;
-  const serve = async (conn: Deno.Conn, behaviour: Behaviour) => {
-    try {
-      if (behaviour === "close") return;
-      const buf = new Uint8Array(65536);
-      if ((await conn.read(buf)) === null) return;
-      if (behaviour === "silent") {
-        await conn.read(buf);
-        return;
-      }
-      if (behaviour === "late close") return await delay(100);
-      if (behaviour === "late answer") await delay(50);
-      const body = '{"via":"h1"}';
-      await conn.write(
-        encoder.encode(
-          `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
-            `connection: close\r\n\r\n${body}`,
-        ),
-      );
-    } catch {
-      // closed by the client
-    } finally {
-      open.delete(conn);
-      try {
-        conn.close();
-      } catch {
-        // closed already
-      }
+  return rawTcpServer(async (conn, index) => {
+    const behaviour = behaviours[Math.min(index, behaviours.length - 1)];
+    if (behaviour === "close") return;
+    const buf = new Uint8Array(65536);
+    if ((await conn.read(buf)) === null) return;
+    if (behaviour === "silent") {
+      await conn.read(buf);
+      return;
     }
-  };
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      open.add(conn);
-      serve(conn, behaviours[Math.min(connections++, behaviours.length - 1)]);
-    }
-  })().catch(() => {});
-  return {
-    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    get connections() {
-      return connections;
-    },
-    async close() {
-      listener.close();
-      for (const conn of open) {
-        try {
-          conn.close();
-        } catch {
-          // closed already
-        }
-      }
-      await accepting;
-    },
-  };
+    if (behaviour === "late close") return await delay(100);
+    if (behaviour === "late answer") await delay(50);
+    const body = '{"via":"h1"}';
+    await conn.write(
+      encoder.encode(
+        `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
+          `connection: close\r\n\r\n${body}`,
+      ),
+    );
+  });
 }
 
 /** A `fetch` that answers every call with JSON, or fails them all; it counts its calls. */

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ChunkedDecoder, H1Client, UpstreamProtocolError } from "../../lib/gemini/h1.ts";
+import { rawTcpServer } from "../fakes/raw_tcp.ts";
 import { TEST_CA_PEM, TEST_CERT_PEM, TEST_KEY_PEM } from "../fakes/tls_fixture.ts";
 
 const encoder = new TextEncoder();
@@ -23,73 +24,43 @@ type Answer = (conn: Deno.Conn, seen: Seen) => Promise<void>;
 
 /** A raw HTTP/1.1 server on 127.0.0.1 that answers each request with the next `answers` entry. */
 function rawServer(answers: Answer[]) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const seen: Seen[] = [];
-  const open = new Set<Deno.Conn>();
-  let connections = 0;
-  const serveConn = async (conn: Deno.Conn, id: number) => {
+  const server = rawTcpServer(async (conn, id) => {
     let pending = new Uint8Array(0);
     const buf = new Uint8Array(65536);
-    try {
-      while (true) {
-        let text = decoder.decode(pending);
-        let end = text.indexOf("\r\n\r\n");
-        while (end < 0) {
-          const n = await conn.read(buf);
-          if (n === null) return;
-          pending = concat(pending, buf.subarray(0, n));
-          text = decoder.decode(pending);
-          end = text.indexOf("\r\n\r\n");
-        }
-        const head = text.slice(0, end);
-        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
-        while (pending.length < end + 4 + length) {
-          const n = await conn.read(buf);
-          if (n === null) return;
-          pending = concat(pending, buf.subarray(0, n));
-        }
-        const body = decoder.decode(pending.subarray(end + 4, end + 4 + length));
-        pending = pending.slice(end + 4 + length);
-        const request = { head, body, connection: id };
-        seen.push(request);
-        const answer = answers.shift();
-        if (!answer) throw new Error("unexpected request");
-        await answer(conn, request);
+    while (true) {
+      let text = decoder.decode(pending);
+      let end = text.indexOf("\r\n\r\n");
+      while (end < 0) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        pending = concat(pending, buf.subarray(0, n));
+        text = decoder.decode(pending);
+        end = text.indexOf("\r\n\r\n");
       }
-    } catch {
-      // closed by an answer or by the client
-    } finally {
-      open.delete(conn);
-      try {
-        conn.close();
-      } catch {
-        // closed already
+      const head = text.slice(0, end);
+      const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+      while (pending.length < end + 4 + length) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        pending = concat(pending, buf.subarray(0, n));
       }
+      const body = decoder.decode(pending.subarray(end + 4, end + 4 + length));
+      pending = pending.slice(end + 4 + length);
+      const request = { head, body, connection: id };
+      seen.push(request);
+      const answer = answers.shift();
+      if (!answer) throw new Error("unexpected request");
+      await answer(conn, request);
     }
-  };
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      open.add(conn);
-      serveConn(conn, connections++);
-    }
-  })().catch(() => {});
+  });
   return {
-    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    url: server.url,
     seen,
     get connections() {
-      return connections;
+      return server.connections;
     },
-    async close() {
-      listener.close();
-      for (const conn of open) {
-        try {
-          conn.close();
-        } catch {
-          // closed already
-        }
-      }
-      await accepting;
-    },
+    close: () => server.close(),
   };
 }
 
