@@ -318,9 +318,18 @@ async function createKey(h: Harness, body: Record<string, unknown>): Promise<str
   return String(json.key);
 }
 
-/** Sends one chat request, reads it fully, waits for background work, and counts its KV ops. */
-async function one(h: Harness, userKey: string, stream: boolean): Promise<Sample> {
-  await h.app.drain();
+/**
+ * Sends one chat request, reads it fully, waits for background work, and counts its KV ops. With
+ * `fresh` (an isolate's first request, sent the moment start-up is done) background work is not
+ * waited for first, and what start-up began loading counts where the request waits for it.
+ */
+async function one(
+  h: Harness,
+  userKey: string,
+  stream: boolean,
+  fresh = false,
+): Promise<Sample> {
+  if (!fresh) await h.app.drain();
   h.marks.length = 0;
   const body = stream
     ? { ...h.chatBody, stream: true, stream_options: { include_usage: true } }
@@ -346,7 +355,8 @@ async function one(h: Harness, userKey: string, stream: boolean): Promise<Sample
   // Each waited-for round trip adds at least `delayMs`; the request's own work adds less than that.
   const waited = Math.floor((mark.at - t0) / h.counter.delayMs);
   return {
-    before: Math.min(waited, issued),
+    // Round trips started before the request (a fresh isolate's start-up loads) count if waited.
+    before: fresh ? waited : Math.min(waited, issued),
     issued,
     total: diffCounts(s2, s0),
   };
@@ -386,8 +396,9 @@ export async function measureKvOps(options: KvOpsOptions): Promise<KvOpsReport> 
   };
   const adminPassword = crypto.randomUUID();
   const encryptionKey = crypto.randomUUID().replaceAll("-", "");
-  let app: App | null = null;
-  try {
+  const apps: App[] = [];
+  // An isolate of the gateway on the counted database (each call: a new one).
+  const open = async () => {
     const opened = await openGateway(
       parseConfig({
         GEMINI_BASE_URL: fake.url,
@@ -403,14 +414,26 @@ export async function measureKvOps(options: KvOpsOptions): Promise<KvOpsReport> 
         now: () => clock.baseMs + clock.offsetMs,
       },
     );
-    app = opened.app;
+    apps.push(opened.app);
+    return opened.app;
+  };
+  try {
+    const app = await open();
     const h: Harness = { app, counter, marks, adminPassword, chatBody: options.chatBody, clock };
     const plain = await createKey(h, { name: "bench" });
     const limited = await createKey(h, { name: "limited", rpm: 100_000 });
     const rows: KvOpsRow[] = [];
-    // The very first chat request: settings, key pool and user key not cached yet.
+    // A new isolate on the same database, its first chat sent the moment start-up is done (on
+    // Deno Deploy the request that starts an isolate waits for it): the user key is not cached,
+    // and what start-up began loading (settings, key pool, recent usage, round-robin positions)
+    // may still be on its way.
+    const fresh = await open();
     rows.push(
-      rowOf("first request after start (cold caches)", [await one(h, plain, false)], false),
+      rowOf(
+        "new isolate, first request (cold caches)",
+        [await one({ ...h, app: fresh }, plain, false, true)],
+        false,
+      ),
     );
     rows.push(await scenario(h, options, "no rpm limit, non-stream", plain, false));
     rows.push(await scenario(h, options, "no rpm limit, stream", plain, true));
@@ -428,7 +451,7 @@ export async function measureKvOps(options: KvOpsOptions): Promise<KvOpsReport> 
       rows,
     };
   } finally {
-    await app?.drain();
+    for (const app of apps) await app.drain();
     kv.close();
     await fake.close();
   }
