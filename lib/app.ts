@@ -64,6 +64,8 @@ export interface AppDeps {
   fetch?: typeof fetch;
   /** The clock, in epoch milliseconds. */
   now?: () => number;
+  /** Round-robin positions leased at start-up (see `KeyPoolOptions.firstLease`). */
+  firstLease?: Promise<number>;
 }
 
 /** The built app and its context. */
@@ -170,7 +172,7 @@ export function createApp(deps: AppDeps): App {
   const kv = deps.kv;
   // Parts that depend on each other are built in order, so none is patched in afterwards.
   const background = new Background();
-  const pool = new KeyPool({ kv, sealer: deps.sealer, now });
+  const pool = new KeyPool({ kv, sealer: deps.sealer, now, firstLease: deps.firstLease });
   const settings = new CachedValue({ load: () => readSettings(kv), ttlMs: SETTINGS_TTL_MS, now });
   const usage = new UsageRecorder({
     kv,

@@ -7,6 +7,8 @@ import type { Config } from "./config.ts";
 import { randomBytes, toBase64Url } from "./secrets.ts";
 import { addGeminiKeys } from "./store/gemini_keys.ts";
 import { hasAdminPasswordHash, openSealer, setAdminPasswordHash } from "./store/meta.ts";
+import { leasePositions } from "./store/pool_cursor.ts";
+import { RR_BLOCK } from "./pool/key_pool.ts";
 
 /** What start-up did that the operator should be told. */
 export interface StartupReport {
@@ -31,13 +33,18 @@ export async function openGateway(
   options: OpenGatewayOptions,
 ): Promise<{ app: App; report: StartupReport }> {
   const now = options.now ?? Date.now;
-  // Independent reads, made together: each round trip adds to an isolate's cold start.
+  // Independent round trips, made together: each one adds to an isolate's cold start. The
+  // round-robin lease (a read, then a commit) is taken while start-up waits for the others, so
+  // that the isolate's first pick finds it.
   const adminHash = hasAdminPasswordHash(options.kv);
+  const firstLease = leasePositions(options.kv, RR_BLOCK);
+  // Handled by the key pool once it is built; a start-up that fails before that drops it.
+  firstLease.catch(() => {});
   let sealer;
   try {
     sealer = await openSealer(options.kv, options.encryptionKey);
   } catch (err) {
-    await adminHash.catch(() => {});
+    await Promise.allSettled([adminHash, firstLease]);
     throw err;
   }
   let generatedAdminPassword: string | null = null;
@@ -60,6 +67,7 @@ export async function openGateway(
     hasAdminHash,
     fetch: options.fetch,
     now,
+    firstLease,
   });
   // A cold isolate is usually started by a request, which should not read KV step by step.
   app.warm();

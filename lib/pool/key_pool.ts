@@ -109,6 +109,11 @@ export interface KeyPoolOptions {
   now: () => number;
   /** Random numbers in [0, 1); tests pass a seeded generator. */
   random?: () => number;
+  /**
+   * Round-robin positions leased before the pool was built (`leasePositions(kv, RR_BLOCK)` at
+   * start-up, while other reads were waited for): the first of `RR_BLOCK` positions.
+   */
+  firstLease?: Promise<number>;
 }
 
 interface ModelCandidates {
@@ -199,6 +204,19 @@ class SharedCursor {
     return this.#blocks.reduce((n, [a, b]) => n + b - a, 0);
   }
 
+  /** Takes `RR_BLOCK` positions leased elsewhere (at start-up) as this cursor's first block. */
+  seed(lease: Promise<number>): void {
+    this.#leasedAt = performance.now();
+    this.#filling = this.#receive(lease, RR_BLOCK);
+  }
+
+  #receive(lease: Promise<number>, size: number): Promise<void> {
+    return lease
+      .then((start) => void this.#blocks.push([start, start + size]))
+      .catch((err) => console.error("Leasing round-robin positions failed:", err?.message ?? err))
+      .finally(() => (this.#filling = null));
+  }
+
   #fill(): Promise<void> {
     if (this.#filling) return this.#filling;
     const now = performance.now();
@@ -206,10 +224,7 @@ class SharedCursor {
       ? Math.min(RR_MAX_BLOCK, this.#size * 2)
       : RR_BLOCK;
     this.#leasedAt = now;
-    this.#filling = leasePositions(this.#kv, size)
-      .then((start) => void this.#blocks.push([start, start + size]))
-      .catch((err) => console.error("Leasing round-robin positions failed:", err?.message ?? err))
-      .finally(() => (this.#filling = null));
+    this.#filling = this.#receive(leasePositions(this.#kv, size), size);
     return this.#filling;
   }
 
@@ -258,6 +273,7 @@ export class KeyPool {
     this.#now = options.now;
     this.#random = options.random ?? Math.random;
     this.#cursor = new SharedCursor(options.kv);
+    if (options.firstLease) this.#cursor.seed(options.firstLease);
     this.#view = new CachedValue({
       load: () => this.#load(),
       ttlMs: SNAPSHOT_TTL_MS,
@@ -329,9 +345,10 @@ export class KeyPool {
 
   /**
    * Starts loading what a first pick needs, all at once and without waiting: the view, recent
-   * usage and a block of round-robin positions (leased whatever the strategy: one commit, so that
-   * a round-robin pick need not wait for the view first). Called at start-up, so that an isolate's
-   * first request finds them loaded or on their way instead of reading KV one step after another.
+   * usage and, unless start-up leased them already (`firstLease`), a block of round-robin
+   * positions (leased whatever the strategy: one commit, so that a round-robin pick need not wait
+   * for the view first). Called at start-up, so that an isolate's first request finds them loaded
+   * or on their way instead of reading KV one step after another.
    */
   warm(): void {
     const failed = (err: unknown) =>
