@@ -76,7 +76,7 @@ export interface App {
   fetch: (req: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response>;
   /**
    * Starts loading, without waiting, what an isolate's first request needs (settings, the key
-   * pool's view, recent usage, round-robin positions); called once at start-up.
+   * pool's view, recent usage); called once at start-up, which also leases round-robin positions.
    */
   warm(): void;
   /** Waits for background work (usage writes, cache refreshes) to finish. */

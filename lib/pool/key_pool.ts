@@ -111,7 +111,8 @@ export interface KeyPoolOptions {
   random?: () => number;
   /**
    * Round-robin positions leased before the pool was built (`leasePositions(kv, RR_BLOCK)` at
-   * start-up, while other reads were waited for): the first of `RR_BLOCK` positions.
+   * start-up, while other reads were waited for, whatever the strategy: one commit, so that a
+   * round-robin pick need not wait for the view first): the first of `RR_BLOCK` positions.
    */
   firstLease?: Promise<number>;
 }
@@ -344,18 +345,16 @@ export class KeyPool {
   }
 
   /**
-   * Starts loading what a first pick needs, all at once and without waiting: the view, recent
-   * usage and, unless start-up leased them already (`firstLease`), a block of round-robin
-   * positions (leased whatever the strategy: one commit, so that a round-robin pick need not wait
-   * for the view first). Called at start-up, so that an isolate's first request finds them loaded
-   * or on their way instead of reading KV one step after another.
+   * Starts loading what a first pick needs, both at once and without waiting: the view and recent
+   * usage (the round-robin positions come with `firstLease`). Called at start-up, so that an
+   * isolate's first request finds them loaded or on their way instead of reading KV one step
+   * after another.
    */
   warm(): void {
     const failed = (err: unknown) =>
       console.error("Warming the key pool failed:", err instanceof Error ? err.message : err);
     this.#view.get().catch(failed);
     this.#usage.get().catch(failed);
-    void this.#cursor.ensure(RR_BLOCK);
   }
 
   /** Waits for refreshes in flight, so that tests and shutdown leave nothing pending. */

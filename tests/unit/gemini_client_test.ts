@@ -64,17 +64,43 @@ async function warnings<T>(fn: () => Promise<T>): Promise<{ value: T; lines: str
   }
 }
 
-function client(baseUrl: string, fetch: typeof globalThis.fetch, timeoutMs = 5_000) {
-  return new GeminiClient({ baseUrl, fetch, timeoutMs, direct: true });
+/** What a test works with: the raw server, the client in front of it, the stub fetch's calls. */
+interface Setup {
+  server: ReturnType<typeof rawServer>;
+  gemini: GeminiClient;
+  calls: string[];
+}
+
+/**
+ * Runs `test` with a client (its own HTTP/1.1 client on) in front of a raw server behaving as
+ * `behaviours`, with a stub `fetch` that works or fails; closes all of it afterwards.
+ */
+async function withClient(
+  behaviours: Behaviour[],
+  options: { fetchWorks: boolean; timeoutMs?: number },
+  test: (setup: Setup) => Promise<void>,
+): Promise<void> {
+  const server = rawServer(behaviours);
+  const { stub, calls } = stubFetch(options.fetchWorks);
+  const gemini = new GeminiClient({
+    baseUrl: server.url,
+    fetch: stub,
+    timeoutMs: options.timeoutMs ?? 5_000,
+    direct: true,
+  });
+  try {
+    await test({ server, gemini, calls });
+  } finally {
+    gemini.closeIdle();
+    gemini.deadlines.stop();
+    await server.close();
+  }
 }
 
 const chat = { path: "/v1beta/models/m:generateContent", body: '{"contents":[]}' };
 
-Deno.test("client: the HTTP/1.1 client fails where fetch answers: fetch serves, and every later call", async () => {
-  const server = rawServer(["close"]);
-  const { stub, calls } = stubFetch(true);
-  const gemini = client(server.url, stub);
-  try {
+Deno.test("client: the HTTP/1.1 client fails where fetch answers: fetch serves, and every later call", () =>
+  withClient(["close"], { fetchWorks: true }, async ({ server, gemini, calls }) => {
     const first = await warnings(async () => await (await gemini.post("key-1", chat)).text());
     assert.equal(first.value, '{"via":"fetch"}');
     assert.equal(server.connections, 1);
@@ -93,72 +119,58 @@ Deno.test("client: the HTTP/1.1 client fails where fetch answers: fetch serves, 
     assert.equal(server.connections, 1);
     assert.equal(calls.length, 3);
     assert.match(calls[0], /\/v1beta\/models\/m:generateContent$/);
-  } finally {
-    gemini.closeIdle();
-    gemini.deadlines.stop();
-    await server.close();
-  }
-});
+  }));
 
-Deno.test("client: when fetch fails too, the first error stands and the HTTP/1.1 client is kept", async () => {
-  const server = rawServer(["close", "close", "answer"]);
-  const { stub, calls } = stubFetch(false);
-  const gemini = client(server.url, stub);
-  try {
-    const failed = await warnings(() =>
-      assert.rejects(gemini.post("key-1", chat), UpstreamProtocolError)
-    );
-    assert.deepEqual(failed.lines, []);
-    await assert.rejects(gemini.send("key-1", { method: "POST", ...chat }), UpstreamProtocolError);
-    assert.equal(calls.length, 2);
-    // The network came back: the HTTP/1.1 client answers.
-    assert.equal(await (await gemini.post("key-1", chat)).text(), '{"via":"h1"}');
-    assert.equal(server.connections, 3);
-  } finally {
-    gemini.closeIdle();
-    gemini.deadlines.stop();
-    await server.close();
-  }
-});
+Deno.test("client: when fetch fails too, the first error stands and the HTTP/1.1 client is kept", () =>
+  withClient(
+    ["close", "close", "answer"],
+    { fetchWorks: false },
+    async ({ server, gemini, calls }) => {
+      const failed = await warnings(() =>
+        assert.rejects(gemini.post("key-1", chat), UpstreamProtocolError)
+      );
+      assert.deepEqual(failed.lines, []);
+      await assert.rejects(
+        gemini.send("key-1", { method: "POST", ...chat }),
+        UpstreamProtocolError,
+      );
+      assert.equal(calls.length, 2);
+      // The network came back: the HTTP/1.1 client answers.
+      assert.equal(await (await gemini.post("key-1", chat)).text(), '{"via":"h1"}');
+      assert.equal(server.connections, 3);
+    },
+  ));
 
-Deno.test("client: once the HTTP/1.1 client has had an answer, its failures are not retried through fetch", async () => {
-  const server = rawServer(["late answer", "late close", "close"]);
-  const { stub, calls } = stubFetch(true);
-  const gemini = client(server.url, stub);
-  try {
-    // Two first calls at once: the one that fails does so after the other had its answer.
-    const [answered, failed] = await Promise.allSettled([
-      gemini.post("key-1", chat).then((answer) => answer.text()),
-      delay(10).then(() => gemini.post("key-1", chat)),
-    ]);
-    assert.deepEqual(answered, { status: "fulfilled", value: '{"via":"h1"}' });
-    assert.equal(failed.status, "rejected");
-    assert.ok(failed.reason instanceof UpstreamProtocolError);
-    await assert.rejects(gemini.post("key-1", chat), UpstreamProtocolError);
-    assert.deepEqual(calls, []);
-    assert.equal(server.connections, 3);
-  } finally {
-    gemini.closeIdle();
-    gemini.deadlines.stop();
-    await server.close();
-  }
-});
+Deno.test("client: once the HTTP/1.1 client has had an answer, its failures are not retried through fetch", () =>
+  withClient(
+    ["late answer", "late close", "close"],
+    { fetchWorks: true },
+    async ({ server, gemini, calls }) => {
+      // Two first calls at once: the one that fails does so after the other had its answer.
+      const [answered, failed] = await Promise.allSettled([
+        gemini.post("key-1", chat).then((answer) => answer.text()),
+        delay(10).then(() => gemini.post("key-1", chat)),
+      ]);
+      assert.deepEqual(answered, { status: "fulfilled", value: '{"via":"h1"}' });
+      assert.equal(failed.status, "rejected");
+      assert.ok(failed.reason instanceof UpstreamProtocolError);
+      await assert.rejects(gemini.post("key-1", chat), UpstreamProtocolError);
+      assert.deepEqual(calls, []);
+      assert.equal(server.connections, 3);
+    },
+  ));
 
-Deno.test("client: a timeout or the caller's abort is not a reason to try fetch", async () => {
-  const server = rawServer(["silent"]);
-  const { stub, calls } = stubFetch(true);
-  const gemini = client(server.url, stub, 150);
-  try {
-    await assert.rejects(gemini.post("key-1", chat), UpstreamTimeoutError);
-    const caller = new AbortController();
-    const pending = gemini.post("key-1", chat, caller.signal);
-    setTimeout(() => caller.abort(new Error("client went away")), 20);
-    await assert.rejects(pending, /client went away/);
-    assert.deepEqual(calls, []);
-    assert.equal(server.connections, 2);
-  } finally {
-    gemini.closeIdle();
-    gemini.deadlines.stop();
-    await server.close();
-  }
-});
+Deno.test("client: a timeout or the caller's abort is not a reason to try fetch", () =>
+  withClient(
+    ["silent"],
+    { fetchWorks: true, timeoutMs: 150 },
+    async ({ server, gemini, calls }) => {
+      await assert.rejects(gemini.post("key-1", chat), UpstreamTimeoutError);
+      const caller = new AbortController();
+      const pending = gemini.post("key-1", chat, caller.signal);
+      setTimeout(() => caller.abort(new Error("client went away")), 20);
+      await assert.rejects(pending, /client went away/);
+      assert.deepEqual(calls, []);
+      assert.equal(server.connections, 2);
+    },
+  ));
