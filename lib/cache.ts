@@ -1,6 +1,8 @@
 /**
  * A value loaded from KV (or upstream) and cached in memory: served fresh for `ttlMs`, then served
- * stale while one background reload runs. KV stays the source of truth.
+ * stale while one background reload runs. KV stays the source of truth. A load that was already
+ * running when the value was invalidated or set (a local change) is not cached: it may have read
+ * KV before the change.
  */
 
 /** Options of `CachedValue`. */
@@ -14,20 +16,38 @@ export interface CachedValueOptions<T> {
 export class CachedValue<T> {
   #options: CachedValueOptions<T>;
   #value: { at: number; value: T } | null = null;
+  /** The load whose result will be cached, if one runs. */
   #loading: Promise<T> | null = null;
+  /** Every load still running, cached or not (for `settle`). */
+  #running = new Set<Promise<T>>();
+  /** Bumped by `invalidate` and `set`: a load started before then is not cached. */
+  #generation = 0;
 
   constructor(options: CachedValueOptions<T>) {
     this.#options = options;
   }
 
   #reload(): Promise<T> {
-    this.#loading ??= this.#options.load()
+    if (this.#loading) return this.#loading;
+    const generation = this.#generation;
+    const loading: Promise<T> = this.#options.load()
       .then((value) => {
-        this.#value = { at: this.#options.now(), value };
+        if (generation === this.#generation) this.#value = { at: this.#options.now(), value };
         return value;
       })
-      .finally(() => (this.#loading = null));
-    return this.#loading;
+      .finally(() => {
+        if (this.#loading === loading) this.#loading = null;
+        this.#running.delete(loading);
+      });
+    this.#loading = loading;
+    this.#running.add(loading);
+    return loading;
+  }
+
+  /** A change made here: loads running now read KV before it, and the next get loads anew. */
+  #changed(): void {
+    this.#generation++;
+    this.#loading = null;
   }
 
   /** Serves `cached`, starting one background reload when it is older than the TTL. */
@@ -60,16 +80,18 @@ export class CachedValue<T> {
 
   /** Replaces the cached value (after a local change that was also written to KV). */
   set(value: T): void {
+    this.#changed();
     this.#value = { at: this.#options.now(), value };
   }
 
   /** Drops the value, so the next `get` loads it. */
   invalidate(): void {
+    this.#changed();
     this.#value = null;
   }
 
-  /** Waits for a reload in flight. */
+  /** Waits for the loads in flight. */
   async settle(): Promise<void> {
-    await this.#loading?.catch(() => {});
+    while (this.#running.size) await Promise.allSettled([...this.#running]);
   }
 }
