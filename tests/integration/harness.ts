@@ -163,7 +163,11 @@ export const stallingStreams: typeof fetch = async (input, init) => {
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       if (!first.done) controller.enqueue(first.value);
-      signal?.addEventListener("abort", () => controller.error(signal.reason), { once: true });
+      // The upstream body is let go as well, or a test can end with it still open.
+      signal?.addEventListener("abort", () => {
+        controller.error(signal.reason);
+        reader.cancel().catch(() => {});
+      }, { once: true });
     },
     cancel: () => reader.cancel(),
   });
