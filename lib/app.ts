@@ -149,7 +149,10 @@ const finished = new WeakSet<Response>();
 /** The answer to an error no route turned into a response: its own, or a logged 500. */
 function errorResponse(err: unknown, req: Request): Response {
   if (err instanceof OpenAiError) return err.toResponse();
-  console.error(`Unhandled error on ${req.method} ${urlPath(req.url)}:`, err);
+  // A client that went away comes back as its own abort reason: nothing failed here, and nobody
+  // is left to answer.
+  const clientLeft = req.signal.aborted && err === req.signal.reason;
+  if (!clientLeft) console.error(`Unhandled error on ${req.method} ${urlPath(req.url)}:`, err);
   return new OpenAiError(500, "The gateway failed to handle this request", {
     code: "internal_error",
   }).toResponse();
