@@ -192,30 +192,40 @@ export async function chatCompletion(
   const stopUpstream = () => upstream.abort();
   signal.addEventListener("abort", stopUpstream, { once: true });
   let rounds: StreamRounds | null = null;
-  let response: Response | null = null;
-  // The response is built while the upstream works on the request, or once it has answered.
-  const respond = () =>
-    response ??= finish(chatStreamResponse(gw, {
+  let answer: ChatStreamAnswer | null = null;
+  // The live response is built while the upstream works on the request, or once it has answered.
+  const prepare = () =>
+    answer ??= chatStreamAnswer(gw, {
       ctx: contextOf(),
       includeUsage: req.stream_options?.include_usage === true,
       rounds: () => rounds!,
       unwatch: () => signal.removeEventListener("abort", stopUpstream),
       account,
-    }));
+      finish,
+    });
   const opened = await StreamRounds.open(gw, {
     target,
     body,
     options: continueOptions,
     upstream,
-    sent: respond,
+    sent: () => void prepare(),
   });
   if (!opened.ok) {
     signal.removeEventListener("abort", stopUpstream);
     return await fail(opened.failure, opened.attempts);
   }
   rounds = opened.value;
-  return respond();
+  const { live, whole } = prepare();
+  const text = whole();
+  return text === null ? live : finish(new Response(text, { headers: SSE_HEADERS }));
 }
+
+/** The headers of a chat stream's response. */
+const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  "x-accel-buffering": "no",
+};
 
 /** What a chat stream's response is made of. */
 interface ChatStreamParts {
@@ -230,36 +240,47 @@ interface ChatStreamParts {
     attempts: Attempt[],
     outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
   ) => void;
+  /** Gives a response the app's own headers (see `chatCompletion`). */
+  finish: (res: Response) => Response;
+}
+
+/** A chat stream's answer, in one of two forms. */
+interface ChatStreamAnswer {
+  /** The live SSE response: its body is read, translated and sent as the upstream sends. */
+  live: Response;
+  /**
+   * The whole SSE body when the upstream has sent all of the answer by now (a short answer that
+   * came at once), or null: then `live` is the answer, and sends what this took first. Called
+   * once, after the upstream stream has opened.
+   */
+  whole: () => string | null;
 }
 
 /**
- * The SSE response of a chat stream. It can be built before the upstream has answered (nothing in
- * it is read until the route returns it), so it is built while the upstream works.
+ * The SSE answer of a chat stream. The live response can be built before the upstream has answered
+ * (nothing in it is read until the route returns it), so it is built while the upstream works. An
+ * answer that is all in hand once the upstream has answered leaves as one body: no stream to set
+ * up and pull, nothing to wait for.
  */
-function chatStreamResponse(gw: Gateway, parts: ChatStreamParts): Response {
+function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer {
   const { ctx, unwatch, account } = parts;
   const translator = new ChatStreamTranslator(ctx, { includeUsage: parts.includeUsage });
   let done = false;
-  /** Ends the stream after `pending` (events made but not sent yet). */
-  const finish = (
-    controller: ReadableByteStreamController,
-    rounds: StreamRounds,
-    pending: string,
-    error?: string,
-  ) => {
+  /** Ends the stream: `pending` (events made but not sent yet) and the last events. */
+  const ending = (pending: string, error?: string): string => {
     done = true;
     unwatch();
+    let out = pending;
     if (error) {
-      const failure = `data: ${
-        JSON.stringify(streamErrorEvent(error, "upstream_stream_error"))
-      }\n\n`;
-      controller.enqueue(encoder.encode(pending + failure));
+      out += `data: ${JSON.stringify(streamErrorEvent(error, "upstream_stream_error"))}\n\n`;
     } else {
-      let out = pending;
       for (const chunk of translator.end()) out += translator.sse(chunk);
-      controller.enqueue(encoder.encode(out + "data: [DONE]\n\n"));
+      out += "data: [DONE]\n\n";
     }
-    controller.close();
+    return out;
+  };
+  /** Lets go of the upstream and records the request, once its last events are sent. */
+  const settle = (rounds: StreamRounds, error?: string) => {
     rounds.close();
     account(rounds.attempts, {
       ok: !error,
@@ -268,6 +289,20 @@ function chatStreamResponse(gw: Gateway, parts: ChatStreamParts): Response {
       usage: rounds.usage,
     });
   };
+  const finish = (
+    controller: ReadableByteStreamController,
+    rounds: StreamRounds,
+    pending: string,
+    error?: string,
+  ) => {
+    controller.enqueue(encoder.encode(ending(pending, error)));
+    controller.close();
+    settle(rounds, error);
+  };
+  const broke = (err: unknown) =>
+    `Upstream stream broke: ${err instanceof Error ? err.message : err}`;
+  /** Events `whole` made that the live stream sends first. */
+  let carried = "";
 
   // The next step, when a pull stopped waiting for it (it had not arrived yet).
   let pending: Promise<StreamStep> | null = null;
@@ -286,7 +321,8 @@ function chatStreamResponse(gw: Gateway, parts: ChatStreamParts): Response {
       // that translate to nothing (usage only, overlap held back) are skipped over. The end of
       // the answer waits for the end of the upstream body, and leaves with it.
       const rounds = parts.rounds();
-      let out = "";
+      let out = carried;
+      carried = "";
       try {
         while (!done) {
           // Steps already received are taken without a promise; others are waited for.
@@ -314,12 +350,7 @@ function chatStreamResponse(gw: Gateway, parts: ChatStreamParts): Response {
         if (out !== "" && !done) controller.enqueue(encoder.encode(out));
       } catch (err) {
         if (done) return;
-        finish(
-          controller,
-          rounds,
-          out,
-          `Upstream stream broke: ${err instanceof Error ? err.message : err}`,
-        );
+        finish(controller, rounds, out, broke(err));
       }
     },
     cancel() {
@@ -336,11 +367,35 @@ function chatStreamResponse(gw: Gateway, parts: ChatStreamParts): Response {
       });
     },
   });
-  return new Response(stream, {
-    headers: {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-      "x-accel-buffering": "no",
-    },
-  });
+  const whole = (): string | null => {
+    const rounds = parts.rounds();
+    let out = "";
+    try {
+      while (true) {
+        const step = rounds.poll();
+        if (step === null) break;
+        if (step.kind !== "chunk") {
+          const error = step.kind === "error" ? step.message : undefined;
+          const text = ending(out, error);
+          settle(rounds, error);
+          return text;
+        }
+        if (hasFunctionCalls(step.value)) {
+          // Its calls are named with a wait (KV): the live stream takes it from here.
+          pending = Promise.resolve(step);
+          break;
+        }
+        ctx.nameCall = plainNamer;
+        for (const chunk of translator.push(step.value)) out += translator.sse(chunk);
+      }
+    } catch (err) {
+      const error = broke(err);
+      const text = ending(out, error);
+      settle(rounds, error);
+      return text;
+    }
+    carried = out;
+    return null;
+  };
+  return { live: parts.finish(new Response(stream, { headers: SSE_HEADERS })), whole };
 }

@@ -1,11 +1,13 @@
 /**
  * How a chat stream is written: what the upstream sent together leaves together, as one write
  * (one HTTP chunk), as a pipe in Rust would send it; nothing waits for upstream data that has not
- * arrived. The HTTP chunks are counted on the wire with a raw HTTP/1.1 client, since chunk
- * boundaries survive however TCP splits or joins the bytes.
+ * arrived; an answer the upstream sent whole leaves as one body. The HTTP chunks are counted on the
+ * wire with a raw HTTP/1.1 client, since chunk boundaries survive however TCP splits or joins the
+ * bytes.
  */
 import assert from "node:assert/strict";
 import { startGateway, type TestGateway } from "./harness.ts";
+import { startFakeGemini } from "../fakes/fake_gemini.ts";
 
 const OK = { kind: "ok" } as const;
 const encoder = new TextEncoder();
@@ -132,5 +134,175 @@ Deno.test("an event is sent as it arrives, without waiting for the next", async 
   } finally {
     open();
     await gw.close();
+  }
+});
+
+/** How `relayUpstream` sends a streamed answer on. */
+type Shape =
+  | { kind: "whole" }
+  | { kind: "split"; first: number; gate: Promise<void> };
+
+/**
+ * An upstream in front of the fake, reached over the gateway's own HTTP/1.1 client (as Google is):
+ * a streamed answer leaves in one write with its length (`whole`), or its first events at once and
+ * the rest when `gate` resolves (`split`). Anything else is passed on as it is.
+ */
+function relayUpstream(fakeUrl: string, shape: Shape): { url: string; close(): Promise<void> } {
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", signal: ac.signal, onListen() {} },
+    async (req) => {
+      const url = new URL(req.url);
+      const res = await fetch(fakeUrl + url.pathname + url.search, {
+        method: req.method,
+        headers: req.headers,
+        body: req.body,
+      });
+      if (!url.pathname.includes(":streamGenerateContent") || !res.ok) return res;
+      const text = await res.text();
+      const headers = { "content-type": "text/event-stream" };
+      if (shape.kind === "whole") return new Response(text, { headers });
+      const events = text.split(/(?<=\r\n\r\n)/).filter((e) => e !== "");
+      const { first, gate } = shape;
+      const body = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(encoder.encode(events.slice(0, first).join("")));
+          await gate;
+          controller.enqueue(encoder.encode(events.slice(first).join("")));
+          controller.close();
+        },
+      });
+      return new Response(body, { headers });
+    },
+  );
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    async close() {
+      ac.abort();
+      await server.finished;
+    },
+  };
+}
+
+/** The events of an SSE text, with what differs between two answers (id, time) made equal. */
+function comparableEvents(text: string): string[] {
+  return text.split("\n\n").filter((e) => e !== "").map((e) =>
+    e.replace(/"id":"chatcmpl-[^"]+"/, '"id":"chatcmpl-X"').replace(/"created":\d+/, '"created":0')
+  );
+}
+
+Deno.test("an answer the upstream sent whole leaves as one body, with the events a live stream sends", async () => {
+  const fake = await startFakeGemini({ quiet: true, keys: { k1: OK } });
+  const whole = relayUpstream(fake.url, { kind: "whole" });
+  let open: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const split = relayUpstream(fake.url, { kind: "split", first: 1, gate });
+  const wholeGw = await startGateway({
+    fake,
+    keys: { k1: OK },
+    env: { GEMINI_BASE_URL: whole.url },
+  });
+  const liveGw = await startGateway({
+    fake,
+    keys: { k1: OK },
+    env: { GEMINI_BASE_URL: split.url },
+  });
+  try {
+    const res = await fetch(wholeGw.url + "/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${await wholeGw.createUserKey()}`,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify({
+        model: "gemini-2.5-flash",
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [{ role: "user", content: "Say hello to the tests in five words." }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "text/event-stream; charset=utf-8");
+    assert.ok(res.headers.get("x-request-id"), "the app's own headers are set");
+    const text = await res.text();
+    assert.equal(res.headers.get("content-length"), String(encoder.encode(text).length));
+    assert.equal(res.headers.get("transfer-encoding"), null);
+
+    // The same request answered live: the first event alone, the rest once the client has it.
+    const { first, whole: rest } = await rawStream(liveGw, await liveGw.createUserKey());
+    await first;
+    open();
+    const chunks = chunksOf(await rest);
+    assert.equal(chunks.length, 2, `written in ${chunks.length} pieces`);
+    const events = comparableEvents(text);
+    assert.equal(events.at(-1), "data: [DONE]");
+    assert.ok(events.length >= 6, `only ${events.length} events`);
+    assert.deepEqual(events, comparableEvents(chunks.join("")));
+
+    // Its usage is recorded as a live stream's is.
+    const stats = await wholeGw.admin<{ totals: { requests: number; output_tokens: number } }>(
+      "GET",
+      "/admin/api/stats",
+    );
+    assert.equal(stats.json.totals.requests, 1);
+    assert.ok(stats.json.totals.output_tokens > 0, "tokens counted");
+  } finally {
+    open();
+    await wholeGw.close();
+    await liveGw.close();
+    await whole.close();
+    await split.close();
+    await fake.close();
+  }
+});
+
+Deno.test("events in hand when the upstream answers are sent at once, the rest as it comes", async () => {
+  const fake = await startFakeGemini({ quiet: true, keys: { k1: OK } });
+  let open: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const split = relayUpstream(fake.url, { kind: "split", first: 2, gate });
+  const gw = await startGateway({ fake, keys: { k1: OK }, env: { GEMINI_BASE_URL: split.url } });
+  try {
+    const { first, whole } = await rawStream(gw, await gw.createUserKey());
+    // The thought and the first piece of text came together: both are sent before the rest comes.
+    const early = await first;
+    assert.match(early, /"reasoning_content":"Thinking about it\."/);
+    assert.match(early, /"content":"/);
+    assert.doesNotMatch(early, /\[DONE\]/);
+    open();
+    const chunks = chunksOf(await whole);
+    assert.equal(chunks.length, 2, `written in ${chunks.length} pieces`);
+    assert.match(chunks[0], /"content":"/);
+    assert.ok(chunks[1].endsWith("data: [DONE]\n\n"));
+  } finally {
+    open();
+    await gw.close();
+    await split.close();
+    await fake.close();
+  }
+});
+
+Deno.test("function calls of an answer sent whole still get ids that carry their signature", async () => {
+  const fake = await startFakeGemini({ quiet: true, strict: true, keys: { k1: OK } });
+  const whole = relayUpstream(fake.url, { kind: "whole" });
+  const gw = await startGateway({ fake, keys: { k1: OK }, env: { GEMINI_BASE_URL: whole.url } });
+  try {
+    const stream = gw.openai(await gw.createUserKey()).chat.completions.stream({
+      model: "gemini-3-flash-preview",
+      messages: [{ role: "user", content: '[[CALL:get_weather:{"city":"Oslo"}]]' }],
+      tools: [{
+        type: "function",
+        function: { name: "get_weather", parameters: { type: "object", properties: {} } },
+      }],
+    });
+    const final = await stream.finalChatCompletion();
+    const calls = final.choices[0].message.tool_calls ?? [];
+    assert.equal(calls.length, 1);
+    // A plain random id would lose the Gemini 3 thought signature the next turn must send back.
+    assert.match(calls[0].id, /^call_[A-Za-z0-9]{12}[0-9a-f]{24}$/);
+  } finally {
+    await gw.close();
+    await whole.close();
+    await fake.close();
   }
 });
