@@ -193,7 +193,7 @@ export async function chatCompletion(
   signal.addEventListener("abort", stopUpstream, { once: true });
   let rounds: StreamRounds | null = null;
   let answer: ChatStreamAnswer | null = null;
-  // The live response is built while the upstream works on the request, or once it has answered.
+  // The answer's parts are made while the upstream works on the request, or once it has answered.
   const prepare = () =>
     answer ??= chatStreamAnswer(gw, {
       ctx: contextOf(),
@@ -201,7 +201,6 @@ export async function chatCompletion(
       rounds: () => rounds!,
       unwatch: () => signal.removeEventListener("abort", stopUpstream),
       account,
-      finish,
     });
   const opened = await StreamRounds.open(gw, {
     target,
@@ -217,7 +216,7 @@ export async function chatCompletion(
   rounds = opened.value;
   const { live, whole } = prepare();
   const text = whole();
-  return text === null ? live : finish(new Response(text, { headers: SSE_HEADERS }));
+  return finish(text === null ? live() : new Response(text, { headers: SSE_HEADERS }));
 }
 
 /** The headers of a chat stream's response. */
@@ -240,14 +239,17 @@ interface ChatStreamParts {
     attempts: Attempt[],
     outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
   ) => void;
-  /** Gives a response the app's own headers (see `chatCompletion`). */
-  finish: (res: Response) => Response;
 }
 
 /** A chat stream's answer, in one of two forms. */
 interface ChatStreamAnswer {
-  /** The live SSE response: its body is read, translated and sent as the upstream sends. */
-  live: Response;
+  /**
+   * The live SSE response: its body is read, translated and sent as the upstream sends. Made only
+   * when needed: a `ReadableStream`, even one never read, makes Deno's young objects outlive their
+   * first garbage collection (each request's whole object graph, measured), so an answer sent
+   * whole makes none.
+   */
+  live: () => Response;
   /**
    * The whole SSE body when the upstream has sent all of the answer by now (a short answer that
    * came at once), or null: then `live` is the answer, and sends what this took first. Called
@@ -257,10 +259,9 @@ interface ChatStreamAnswer {
 }
 
 /**
- * The SSE answer of a chat stream. The live response can be built before the upstream has answered
- * (nothing in it is read until the route returns it), so it is built while the upstream works. An
- * answer that is all in hand once the upstream has answered leaves as one body: no stream to set
- * up and pull, nothing to wait for.
+ * The SSE answer of a chat stream. Its parts (translator, context) can be made before the upstream
+ * has answered, so they are made while the upstream works. An answer that is all in hand once the
+ * upstream has answered leaves as one body: no stream to set up and pull, nothing to wait for.
  */
 function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer {
   const { ctx, unwatch, account } = parts;
@@ -312,61 +313,65 @@ function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer
     return step;
   };
   // A byte stream: Deno sends its chunks with less work than a default stream's.
-  const stream = new ReadableStream({
-    type: "bytes",
-    async pull(controller) {
-      // What arrived together leaves together, as one write: the steps are taken while they are
-      // in hand, then sent before waiting for the network (so no event waits for a later one). A
-      // pull must enqueue something (or end the stream), or the stream stalls: upstream chunks
-      // that translate to nothing (usage only, overlap held back) are skipped over. The end of
-      // the answer waits for the end of the upstream body, and leaves with it.
-      const rounds = parts.rounds();
-      let out = carried;
-      carried = "";
-      try {
-        while (!done) {
-          // Steps already received are taken without a promise; others are waited for.
-          let step = pending === null ? rounds.poll() : null;
-          if (step === null) {
-            if (out === "" || rounds.finishing) step = await nextStep(rounds);
-            else {
-              const next = nextStep(rounds);
-              const now = await arrived(next);
-              if (now === null) {
-                pending = next;
-                break;
+  const live = () =>
+    new Response(
+      new ReadableStream({
+        type: "bytes",
+        async pull(controller) {
+          // What arrived together leaves together, as one write: the steps are taken while they are
+          // in hand, then sent before waiting for the network (so no event waits for a later one). A
+          // pull must enqueue something (or end the stream), or the stream stalls: upstream chunks
+          // that translate to nothing (usage only, overlap held back) are skipped over. The end of
+          // the answer waits for the end of the upstream body, and leaves with it.
+          const rounds = parts.rounds();
+          let out = carried;
+          carried = "";
+          try {
+            while (!done) {
+              // Steps already received are taken without a promise; others are waited for.
+              let step = pending === null ? rounds.poll() : null;
+              if (step === null) {
+                if (out === "" || rounds.finishing) step = await nextStep(rounds);
+                else {
+                  const next = nextStep(rounds);
+                  const now = await arrived(next);
+                  if (now === null) {
+                    pending = next;
+                    break;
+                  }
+                  step = now.value;
+                }
               }
-              step = now.value;
+              if (done) return;
+              if (step.kind === "end") return finish(controller, rounds, out);
+              if (step.kind === "error") return finish(controller, rounds, out, step.message);
+              ctx.nameCall = hasFunctionCalls(step.value)
+                ? await nameCalls(gw, step.value)
+                : plainNamer;
+              for (const chunk of translator.push(step.value)) out += translator.sse(chunk);
             }
+            if (out !== "" && !done) controller.enqueue(encoder.encode(out));
+          } catch (err) {
+            if (done) return;
+            finish(controller, rounds, out, broke(err));
           }
-          if (done) return;
-          if (step.kind === "end") return finish(controller, rounds, out);
-          if (step.kind === "error") return finish(controller, rounds, out, step.message);
-          ctx.nameCall = hasFunctionCalls(step.value)
-            ? await nameCalls(gw, step.value)
-            : plainNamer;
-          for (const chunk of translator.push(step.value)) out += translator.sse(chunk);
-        }
-        if (out !== "" && !done) controller.enqueue(encoder.encode(out));
-      } catch (err) {
-        if (done) return;
-        finish(controller, rounds, out, broke(err));
-      }
-    },
-    cancel() {
-      // The client went away: stop the upstream and keep what was used.
-      const rounds = parts.rounds();
-      done = true;
-      unwatch();
-      rounds.close();
-      account(rounds.attempts, {
-        ok: true,
-        status: 200,
-        errorClass: "client_closed",
-        usage: rounds.usage,
-      });
-    },
-  });
+        },
+        cancel() {
+          // The client went away: stop the upstream and keep what was used.
+          const rounds = parts.rounds();
+          done = true;
+          unwatch();
+          rounds.close();
+          account(rounds.attempts, {
+            ok: true,
+            status: 200,
+            errorClass: "client_closed",
+            usage: rounds.usage,
+          });
+        },
+      }),
+      { headers: SSE_HEADERS },
+    );
   const whole = (): string | null => {
     const rounds = parts.rounds();
     let out = "";
@@ -397,5 +402,5 @@ function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer
     carried = out;
     return null;
   };
-  return { live: parts.finish(new Response(stream, { headers: SSE_HEADERS })), whole };
+  return { live, whole };
 }

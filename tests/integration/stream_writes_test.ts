@@ -256,6 +256,38 @@ Deno.test("an answer the upstream sent whole leaves as one body, with the events
   }
 });
 
+Deno.test("an answer sent whole makes no ReadableStream (one, even unread, keeps each request's objects alive through a garbage collection)", async () => {
+  const fake = await startFakeGemini({ quiet: true, keys: { k1: OK } });
+  const whole = relayUpstream(fake.url, { kind: "whole" });
+  const gw = await startGateway({ fake, keys: { k1: OK }, env: { GEMINI_BASE_URL: whole.url } });
+  const original = globalThis.ReadableStream;
+  let made = 0;
+  globalThis.ReadableStream = class extends original<Uint8Array> {
+    constructor(...args: ConstructorParameters<typeof ReadableStream<Uint8Array>>) {
+      super(...args);
+      // The fake upstream and the clients of this test make streams too: only the gateway's count.
+      if (/\/(routes|lib)\//.test(new Error().stack ?? "")) made++;
+    }
+  } as typeof ReadableStream;
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const stream = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      stream: true,
+      messages: [{ role: "user", content: "Say hello to the tests in five words." }],
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    assert.match(text, /^Echo: Say hello/);
+    assert.equal(made, 0, "the gateway made a ReadableStream for an answer sent whole");
+  } finally {
+    globalThis.ReadableStream = original;
+    await gw.close();
+    await whole.close();
+    await fake.close();
+  }
+});
+
 Deno.test("events in hand when the upstream answers are sent at once, the rest as it comes", async () => {
   const fake = await startFakeGemini({ quiet: true, keys: { k1: OK } });
   let open: () => void = () => {};
