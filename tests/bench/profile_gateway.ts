@@ -7,9 +7,12 @@
  *
  * With `--alloc`, a third pass samples the main thread's allocations instead (V8's sampling heap
  * profiler, garbage included): bytes allocated per request by the function that allocated them.
+ * With `--survivors`, that pass counts only objects that outlived a young-generation collection
+ * (scavenge): per-request objects should not, and those that do make every scavenge copy them
+ * (an unread `ReadableStream` once made each stream request's whole object graph survive).
  *
  * Run: `deno run -A tests/bench/profile_gateway.ts [--stream] [--clients 64] [--duration 4]
- * [--rpm 1000000] [--kv file|memory] [--top 25] [--alloc]`.
+ * [--rpm 1000000] [--kv file|memory] [--top 25] [--alloc | --survivors]`.
  *
  * @module
  */
@@ -279,14 +282,16 @@ async function main(): Promise<void> {
       );
       printTop("Inclusive time of gateway functions (µs per request):", ours, profiled.ok, top);
 
-      if (flags.has("alloc")) {
-        // Pass 3: where the main thread allocates (every object, short-lived ones included).
+      const survivors = flags.has("survivors");
+      if (flags.has("alloc") || survivors) {
+        // Pass 3: where the main thread allocates (every object, short-lived ones included), or
+        // only what outlived a scavenge.
         const heap = await Cdp.connect(inspectPort);
         await heap.send("HeapProfiler.enable");
         await heap.send("HeapProfiler.startSampling", {
           samplingInterval: 512,
           includeObjectsCollectedByMajorGC: true,
-          includeObjectsCollectedByMinorGC: true,
+          includeObjectsCollectedByMinorGC: !survivors,
         });
         const sampled = await runCell(target, cell);
         const sampling = await heap.send("HeapProfiler.stopSampling");
@@ -294,7 +299,8 @@ async function main(): Promise<void> {
         const bytes = allocations((sampling as { profile: { head: HeapNode } }).profile.head);
         const total = [...bytes.values()].reduce((a, b) => a + b, 0);
         console.log(
-          `\nAllocations: ${(total / sampled.ok / 1024).toFixed(1)} KiB per request ` +
+          `\n${survivors ? "Survivors of a scavenge" : "Allocations"}: ` +
+            `${(total / sampled.ok / 1024).toFixed(1)} KiB per request ` +
             `(${sampled.ok} requests, sampled every 512 bytes)`,
         );
         const perRequest = new Map([...bytes].map(([name, b]) => [name, b / 1024]));
