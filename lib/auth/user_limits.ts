@@ -8,6 +8,7 @@ import type { Context, Next } from "hono";
 import type { AppEnv, Gateway } from "../gateway.ts";
 import { OpenAiError } from "../openai/errors.ts";
 import { modelMatches, type UserKeyRecord } from "../store/user_keys.ts";
+import { isWhole } from "../whole_body.ts";
 
 /** Why a user key may not make this request, independent of the API shape. */
 export interface UserRefusal {
@@ -114,9 +115,13 @@ async function admitOrRefuse(
   return admitted.release;
 }
 
-/** `res`, with `done` called once its body has been sent in full or the client went away. */
+/**
+ * `res`, with `done` called once its body has been sent in full or the client went away. A body
+ * complete in memory (`markWhole`) leaves at once: its slot is given back now, and no stream is
+ * made to watch it go.
+ */
 function releasingResponse(res: Response, done: () => void): Response {
-  if (!res.body) {
+  if (isWhole(res) || !res.body) {
     done();
     return res;
   }

@@ -16,6 +16,7 @@ import {
   type StreamStep,
 } from "../../lib/gemini/rounds.ts";
 import { arrived } from "../../lib/arrived.ts";
+import { markWhole } from "../../lib/whole_body.ts";
 import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
 import { offloadLargeInline, resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
 import { FileAccessError, pinnedFailure } from "../../lib/gemini/files.ts";
@@ -185,7 +186,7 @@ export async function chatCompletion(
     account(result.attempts, { ok: true, status: 200, usage: result.value.usageMetadata });
     const ctx = contextOf();
     ctx.nameCall = hasFunctionCalls(result.value) ? await nameCalls(gw, result.value) : plainNamer;
-    return Response.json(toChatCompletion(result.value, ctx));
+    return markWhole(Response.json(toChatCompletion(result.value, ctx)));
   }
 
   const upstream = new AbortController();
@@ -216,7 +217,7 @@ export async function chatCompletion(
   rounds = opened.value;
   const { live, whole } = prepare();
   const text = whole();
-  return finish(text === null ? live() : new Response(text, { headers: SSE_HEADERS }));
+  return finish(text === null ? live() : markWhole(new Response(text, { headers: SSE_HEADERS })));
 }
 
 /** The headers of a chat stream's response. */

@@ -256,7 +256,7 @@ Deno.test("an answer the upstream sent whole leaves as one body, with the events
   }
 });
 
-Deno.test("an answer sent whole makes no ReadableStream (one, even unread, keeps each request's objects alive through a garbage collection)", async () => {
+Deno.test("answers sent whole make no ReadableStream, under a concurrency limit too (one, even unread, keeps each request's objects alive through a garbage collection)", async () => {
   const fake = await startFakeGemini({ quiet: true, keys: { k1: OK } });
   const whole = relayUpstream(fake.url, { kind: "whole" });
   const gw = await startGateway({ fake, keys: { k1: OK }, env: { GEMINI_BASE_URL: whole.url } });
@@ -270,16 +270,30 @@ Deno.test("an answer sent whole makes no ReadableStream (one, even unread, keeps
     }
   } as typeof ReadableStream;
   try {
-    const client = gw.openai(await gw.createUserKey());
-    const stream = await client.chat.completions.create({
-      model: "gemini-2.5-flash",
-      stream: true,
-      messages: [{ role: "user", content: "Say hello to the tests in five words." }],
+    const plain = await gw.createUserKey();
+    // One request at a time: a slot not given back would refuse the next request.
+    const limited = await gw.admin<{ key: string }>("POST", "/admin/api/user-keys", {
+      name: "one at a time",
+      max_concurrency: 1,
     });
-    let text = "";
-    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
-    assert.match(text, /^Echo: Say hello/);
-    assert.equal(made, 0, "the gateway made a ReadableStream for an answer sent whole");
+    assert.equal(limited.status, 201);
+    for (const apiKey of [plain, limited.json.key, limited.json.key]) {
+      const client = gw.openai(apiKey);
+      const stream = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        stream: true,
+        messages: [{ role: "user", content: "Say hello to the tests in five words." }],
+      });
+      let text = "";
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+      assert.match(text, /^Echo: Say hello/);
+      const answer = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: "Say hello again." }],
+      });
+      assert.match(answer.choices[0].message.content ?? "", /^Echo: Say hello again/);
+    }
+    assert.equal(made, 0, `the gateway made ${made} ReadableStreams for answers sent whole`);
   } finally {
     globalThis.ReadableStream = original;
     await gw.close();
