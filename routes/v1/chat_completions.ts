@@ -268,10 +268,20 @@ function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer
   const { ctx, unwatch, account } = parts;
   const translator = new ChatStreamTranslator(ctx, { includeUsage: parts.includeUsage });
   let done = false;
-  /** Ends the stream: `pending` (events made but not sent yet) and the last events. */
-  const ending = (pending: string, error?: string): string => {
+  /**
+   * Ends the answer: lets go of the upstream, records the request, and returns what is left to
+   * send (`pending`, events made but not sent yet, and the last events).
+   */
+  const ending = (rounds: StreamRounds, pending: string, error?: string): string => {
     done = true;
     unwatch();
+    rounds.close();
+    account(rounds.attempts, {
+      ok: !error,
+      status: 200,
+      errorClass: error ? "stream_error" : undefined,
+      usage: rounds.usage,
+    });
     let out = pending;
     if (error) {
       out += `data: ${JSON.stringify(streamErrorEvent(error, "upstream_stream_error"))}\n\n`;
@@ -281,25 +291,14 @@ function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer
     }
     return out;
   };
-  /** Lets go of the upstream and records the request, once its last events are sent. */
-  const settle = (rounds: StreamRounds, error?: string) => {
-    rounds.close();
-    account(rounds.attempts, {
-      ok: !error,
-      status: 200,
-      errorClass: error ? "stream_error" : undefined,
-      usage: rounds.usage,
-    });
-  };
   const finish = (
     controller: ReadableByteStreamController,
     rounds: StreamRounds,
     pending: string,
     error?: string,
   ) => {
-    controller.enqueue(encoder.encode(ending(pending, error)));
+    controller.enqueue(encoder.encode(ending(rounds, pending, error)));
     controller.close();
-    settle(rounds, error);
   };
   const broke = (err: unknown) =>
     `Upstream stream broke: ${err instanceof Error ? err.message : err}`;
@@ -381,10 +380,7 @@ function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer
         const step = rounds.poll();
         if (step === null) break;
         if (step.kind !== "chunk") {
-          const error = step.kind === "error" ? step.message : undefined;
-          const text = ending(out, error);
-          settle(rounds, error);
-          return text;
+          return ending(rounds, out, step.kind === "error" ? step.message : undefined);
         }
         if (hasFunctionCalls(step.value)) {
           // Its calls are named with a wait (KV): the live stream takes it from here.
@@ -395,10 +391,7 @@ function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer
         for (const chunk of translator.push(step.value)) out += translator.sse(chunk);
       }
     } catch (err) {
-      const error = broke(err);
-      const text = ending(out, error);
-      settle(rounds, error);
-      return text;
+      return ending(rounds, out, broke(err));
     }
     carried = out;
     return null;

@@ -23,7 +23,7 @@ function piecewiseStreams(gate: Promise<void>): typeof fetch {
     const url = input instanceof Request ? input.url : String(input);
     if (!url.includes(":streamGenerateContent") || !res.ok) return res;
     const text = await res.text();
-    const events = text.split(/(?<=\r\n\r\n)/).filter((e) => e !== "");
+    const events = sseEvents(text);
     const body = new ReadableStream<Uint8Array>({
       async start(controller) {
         controller.enqueue(encoder.encode(events[0]));
@@ -34,6 +34,11 @@ function piecewiseStreams(gate: Promise<void>): typeof fetch {
     });
     return new Response(body, { status: res.status, headers: res.headers });
   };
+}
+
+/** The events of an upstream SSE body, each with its CRLF CRLF end. */
+function sseEvents(text: string): string[] {
+  return text.split(/(?<=\r\n\r\n)/).filter((e) => e !== "");
 }
 
 /** The body chunks of a chunked HTTP/1.1 response, as framed on the wire. */
@@ -162,7 +167,7 @@ function relayUpstream(fakeUrl: string, shape: Shape): { url: string; close(): P
       const text = await res.text();
       const headers = { "content-type": "text/event-stream" };
       if (shape.kind === "whole") return new Response(text, { headers });
-      const events = text.split(/(?<=\r\n\r\n)/).filter((e) => e !== "");
+      const events = sseEvents(text);
       const { first, gate } = shape;
       const body = new ReadableStream<Uint8Array>({
         async start(controller) {
