@@ -16,7 +16,7 @@ import {
 } from "../../lib/auth/native_auth.ts";
 import { modelVisible } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
-import type { UpstreamRequest } from "../../lib/gemini/client.ts";
+import type { ByteSource } from "../../lib/gemini/byte_source.ts";
 import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
 import {
   assertFileKeyUsable,
@@ -55,6 +55,7 @@ import type { Attempt } from "../../lib/store/usage.ts";
 import { expiryOf, fileStateOf } from "../../lib/translate/files.ts";
 import { normalizeModel } from "../../lib/translate/models.ts";
 import { urlPath } from "../../lib/url_path.ts";
+import { markWhole } from "../../lib/whole_body.ts";
 
 /** Largest JSON body of a native request (inline media included). */
 const MAX_JSON_BYTES = 40 * 1024 * 1024;
@@ -370,18 +371,12 @@ async function modelCall(
     throw googleErrorOf(failure);
   };
 
-  const request: UpstreamRequest = {
-    method: "POST",
-    path,
-    query,
-    body: text,
-    headers: forwardedHeaders(c.req.raw),
-  };
+  const post = { path, query, body: text, headers: forwardedHeaders(c.req.raw) };
   const streaming = call.method === "streamGenerateContent" &&
     url.searchParams.get("alt") === "sse";
   if (!streaming) {
     const result = await runWithFailover(gw.pool, failover, async (key) => {
-      const res = await gw.client.send(key.secret, request, signal);
+      const res = await gw.client.post(key.secret, post, signal);
       const body = await res.text();
       return res.ok ? { ok: true, value: body } : { ok: false, status: res.status, body };
     });
@@ -392,7 +387,7 @@ async function modelCall(
       if (parsed.ok) usage = parsed.value.usageMetadata;
     }
     account(result.attempts, { ok: true, status: 200, usage });
-    return jsonResponse(result.value);
+    return markWhole(jsonResponse(result.value));
   }
 
   // A stream: opened once its first event has arrived (failover until then), then passed through
@@ -400,110 +395,190 @@ async function modelCall(
   const upstream = new AbortController();
   const stopUpstream = () => upstream.abort();
   signal.addEventListener("abort", stopUpstream, { once: true });
-  const decoder = new TextDecoder();
   const opened = await runWithFailover(gw.pool, failover, async (key) => {
-    const res = await gw.client.send(key.secret, request, upstream.signal);
-    if (!res.ok || !res.body) return { ok: false, status: res.status, body: await res.text() };
-    const reader = res.body.getReader();
-    const parser = new SseParser();
-    const buffered: Uint8Array[] = [];
-    while (true) {
-      const next = await reader.read();
-      if (next.done) {
-        return { ok: false, status: 502, body: "Upstream stream ended with no data" };
-      }
-      buffered.push(next.value);
-      const events = parser.push(decoder.decode(next.value, { stream: true }));
-      if (events.length === 0) continue;
-      const first = parseChunk(events[0]);
-      if (!first.ok) {
-        await reader.cancel().catch(() => {});
-        return first;
-      }
-      return { ok: true, value: { reader, parser, buffered, events } };
+    const res = await gw.client.post(key.secret, post, upstream.signal);
+    if (!res.ok) return { ok: false, status: res.status, body: await res.text() };
+    const passing = new PassThrough(res.body);
+    const first = await passing.firstEvent();
+    if (first === null) {
+      return { ok: false, status: 502, body: "Upstream stream ended with no data" };
     }
+    const parsed = parseChunk(first);
+    if (!parsed.ok) {
+      await res.body.cancel();
+      return parsed;
+    }
+    return { ok: true, value: passing };
   });
   if (!opened.ok) {
     signal.removeEventListener("abort", stopUpstream);
     return await fail(opened.failure, opened.attempts);
   }
-  const { reader, parser, buffered } = opened.value;
-  let usage: UsageMetadata | undefined;
-  let finished = false;
-  const inspect = (events: string[]) => {
-    for (const e of events) {
-      const parsed = parseChunk(e);
-      if (!parsed.ok) continue;
-      if (parsed.value.usageMetadata) usage = parsed.value.usageMetadata;
-      if ((parsed.value.candidates ?? []).some((c) => c.finishReason)) finished = true;
-      if (parsed.value.promptFeedback?.blockReason) finished = true;
-    }
+  const passing = opened.value;
+  const end = (error: string | undefined, errorClass = error ? "stream_error" : undefined) => {
+    signal.removeEventListener("abort", stopUpstream);
+    account(opened.attempts, { ok: !error, status: 200, errorClass, usage: passing.usage });
+    return error ? streamError(error) : null;
   };
-  inspect(opened.value.events);
-  const encoder = new TextEncoder();
+  if (passing.readAll()) {
+    // The whole answer is in hand: one body, no stream to set up and pull.
+    const last = end(passing.incomplete);
+    const chunks = last ? [...passing.taken(), last] : passing.taken();
+    return markWhole(new Response(concat(chunks), { headers: NATIVE_SSE_HEADERS }));
+  }
   // One idle timer for the whole stream, not one per chunk.
   const idle = new IdleTimeout(gw.client.deadlines);
-  const upstreamChunks = { next: () => reader.read() } as AsyncIterator<Uint8Array>;
   let done = false;
-  const end = (controller: ReadableStreamDefaultController<Uint8Array>, error?: string) => {
-    done = true;
-    idle.close();
-    signal.removeEventListener("abort", stopUpstream);
-    if (error) {
-      const payload = { error: { code: 502, message: error, status: "UNAVAILABLE" } };
-      controller.enqueue(encoder.encode(`data: ${JSON.stringify(payload)}\r\n\r\n`));
-    }
-    controller.close();
-    account(opened.attempts, {
-      ok: !error,
-      status: 200,
-      errorClass: error ? "stream_error" : undefined,
-      usage,
-    });
-  };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (done) return;
-      const chunk = buffered.shift();
-      if (chunk) return controller.enqueue(chunk);
+      const held = passing.taken();
+      if (held.length) return held.forEach((chunk) => controller.enqueue(chunk));
+      let last: Uint8Array | null = null;
       try {
-        const next = await idle.next(upstreamChunks);
+        const next = await idle.next(passing);
         if (done) return;
         if (next === "timeout") {
           upstream.abort();
-          return end(controller, "Upstream sent nothing for too long; the answer is incomplete");
+          last = end("Upstream sent nothing for too long; the answer is incomplete");
+        } else if (next.done) {
+          last = end(passing.incomplete);
+        } else {
+          return controller.enqueue(next.value);
         }
-        if (next.done) {
-          inspect(parser.push(decoder.decode()));
-          inspect(parser.flush());
-          return end(
-            controller,
-            finished ? undefined : "Upstream ended the stream before the answer was complete",
-          );
-        }
-        inspect(parser.push(decoder.decode(next.value, { stream: true })));
-        controller.enqueue(next.value);
       } catch (err) {
         if (done) return;
-        end(controller, `Upstream stream broke: ${err instanceof Error ? err.message : err}`);
+        last = end(`Upstream stream broke: ${err instanceof Error ? err.message : err}`);
       }
-    },
-    cancel() {
       done = true;
       idle.close();
-      signal.removeEventListener("abort", stopUpstream);
+      if (last) controller.enqueue(last);
+      controller.close();
+    },
+    cancel() {
+      if (done) return;
+      done = true;
+      idle.close();
       upstream.abort();
-      reader.cancel().catch(() => {});
-      account(opened.attempts, { ok: true, status: 200, errorClass: "client_closed", usage });
+      passing.cancel();
+      end(undefined, "client_closed");
     },
   });
-  return new Response(body, {
-    headers: {
-      "content-type": "text/event-stream",
-      "cache-control": "no-cache",
-      "x-accel-buffering": "no",
-    },
-  });
+  return new Response(body, { headers: NATIVE_SSE_HEADERS });
+}
+
+/** The headers of a native stream's response. */
+const NATIVE_SSE_HEADERS = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-cache",
+  "x-accel-buffering": "no",
+};
+
+const encoder = new TextEncoder();
+
+/** The event that ends a stream that failed after its first byte, in Google's error shape. */
+function streamError(message: string): Uint8Array {
+  const payload = { error: { code: 502, message, status: "UNAVAILABLE" } };
+  return encoder.encode(`data: ${JSON.stringify(payload)}\r\n\r\n`);
+}
+
+/** `chunks` as one array. */
+function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  let length = 0;
+  for (const chunk of chunks) length += chunk.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/**
+ * An upstream SSE body passed through byte for byte (copies, in order), its events read on the
+ * side: the usage they report, and whether the answer reached its end.
+ */
+class PassThrough implements AsyncIterator<Uint8Array> {
+  #source: ByteSource;
+  #parser = new SseParser();
+  #decoder = new TextDecoder();
+  /** Bytes read and not yet passed on. */
+  #held: Uint8Array[] = [];
+  #finished = false;
+  usage: UsageMetadata | undefined;
+
+  constructor(source: ByteSource) {
+    this.#source = source;
+  }
+
+  /** Reads until the first event and answers its payload (null: the body ended without one). */
+  async firstEvent(): Promise<string | null> {
+    while (true) {
+      const bytes = await this.#source.read();
+      if (bytes === null) return this.#end()[0] ?? null;
+      const copy = bytes.slice();
+      this.#held.push(copy);
+      const events = this.#parser.push(this.#decoder.decode(copy, { stream: true }));
+      this.#inspect(events);
+      if (events.length) return events[0];
+    }
+  }
+
+  /**
+   * Whether every byte has been read (when the source can tell without another read); if so, the
+   * events of the last bytes are read too.
+   */
+  readAll(): boolean {
+    if (this.#source.ended !== true) return false;
+    this.#end();
+    return true;
+  }
+
+  /** Why the answer is incomplete, once the body has ended; undefined when it is complete. */
+  get incomplete(): string | undefined {
+    return this.#finished ? undefined : "Upstream ended the stream before the answer was complete";
+  }
+
+  /** The bytes read and not yet passed on. */
+  taken(): Uint8Array[] {
+    const held = this.#held;
+    this.#held = [];
+    return held;
+  }
+
+  /** The next bytes to pass on (a copy), or done at the end of the body. */
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    const bytes = await this.#source.read();
+    if (bytes === null) {
+      this.#end();
+      return { done: true, value: undefined };
+    }
+    const copy = bytes.slice();
+    this.#inspect(this.#parser.push(this.#decoder.decode(copy, { stream: true })));
+    return { done: false, value: copy };
+  }
+
+  cancel(): void {
+    this.#source.cancel().catch(() => {});
+  }
+
+  /** The body ended: the events of what the decoder and the parser still hold. */
+  #end(): string[] {
+    const events = [...this.#parser.push(this.#decoder.decode()), ...this.#parser.flush()];
+    this.#inspect(events);
+    return events;
+  }
+
+  #inspect(events: string[]): void {
+    for (const e of events) {
+      const parsed = parseChunk(e);
+      if (!parsed.ok) continue;
+      if (parsed.value.usageMetadata) this.usage = parsed.value.usageMetadata;
+      if ((parsed.value.candidates ?? []).some((c) => c.finishReason)) this.#finished = true;
+      if (parsed.value.promptFeedback?.blockReason) this.#finished = true;
+    }
+  }
 }
 
 /** `GET files`: the caller's own files, from KV (the upstream list would show other users'). */

@@ -189,6 +189,22 @@ function relayUpstream(fakeUrl: string, shape: Shape): { url: string; close(): P
   };
 }
 
+/** A Gemini-native generate call (streamed with `alt=sse`) through the gateway. */
+function nativeCall(
+  gw: TestGateway,
+  apiKey: string,
+  method: "generateContent" | "streamGenerateContent",
+): Promise<Response> {
+  const query = method === "streamGenerateContent" ? "?alt=sse" : "";
+  return fetch(`${gw.url}/v1beta/models/gemini-2.5-flash:${method}${query}`, {
+    method: "POST",
+    headers: { "x-goog-api-key": apiKey, "content-type": "application/json" },
+    body: JSON.stringify({
+      contents: [{ role: "user", parts: [{ text: "Say hello to the tests in five words." }] }],
+    }),
+  });
+}
+
 /** The events of an SSE text, with what differs between two answers (id, time) made equal. */
 function comparableEvents(text: string): string[] {
   return text.split("\n\n").filter((e) => e !== "").map((e) =>
@@ -297,6 +313,12 @@ Deno.test("answers sent whole make no ReadableStream, under a concurrency limit 
         messages: [{ role: "user", content: "Say hello again." }],
       });
       assert.match(answer.choices[0].message.content ?? "", /^Echo: Say hello again/);
+      // The Gemini-native API, which passes answers through.
+      for (const method of ["streamGenerateContent", "generateContent"] as const) {
+        const res = await nativeCall(gw, apiKey, method);
+        assert.equal(res.status, 200);
+        assert.match(await res.text(), /"finishReason":"STOP"/);
+      }
     }
     assert.equal(made, 0, `the gateway made ${made} ReadableStreams for answers sent whole`);
   } finally {
@@ -354,6 +376,73 @@ Deno.test("function calls of an answer sent whole still get ids that carry their
   } finally {
     await gw.close();
     await whole.close();
+    await fake.close();
+  }
+});
+
+Deno.test("a native stream the upstream sent whole leaves as one body, the same bytes a live one passes through", async () => {
+  const fake = await startFakeGemini({ quiet: true, keys: { k1: OK } });
+  const whole = relayUpstream(fake.url, { kind: "whole" });
+  let open: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const split = relayUpstream(fake.url, { kind: "split", first: 1, gate });
+  const wholeGw = await startGateway({
+    fake,
+    keys: { k1: OK },
+    env: { GEMINI_BASE_URL: whole.url },
+  });
+  const liveGw = await startGateway({
+    fake,
+    keys: { k1: OK },
+    env: { GEMINI_BASE_URL: split.url },
+  });
+  // Only the response id differs between two answers of the fake.
+  const comparable = (text: string) => text.replaceAll(/"responseId":"[^"]*"/g, '"responseId":"X"');
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const res = await nativeCall(wholeGw, await wholeGw.createUserKey(), "streamGenerateContent");
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "text/event-stream");
+    const text = await res.text();
+    assert.equal(res.headers.get("content-length"), String(encoder.encode(text).length));
+    assert.equal(res.headers.get("transfer-encoding"), null);
+    assert.match(text, /^data: \{"candidates"/);
+    assert.match(text, /"finishReason":"STOP"/);
+
+    // Live: the first event reaches the client before the upstream sends the rest.
+    const live = await nativeCall(liveGw, await liveGw.createUserKey(), "streamGenerateContent");
+    assert.equal(live.headers.get("content-length"), null);
+    const reader = live.body!.getReader();
+    const first = await Promise.race([
+      reader.read(),
+      new Promise<"waiting">((resolve) => (timer = setTimeout(() => resolve("waiting"), 5000))),
+    ]);
+    clearTimeout(timer);
+    assert.ok(first !== "waiting" && !first.done, "the first event waited for the rest");
+    let liveText = decoder.decode(first.value, { stream: true });
+    assert.doesNotMatch(liveText, /finishReason/);
+    open();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      liveText += decoder.decode(r.value, { stream: true });
+    }
+    assert.equal(comparable(liveText), comparable(text));
+
+    // Both are counted, with their tokens.
+    for (const gw of [wholeGw, liveGw]) {
+      const stats = await gw.admin<{ totals: { requests: number; output_tokens: number } }>(
+        "GET",
+        "/admin/api/stats",
+      );
+      assert.equal(stats.json.totals.requests, 1);
+      assert.ok(stats.json.totals.output_tokens > 0, "tokens counted");
+    }
+  } finally {
+    clearTimeout(timer);
+    open();
+    await wholeGw.close();
+    await liveGw.close();
+    await whole.close();
+    await split.close();
     await fake.close();
   }
 });
