@@ -21,6 +21,7 @@ import {
   toBatchEmbedRequests,
   toEmbeddingsResponse,
 } from "../../lib/translate/embeddings.ts";
+import { markWhole } from "../../lib/whole_body.ts";
 
 const BatchEmbedResponseSchema = z.object({
   embeddings: z.array(z.object({ values: z.array(z.number()) })),
@@ -100,7 +101,7 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
         totalTokenCount: body.usage.total_tokens,
       },
     });
-    return c.json(body);
+    return markWhole(c.json(body));
   });
   return app;
 }

@@ -13,6 +13,7 @@ import { normalizeModel } from "../../lib/translate/chat_request.ts";
 import { aliasModels } from "../../lib/translate/models.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import { modelVisible } from "../../lib/auth/user_limits.ts";
+import { markWhole } from "../../lib/whole_body.ts";
 
 /** Generation methods that make a model useful through this gateway. */
 const SERVED_METHODS = new Set(["generateContent", "embedContent", "batchEmbedContents"]);
@@ -79,7 +80,7 @@ export async function visibleModels(gw: Gateway, userKey: UserKeyRecord): Promis
 export function modelsRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get("/", async (c) => {
-    return c.json({ object: "list", data: await visibleModels(gw, c.get("userKey")) });
+    return markWhole(c.json({ object: "list", data: await visibleModels(gw, c.get("userKey")) }));
   });
   app.get("/:id{.+}", async (c) => {
     const id = normalizeModel(decodeURIComponent(c.req.param("id")));
@@ -90,7 +91,7 @@ export function modelsRoutes(gw: Gateway): Hono<AppEnv> {
         code: "model_not_found",
       });
     }
-    return c.json(found);
+    return markWhole(c.json(found));
   });
   return app;
 }

@@ -313,6 +313,12 @@ Deno.test("answers sent whole make no ReadableStream, under a concurrency limit 
         messages: [{ role: "user", content: "Say hello again." }],
       });
       assert.match(answer.choices[0].message.content ?? "", /^Echo: Say hello again/);
+      const embedded = await client.embeddings.create({
+        model: "gemini-embedding-001",
+        input: "hello",
+      });
+      assert.ok(embedded.data[0].embedding.length > 0);
+      assert.ok((await client.models.list()).data.length > 0);
       // The Gemini-native API, which passes answers through.
       for (const method of ["streamGenerateContent", "generateContent"] as const) {
         const res = await nativeCall(gw, apiKey, method);
