@@ -1,5 +1,5 @@
 /**
- * Thought signatures behind tool-call ids: `["tool_call", hash]` -> `{signature, geminiId}` for a
+ * Thought signatures behind tool-call ids: `["tool_call", hash]` -> `{signature, geminiId, model}` for a
  * week, plus a bounded in-memory copy so the next turn on the same isolate needs no KV read.
  */
 import * as z from "zod";
@@ -17,6 +17,8 @@ const MAX_SIGNATURE_CHARS = 48_000;
 export const ToolCallRecordSchema = z.object({
   signature: z.string().optional(),
   geminiId: z.string().optional(),
+  /** The upstream model that made the call (its signature is valid for that model only). */
+  model: z.string().optional(),
 });
 
 /** One stored tool-call record. */

@@ -58,10 +58,14 @@ export interface FileRef {
   mimeType: string;
 }
 
-/** A stored tool-call record: the thought signature and Gemini's own call id. */
+/**
+ * A stored tool-call record: the thought signature, Gemini's own call id, and the model that made
+ * them (a signature is only valid for that model).
+ */
 export interface ToolCallRecord {
   signature?: string;
   geminiId?: string;
+  model?: string;
 }
 
 /** What the route resolved before translating. */
@@ -334,6 +338,7 @@ function functionCallParts(
   calls: readonly ToolCall[],
   index: number,
   refs: ResolvedRefs,
+  model: string,
 ): Part[] {
   return calls.map((call, j): Part => {
     const param = `messages[${index}].tool_calls[${j}]`;
@@ -348,7 +353,13 @@ function functionCallParts(
       ? refs.toolCalls?.get(parsed.hash)
       : undefined;
     if (record?.geminiId) functionCall.id = record.geminiId;
-    const signature = call.extra_content?.google?.thought_signature ?? record?.signature;
+    // A signature is bound to the model that made it: another model refuses it as corrupted, so a
+    // conversation that changed model replays the call without it (the dummy, where one is due),
+    // whether the client echoed it or the gateway stored it.
+    const foreign = record?.model !== undefined && record.model !== model;
+    const signature = foreign
+      ? undefined
+      : call.extra_content?.google?.thought_signature ?? record?.signature;
     if (signature) part.thoughtSignature = signature;
     return part;
   });
@@ -524,7 +535,7 @@ export function toGeminiChatRequest(
         if (text) parts.push({ text });
         const calls = message.tool_calls ?? [];
         for (const call of calls) callNames.set(call.id, call.function.name);
-        const callParts = functionCallParts(calls, index, refs);
+        const callParts = functionCallParts(calls, index, refs, model);
         if (message.function_call) {
           callParts.push({
             functionCall: {

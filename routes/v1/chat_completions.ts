@@ -54,10 +54,15 @@ const encoder = new TextEncoder();
 const plainNamer: ToolCallNamer = () => plainToolCallId();
 
 /**
- * Gives the function calls of `res` their OpenAI ids: a call with a thought signature (or with
- * Gemini's own id) gets an id that points at a stored record; others get a plain random id.
+ * Gives the function calls of `res`, made by `model`, their OpenAI ids: a call with a thought
+ * signature (or with Gemini's own id) gets an id that points at a stored record; others get a
+ * plain random id.
  */
-async function nameCalls(gw: Gateway, res: GenerateContentResponse): Promise<ToolCallNamer> {
+async function nameCalls(
+  gw: Gateway,
+  res: GenerateContentResponse,
+  model: string,
+): Promise<ToolCallNamer> {
   const ids = new WeakMap<object, string>();
   for (const c of res.candidates ?? []) {
     for (const part of c.content?.parts ?? []) {
@@ -73,6 +78,7 @@ async function nameCalls(gw: Gateway, res: GenerateContentResponse): Promise<Too
       const record = {
         ...(signature ? { signature } : {}),
         ...(call.id ? { geminiId: call.id } : {}),
+        model,
       };
       if (gw.toolCalls.remember(hash, record)) ids.set(call, makeToolCallId(randomIdPart(), hash));
     }
@@ -185,7 +191,9 @@ export async function chatCompletion(
     if (!result.ok) return await fail(result.failure, result.attempts);
     account(result.attempts, { ok: true, status: 200, usage: result.value.usageMetadata });
     const ctx = contextOf();
-    ctx.nameCall = hasFunctionCalls(result.value) ? await nameCalls(gw, result.value) : plainNamer;
+    ctx.nameCall = hasFunctionCalls(result.value)
+      ? await nameCalls(gw, result.value, model)
+      : plainNamer;
     return markWhole(Response.json(toChatCompletion(result.value, ctx)));
   }
 
@@ -198,6 +206,7 @@ export async function chatCompletion(
   const prepare = () =>
     answer ??= chatStreamAnswer(gw, {
       ctx: contextOf(),
+      model,
       includeUsage: req.stream_options?.include_usage === true,
       rounds: () => rounds!,
       unwatch: () => signal.removeEventListener("abort", stopUpstream),
@@ -230,6 +239,8 @@ const SSE_HEADERS = {
 /** What a chat stream's response is made of. */
 interface ChatStreamParts {
   ctx: CompletionContext;
+  /** The upstream model (its thought signatures are stored with it). */
+  model: string;
   includeUsage: boolean;
   /** The upstream stream, opened by the time the body is first read. */
   rounds: () => StreamRounds;
@@ -346,7 +357,7 @@ function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer
               if (step.kind === "end") return finish(controller, rounds, out);
               if (step.kind === "error") return finish(controller, rounds, out, step.message);
               ctx.nameCall = hasFunctionCalls(step.value)
-                ? await nameCalls(gw, step.value)
+                ? await nameCalls(gw, step.value, parts.model)
                 : plainNamer;
               for (const chunk of translator.push(step.value)) out += translator.sse(chunk);
             }

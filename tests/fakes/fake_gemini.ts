@@ -606,8 +606,8 @@ class FakeGeminiServer implements FakeGemini {
   readonly #strict: boolean;
   readonly #outputLimit: number | undefined;
   readonly #videoProcessing: { state: "ACTIVE" | "FAILED"; afterGets: number };
-  /** Thought signatures this fake issued (Gemini 3 function calls). */
-  readonly #signatures = new Set<string>();
+  /** Thought signatures this fake issued (Gemini 3 function calls), with the model that did. */
+  readonly #signatures = new Map<string, string>();
   readonly #counts = new Map<string, number>();
   readonly #files = new Map<string, StoredFile>();
   readonly #sessions = new Map<string, UploadSession>();
@@ -854,7 +854,11 @@ class FakeGeminiServer implements FakeGemini {
     const fileError = this.#checkFileRefs(contents, project);
     if (fileError !== null) return fileError;
     if (this.#strict) {
-      const invalid = checkGenerateRequest(this.#modelById.get(model), body, this.#signatures);
+      const invalid = checkGenerateRequest(
+        this.#modelById.get(model),
+        body,
+        (signature) => this.#signatures.get(signature) === model,
+      );
       if (invalid !== null) return invalid;
     }
 
@@ -995,7 +999,7 @@ class FakeGeminiServer implements FakeGemini {
       const part: Json = { functionCall: { name: call.name, args: call.args } };
       if (i === 0 && model.startsWith("gemini-3")) {
         const signature = newThoughtSignature();
-        this.#signatures.add(signature);
+        this.#signatures.set(signature, model);
         part.thoughtSignature = signature;
       }
       return part;
@@ -1583,7 +1587,7 @@ function checkThinking(model: Json | undefined, thinking: Json): Response | null
 function checkGenerateRequest(
   model: Json | undefined,
   body: Json,
-  issued: ReadonlySet<string>,
+  issued: (signature: string) => boolean,
 ): Response | null {
   const top = unknownField(body, GENERATE_FIELDS, "");
   if (top) return top;
@@ -1759,9 +1763,13 @@ function hasTextPart(content: Json): boolean {
 
 /**
  * Gemini 3: in the current turn (after the last user text), the first function call of every
- * model step must carry the signature the model issued, or the documented dummy.
+ * model step must carry the signature the model issued (this model: another model's is refused),
+ * or the documented dummy.
  */
-function checkThoughtSignatures(contents: unknown[], issued: ReadonlySet<string>): Response | null {
+function checkThoughtSignatures(
+  contents: unknown[],
+  issued: (signature: string) => boolean,
+): Response | null {
   let start = 0;
   for (let i = contents.length - 1; i >= 0; i--) {
     const c = contents[i];
@@ -1789,7 +1797,7 @@ function checkThoughtSignatures(contents: unknown[], issued: ReadonlySet<string>
         }. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.`,
       );
     }
-    if (signature !== DUMMY_THOUGHT_SIGNATURE && !issued.has(signature)) {
+    if (signature !== DUMMY_THOUGHT_SIGNATURE && !issued(signature)) {
       return badRequest(
         "Unable to submit request because Thought signature is not valid.. Learn more: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/gemini",
       );

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type OpenAI from "openai";
 import { startGateway, type TestGateway } from "./harness.ts";
-import { DUMMY_THOUGHT_SIGNATURE } from "../fakes/fake_gemini.ts";
+import { DEFAULT_MODELS, DUMMY_THOUGHT_SIGNATURE } from "../fakes/fake_gemini.ts";
 
 const OK = { kind: "ok" } as const;
 const G3 = "gemini-3-flash-preview";
@@ -163,6 +163,56 @@ Deno.test("a client that drops unknown fields still sends the signature back thr
     } finally {
       await other.close();
     }
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a conversation that moves to another model replays its calls with the dummy signature, not the other model's", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaTools-1": OK },
+    fakeOptions: {
+      strict: true,
+      models: [...DEFAULT_MODELS, {
+        name: "gemini-3-pro-preview",
+        displayName: "Gemini 3 Pro Preview",
+        supportedGenerationMethods: ["generateContent", "countTokens"],
+        inputTokenLimit: 1048576,
+        outputTokenLimit: 65536,
+        thinking: true,
+      }],
+    },
+  });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const ask = { role: "user", content: '[[CALL:get_weather:{"city":"Oslo"}]]' } as const;
+    const first = await client.chat.completions.create({
+      model: G3,
+      messages: [ask],
+      tools: [weatherTool],
+    });
+    const message = first.choices[0].message;
+    const call = message.tool_calls![0];
+    // The whole assistant message goes back, the signature it carries included.
+    const history = [ask, message, {
+      role: "tool" as const,
+      tool_call_id: call.id,
+      content: "sunny",
+    }];
+    const other = await client.chat.completions.create({
+      model: "gemini-3-pro-preview",
+      messages: history,
+      tools: [weatherTool],
+    });
+    assert.equal(other.choices[0].message.content, 'Results: get_weather={"output":"sunny"}');
+    assert.equal(
+      generateBodies(gw)[1].contents[1].parts[0].thoughtSignature,
+      DUMMY_THOUGHT_SIGNATURE,
+    );
+    // Back on the model that made it, the call keeps its own signature.
+    await client.chat.completions.create({ model: G3, messages: history, tools: [weatherTool] });
+    const own = generateBodies(gw)[2].contents[1].parts[0].thoughtSignature;
+    assert.ok(own && own !== DUMMY_THOUGHT_SIGNATURE);
   } finally {
     await gw.close();
   }

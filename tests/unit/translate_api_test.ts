@@ -163,6 +163,41 @@ Deno.test("tool-call ids carry a short hash, and Gemini's own ids pass back unto
   assert.equal(fallback.body.contents[1].parts[0].thoughtSignature, DUMMY_THOUGHT_SIGNATURE);
   assert.equal(fallback.body.contents[1].parts[1].thoughtSignature, undefined);
   assert.deepEqual(toolResultObject("plain text"), { output: "plain text" });
+
+  // A signature is valid only for the model that made it: the same model gets it back, another
+  // gets the dummy, even when the client echoed the signature itself.
+  const made = (model: string) => ({
+    refs: { toolCalls: new Map([[hash, { signature: "SIG", geminiId: "gid", model }]]) },
+  });
+  const same = toGeminiChatRequest(req, made("gemini-3-flash-preview"));
+  assert.equal(same.body.contents[1].parts[0].thoughtSignature, "SIG");
+  const switched = toGeminiChatRequest(req, made("gemini-3-pro-preview"));
+  assert.equal(switched.body.contents[1].parts[0].thoughtSignature, DUMMY_THOUGHT_SIGNATURE);
+  assert.deepEqual(switched.body.contents[1].parts[0].functionCall, {
+    name: "f",
+    args: { a: 1 },
+    id: "gid",
+  });
+  const echoed = ChatCompletionRequestSchema.parse({
+    ...req,
+    messages: req.messages.map((m) =>
+      m.role === "assistant"
+        ? {
+          ...m,
+          tool_calls: m.tool_calls?.map((c) => ({
+            ...c,
+            extra_content: { google: { thought_signature: "SIG" } },
+          })),
+        }
+        : m
+    ),
+  });
+  const echoedSwitch = toGeminiChatRequest(echoed, made("gemini-3-pro-preview"));
+  assert.equal(echoedSwitch.body.contents[1].parts[0].thoughtSignature, DUMMY_THOUGHT_SIGNATURE);
+  // A call the gateway has no record of keeps what the client sent.
+  assert.equal(echoedSwitch.body.contents[1].parts[1].thoughtSignature, "SIG");
+  const echoedSame = toGeminiChatRequest(echoed, made("gemini-3-flash-preview"));
+  assert.equal(echoedSame.body.contents[1].parts[1].thoughtSignature, "SIG");
 });
 
 Deno.test("responses turn function calls into tool_calls, in streams with running indexes", () => {
