@@ -60,6 +60,19 @@ const KEY_403_PATTERNS = [
   /has not been used in project .* or it is disabled/i,
 ];
 
+/** `ErrorInfo` reasons of a 403 that condemn the key (disabled API, restricted or suspended key). */
+const KEY_403_REASONS = new Set([
+  "SERVICE_DISABLED",
+  "CONSUMER_SUSPENDED",
+  "API_KEY_HTTP_REFERRER_BLOCKED",
+  "API_KEY_IP_ADDRESS_BLOCKED",
+  "API_KEY_ANDROID_APP_BLOCKED",
+  "API_KEY_IOS_APP_BLOCKED",
+]);
+
+/** A 403 about a resource the request names, not about the key. */
+const RESOURCE_403 = /permission to access the File|CachedContent|or it may not exist/i;
+
 /** Classifies an HTTP error answer from Gemini. */
 export function classifyHttpFailure(status: number, bodyText: string): FailureClass {
   const err = parseGoogleError(bodyText);
@@ -71,13 +84,18 @@ export function classifyHttpFailure(status: number, bodyText: string): FailureCl
   }
   if (status === 401) return { kind: "key_invalid", reason: message };
   if (status === 403) {
-    if (/permission to access the File/i.test(message)) return { kind: "client", reason: message };
-    if (reasons.includes("SERVICE_DISABLED") || KEY_403_PATTERNS.some((p) => p.test(message))) {
+    // Something the request names (a file, a cache) that this key's project cannot see: the
+    // request is at fault (files are routed to their own key before this).
+    if (RESOURCE_403.test(message)) return { kind: "client", reason: message };
+    if (
+      reasons.some((r) => KEY_403_REASONS.has(r)) || KEY_403_PATTERNS.some((p) => p.test(message))
+    ) {
       return { kind: "key_invalid", reason: message };
     }
-    if (/permission|billing|consumer/i.test(message)) {
-      return { kind: "key_invalid", reason: message };
-    }
+    // Another refusal (no permission for this model or feature, billing needed): another key may
+    // serve, and this one is not condemned for it. Marking it invalid would let any client that
+    // can provoke such a 403 take keys out of the pool, up to one per attempt.
+    if (/permission|billing|consumer/i.test(message)) return { kind: "upstream", reason: message };
     return { kind: "client", reason: message };
   }
   if (status === 400 && err?.error.status === "FAILED_PRECONDITION" && /billing/i.test(message)) {

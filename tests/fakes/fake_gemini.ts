@@ -853,6 +853,14 @@ class FakeGeminiServer implements FakeGemini {
     }
     const fileError = this.#checkFileRefs(contents, project);
     if (fileError !== null) return fileError;
+    // This fake keeps no context caches: whatever cache a request names is not this project's.
+    if (typeof body.cachedContent === "string") {
+      return errorResponse(
+        403,
+        "PERMISSION_DENIED",
+        "CachedContent not found (or permission denied)",
+      );
+    }
     if (this.#strict) {
       const invalid = checkGenerateRequest(
         this.#modelById.get(model),

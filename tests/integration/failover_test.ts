@@ -341,3 +341,39 @@ Deno.test("when every key fails with 5xx the gateway stops after a bounded numbe
     await gw.close();
   }
 });
+
+Deno.test("a request naming a cache its key cannot see is refused once, and takes no key out of the pool", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaFirst-key-0001": OK, "AIzaSecond-key-002": OK, "AIzaThird-key-0003": OK },
+  });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(
+        client.chat.completions.create({
+          model: "gemini-2.5-flash",
+          messages: [{ role: "user", content: "x" }],
+          // @ts-expect-error: Gemini's own field, as Google's OpenAI layer takes it
+          extra_body: { google: { cached_content: "cachedContents/someone-elses" } },
+        }, { maxRetries: 0 }),
+        (err: InstanceType<typeof OpenAI.APIError>) => {
+          assert.equal(err.status, 403);
+          assert.match(err.message, /CachedContent not found/);
+          return true;
+        },
+      );
+    }
+    // One upstream call per request, and every key still serves.
+    assert.equal(gw.fake.requests.filter((r) => r.path.includes(":generateContent")).length, 3);
+    for (const key of (await keysByMask(gw)).values()) {
+      assert.equal(key.status, "active", key.masked);
+    }
+    const ok = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "x" }],
+    });
+    assert.equal(ok.choices[0].message.content, "Echo: x");
+  } finally {
+    await gw.close();
+  }
+});

@@ -47,6 +47,29 @@ Deno.test("leaked, suspended, denied and disabled keys are invalid; a foreign fi
     "You do not have permission to access the File files/x or it may not exist.",
   );
   assert.equal(classifyHttpFailure(403, file).kind, "client");
+  for (const reason of ["API_KEY_IP_ADDRESS_BLOCKED", "API_KEY_HTTP_REFERRER_BLOCKED"]) {
+    const restricted = google(403, "PERMISSION_DENIED", "Requests from this client are blocked.", [
+      { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason },
+    ]);
+    assert.equal(classifyHttpFailure(403, restricted).kind, "key_invalid", reason);
+  }
+});
+
+Deno.test("a 403 a request can provoke never condemns the key: a foreign cache is the client's, other refusals try another key", () => {
+  const cache = google(403, "PERMISSION_DENIED", "CachedContent not found (or permission denied)");
+  assert.equal(classifyHttpFailure(403, cache).kind, "client");
+  for (
+    const message of [
+      "The caller does not have permission",
+      "This API method requires billing to be enabled. Please enable billing on project #1.",
+    ]
+  ) {
+    assert.equal(
+      classifyHttpFailure(403, google(403, "PERMISSION_DENIED", message)).kind,
+      "upstream",
+      message,
+    );
+  }
 });
 
 Deno.test("a 429 yields retryDelay and tells per-day quotas from per-minute ones", () => {
