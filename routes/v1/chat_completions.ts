@@ -176,12 +176,17 @@ export async function chatCompletion(
       }).catch((e) => e);
       throw err instanceof FileAccessError ? fileErrorToOpenAi(err) : err;
     }
-    if (failure.kind === "client" && failure.status === 403 && inputs.pinnedKeyId) {
-      // A file we routed to its own key was refused: a routing bug, never the client's fault.
-      console.error(`File access refused on its own key for ${model}: ${failure.message}`);
-      throw new OpenAiError(500, "The gateway routed a file to the wrong Gemini key", {
-        code: "internal_error",
-      });
+    if (
+      failure.kind === "client" && failure.status === 403 && target.pinnedKeyId &&
+      /permission to access the File/i.test(failure.message)
+    ) {
+      // The key that uploaded the file cannot see it: the file is gone upstream.
+      throw new OpenAiError(
+        404,
+        "A file of this request is no longer available at Gemini (deleted there, or past its " +
+          `48-hour expiry); upload it again. Gemini said: ${failure.message}`,
+        { code: "file_not_found" },
+      );
     }
     throw failureToOpenAi(failure);
   };

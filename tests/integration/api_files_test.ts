@@ -248,6 +248,36 @@ Deno.test("a file past Gemini's 48-hour expiry is gone for its owner too", async
   }
 });
 
+Deno.test("a file deleted at Gemini behind the gateway's back is a 404 that says so, not a server error", async () => {
+  const gw = await startGateway({ keys: { "AIzaFile-1": OK, "AIzaFile-2": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const file = await client.files.create({
+      file: await toFile(new TextEncoder().encode("data"), "a.txt", { type: "text/plain" }),
+      purpose: "user_data",
+    });
+    const uploader = gw.fake.requests.find((r) => r.path === "/upload/v1beta/files")!.key!;
+    const gone = await fetch(`${gw.fake.url}/v1beta/files/${await fileName(gw, file.id)}`, {
+      method: "DELETE",
+      headers: { "x-goog-api-key": uploader },
+    });
+    assert.equal(gone.status, 200);
+    await gone.body?.cancel();
+    gw.fake.reset();
+    const err = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: [{ type: "file", file: { file_id: file.id } }] }],
+    }, { maxRetries: 0 }).catch((e) => e);
+    assert.ok(err instanceof OpenAI.NotFoundError, String(err));
+    assert.equal(err.code, "file_not_found");
+    assert.match(err.message, /no longer available at Gemini/);
+    // Asked of its own key only, once.
+    assert.deepEqual(generateRequests(gw).map((r) => r.key), [uploader]);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("bad uploads get a 400 naming what is missing", async () => {
   const gw = await startGateway({ keys: { "AIzaFile-1": OK } });
   try {
