@@ -26,7 +26,7 @@ import {
 } from "../../lib/gemini/files.ts";
 import { failoverOptions, IdleTimeout, parseChunk } from "../../lib/gemini/generate.ts";
 import { SseParser } from "../../lib/gemini/sse.ts";
-import type { UsageMetadata } from "../../lib/gemini/types.ts";
+import { readGenerateContentResponse, type UsageMetadata } from "../../lib/gemini/types.ts";
 import {
   finalFile,
   MAX_FILE_BYTES,
@@ -381,11 +381,9 @@ async function modelCall(
       return res.ok ? { ok: true, value: body } : { ok: false, status: res.status, body };
     });
     if (!result.ok) return await fail(result.failure, result.attempts);
-    let usage: UsageMetadata | undefined;
-    if (call.method === "generateContent" || call.method === "streamGenerateContent") {
-      const parsed = parseChunk(result.value);
-      if (parsed.ok) usage = parsed.value.usageMetadata;
-    }
+    const usage = call.method === "generateContent" || call.method === "streamGenerateContent"
+      ? usageOf(result.value)
+      : undefined;
     account(result.attempts, { ok: true, status: 200, usage });
     return markWhole(jsonResponse(result.value));
   }
@@ -465,6 +463,25 @@ async function modelCall(
     },
   });
   return new Response(body, { headers: NATIVE_SSE_HEADERS });
+}
+
+/**
+ * The usage an answer reports: a generateContent answer's, or the last in a stream answered
+ * without `alt=sse` (one JSON array of the chunks).
+ */
+function usageOf(text: string): UsageMetadata | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  let usage: UsageMetadata | undefined;
+  for (const item of Array.isArray(json) ? json : [json]) {
+    const parsed = readGenerateContentResponse(item);
+    if (parsed.success && parsed.data.usageMetadata) usage = parsed.data.usageMetadata;
+  }
+  return usage;
 }
 
 /** The headers of a native stream's response. */

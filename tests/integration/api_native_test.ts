@@ -160,6 +160,31 @@ Deno.test("native requests authenticate with x-goog-api-key, ?key= or Bearer, an
   }
 });
 
+Deno.test("a native stream asked for without alt=sse (one JSON array) is counted with its tokens", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-1": OK } });
+  const userKey = await gw.createUserKey();
+  try {
+    const res = await fetch(`${gw.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-goog-api-key": userKey },
+      body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "count me in" }] }] }),
+    });
+    assert.equal(res.status, 200);
+    const chunks = await res.json();
+    assert.ok(Array.isArray(chunks) && chunks.length > 1, "several chunks in one array");
+    const last = chunks.at(-1).usageMetadata;
+    await gw.app.drain();
+    const stats = await gw.admin<{ totals: { input_tokens: number; output_tokens: number } }>(
+      "GET",
+      "/admin/api/stats",
+    );
+    assert.equal(stats.json.totals.input_tokens, last.promptTokenCount);
+    assert.ok(stats.json.totals.output_tokens > 0, JSON.stringify(stats.json.totals));
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("native calls fail over between keys and answer errors in Google's shape", async () => {
   const gw = await startGateway({
     keys: { "AIzaDown-1": { kind: "unavailable" }, "AIzaNative-2": OK },
