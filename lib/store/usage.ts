@@ -112,8 +112,15 @@ function eachCounter(g: EventGroup, add: (key: Deno.KvKey, n: number) => void): 
       g.thinkingTokens,
     ]]
     : [["fail", g.n]];
-  for (const [metric, n] of totals) {
-    bucketed(served, metric, n);
+  for (const [metric, n] of totals) bucketed(served, metric, n);
+  // The model, overall and user-key totals count the request's attempts and errors too.
+  const errors = g.attempts.filter((a) => !a.ok).length;
+  const overall: [Metric, number][] = [
+    ...totals,
+    ["att", g.attempts.length * g.n],
+    ["err", errors * g.n],
+  ];
+  for (const [metric, n] of overall) {
     put(["usage_total", "model", g.model, metric], n);
     put(["usage_total", "all", metric], n);
     if (g.userId) put(["usage_total", "user", g.userId, metric], n);
@@ -385,6 +392,19 @@ export async function readUsageTotals(
   return out;
 }
 
+/** The usage totals of one key, model or user key (`readUsageTotals` for one id). */
+export async function readUsageTotal(
+  kv: Deno.Kv,
+  scope: "key" | "model" | "user",
+  id: string,
+): Promise<Counts> {
+  const out = emptyCounts();
+  for await (const e of kv.list({ prefix: ["usage_total", scope, id] })) {
+    addTo(out, e.key[3], e.value);
+  }
+  return out;
+}
+
 async function series(
   kv: Deno.Kv,
   options: { unit: "m" | "h"; size: number; count: number; now: number },
@@ -481,6 +501,12 @@ export async function listUserTokens(kv: Deno.Kv, day: number): Promise<Map<stri
     out.set(String(e.key[2]), valueOf(e.value));
   }
   return out;
+}
+
+/** The tokens one user key used on Pacific day `day`. */
+export async function userTokensOn(kv: Deno.Kv, day: number, id: string): Promise<number> {
+  const entry = await kv.get(["ul_tok", day, id]);
+  return entry.value === null ? 0 : valueOf(entry.value);
 }
 
 /** What one roll-up pass did. */

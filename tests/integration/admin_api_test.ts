@@ -172,6 +172,37 @@ Deno.test("stats count requests, tokens and errors per key, model, user and minu
     assert.equal(stats.json.minutes.at(-1)!.requests, 5);
     assert.equal(stats.json.hours.length, 24);
     assert.equal(stats.json.hours.at(-1)!.requests, 5);
+    // Attempts and errors are in every counter set: the invalid key's one failed attempt too.
+    assert.equal(stats.json.totals.attempts, 6);
+    assert.equal(stats.json.totals.errors, 1);
+    assert.equal(stats.json.users[0].attempts, 6);
+    assert.equal(stats.json.models.reduce((n, m) => n + m.errors, 0), 1);
+
+    // An edited key or user key answers with its usage, as the list shows it (the admin UI puts
+    // the answer in place of the row).
+    const keys = await gw.admin<{ data: (KeyView & { usage: unknown })[] }>(
+      "GET",
+      "/admin/api/keys",
+    );
+    const listed = keys.json.data.find((k) => k.masked === "AIza…0001")!;
+    const patched = await gw.admin<{ usage: unknown }>("PATCH", `/admin/api/keys/${listed.id}`, {
+      label: "renamed",
+    });
+    assert.deepEqual(patched.json.usage, listed.usage);
+    assert.equal((listed.usage as { requests: number }).requests, 5);
+    const users = await gw.admin<{ data: { id: string; usage: unknown; tokens_today: number }[] }>(
+      "GET",
+      "/admin/api/user-keys",
+    );
+    const user = users.json.data[0];
+    const edited = await gw.admin<{ usage: unknown; tokens_today: number }>(
+      "PATCH",
+      `/admin/api/user-keys/${user.id}`,
+      { name: "renamed" },
+    );
+    assert.deepEqual(edited.json.usage, user.usage);
+    assert.ok(user.tokens_today > 0);
+    assert.equal(edited.json.tokens_today, user.tokens_today);
   } finally {
     await gw.close();
   }

@@ -36,7 +36,10 @@ Deno.test("a failed attempt then a success counts one request, two attempts and 
       thinkingTokens: 0,
     });
     const s = await readUsageStats(kv, now);
-    assert.deepEqual(s.totals, { req: 1, att: 0, err: 0, fail: 1, in: 10, out: 7, think: 3 });
+    assert.deepEqual(s.totals, { req: 1, att: 2, err: 1, fail: 1, in: 10, out: 7, think: 3 });
+    // Per model and per user key too, as the admin API documents for every counter set.
+    assert.deepEqual(s.models.m, s.totals);
+    assert.deepEqual(s.users.u1, s.totals);
     assert.equal(s.keys.k1.err, 1);
     assert.equal(s.keys.k1.req, 0);
     assert.equal(s.keys.k2.req, 1);

@@ -24,7 +24,12 @@ import {
   MAX_PROJECT_LENGTH,
   type ProjectRecord,
 } from "../../../lib/store/projects.ts";
-import { type Counts, emptyCounts, readUsageTotals } from "../../../lib/store/usage.ts";
+import {
+  type Counts,
+  emptyCounts,
+  readUsageTotal,
+  readUsageTotals,
+} from "../../../lib/store/usage.ts";
 
 /** Longest accepted key; Google's keys are far shorter. */
 const MAX_KEY_LENGTH = 512;
@@ -131,6 +136,19 @@ async function projectOf(gw: Gateway, record: GeminiKeyRecord): Promise<ProjectR
   return record.project ? await getProject(gw.kv, record.project) ?? undefined : undefined;
 }
 
+/**
+ * A key's view with its project and usage, as the list shows it: the admin UI puts an answer with
+ * one key in place of its row.
+ */
+async function fullKeyView(gw: Gateway, record: GeminiKeyRecord, now: number) {
+  await gw.usage.flush();
+  const [project, usage] = await Promise.all([
+    projectOf(gw, record),
+    readUsageTotal(gw.kv, "key", record.id),
+  ]);
+  return keyView(record, now, { project, usage });
+}
+
 function notFound(id: string): OpenAiError {
   return new OpenAiError(404, `No Gemini key with id '${id}'`, { code: "key_not_found" });
 }
@@ -204,8 +222,7 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
     }));
     if (!updated) throw notFound(c.req.param("id"));
     gw.pool.invalidate();
-    const project = await projectOf(gw, updated);
-    return c.json(keyView(updated, now, { project }));
+    return c.json(await fullKeyView(gw, updated, now));
   });
 
   app.delete("/:id", async (c) => {
@@ -224,11 +241,10 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
     const updated = await updateGeminiKey(gw.kv, id, (r) => applyProbe(r, probe, now));
     if (!updated) throw notFound(id);
     gw.pool.invalidate();
-    const project = await projectOf(gw, updated);
     return c.json({
       result: probe.result,
       message: probe.message,
-      key: keyView(updated, now, { project }),
+      key: await fullKeyView(gw, updated, now),
     });
   });
 

@@ -12,7 +12,9 @@ import {
   type Counts,
   emptyCounts,
   listUserTokens,
+  readUsageTotal,
   readUsageTotals,
+  userTokensOn,
 } from "../../../lib/store/usage.ts";
 import {
   createUserKey,
@@ -142,7 +144,13 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
       });
     }
     gw.users.invalidate();
-    return c.json(userKeyView(updated, { now }));
+    // The whole view, usage included: the admin UI shows the answer in place of the old row.
+    await gw.usage.flush();
+    const [usage, tokensToday] = await Promise.all([
+      readUsageTotal(gw.kv, "user", updated.id),
+      userTokensOn(gw.kv, pacificDayNumber(now), updated.id),
+    ]);
+    return c.json(userKeyView(updated, { usage, tokensToday, now }));
   });
 
   app.delete("/:id", async (c) => {
