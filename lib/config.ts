@@ -30,7 +30,10 @@ export const EnvSchema = z.object({
   KV_PATH: optionalString,
   ADMIN_PASSWORD: z.preprocess(
     emptyToUndefined,
-    z.string().min(8, "must be at least 8 characters").optional(),
+    z.string().min(8, "must be at least 8 characters")
+      // HTTP trims header values: such a password could never be sent as a bearer token.
+      .refine((v) => v.trim() === v, "must not begin or end with a space")
+      .optional(),
   ),
   ENCRYPTION_KEY: z.preprocess(
     emptyToUndefined,

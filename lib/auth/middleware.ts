@@ -13,7 +13,7 @@ import {
   lockoutRemaining,
   recordLoginFailure,
 } from "./sessions.ts";
-import { bearerToken } from "./user_auth.ts";
+import { bearerCredential, bearerToken } from "./user_auth.ts";
 import type { UserKeyRecord } from "../store/user_keys.ts";
 
 /** The user key of `Authorization: Bearer sk-…`; a 401 in OpenAI's shape when there is none. */
@@ -45,7 +45,7 @@ export function userKeyAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
 /** Requires the admin password as a bearer token, or an admin session cookie (with CSRF token). */
 export function adminAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const presented = bearerToken(c.req.header("authorization"));
+    const presented = bearerCredential(c.req.header("authorization"));
     if (!c.req.header("authorization") && gw.admin.configured) {
       if (await authenticateSession(gw, c.req.raw)) return await next();
     }

@@ -114,3 +114,13 @@ export function bearerToken(header: string | null | undefined): string | null {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return m ? m[1] : null;
 }
+
+/**
+ * The credential of an `Authorization: Bearer` header with whatever it holds, spaces included (an
+ * admin password may have some), or null.
+ */
+export function bearerCredential(header: string | null | undefined): string | null {
+  if (!header) return null;
+  const m = /^Bearer\s+(.*?)\s*$/i.exec(header);
+  return m && m[1] ? m[1] : null;
+}

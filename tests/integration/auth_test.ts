@@ -167,6 +167,25 @@ Deno.test("the admin API requires the admin password", async () => {
   }
 });
 
+Deno.test("an admin password with spaces works as a bearer token", async () => {
+  const password = "correct horse battery staple";
+  const gw = await startGateway({ env: { ADMIN_PASSWORD: password } });
+  try {
+    const res = await fetch(`${gw.url}/admin/api/keys`, {
+      headers: { authorization: `Bearer ${password}` },
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    const wrong = await fetch(`${gw.url}/admin/api/keys`, {
+      headers: { authorization: "Bearer correct horse" },
+    });
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("on Deno Deploy without ADMIN_PASSWORD the admin API is locked and says how to unlock it", async () => {
   const gw = await startGateway({ env: { DENO_DEPLOY: "true", ADMIN_PASSWORD: "" } });
   try {

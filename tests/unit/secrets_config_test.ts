@@ -51,10 +51,16 @@ Deno.test("config parses defaults and names the variable of a bad value", () => 
     "http://127.0.0.1:9",
   );
   for (
-    const [name, value] of [["PORT", "eighty"], ["GEMINI_BASE_URL", "ftp://x"], [
-      "ADMIN_PASSWORD",
-      "short",
-    ], ["ENCRYPTION_KEY", "tooshort"]]
+    const [name, value] of [
+      ["PORT", "eighty"],
+      ["GEMINI_BASE_URL", "ftp://x"],
+      [
+        "ADMIN_PASSWORD",
+        "short",
+      ],
+      ["ADMIN_PASSWORD", " spaced out "],
+      ["ENCRYPTION_KEY", "tooshort"],
+    ]
   ) {
     assert.throws(
       () => parseConfig({ [name]: value }),
