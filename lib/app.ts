@@ -169,6 +169,9 @@ function isDirectChat(req: Request): boolean {
     declaredLength(req) !== null && !hasNativeCredential(req);
 }
 
+/** Largest body of an admin API request (a batch of keys is far smaller). */
+const ADMIN_BODY_BYTES = 1024 * 1024;
+
 /** Builds the gateway app. */
 export function createApp(deps: AppDeps): App {
   const now = deps.now ?? Date.now;
@@ -255,7 +258,19 @@ export function createApp(deps: AppDeps): App {
   hono.route("/v1/embeddings", embeddingsRoutes(gateway));
   hono.route("/v1/files", filesRoutes(gateway));
 
-  hono.use("/admin/api/*", bodyLimit({ maxSize: 1024 * 1024 }), adminAuth(gateway));
+  hono.use(
+    "/admin/api/*",
+    bodyLimit({
+      maxSize: ADMIN_BODY_BYTES,
+      onError: () => {
+        throw new OpenAiError(413, `Request body is larger than ${ADMIN_BODY_BYTES} bytes`, {
+          code: "request_too_large",
+          headers: { connection: "close" },
+        });
+      },
+    }),
+    adminAuth(gateway),
+  );
   hono.route("/admin/api/keys", keysRoutes(gateway));
   hono.route("/admin/api/user-keys", userKeysRoutes(gateway));
   hono.route("/admin/api/stats", statsRoutes(gateway));
@@ -325,7 +340,11 @@ export function createApp(deps: AppDeps): App {
     // The connection info becomes `c.env`, where the admin login lockout finds the client address.
     fetch: (req, info) => {
       if (isDirectChat(req)) return directChat(req);
-      if (req.method === "OPTIONS" && isApiPath(urlPath(req.url))) return preflightResponse(req);
+      if (req.method === "OPTIONS" && isApiPath(urlPath(req.url))) {
+        const res = preflightResponse(req);
+        res.headers.set("x-request-id", idOf(req));
+        return res;
+      }
       return hono.fetch(req, info);
     },
     warm() {

@@ -3,7 +3,7 @@
  * masking, patch validation, delete, usage statistics.
  */
 import assert from "node:assert/strict";
-import { startGateway } from "./harness.ts";
+import { ADMIN_PASSWORD, startGateway } from "./harness.ts";
 
 interface KeyView {
   id: string;
@@ -203,6 +203,23 @@ Deno.test("stats count requests, tokens and errors per key, model, user and minu
     assert.deepEqual(edited.json.usage, user.usage);
     assert.ok(user.tokens_today > 0);
     assert.equal(edited.json.tokens_today, user.tokens_today);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("an admin body over 1 MiB is a 413 in the API's error shape", async () => {
+  const gw = await startGateway({});
+  try {
+    const res = await fetch(`${gw.url}/admin/api/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_PASSWORD}`, "content-type": "application/json" },
+      body: JSON.stringify({ keys: ["x".repeat(1024 * 1024)] }),
+    });
+    assert.equal(res.status, 413);
+    const body = await res.json();
+    assert.equal(body.error.code, "request_too_large");
+    assert.match(body.error.message, /larger than 1048576 bytes/);
   } finally {
     await gw.close();
   }

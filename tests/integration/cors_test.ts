@@ -28,6 +28,8 @@ Deno.test("preflights on the API surfaces are answered without a key; admin path
       assert.equal(res.headers.get("access-control-allow-origin"), "*", path);
       assert.match(res.headers.get("access-control-allow-methods") ?? "", /POST/, path);
       assert.match(res.headers.get("access-control-allow-headers") ?? "", /authorization/, path);
+      // Every answer carries a request id (docs/api.md), a preflight's too.
+      assert.match(res.headers.get("x-request-id") ?? "", /^[\w-]+$/, path);
     }
     const admin = await fetch(`${gw.url}/admin/api/keys`, {
       method: "OPTIONS",
