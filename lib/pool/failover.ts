@@ -60,7 +60,11 @@ function describe(err: unknown): string {
 /** Replaces a key's secret (and anything shaped like a Google API key) in upstream text. */
 export function redactSecret(text: string, key: { secret: string; masked: string }): string {
   let out = key.secret ? text.split(key.secret).join(key.masked) : text;
-  out = out.replace(/AIza[0-9A-Za-z_\-]{20,}/g, (m) => `${m.slice(0, 4)}…${m.slice(-4)}`);
+  // Both formats: `AIza…` keys and the `AQ.…` authorization keys Google issues since 2026.
+  out = out.replace(
+    /AIza[0-9A-Za-z_\-]{20,}|AQ\.[0-9A-Za-z_\-]{20,}/g,
+    (m) => `${m.slice(0, 4)}…${m.slice(-4)}`,
+  );
   return out;
 }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { classifyHttpFailure, parseDuration } from "../../lib/gemini/errors.ts";
+import { redactSecret } from "../../lib/pool/failover.ts";
 
 function google(code: number, status: string, message: string, details?: unknown[]) {
   return JSON.stringify({ error: { code, status, message, ...(details ? { details } : {}) } });
@@ -117,4 +118,13 @@ Deno.test("parseDuration reads protobuf durations", () => {
   assert.equal(parseDuration("2.5s"), 2_500);
   assert.equal(parseDuration("15"), null);
   assert.equal(parseDuration(undefined), null);
+});
+
+Deno.test("upstream text is scrubbed of the key used and of anything shaped like a key, in both formats", () => {
+  const used = { secret: "my-own-token-1234", masked: "my-o…1234" };
+  const other = "AIza" + "B".repeat(35);
+  const auth = "AQ." + "Ab_-9".repeat(10);
+  const out = redactSecret(`key my-own-token-1234, also ${other} and ${auth}.`, used);
+  assert.equal(out, `key my-o…1234, also AIza…BBBB and AQ.A…b_-9.`);
+  assert.ok(!out.includes(other) && !out.includes(auth) && !out.includes(used.secret));
 });
