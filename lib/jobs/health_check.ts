@@ -2,8 +2,9 @@
  * The key health check: probes keys with a models call (free: it costs no generation quota),
  * restores invalid keys that work again, confirms invalid ones (their failing days feed the N-day
  * cleanup rule), clears error streaks of keys that answer, and marks keys invalid that Google
- * refuses. Probed each run: every invalid key and every key resting after upstream errors; other
- * enabled keys once a day.
+ * refuses. Probed each run: every invalid key and every key resting for all models after upstream
+ * errors (as versions before per-model rests did); other enabled keys once a day. A rest for one
+ * model after its errors is left to run out: a models call says nothing about that model.
  */
 import type { Gateway } from "../gateway.ts";
 import { classifyHttpFailure } from "../gemini/errors.ts";

@@ -134,7 +134,7 @@ export async function runWithFailover<T>(
     } else {
       upstreamErrors++;
       // A key that made the client wait a whole timeout rests at once, not after a streak.
-      await pool.noteError(picked.id, failure.reason, { rest: timedOut });
+      await pool.noteError(picked.id, failure.reason, { model: options.model, rest: timedOut });
     }
     if (options.signal?.aborted) throw options.signal.reason;
   }

@@ -674,10 +674,16 @@ export class KeyPool {
   }
 
   /**
-   * Counts an upstream error; after a streak (or at once with `rest`, e.g. after a timeout) the
-   * key rests for every model, longer with each further error.
+   * Counts an upstream error of a call to `options.model`; after a streak (or at once with `rest`,
+   * e.g. after a timeout) the key rests for that model, longer with each further error. Other
+   * models stay usable: Google's overloads and outages are per model, and a key resting for all of
+   * them left a healthy model with no key while another was overloaded.
    */
-  async noteError(id: string, reason: string, options: { rest?: boolean } = {}): Promise<void> {
+  async noteError(
+    id: string,
+    reason: string,
+    options: { model: string; rest?: boolean },
+  ): Promise<void> {
     const now = this.#now();
     this.#patchKey(
       await updateGeminiKey(this.#kv, id, (r) => {
@@ -688,7 +694,7 @@ export class KeyPool {
             MAX_ERROR_COOLDOWN_MS,
             ERROR_STREAK_COOLDOWN_MS * 2 ** Math.max(0, streak - ERROR_STREAK_LIMIT),
           );
-          cooldowns["*"] = {
+          cooldowns[options.model] = {
             until: now + ms,
             cause: "errors",
             reason: streak >= ERROR_STREAK_LIMIT

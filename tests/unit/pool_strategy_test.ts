@@ -309,3 +309,30 @@ Deno.test("a 429 naming a per-day quota rests until retryDelay; a second one in 
     s.kv.close();
   }
 });
+
+Deno.test("a streak of upstream errors on one model rests the key for that model only", async () => {
+  const s = await setup({ weights: [1], strategy: "round_robin" });
+  try {
+    const id = [...s.ids.values()][0];
+    for (let i = 0; i < 3; i++) {
+      await s.pool.noteError(id, "The model is overloaded.", { model: "gemini-2.5-pro" });
+    }
+    const [key] = await listGeminiKeys(s.kv);
+    assert.equal(key.consecutiveErrors, 3);
+    assert.equal(key.cooldowns["gemini-2.5-pro"]?.cause, "errors");
+    assert.equal(key.cooldowns["*"], undefined);
+    const pool = s.newPool();
+    const pro = await pool.pick("gemini-2.5-pro", new Set());
+    assert.ok(!("secret" in pro), "the overloaded model has no key for now");
+    const flash = await pool.pick("gemini-2.5-flash", new Set());
+    assert.ok("secret" in flash, "another model still gets the key");
+    // A timeout rests the key at once, for the model that was too slow.
+    await pool.noteError(id, "did not answer", { model: "gemini-2.5-flash-lite", rest: true });
+    const [after] = await listGeminiKeys(s.kv);
+    assert.equal(after.cooldowns["gemini-2.5-flash-lite"]?.cause, "errors");
+    await pool.settle();
+  } finally {
+    await s.pool.settle();
+    s.kv.close();
+  }
+});
