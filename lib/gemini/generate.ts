@@ -65,6 +65,30 @@ export function parseChunk(data: string): ParsedChunk {
   return { ok: true, value: parsed.data };
 }
 
+/**
+ * Whether an answer came back empty: it ended normally (`STOP`, or no reason) without a single
+ * part, and nothing was blocked. Gemini 2.5 Pro sometimes answers so; asked again, it answers.
+ */
+export function isEmptyAnswer(res: GenerateContentResponse): boolean {
+  if (res.promptFeedback?.blockReason) return false;
+  return (res.candidates ?? []).every((c) =>
+    (c.content?.parts ?? []).length === 0 &&
+    (c.finishReason === undefined || c.finishReason === "STOP")
+  );
+}
+
+/** Whether the first event of a stream ends it (`STOP`) as an empty answer. */
+export function isEmptyStream(first: GenerateContentResponse): boolean {
+  return isEmptyAnswer(first) && (first.candidates ?? []).some((c) => c.finishReason === "STOP");
+}
+
+/** What an empty answer counts as: upstream trouble, tried again with another key. */
+export const EMPTY_ANSWER = {
+  ok: false,
+  status: 502,
+  body: "Gemini sent an empty answer",
+} as const;
+
 function modelPath(model: string, method: string): string {
   return `/v1beta/models/${encodeURIComponent(model)}:${method}`;
 }
@@ -72,6 +96,11 @@ function modelPath(model: string, method: string): string {
 /** One generate call: where it goes and the Gemini request body. */
 export interface GenerateCall extends CallTarget {
   body: unknown;
+  /**
+   * An empty answer is an answer (a continuation round with nothing left to add); otherwise it is
+   * tried again with another key.
+   */
+  emptyIsAnswer?: boolean;
 }
 
 /** Calls generateContent with failover. */
@@ -79,7 +108,7 @@ export async function generateOnce(
   gw: Gateway,
   call: GenerateCall,
 ): Promise<FailoverResult<GenerateContentResponse>> {
-  const { body, ...target } = call;
+  const { body, emptyIsAnswer, ...target } = call;
   const payload = JSON.stringify(body);
   const options = await failoverOptions(gw, {
     ...target,
@@ -92,7 +121,8 @@ export async function generateOnce(
     }, target.signal);
     const text = await res.text();
     if (!res.ok) return { ok: false, status: res.status, body: text };
-    return parseChunk(text);
+    const parsed = parseChunk(text);
+    return parsed.ok && !emptyIsAnswer && isEmptyAnswer(parsed.value) ? EMPTY_ANSWER : parsed;
   });
 }
 
@@ -114,7 +144,7 @@ export async function openStream(
     sent?: () => void;
   },
 ): Promise<FailoverResult<OpenedStream>> {
-  const { body, upstream, sent, ...target } = call;
+  const { body, upstream, sent, emptyIsAnswer, ...target } = call;
   const payload = JSON.stringify(body);
   const options = await failoverOptions(gw, {
     ...target,
@@ -140,6 +170,11 @@ export async function openStream(
       if (!parsed.ok) {
         await events.return();
         return parsed;
+      }
+      // A stream whose first event ends it with nothing in it is an empty answer.
+      if (!emptyIsAnswer && isEmptyStream(parsed.value)) {
+        await events.return();
+        return EMPTY_ANSWER;
       }
       return { ok: true, value: { first: parsed.value, rest: events } };
     },

@@ -64,7 +64,11 @@ export async function generateWithRounds(
   let usage: UsageMetadata | undefined = res.usageMetadata;
   let finishReason = candidate.finishReason;
   while (rounds <= options!.rounds && finishReason === "MAX_TOKENS") {
-    const next = await generateOnce(gw, { ...target, body: continuationRequest(body, text) });
+    const next = await generateOnce(gw, {
+      ...target,
+      body: continuationRequest(body, text),
+      emptyIsAnswer: true,
+    });
     if (!next.ok) {
       attempts.push(...next.attempts);
       break;
@@ -244,6 +248,7 @@ export class StreamRounds {
       ...this.#target,
       body: continuationRequest(this.#body, this.#answer),
       upstream: this.#upstream.signal,
+      emptyIsAnswer: true,
     });
     this.#attempts.push(...opened.attempts);
     if (!opened.ok) return opened.failure.message;

@@ -24,7 +24,14 @@ import {
   FILES_MODEL,
   pinnedFailure,
 } from "../../lib/gemini/files.ts";
-import { failoverOptions, IdleTimeout, parseChunk } from "../../lib/gemini/generate.ts";
+import {
+  EMPTY_ANSWER,
+  failoverOptions,
+  IdleTimeout,
+  isEmptyAnswer,
+  isEmptyStream,
+  parseChunk,
+} from "../../lib/gemini/generate.ts";
 import { SseParser } from "../../lib/gemini/sse.ts";
 import { readGenerateContentResponse, type UsageMetadata } from "../../lib/gemini/types.ts";
 import {
@@ -378,7 +385,13 @@ async function modelCall(
     const result = await runWithFailover(gw.pool, failover, async (key) => {
       const res = await gw.client.post(key.secret, post, signal);
       const body = await res.text();
-      return res.ok ? { ok: true, value: body } : { ok: false, status: res.status, body };
+      if (!res.ok) return { ok: false, status: res.status, body };
+      // An empty answer is tried again with another key, as on /v1.
+      if (call.method === "generateContent") {
+        const parsed = parseChunk(body);
+        if (parsed.ok && isEmptyAnswer(parsed.value)) return EMPTY_ANSWER;
+      }
+      return { ok: true, value: body };
     });
     if (!result.ok) return await fail(result.failure, result.attempts);
     const usage = call.method === "generateContent" || call.method === "streamGenerateContent"
@@ -405,6 +418,10 @@ async function modelCall(
     if (!parsed.ok) {
       await res.body.cancel();
       return parsed;
+    }
+    if (isEmptyStream(parsed.value)) {
+      await res.body.cancel();
+      return EMPTY_ANSWER;
     }
     return { ok: true, value: passing };
   });

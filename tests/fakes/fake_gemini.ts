@@ -16,6 +16,8 @@ export type KeyBehavior =
   | { kind: "leaked" }
   | { kind: "rate_limited"; retryDelaySeconds?: number; perDay?: boolean; quotaValue?: string }
   | { kind: "unavailable" }
+  /** Generate calls finish at once with no content at all (as Gemini 2.5 Pro sometimes does). */
+  | { kind: "empty" }
   | { kind: "internal" }
   | { kind: "slow"; delayMs: number }
   | { kind: "network" };
@@ -756,6 +758,17 @@ class FakeGeminiServer implements FakeGemini {
     if (behavior.kind === "slow" && !(await this.#sleep(behavior.delayMs, req))) {
       if (uploadId !== null) await countBody(req.body);
       return cancelled();
+    }
+    if (behavior.kind === "empty" && /:(stream)?[gG]enerateContent$/.test(path)) {
+      const empty = {
+        candidates: [{ content: { role: "model" }, finishReason: "STOP", index: 0 }],
+        usageMetadata: { promptTokenCount: 5, totalTokenCount: 5 },
+        modelVersion: modelInPath(path) ?? "",
+        responseId: "empty",
+      };
+      return path.endsWith(":streamGenerateContent")
+        ? this.#sse([empty], url.searchParams.get("alt"))
+        : jsonResponse(empty);
     }
 
     const project = key === null ? null : projectOf(key);

@@ -377,3 +377,65 @@ Deno.test("a request naming a cache its key cannot see is refused once, and take
     await gw.close();
   }
 });
+
+Deno.test("an empty answer (no parts, STOP) is asked again of another key, streamed or not, on /v1 and natively", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaEmpty-key-0001": { kind: "empty" }, "AIzaGood-key-0002": OK },
+  });
+  try {
+    const apiKey = await gw.createUserKey();
+    const client = gw.openai(apiKey);
+    for (let i = 0; i < 2; i++) {
+      const r = await client.chat.completions.create({
+        model: "gemini-2.5-pro",
+        messages: [{ role: "user", content: "x" }],
+      });
+      assert.equal(r.choices[0].message.content, "Echo: x");
+      const s = await client.chat.completions.create({
+        model: "gemini-2.5-pro",
+        messages: [{ role: "user", content: "y" }],
+        stream: true,
+      });
+      let text = "";
+      for await (const chunk of s) text += chunk.choices[0]?.delta.content ?? "";
+      assert.equal(text, "Echo: y");
+      for (const method of ["generateContent", "streamGenerateContent?alt=sse"]) {
+        const res = await fetch(`${gw.url}/v1beta/models/gemini-2.5-pro:${method}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-goog-api-key": apiKey },
+          body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "z" }] }] }),
+        });
+        assert.equal(res.status, 200, method);
+        const got = await res.text();
+        // The good key's answer (the stream's text comes in pieces), not the empty one.
+        assert.match(got, /"text":"Ec/, method);
+        assert.doesNotMatch(got, /"responseId":"empty"/, method);
+      }
+    }
+    // Every request was answered by the good key; the empty key was asked until three empty
+    // answers in a row rested it, for that model only.
+    assert.equal(gw.fake.callsFor("AIzaGood-key-0002"), 8);
+    assert.equal(gw.fake.callsFor("AIzaEmpty-key-0001"), 3);
+    const empty = (await keysByMask(gw)).get("AIza…0001")!;
+    assert.deepEqual(empty.cooldowns.map((c) => [c.model, c.reason]), [[
+      "gemini-2.5-pro",
+      "3 upstream errors in a row: Gemini sent an empty answer",
+    ]]);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("when every key answers empty the client gets a 503 that says so, not an empty answer", async () => {
+  const gw = await startGateway({ keys: { "AIzaEmpty-key-0001": { kind: "empty" } } });
+  try {
+    const res = await post(`${gw.url}/v1/chat/completions`, {
+      apiKey: await gw.createUserKey(),
+      body: { model: "gemini-2.5-pro", messages: [{ role: "user", content: "x" }] },
+    });
+    assert.equal(res.status, 503);
+    assert.match(res.json.error.message, /empty answer/);
+  } finally {
+    await gw.close();
+  }
+});

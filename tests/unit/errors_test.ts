@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { classifyHttpFailure, parseDuration } from "../../lib/gemini/errors.ts";
 import { redactSecret } from "../../lib/pool/failover.ts";
+import { isEmptyAnswer, isEmptyStream } from "../../lib/gemini/generate.ts";
+import type { GenerateContentResponse } from "../../lib/gemini/types.ts";
 
 function google(code: number, status: string, message: string, details?: unknown[]) {
   return JSON.stringify({ error: { code, status, message, ...(details ? { details } : {}) } });
@@ -127,4 +129,23 @@ Deno.test("upstream text is scrubbed of the key used and of anything shaped like
   const out = redactSecret(`key my-own-token-1234, also ${other} and ${auth}.`, used);
   assert.equal(out, `key my-o…1234, also AIza…BBBB and AQ.A…b_-9.`);
   assert.ok(!out.includes(other) && !out.includes(auth) && !out.includes(used.secret));
+});
+
+Deno.test("an empty answer is one that ended normally without a single part, and nothing blocked", () => {
+  const ended = (content: unknown, finishReason?: string) =>
+    ({
+      candidates: [{ content, finishReason, index: 0 }],
+    }) as GenerateContentResponse;
+  assert.equal(isEmptyAnswer(ended({ role: "model", parts: [] }, "STOP")), true);
+  assert.equal(isEmptyAnswer(ended(undefined, "STOP")), true);
+  assert.equal(isEmptyAnswer({ candidates: [] }), true);
+  assert.equal(isEmptyAnswer(ended({ parts: [{ text: "" }] }, "STOP")), false);
+  // A filtered or truncated answer says why it is empty: it is an answer.
+  assert.equal(isEmptyAnswer(ended(undefined, "SAFETY")), false);
+  assert.equal(isEmptyAnswer(ended(undefined, "MAX_TOKENS")), false);
+  assert.equal(isEmptyAnswer({ promptFeedback: { blockReason: "OTHER" } }), false);
+  // A stream is empty when its first event already ends it.
+  assert.equal(isEmptyStream(ended(undefined, "STOP")), true);
+  assert.equal(isEmptyStream(ended(undefined)), false);
+  assert.equal(isEmptyStream({ usageMetadata: { promptTokenCount: 1 } }), false);
 });
