@@ -266,13 +266,16 @@ function userParts(
         );
       }
       case "input_audio": {
+        // Some clients send a whole data URL where OpenAI wants bare base64; Gemini refuses the
+        // prefix, so it is taken off (its type stands when it names one).
+        const url = parseDataUrl(part.input_audio.data);
         const format = part.input_audio.format.toLowerCase();
-        return {
-          inlineData: {
-            mimeType: format.includes("/") ? format : `audio/${format}`,
-            data: part.input_audio.data,
-          },
-        };
+        const mimeType = url && url.mimeType !== "application/octet-stream"
+          ? url.mimeType
+          : format.includes("/")
+          ? format
+          : `audio/${format}`;
+        return { inlineData: { mimeType, data: url ? url.data : part.input_audio.data } };
       }
       case "file": {
         if (part.file.file_id) {

@@ -39,6 +39,12 @@ Deno.test("image data URLs and input audio become inline data; remote image URLs
         { type: "text", text: "look" },
         { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
         { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } },
+        // A data URL where bare base64 belongs: its prefix is taken off, its type kept.
+        {
+          type: "input_audio",
+          input_audio: { data: "data:audio/mpeg;base64,SUQz", format: "mp3" },
+        },
+        { type: "input_audio", input_audio: { data: "data:;base64,SUQz", format: "mp3" } },
       ],
     }],
   }));
@@ -46,6 +52,8 @@ Deno.test("image data URLs and input audio become inline data; remote image URLs
     { text: "look" },
     { inlineData: { mimeType: "image/png", data: "iVBORw0KGgo=" } },
     { inlineData: { mimeType: "audio/wav", data: "UklGRg==" } },
+    { inlineData: { mimeType: "audio/mpeg", data: "SUQz" } },
+    { inlineData: { mimeType: "audio/mp3", data: "SUQz" } },
   ]);
   assert.throws(
     () =>
