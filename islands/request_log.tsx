@@ -1,7 +1,8 @@
 /**
- * Island: the request log. Recent requests, newest first (time, user key, model, key, status,
- * latency, tokens, error class), filtered by model, result, user key and key, with older pages
- * loaded on demand. Nothing of a prompt or an answer is ever logged.
+ * Island: the request log. Recent requests, newest first (time and request id, user key, model,
+ * key, status, latency, tokens, error class), filtered by model, result, user key and key, with
+ * older pages loaded on demand; a request id (the one a user quotes) is looked up in the whole log.
+ * Nothing of a prompt or an answer is ever logged.
  */
 import { useComputed, useSignal } from "@preact/signals";
 import { api, errorMessage } from "../lib/ui/api.ts";
@@ -47,6 +48,8 @@ export function RequestLog(props: RequestLogProps) {
   const filter = useSignal<LogFilter>({ model: "", result: "all", user: "", key: "" });
   const loading = useSignal(false);
   const error = useSignal<string | null>(null);
+  /** The request id looked up in the whole log ("" for the newest requests). */
+  const requestId = useSignal("");
   const shown = useComputed(() => entries.value.filter((e) => matchesFilter(e, filter.value)));
   const set = (change: Partial<LogFilter>) => (filter.value = { ...filter.value, ...change });
 
@@ -56,6 +59,7 @@ export function RequestLog(props: RequestLogProps) {
       const last = entries.value.at(-1);
       const query = new URLSearchParams({ limit: String(props.pageSize) });
       if (!reset && last) query.set("before", last.time);
+      if (requestId.value) query.set("request_id", requestId.value);
       const res = await api<{ data: RequestLogEntryView[]; has_more?: boolean }>(
         "GET",
         `/admin/api/request-log?${query}`,
@@ -123,6 +127,19 @@ export function RequestLog(props: RequestLogProps) {
           </select>
         </div>
         <div class="field">
+          <label for="log-request-id">{t("logs.requestId")}</label>
+          <input
+            id="log-request-id"
+            type="search"
+            class="mono"
+            value={requestId.value}
+            onChange={(e) => {
+              requestId.value = e.currentTarget.value.trim();
+              load(true);
+            }}
+          />
+        </div>
+        <div class="field">
           <label for="log-key">{t("logs.key")}</label>
           <input
             id="log-key"
@@ -151,7 +168,16 @@ export function RequestLog(props: RequestLogProps) {
             <tbody>
               {shown.value.map((e) => (
                 <tr key={e.id} data-status={e.status}>
-                  <td class="cell-main small">{formatDateTime(e.time, t.lang)}</td>
+                  <td class="cell-main small">
+                    {formatDateTime(e.time, t.lang)}
+                    {e.request_id
+                      ? (
+                        <span class="cell-sub mono" title={t("logs.requestId")}>
+                          {e.request_id}
+                        </span>
+                      )
+                      : null}
+                  </td>
                   <td data-label={t("logs.model")} class="mono">{e.model}</td>
                   <td data-label={t("logs.user")}>{e.user_key_name ?? e.user_key_id ?? "–"}</td>
                   <td data-label={t("logs.key")} class="key-text">{e.key ?? "–"}</td>

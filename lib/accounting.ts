@@ -58,6 +58,8 @@ export interface RequestOutcome {
   /** Failure class when not ok (`client`, `no_key`, `upstream`, `stream_error`, ...). */
   errorClass?: string;
   usage?: UsageMetadata;
+  /** The request's `X-Request-Id`, for the request log. */
+  requestId?: string | null;
 }
 
 /** Settling of the pool's reservations, done once the request's usage is in KV. */
@@ -128,6 +130,7 @@ export class UsageRecorder {
         outputTokens: completionTokens,
         attempts: outcome.attempts.length,
         errorClass: outcome.errorClass ?? null,
+        requestId: outcome.requestId ?? null,
       });
     }
     this.#batch.add({

@@ -91,14 +91,15 @@ function isFileUpload(req: Request): boolean {
 
 /**
  * `X-Request-Id`s: the client's own when it is a sane token; else this isolate's random prefix and
- * a counter, cheaper than a UUID.
+ * a counter, cheaper than a UUID. Each request's id is kept in `ids` for the request log.
  */
-function requestIds(): (req: Request) => string {
+function requestIds(ids: WeakMap<Request, string>): (req: Request) => string {
   const prefix = randomId("", 6);
   let count = 0;
   return (req) => {
-    const id = req.headers.get("x-request-id");
-    if (!id || id.length > 255 || /[^\w\-=]/.test(id)) return `${prefix}-${(++count).toString(36)}`;
+    let id = req.headers.get("x-request-id");
+    if (!id || id.length > 255 || /[^\w\-=]/.test(id)) id = `${prefix}-${(++count).toString(36)}`;
+    ids.set(req, id);
     return id;
   };
 }
@@ -186,6 +187,7 @@ export function createApp(deps: AppDeps): App {
     settle: (attempts, options) => pool.settleUsage(attempts, options),
     maskedOf: (keyId) => pool.maskedOf(keyId),
   });
+  const requestIdsByRequest = new WeakMap<Request, string>();
   const gateway: Gateway = {
     kv,
     config: deps.config,
@@ -216,11 +218,12 @@ export function createApp(deps: AppDeps): App {
     }),
     background,
     clients: new ClientWatch(),
+    requestIdOf: (req) => requestIdsByRequest.get(req) ?? null,
     toolCalls: new ToolCallStore({ kv, background }),
     media: new MediaFetcher(),
   };
 
-  const idOf = requestIds();
+  const idOf = requestIds(requestIdsByRequest);
   const hono = new Hono<AppEnv>();
   hono.use(requestScope(gateway.clients, idOf));
   hono.onError((err, c) => errorResponse(err, c.req.raw));

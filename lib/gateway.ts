@@ -45,6 +45,8 @@ export interface Gateway {
   background: Background;
   /** "The client went away" signals of requests (use `signalOf(c.req.raw)`, not `request.signal`). */
   clients: ClientWatch;
+  /** A request's `X-Request-Id` (null for a request the app did not receive itself). */
+  requestIdOf: (req: Request) => string | null;
   now: () => number;
   /** Thought signatures behind tool-call ids (memory + KV). */
   toolCalls: ToolCallStore;

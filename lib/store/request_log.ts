@@ -37,6 +37,8 @@ export const RequestLogEntrySchema = z.object({
   attempts: z.number(),
   /** Failure class (`client`, `no_key`, `upstream`, `stream_error`, `client_closed`...) or null. */
   errorClass: z.string().nullable(),
+  /** The request's `X-Request-Id` (null in entries of versions that did not log it). */
+  requestId: z.string().nullable().default(null),
 });
 
 /** A request log entry. */
@@ -58,6 +60,8 @@ const RowSchema = z.tuple([
   z.number(),
   z.number(),
   nullableString,
+  // Added later: rows written before have 11 elements.
+  nullableString.optional(),
 ]);
 type Row = z.infer<typeof RowSchema>;
 /** A page's value (stored as JSON text). */
@@ -76,6 +80,7 @@ function rowOf(e: NewRequestLogEntry): Row {
     e.outputTokens,
     e.attempts,
     e.errorClass,
+    e.requestId,
   ];
 }
 
@@ -93,6 +98,7 @@ function entryOf(id: string, r: Row): RequestLogEntry {
     outputTokens: r[8],
     attempts: r[9],
     errorClass: r[10],
+    requestId: r[11] ?? null,
   };
 }
 
@@ -115,7 +121,7 @@ export function requestLogMutations(entries: readonly NewRequestLogEntry[]): Den
   for (const e of entries) {
     // An upper bound of the row's JSON text: the strings and the numbers around them.
     const size = 120 + (e.userId?.length ?? 0) + e.model.length + (e.keyId?.length ?? 0) +
-      (e.key?.length ?? 0) + (e.errorClass?.length ?? 0);
+      (e.key?.length ?? 0) + (e.errorClass?.length ?? 0) + (e.requestId?.length ?? 0);
     if (page.length && chars + size > PAGE_CHARS) {
       out.push(pageMutation(page));
       page = [];
@@ -148,12 +154,15 @@ function entriesOf(entry: Deno.KvEntry<unknown>): RequestLogEntry[] {
 
 const newestFirst = (a: RequestLogEntry, b: RequestLogEntry) => b.t - a.t;
 
-/** The newest entries first, at most `limit`, optionally older than `before` (epoch ms). */
+/**
+ * The newest entries first, at most `limit`, optionally older than `before` (epoch ms) and only
+ * those of one `X-Request-Id`.
+ */
 export async function readRequestLog(
   kv: Deno.Kv,
-  options: { limit: number; before?: number },
+  options: { limit: number; before?: number; requestId?: string },
 ): Promise<RequestLogEntry[]> {
-  const { limit, before } = options;
+  const { limit, before, requestId } = options;
   const out: RequestLogEntry[] = [];
   // Pages come newest start time first; a page may hold entries older than later pages' newest,
   // so reading stops only when no page left can hold one of the `limit` newest.
@@ -164,7 +173,9 @@ export async function readRequestLog(
       if (Number(e.key[1]) < out[limit - 1].t) break;
     }
     for (const entry of entriesOf(e)) {
-      if (before === undefined || entry.t < before) out.push(entry);
+      if (before !== undefined && entry.t >= before) continue;
+      if (requestId !== undefined && entry.requestId !== requestId) continue;
+      out.push(entry);
     }
   }
   return out.sort(newestFirst).slice(0, limit);

@@ -251,6 +251,7 @@ export const RequestLogEntrySchema = z.looseObject({
   output_tokens: z.number(),
   attempts: z.number().optional(),
   error_class: z.string().nullable().optional(),
+  request_id: z.string().nullable().optional(),
 });
 
 /** A request log entry. */

@@ -163,6 +163,7 @@ export async function chatCompletion(
       userId: userKey.id,
       attempts: [...offload.attempts, ...attempts],
       startedAt,
+      requestId: gw.requestIdOf(raw),
       ...outcome,
     });
   const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {

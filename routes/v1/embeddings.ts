@@ -79,6 +79,7 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
           status: result.failure.status,
           startedAt,
           errorClass: result.failure.kind,
+          requestId: gw.requestIdOf(c.req.raw),
         });
         throw failureToOpenAi(result.failure);
       }
@@ -96,6 +97,7 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
       ok: true,
       status: 200,
       startedAt,
+      requestId: gw.requestIdOf(c.req.raw),
       usage: {
         promptTokenCount: body.usage.prompt_tokens,
         totalTokenCount: body.usage.total_tokens,

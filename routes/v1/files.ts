@@ -153,6 +153,7 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
       ok: true,
       status: 200,
       startedAt,
+      requestId: gw.requestIdOf(c.req.raw),
     });
     return c.json(toOpenAiFile(record));
   });

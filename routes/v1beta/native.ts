@@ -365,7 +365,15 @@ async function modelCall(
   const account = (
     attempts: Attempt[],
     outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
-  ) => accountRequest(gw, { model, userId: userKey.id, attempts, startedAt, ...outcome });
+  ) =>
+    accountRequest(gw, {
+      model,
+      userId: userKey.id,
+      attempts,
+      startedAt,
+      requestId: gw.requestIdOf(c.req.raw),
+      ...outcome,
+    });
   const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
     account(attempts, { ok: false, status: failure.status, errorClass: failure.kind });
     if (pinnedKeyId && failure.kind !== "client") {
@@ -715,6 +723,7 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
     ok: result.ok,
     status: result.ok ? 200 : result.failure.status,
     startedAt,
+    requestId: gw.requestIdOf(c.req.raw),
   });
   if (!result.ok) throw googleErrorOf(result.failure);
   const token = randomId("", 24);

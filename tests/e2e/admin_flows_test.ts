@@ -145,12 +145,15 @@ Deno.test("user key: shown once and working on /v1; the dashboard updates after 
     await page.waitForSelector("tr[data-user-key]");
 
     const client = gw.openai(secret);
+    const requestIds: string[] = [];
     for (let i = 0; i < 2; i++) {
-      const reply = await client.chat.completions.create({
+      const { data: reply, response } = await client.chat.completions.create({
         model: "gemini-2.5-flash",
         messages: [{ role: "user", content: `hello ${i}` }],
-      });
+      }).withResponse();
       assert.match(reply.choices[0].message.content ?? "", /Echo/);
+      requestIds.push(response.headers.get("x-request-id") ?? "");
+      gw.clock.advance(1000);
     }
     await gw.app.drain();
     await page.reload();
@@ -171,6 +174,20 @@ Deno.test("user key: shown once and working on /v1; the dashboard updates after 
       () => document.querySelector('[data-stat="requests"] .stat-value')?.textContent === "3",
     );
     assert.equal(await statValue(page, "success"), "100.0%");
+
+    // The request log finds a request by the id its client was given.
+    await page.goto(`${gw.url}/admin/logs`);
+    await hydrated(page);
+    assert.equal(await page.locator("[data-testid=request-log] tbody tr").count(), 3);
+    await page.fill("#log-request-id", requestIds[0]);
+    await page.press("#log-request-id", "Enter");
+    await page.waitForFunction(
+      () => document.querySelectorAll("[data-testid=request-log] tbody tr").length === 1,
+    );
+    assert.match(
+      await page.textContent("[data-testid=request-log] tbody tr") ?? "",
+      new RegExp(requestIds[0]),
+    );
     assert.deepEqual(b.errors, []);
   } finally {
     await b.close();

@@ -216,6 +216,57 @@ Deno.test("the request log keeps the last requests, redacted, newest first, trim
   }
 });
 
+Deno.test("a request id a user quotes finds its request in the log: theirs, or the one the gateway gave", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-00001": OK } });
+  try {
+    const apiKey = await gw.createUserKey({ name: "bob" });
+    const ids: string[] = [];
+    for (const sent of ["trace-from-the-client-1", undefined, undefined]) {
+      const res = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${apiKey}`,
+          "content-type": "application/json",
+          ...(sent ? { "x-request-id": sent } : {}),
+        },
+        body: JSON.stringify({
+          model: "gemini-2.5-flash",
+          messages: [{ role: "user", content: "x" }],
+          stream: ids.length === 2,
+        }),
+      });
+      await res.text();
+      ids.push(res.headers.get("x-request-id")!);
+      gw.clock.advance(1000);
+    }
+    // A native call and a refused one are logged with theirs too.
+    const native = await fetch(`${gw.url}/v1beta/models/gemini-2.5-flash:generateContent`, {
+      method: "POST",
+      headers: { "x-goog-api-key": apiKey, "content-type": "application/json" },
+      body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "y" }] }] }),
+    });
+    await native.text();
+    ids.push(native.headers.get("x-request-id")!);
+    assert.equal(ids[0], "trace-from-the-client-1");
+    assert.equal(new Set(ids).size, 4);
+    await gw.app.drain();
+    type Entry = { request_id: string | null; user_key_name: string; status: number };
+    const log = await gw.admin<{ data: Entry[] }>("GET", "/admin/api/request-log");
+    assert.deepEqual(log.json.data.map((e) => e.request_id), ids.toReversed());
+    for (const id of ids) {
+      const found = await gw.admin<{ data: Entry[] }>(
+        "GET",
+        `/admin/api/request-log?request_id=${encodeURIComponent(id)}`,
+      );
+      assert.deepEqual(found.json.data.map((e) => [e.request_id, e.user_key_name]), [[id, "bob"]]);
+    }
+    const none = await gw.admin<{ data: Entry[] }>("GET", "/admin/api/request-log?request_id=nope");
+    assert.deepEqual(none.json.data, []);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("usage is rolled up from minute to hour to day buckets; stats stay the same", async () => {
   const gw = await startGateway({ keys: { "AIzaGood-key-00001": OK } });
   try {

@@ -19,6 +19,7 @@ function entry(t: number, extra: Partial<NewRequestLogEntry> = {}): NewRequestLo
     outputTokens: 5,
     attempts: 1,
     errorClass: null,
+    requestId: `rq-${t}`,
     ...extra,
   };
 }
@@ -38,18 +39,33 @@ Deno.test("request-log pages are read back newest first across overlapping pages
     // Page B's newest entry (500) is older than page A's, but it holds 400 and 300.
     await write(kv, [entry(500), entry(300), entry(400)]);
     // An entry written one row each by an older version.
-    await kv.set(["rlog", 200, "rOld"], { id: "rOld", ...entry(200, { model: "old" }) });
+    const { requestId: _, ...oldEntry } = entry(200, { model: "old" });
+    await kv.set(["rlog", 200, "rOld"], { id: "rOld", ...oldEntry });
+    // A page of a version that logged no request ids (rows of 11 values).
+    await kv.set(
+      ["rlog", 250, "rOldPage"],
+      JSON.stringify({ rows: [[250, "uk_1", "m", "k1", "AIza…0001", 200, 12, 7, 5, 1, null]] }),
+    );
 
     const all = await readRequestLog(kv, { limit: 100 });
-    assert.deepEqual(all.map((e) => e.t), [900, 500, 400, 300, 200, 100]);
-    assert.equal(new Set(all.map((e) => e.id)).size, 6, "ids are unique");
+    assert.deepEqual(all.map((e) => e.t), [900, 500, 400, 300, 250, 200, 100]);
+    assert.equal(new Set(all.map((e) => e.id)).size, 7, "ids are unique");
     assert.equal(all.find((e) => e.t === 200)?.model, "old");
-    assert.deepEqual(all[5], { ...entry(100, { errorClass: "client_closed" }), id: all[5].id });
+    assert.deepEqual(all.map((e) => e.requestId), [
+      "rq-900",
+      "rq-500",
+      "rq-400",
+      "rq-300",
+      null,
+      null,
+      "rq-100",
+    ]);
+    assert.deepEqual(all[6], { ...entry(100, { errorClass: "client_closed" }), id: all[6].id });
 
     const top = await readRequestLog(kv, { limit: 2 });
     assert.deepEqual(top.map((e) => e.t), [900, 500]);
     const next = await readRequestLog(kv, { limit: 3, before: 500 });
-    assert.deepEqual(next.map((e) => e.t), [400, 300, 200]);
+    assert.deepEqual(next.map((e) => e.t), [400, 300, 250]);
     const last = await readRequestLog(kv, { limit: 3, before: 200 });
     assert.deepEqual(last.map((e) => e.t), [100]);
   } finally {

@@ -1,6 +1,7 @@
 /**
  * `GET /admin/api/request-log`: the last requests, newest first (time, user key name, model, key
- * masked, status, latency, tokens, error class); redacted: no prompt, answer or secret is stored.
+ * masked, status, latency, tokens, error class, request id); redacted: no prompt, answer or secret
+ * is stored. `?request_id=` finds the entries of one `X-Request-Id`.
  */
 import { Hono } from "hono";
 import * as z from "zod";
@@ -13,6 +14,8 @@ const QuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   /** Only entries that started before this time (ISO 8601), for paging. */
   before: z.iso.datetime({ offset: true }).optional(),
+  /** Only the entries of this `X-Request-Id` (the one a user quotes when reporting a problem). */
+  request_id: z.string().trim().min(1).max(255).optional(),
 });
 
 /** Builds the request-log route. */
@@ -27,6 +30,7 @@ export function requestLogRoutes(gw: Gateway): Hono<AppEnv> {
       readRequestLog(gw.kv, {
         limit: q.limit + 1,
         before: q.before === undefined ? undefined : Date.parse(q.before),
+        requestId: q.request_id,
       }),
       listUserKeys(gw.kv),
     ]);
@@ -47,6 +51,7 @@ export function requestLogRoutes(gw: Gateway): Hono<AppEnv> {
         output_tokens: e.outputTokens,
         attempts: e.attempts,
         error_class: e.errorClass,
+        request_id: e.requestId,
       })),
       has_more: entries.length > q.limit,
     });
