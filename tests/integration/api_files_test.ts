@@ -129,6 +129,16 @@ Deno.test("chat messages use files in both reference forms, always through the u
   }
 });
 
+/** Uploads a small text file through the gateway; returns it and the Gemini key that took it. */
+async function uploadText(gw: TestGateway, client: OpenAI) {
+  const file = await client.files.create({
+    file: await toFile(new TextEncoder().encode("data"), "a.txt", { type: "text/plain" }),
+    purpose: "user_data",
+  });
+  const uploader = gw.fake.requests.findLast((r) => r.path === "/upload/v1beta/files")!.key!;
+  return { file, uploader };
+}
+
 async function fileName(gw: TestGateway, id: string): Promise<string> {
   const entry = await gw.kv.get<{ name: string }>(["file", id]);
   return entry.value!.name.slice("files/".length);
@@ -168,11 +178,7 @@ Deno.test("a file whose key became invalid gives a clear 4xx, and still lists wi
   });
   try {
     const client = gw.openai(await gw.createUserKey());
-    const file = await client.files.create({
-      file: await toFile(new TextEncoder().encode("data"), "a.txt", { type: "text/plain" }),
-      purpose: "user_data",
-    });
-    const uploader = gw.fake.requests.find((r) => r.path === "/upload/v1beta/files")!.key!;
+    const { file, uploader } = await uploadText(gw, client);
     const keys = await gw.admin<{ data: { id: string; masked: string }[] }>(
       "GET",
       "/admin/api/keys",
@@ -202,11 +208,7 @@ Deno.test("a file whose key the upstream stops accepting gives a clear 4xx, not 
   const gw = await startGateway({ keys: TWO_PROJECTS });
   try {
     const client = gw.openai(await gw.createUserKey());
-    const file = await client.files.create({
-      file: await toFile(new TextEncoder().encode("data"), "a.txt", { type: "text/plain" }),
-      purpose: "user_data",
-    });
-    const uploader = gw.fake.requests.find((r) => r.path === "/upload/v1beta/files")!.key!;
+    const { file, uploader } = await uploadText(gw, client);
     gw.fake.setKey(uploader, { kind: "invalid" });
     gw.fake.reset();
     const err = await client.chat.completions.create({
@@ -228,10 +230,7 @@ Deno.test("a file past Gemini's 48-hour expiry is gone for its owner too", async
   const gw = await startGateway({ keys: { "AIzaFile-1": OK } });
   try {
     const client = gw.openai(await gw.createUserKey());
-    const file = await client.files.create({
-      file: await toFile(new TextEncoder().encode("data"), "a.txt", { type: "text/plain" }),
-      purpose: "user_data",
-    });
+    const { file } = await uploadText(gw, client);
     gw.clock.t = (file.expires_at! + 1) * 1000;
     await assert.rejects(client.files.retrieve(file.id), OpenAI.NotFoundError);
     const listed: string[] = [];
@@ -252,11 +251,7 @@ Deno.test("a file deleted at Gemini behind the gateway's back is a 404 that says
   const gw = await startGateway({ keys: { "AIzaFile-1": OK, "AIzaFile-2": OK } });
   try {
     const client = gw.openai(await gw.createUserKey());
-    const file = await client.files.create({
-      file: await toFile(new TextEncoder().encode("data"), "a.txt", { type: "text/plain" }),
-      purpose: "user_data",
-    });
-    const uploader = gw.fake.requests.find((r) => r.path === "/upload/v1beta/files")!.key!;
+    const { file, uploader } = await uploadText(gw, client);
     const gone = await fetch(`${gw.fake.url}/v1beta/files/${await fileName(gw, file.id)}`, {
       method: "DELETE",
       headers: { "x-goog-api-key": uploader },

@@ -205,14 +205,11 @@ function nativeCall(
   });
 }
 
-/** The events of an SSE text, with what differs between two answers (id, time) made equal. */
-function comparableEvents(text: string): string[] {
-  return text.split("\n\n").filter((e) => e !== "").map((e) =>
-    e.replace(/"id":"chatcmpl-[^"]+"/, '"id":"chatcmpl-X"').replace(/"created":\d+/, '"created":0')
-  );
-}
-
-Deno.test("an answer the upstream sent whole leaves as one body, with the events a live stream sends", async () => {
+/**
+ * Two gateways on one fake: one whose upstream sends streamed answers whole, one whose upstream
+ * sends the first event at once and the rest when `open` is called. `close` stops everything.
+ */
+async function wholeAndLiveGateways() {
   const fake = await startFakeGemini({ quiet: true, keys: { k1: OK } });
   const whole = relayUpstream(fake.url, { kind: "whole" });
   let open: () => void = () => {};
@@ -228,6 +225,30 @@ Deno.test("an answer the upstream sent whole leaves as one body, with the events
     keys: { k1: OK },
     env: { GEMINI_BASE_URL: split.url },
   });
+  return {
+    wholeGw,
+    liveGw,
+    open,
+    async close() {
+      open();
+      await wholeGw.close();
+      await liveGw.close();
+      await whole.close();
+      await split.close();
+      await fake.close();
+    },
+  };
+}
+
+/** The events of an SSE text, with what differs between two answers (id, time) made equal. */
+function comparableEvents(text: string): string[] {
+  return text.split("\n\n").filter((e) => e !== "").map((e) =>
+    e.replace(/"id":"chatcmpl-[^"]+"/, '"id":"chatcmpl-X"').replace(/"created":\d+/, '"created":0')
+  );
+}
+
+Deno.test("an answer the upstream sent whole leaves as one body, with the events a live stream sends", async () => {
+  const { wholeGw, liveGw, open, close } = await wholeAndLiveGateways();
   try {
     const res = await fetch(wholeGw.url + "/v1/chat/completions", {
       method: "POST",
@@ -268,12 +289,7 @@ Deno.test("an answer the upstream sent whole leaves as one body, with the events
     assert.equal(stats.json.totals.requests, 1);
     assert.ok(stats.json.totals.output_tokens > 0, "tokens counted");
   } finally {
-    open();
-    await wholeGw.close();
-    await liveGw.close();
-    await whole.close();
-    await split.close();
-    await fake.close();
+    await close();
   }
 });
 
@@ -387,21 +403,7 @@ Deno.test("function calls of an answer sent whole still get ids that carry their
 });
 
 Deno.test("a native stream the upstream sent whole leaves as one body, the same bytes a live one passes through", async () => {
-  const fake = await startFakeGemini({ quiet: true, keys: { k1: OK } });
-  const whole = relayUpstream(fake.url, { kind: "whole" });
-  let open: () => void = () => {};
-  const gate = new Promise<void>((resolve) => (open = resolve));
-  const split = relayUpstream(fake.url, { kind: "split", first: 1, gate });
-  const wholeGw = await startGateway({
-    fake,
-    keys: { k1: OK },
-    env: { GEMINI_BASE_URL: whole.url },
-  });
-  const liveGw = await startGateway({
-    fake,
-    keys: { k1: OK },
-    env: { GEMINI_BASE_URL: split.url },
-  });
+  const { wholeGw, liveGw, open, close } = await wholeAndLiveGateways();
   // Only the response id differs between two answers of the fake.
   const comparable = (text: string) => text.replaceAll(/"responseId":"[^"]*"/g, '"responseId":"X"');
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -444,11 +446,6 @@ Deno.test("a native stream the upstream sent whole leaves as one body, the same 
     }
   } finally {
     clearTimeout(timer);
-    open();
-    await wholeGw.close();
-    await liveGw.close();
-    await whole.close();
-    await split.close();
-    await fake.close();
+    await close();
   }
 });
