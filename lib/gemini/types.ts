@@ -68,6 +68,8 @@ export const CandidateSchema = z.looseObject({
   finishReason: z.string().optional(),
   index: z.number().optional(),
   logprobsResult: LogprobsResultSchema.optional(),
+  /** Google Search grounding: read defensively (`webSources`), never trusted for its shape. */
+  groundingMetadata: z.unknown().optional(),
 });
 
 /** One candidate. */
@@ -240,7 +242,9 @@ export interface FunctionCallingConfig {
 export interface GenerateContentRequest {
   contents: Content[];
   systemInstruction?: { parts: Part[] };
-  tools?: { functionDeclarations: FunctionDeclaration[] }[];
+  /** Function declarations, or Google Search (`{googleSearch: {}}`). */
+  tools?:
+    ({ functionDeclarations: FunctionDeclaration[] } | { googleSearch: Record<string, never> })[];
   toolConfig?: { functionCallingConfig: FunctionCallingConfig };
   safetySettings?: SafetySetting[];
   generationConfig?: GenerationConfig;

@@ -215,6 +215,8 @@ export const ChatCompletionRequestSchema = z.object({
   reasoning_effort: ReasoningEffortSchema.nullish(),
   user: z.string().nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
+  /** OpenAI's web search: any options turn Google Search on (its own options do not apply). */
+  web_search_options: z.looseObject({}).nullish(),
   extra_body: z.object({ google: GoogleExtrasSchema.nullish() }).nullish(),
   /** The same options sent at the top level (some clients flatten `extra_body`). */
   google: GoogleExtrasSchema.nullish(),

@@ -655,6 +655,10 @@ export function toGeminiChatRequest(
   if (systemText) body.systemInstruction = { parts: [{ text: systemText }] };
   const tools = toolConfig(req, declarations(req));
   if (tools.decls.length) body.tools = [{ functionDeclarations: tools.decls }];
+  // Web search: a `-search` model name, or OpenAI's `web_search_options`.
+  if (resolved.search || req.web_search_options) {
+    (body.tools ??= []).push({ googleSearch: {} });
+  }
   if (tools.config) body.toolConfig = { functionCallingConfig: tools.config };
   const safety = safetySettings(req, settings);
   if (safety) body.safetySettings = safety;

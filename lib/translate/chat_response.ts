@@ -33,6 +33,12 @@ export interface ChatToolCall {
   extra_content?: { google: { thought_signature: string } };
 }
 
+/** A web source cited in an answer, as OpenAI's search models report one. */
+export interface UrlCitation {
+  type: "url_citation";
+  url_citation: { url: string; title: string; start_index: number; end_index: number };
+}
+
 /** An assistant message of a chat completion. */
 export interface ChatMessage {
   role: "assistant";
@@ -40,6 +46,7 @@ export interface ChatMessage {
   refusal: null;
   reasoning_content?: string;
   tool_calls?: ChatToolCall[];
+  annotations?: UrlCitation[];
 }
 
 /** One token's log probability, as OpenAI reports it. */
@@ -234,7 +241,71 @@ export function candidateMessage(
   };
   if (thoughts) message.reasoning_content = thoughts;
   if (calls.length) message.tool_calls = calls;
+  const sources = webSources(candidate.groundingMetadata);
+  if (sources.length) {
+    const footer = sourcesFooter(sources, text.length);
+    message.content = text + footer.text;
+    message.annotations = footer.annotations;
+  }
   return { message, hasToolCalls: calls.length > 0 };
+}
+
+/** A web page Gemini grounded an answer on (Google Search). */
+export interface WebSource {
+  url: string;
+  title: string;
+}
+
+/** The web pages of a candidate's `groundingMetadata`, in order, each once. */
+export function webSources(grounding: unknown): WebSource[] {
+  if (!isRecord(grounding) || !Array.isArray(grounding.groundingChunks)) return [];
+  const out: WebSource[] = [];
+  const seen = new Set<string>();
+  for (const chunk of grounding.groundingChunks) {
+    const web = isRecord(chunk) && isRecord(chunk.web) ? chunk.web : null;
+    const url = web?.uri;
+    if (typeof url !== "string" || !/^https?:\/\//.test(url) || seen.has(url)) continue;
+    seen.add(url);
+    const title = typeof web!.title === "string" && web!.title.trim() ? web!.title.trim() : url;
+    out.push({ url, title });
+  }
+  return out;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * What an answer grounded on web pages ends with: a rule and one numbered Markdown link per page
+ * (every chat app shows it), and each link as an OpenAI `url_citation` annotation over its own
+ * text, counted from `offset` (the length of the answer before it).
+ */
+export function sourcesFooter(
+  sources: readonly WebSource[],
+  offset: number,
+): { text: string; annotations: UrlCitation[] } {
+  let text = "\n\n---\n";
+  const annotations: UrlCitation[] = [];
+  sources.forEach((s, i) => {
+    const label = `[${s.title.replace(/[[\]\s]+/g, " ").trim()}](${
+      s.url.replace(/[()\s]/g, (c) =>
+        `%${c.charCodeAt(0).toString(16).padStart(2, "0").toUpperCase()}`)
+    })`;
+    text += `${i ? "\n" : ""}${i + 1}. `;
+    const start = offset + text.length;
+    text += label;
+    annotations.push({
+      type: "url_citation",
+      url_citation: {
+        url: s.url,
+        title: s.title,
+        start_index: start,
+        end_index: start + label.length,
+      },
+    });
+  });
+  return { text, annotations };
 }
 
 /** Translates a whole generateContent response. */

@@ -13,8 +13,11 @@ import {
   mapFinishReason,
   mapLogprobs,
   mapUsage,
+  sourcesFooter,
   splitText,
   toToolCall,
+  type UrlCitation,
+  webSources,
 } from "./chat_response.ts";
 
 /** A tool call in a stream delta: `index` is its position within the message. */
@@ -28,6 +31,7 @@ export interface ChunkDelta {
   content?: string;
   reasoning_content?: string;
   tool_calls?: ToolCallDelta[];
+  annotations?: UrlCitation[];
 }
 
 /** One OpenAI stream chunk. */
@@ -58,6 +62,10 @@ export class ChatStreamTranslator {
   #finished = new Set<number>();
   /** Tool calls emitted so far, per choice (their count is the next call's `index`). */
   #calls = new Map<number, number>();
+  /** Answer text sent so far per choice, in UTF-16 units (where a sources footer starts). */
+  #sent = new Map<number, number>();
+  /** The latest Google Search grounding per choice, sent as sources when the choice ends. */
+  #grounding = new Map<number, unknown>();
   #started = false;
   /** The SSE text every chunk of this stream starts with (see `sse`). */
   #prefix: string;
@@ -140,7 +148,9 @@ export class ChatStreamTranslator {
           ? { content: mapLogprobs(c.logprobsResult), refusal: null }
           : null;
         out.push(this.#chunk(index, { content: text }, null, logprobs));
+        this.#sent.set(index, (this.#sent.get(index) ?? 0) + text.length);
       }
+      if (c.groundingMetadata !== undefined) this.#grounding.set(index, c.groundingMetadata);
       const calls = functionCalls(parts);
       if (calls.length) {
         const first = this.#calls.get(index) ?? 0;
@@ -153,6 +163,11 @@ export class ChatStreamTranslator {
       }
       if (c.finishReason && !this.#finished.has(index)) {
         this.#finished.add(index);
+        const sources = webSources(this.#grounding.get(index));
+        if (sources.length) {
+          const footer = sourcesFooter(sources, this.#sent.get(index) ?? 0);
+          out.push(this.#chunk(index, { content: footer.text, annotations: footer.annotations }));
+        }
         const hasCalls = (this.#calls.get(index) ?? 0) > 0;
         out.push(this.#chunk(index, {}, mapFinishReason(c.finishReason, hasCalls)));
       }

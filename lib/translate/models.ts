@@ -1,7 +1,7 @@
 /**
  * Model names as clients send them -> the upstream model (pure): a leading `models/` removed,
- * admin-defined aliases applied, and thinking suffixes (`-thinking`, `-nothinking`, `-maxthinking`)
- * split off into a thinking directive.
+ * admin-defined aliases applied, a `-search` suffix split off into Google Search, and thinking
+ * suffixes (`-thinking`, `-nothinking`, `-maxthinking`) into a thinking directive.
  */
 
 /** What a model-name suffix asks of thinking. */
@@ -13,6 +13,8 @@ export interface ResolvedModel {
   model: string;
   /** The thinking directive of a suffix, if the name carried one. */
   suffix: ThinkingSuffix | null;
+  /** The name ended in `-search`: the answer may use Google Search. */
+  search: boolean;
   /** The alias that was applied, if any. */
   alias: string | null;
 }
@@ -44,7 +46,8 @@ function applyAliases(
 
 /**
  * Resolves a client's model name: aliases first (so an alias may point at a suffixed name such as
- * `gemini-2.5-flash-nothinking`), then a thinking suffix, then aliases of the bare name.
+ * `gemini-2.5-flash-nothinking`), then a `-search` suffix and a thinking suffix (in either order),
+ * then aliases of the bare name.
  */
 export function resolveModel(
   requested: string,
@@ -52,6 +55,14 @@ export function resolveModel(
 ): ResolvedModel {
   const first = applyAliases(normalizeModel(requested), aliases);
   let name = first.name;
+  let search = false;
+  const dropSearch = () => {
+    if (!search && name.endsWith("-search") && name.length > 7) {
+      search = true;
+      name = name.slice(0, -7);
+    }
+  };
+  dropSearch();
   let suffix: ThinkingSuffix | null = null;
   for (const s of SUFFIXES) {
     if (name.endsWith(`-${s}`) && name.length > s.length + 1) {
@@ -60,8 +71,9 @@ export function resolveModel(
       break;
     }
   }
-  const second = suffix ? applyAliases(name, aliases) : { name, alias: null };
-  return { model: second.name, suffix, alias: first.alias ?? second.alias };
+  dropSearch();
+  const second = suffix || search ? applyAliases(name, aliases) : { name, alias: null };
+  return { model: second.name, suffix, search, alias: first.alias ?? second.alias };
 }
 
 /** Validation of an alias map: names and targets are model-like ids, no alias shadows itself. */

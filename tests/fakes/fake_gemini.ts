@@ -944,6 +944,9 @@ class FakeGeminiServer implements FakeGemini {
     const answer = this.#answer(model, userText, body, gen);
     const rawCount = gen.candidateCount;
     const n = typeof rawCount === "number" && rawCount > 1 ? Math.floor(rawCount) : 1;
+    // With Google Search on, the answer is grounded on two pages (on the candidate that ends it).
+    const searched = arrayField(body, "tools").some((t) => isRecord(t) && "googleSearch" in t);
+    const grounding = searched ? { groundingMetadata: groundingOf(userText, answer.text) } : {};
 
     if (!stream) {
       const parts: Json[] = includeThoughts ? [{ text: THOUGHT_TEXT, thought: true }] : [];
@@ -955,6 +958,7 @@ class FakeGeminiServer implements FakeGemini {
           finishReason: answer.finishReason,
           index: i,
           ...logprobsOf(gen, answer.text),
+          ...grounding,
         });
       }
       return jsonResponse({
@@ -974,6 +978,7 @@ class FakeGeminiServer implements FakeGemini {
         c.index = i;
         const text = parts.map((p) => (p.thought ? "" : String(p.text ?? ""))).join("");
         if (text) Object.assign(c, logprobsOf(gen, text));
+        if (finishReason !== null) Object.assign(c, grounding);
         candidates.push(c);
       }
       return { candidates, usageMetadata: meta, ...head };
@@ -1965,6 +1970,22 @@ function modelInPath(path: string): string | null {
   const rest = path.slice(15);
   const colon = rest.indexOf(":");
   return colon < 0 ? null : rest.slice(0, colon);
+}
+
+/** Google Search grounding as Gemini reports it: the queries, the pages, what each supports. */
+function groundingOf(query: string, text: string): Json {
+  const page = (n: number, title: string) => ({
+    web: { uri: `https://vertexaisearch.cloud.google.com/grounding-api-redirect/fake-${n}`, title },
+  });
+  return {
+    webSearchQueries: [query],
+    searchEntryPoint: { renderedContent: "<div>search</div>" },
+    groundingChunks: [page(1, "example.com"), page(2, "example.org"), page(1, "example.com")],
+    groundingSupports: [{
+      segment: { startIndex: 0, endIndex: text.length, text },
+      groundingChunkIndices: [0, 1],
+    }],
+  };
 }
 
 /** Parses `--name value` command-line flags. */

@@ -502,3 +502,72 @@ Deno.test("anti-truncation resumes a stream the upstream cut before its end", as
     await gw.close();
   }
 });
+
+Deno.test("web search: a -search model name or web_search_options turns on Google Search, and the pages come back as sources", async () => {
+  const gw = await startGateway({ keys: { "AIzaSearch-1": OK }, fakeOptions: { strict: true } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const asked = { role: "user", content: "What is new today?" } as const;
+    const found = await client.chat.completions.create({
+      model: "gemini-2.5-flash-search",
+      messages: [asked],
+    });
+    const message = found.choices[0].message as typeof found.choices[0]["message"] & {
+      annotations?: {
+        type: string;
+        url_citation: { url: string; start_index: number; end_index: number; title: string };
+      }[];
+    };
+    const content = message.content ?? "";
+    assert.ok(content.startsWith("Echo: What is new today?"), content);
+    // Each page once, in order, as a numbered Markdown link after the answer.
+    assert.ok(
+      content.endsWith(
+        "\n\n---\n1. [example.com](https://vertexaisearch.cloud.google.com/grounding-api-redirect/fake-1)" +
+          "\n2. [example.org](https://vertexaisearch.cloud.google.com/grounding-api-redirect/fake-2)",
+      ),
+      content,
+    );
+    // The annotations point at those links.
+    assert.equal(message.annotations?.length, 2);
+    for (const a of message.annotations!) {
+      assert.equal(a.type, "url_citation");
+      const span = content.slice(a.url_citation.start_index, a.url_citation.end_index);
+      assert.equal(span, `[${a.url_citation.title}](${a.url_citation.url})`);
+    }
+    const [sent] = bodies(gw) as (SentBody & { tools?: Json[] })[];
+    assert.deepEqual(sent.tools, [{ googleSearch: {} }]);
+    assert.match(paths(gw)[0], /\/models\/gemini-2\.5-flash:generateContent$/);
+    assert.equal(found.model, "gemini-2.5-flash-search");
+
+    // Streamed, through OpenAI's own option: the same text, the sources in the last content delta.
+    const stream = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [asked],
+      stream: true,
+      web_search_options: {},
+    });
+    let streamed = "";
+    let annotations: unknown[] = [];
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as { content?: string; annotations?: unknown[] };
+      streamed += delta?.content ?? "";
+      if (delta?.annotations) annotations = delta.annotations;
+    }
+    assert.equal(streamed, content);
+    assert.deepEqual(annotations, message.annotations);
+    assert.deepEqual((bodies(gw)[1] as SentBody & { tools?: Json[] }).tools, [{
+      googleSearch: {},
+    }]);
+
+    // Without search, no tool and no sources.
+    const plain = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [asked],
+    });
+    assert.equal(plain.choices[0].message.content, "Echo: What is new today?");
+    assert.equal((bodies(gw)[2] as SentBody & { tools?: Json[] }).tools, undefined);
+  } finally {
+    await gw.close();
+  }
+});

@@ -10,7 +10,12 @@ import {
   toolResultObject,
   TranslateError,
 } from "../../lib/translate/chat_request.ts";
-import { addUsage, toChatCompletion } from "../../lib/translate/chat_response.ts";
+import {
+  addUsage,
+  sourcesFooter,
+  toChatCompletion,
+  webSources,
+} from "../../lib/translate/chat_response.ts";
 import { ChatStreamTranslator } from "../../lib/translate/chat_stream.ts";
 import {
   continuationRequest,
@@ -247,7 +252,7 @@ Deno.test("responses turn function calls into tool_calls, in streams with runnin
   });
 });
 
-Deno.test("model names resolve through aliases and thinking suffixes", () => {
+Deno.test("model names resolve through aliases, thinking suffixes and -search", () => {
   const aliases = {
     "gpt-4o": "gemini-2.5-flash",
     fast: "gemini-2.5-flash-nothinking",
@@ -257,23 +262,34 @@ Deno.test("model names resolve through aliases and thinking suffixes", () => {
   assert.deepEqual(resolveModel("models/gemini-2.5-pro"), {
     model: "gemini-2.5-pro",
     suffix: null,
+    search: false,
     alias: null,
   });
   assert.deepEqual(resolveModel("gpt-4o", aliases), {
     model: "gemini-2.5-flash",
     suffix: null,
+    search: false,
     alias: "gpt-4o",
   });
   assert.deepEqual(resolveModel("fast", aliases), {
     model: "gemini-2.5-flash",
     suffix: "nothinking",
+    search: false,
     alias: "fast",
   });
   assert.deepEqual(resolveModel("gpt-4o-thinking", aliases), {
     model: "gemini-2.5-flash",
     suffix: "thinking",
+    search: false,
     alias: "gpt-4o",
   });
+  // `-search` turns on Google Search, before or after a thinking suffix, on an alias too.
+  for (const name of ["gpt-4o-search", "gpt-4o-nothinking-search", "gpt-4o-search-nothinking"]) {
+    const r = resolveModel(name, aliases);
+    assert.deepEqual([r.model, r.search, r.alias], ["gemini-2.5-flash", true, "gpt-4o"], name);
+  }
+  assert.equal(resolveModel("gpt-4o-search-nothinking", aliases).suffix, "nothinking");
+  assert.equal(resolveModel("-search").model, "-search", "nothing left is no model");
   assert.equal(resolveModel("a", aliases).model.length, 1, "a loop ends");
   assert.equal(aliasProblem({ "gpt-4o": "gemini-2.5-flash" }), null);
   assert.match(aliasProblem({ x: "x" })!, /itself/);
@@ -321,4 +337,36 @@ Deno.test("embeddings: base64 is little-endian float32 and inputs are batched by
     () => toBatchEmbedRequests({ model: "m", input: [[1, 2]] }),
     (e: unknown) => e instanceof TranslateError && e.param === "input",
   );
+});
+
+Deno.test("web sources: each http(s) page once, safe in Markdown, the annotations over the links", () => {
+  const sources = webSources({
+    groundingChunks: [
+      { web: { uri: "https://a.example/x(1)", title: "A [draft]\nnotes" } },
+      { web: { uri: "javascript:alert(1)", title: "no" } },
+      { retrievedContext: { uri: "https://b.example" } },
+      { web: { uri: "https://a.example/x(1)", title: "again" } },
+      { web: { uri: "https://c.example", title: "  " } },
+      "junk",
+    ],
+  });
+  assert.deepEqual(sources, [
+    { url: "https://a.example/x(1)", title: "A [draft]\nnotes" },
+    { url: "https://c.example", title: "https://c.example" },
+  ]);
+  const answer = "Answer.";
+  const footer = sourcesFooter(sources, answer.length);
+  assert.equal(
+    footer.text,
+    "\n\n---\n1. [A draft notes](https://a.example/x%281%29)\n2. [https://c.example](https://c.example)",
+  );
+  const content = answer + footer.text;
+  assert.deepEqual(
+    footer.annotations.map((a) =>
+      content.slice(a.url_citation.start_index, a.url_citation.end_index)
+    ),
+    ["[A draft notes](https://a.example/x%281%29)", "[https://c.example](https://c.example)"],
+  );
+  assert.deepEqual(webSources(undefined), []);
+  assert.deepEqual(webSources({ groundingChunks: "x" }), []);
 });
