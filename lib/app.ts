@@ -45,6 +45,7 @@ import { requestLogRoutes } from "../routes/admin/api/request_log.ts";
 import { jobsRoutes } from "../routes/admin/api/jobs.ts";
 import { staticRoutes } from "./ui/assets.ts";
 import { urlPath } from "./url_path.ts";
+import { SlowStarts } from "./heartbeat.ts";
 
 /** Largest JSON body accepted on `/v1` (inline media included). */
 export const MAX_BODY_BYTES = 40 * 1024 * 1024;
@@ -219,6 +220,7 @@ export function createApp(deps: AppDeps): App {
     background,
     clients: new ClientWatch(),
     requestIdOf: (req) => requestIdsByRequest.get(req) ?? null,
+    slowStarts: new SlowStarts(),
     toolCalls: new ToolCallStore({ kv, background }),
     media: new MediaFetcher(),
   };
@@ -369,6 +371,7 @@ export function createApp(deps: AppDeps): App {
       ]);
       // Their timers run out by themselves; an idle app holds none.
       gateway.client.deadlines.stop();
+      gateway.slowStarts.stop();
       gateway.client.closeIdle();
       gateway.clients.stop();
     },

@@ -17,6 +17,7 @@ import type { Sealer } from "./secrets.ts";
 import type { Settings } from "./store/settings.ts";
 import type { ToolCallStore } from "./store/tool_calls.ts";
 import type { UserKeyRecord } from "./store/user_keys.ts";
+import type { SlowStarts } from "./heartbeat.ts";
 
 /** A model as `/v1/models` lists it. */
 export interface ModelEntry {
@@ -48,6 +49,8 @@ export interface Gateway {
   /** A request's `X-Request-Id` (null for a request the app did not receive itself). */
   requestIdOf: (req: Request) => string | null;
   now: () => number;
+  /** Stream openings raced against the heartbeat delay (`lib/heartbeat.ts`). */
+  slowStarts: SlowStarts;
   /** Thought signatures behind tool-call ids (memory + KV). */
   toolCalls: ToolCallStore;
   /** Server-side fetching of http(s) media URLs, SSRF-safe; tests may replace it. */

@@ -36,6 +36,11 @@ const FIELDS = {
   antiTruncation: z.boolean(),
   /** Continuation rounds at most. */
   antiTruncationRounds: z.number().int().min(1).max(5),
+  /**
+   * Streams: after this many seconds without the upstream's first event, SSE comments keep the
+   * connection alive, one per as many seconds (0: never).
+   */
+  streamHeartbeatSeconds: z.number().int().min(0).max(300),
   /** Threshold sent for every harm category; `UNSET` sends no safety settings. */
   safetyThreshold: z.enum([
     "OFF",
@@ -68,6 +73,7 @@ export const SettingsSchema = z.object({
   promptInjectionPosition: FIELDS.promptInjectionPosition.default("system"),
   antiTruncation: FIELDS.antiTruncation.default(false),
   antiTruncationRounds: FIELDS.antiTruncationRounds.default(3),
+  streamHeartbeatSeconds: FIELDS.streamHeartbeatSeconds.default(15),
   safetyThreshold: FIELDS.safetyThreshold.default("OFF"),
   aliases: FIELDS.aliases.default({}),
 });
@@ -91,6 +97,7 @@ export const SettingsPatchSchema = z.strictObject({
   promptInjectionPosition: FIELDS.promptInjectionPosition.optional(),
   antiTruncation: FIELDS.antiTruncation.optional(),
   antiTruncationRounds: FIELDS.antiTruncationRounds.optional(),
+  streamHeartbeatSeconds: FIELDS.streamHeartbeatSeconds.optional(),
   safetyThreshold: FIELDS.safetyThreshold.optional(),
   aliases: FIELDS.aliases.optional(),
 });

@@ -302,6 +302,9 @@ const en = {
   "setting.antiTruncation.help":
     "When an answer stops at the output limit or mid-stream, ask the model to continue.",
   "setting.antiTruncationRounds": "Continuation rounds at most",
+  "setting.streamHeartbeatSeconds": "Stream heartbeat, seconds",
+  "setting.streamHeartbeatSeconds.help":
+    "When a stream's first answer takes longer than this, the client gets keep-alive comments this often so proxies and apps keep waiting; a failure after that arrives as an error event. 0: off.",
   "setting.safetyThreshold": "Safety threshold for every harm category",
   "setting.safetyThreshold.OFF": "Off",
   "setting.safetyThreshold.BLOCK_NONE": "Block none",
@@ -639,6 +642,9 @@ const zhCN: Messages = {
   "setting.antiTruncation": "续写被截断的回答",
   "setting.antiTruncation.help": "回答因输出上限或流中断而停止时，让模型继续写完。",
   "setting.antiTruncationRounds": "最多续写轮数",
+  "setting.streamHeartbeatSeconds": "流式心跳间隔（秒）",
+  "setting.streamHeartbeatSeconds.help":
+    "流式请求的首个回答超过这么久还没到时，每隔这么久向客户端发送保活注释，避免代理和应用断开；此后若失败，会以错误事件告知。0 表示关闭。",
   "setting.safetyThreshold": "所有危害类别的安全阈值",
   "setting.safetyThreshold.OFF": "关闭",
   "setting.safetyThreshold.BLOCK_NONE": "不屏蔽",

@@ -17,6 +17,7 @@ import {
 } from "../../lib/gemini/rounds.ts";
 import { arrived } from "../../lib/arrived.ts";
 import { markWhole } from "../../lib/whole_body.ts";
+import { heartbeatResponse, SLOW } from "../../lib/heartbeat.ts";
 import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
 import { offloadLargeInline, resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
 import { FileAccessError, pinnedFailure } from "../../lib/gemini/files.ts";
@@ -218,21 +219,49 @@ export async function chatCompletion(
       unwatch: () => signal.removeEventListener("abort", stopUpstream),
       account,
     });
-  const opened = await StreamRounds.open(gw, {
+  const opening = StreamRounds.open(gw, {
     target,
     body,
     options: continueOptions,
     upstream,
     sent: () => void prepare(),
   });
-  if (!opened.ok) {
+  /** The answer once the upstream stream is open: sent whole when it is all in hand already. */
+  const respond = (opened: StreamRounds): Response => {
+    rounds = opened;
+    const { live, whole } = prepare();
+    const text = whole();
+    return text === null ? live() : markWhole(new Response(text, { headers: SSE_HEADERS }));
+  };
+  const failed = (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
     signal.removeEventListener("abort", stopUpstream);
-    return await fail(opened.failure, opened.attempts);
+    return fail(failure, attempts);
+  };
+  const heartbeatMs = settings.streamHeartbeatSeconds * 1000;
+  const opened = await gw.slowStarts.race(opening, heartbeatMs);
+  if (opened !== SLOW) {
+    if (!opened.ok) return await failed(opened.failure, opened.attempts);
+    return finish(respond(opened.value));
   }
-  rounds = opened.value;
-  const { live, whole } = prepare();
-  const text = whole();
-  return finish(text === null ? live() : markWhole(new Response(text, { headers: SSE_HEADERS })));
+  // The upstream is slow to start: the client gets heartbeats until it does. A failure after that
+  // can no longer change the status: it arrives as the stream's error event.
+  const later = opening.then(
+    (o) => o.ok ? respond(o.value) : failed(o.failure, o.attempts),
+  ).catch((err) => {
+    const error = err instanceof OpenAiError ? err : new OpenAiError(
+      502,
+      `The upstream stream failed: ${err instanceof Error ? err.message : err}`,
+      {
+        code: "upstream_error",
+      },
+    );
+    return new Response(`data: ${JSON.stringify(error.toBody())}\n\n`, { headers: SSE_HEADERS });
+  });
+  return finish(heartbeatResponse(later, {
+    everyMs: heartbeatMs,
+    headers: SSE_HEADERS,
+    cancel: stopUpstream,
+  }));
 }
 
 /** The headers of a chat stream's response. */

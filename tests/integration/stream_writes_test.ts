@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { startGateway, type TestGateway } from "./harness.ts";
 import { startFakeGemini } from "../fakes/fake_gemini.ts";
+import { rawTcpServer } from "../fakes/raw_tcp.ts";
 
 const OK = { kind: "ok" } as const;
 const encoder = new TextEncoder();
@@ -447,5 +448,124 @@ Deno.test("a native stream the upstream sent whole leaves as one body, the same 
   } finally {
     clearTimeout(timer);
     await close();
+  }
+});
+
+Deno.test("a stream whose upstream is slow to start gets heartbeats, then its answer or an error event", async () => {
+  const gw = await startGateway({
+    keys: { k1: { kind: "slow", delayMs: 2_500 } },
+    fakeOptions: { quiet: true },
+  });
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { streamHeartbeatSeconds: 1, maxAttempts: 1 });
+    const apiKey = await gw.createUserKey();
+    const started = performance.now();
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "gemini-2.5-flash",
+        stream: true,
+        messages: [{ role: "user", content: "Take your time." }],
+      }),
+    });
+    // The head came before the upstream answered: that is what keeps proxies waiting.
+    assert.ok(performance.now() - started < 2_400, "headers before the upstream answered");
+    assert.equal(res.status, 200);
+    assert.ok(res.headers.get("x-request-id"));
+    const text = await res.text();
+    assert.match(text, /^(: keep-alive\n\n){2,}data: /);
+    const events = text.split("\n\n").filter((e) => e.startsWith("data: "));
+    assert.equal(events.at(-1), "data: [DONE]");
+    const content = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)).choices[0].delta.content)
+      .join("");
+    assert.equal(content, "Echo: Take your time.");
+
+    // A quick failure is still an HTTP status, as before.
+    gw.fake.setKey("k1", { kind: "unavailable" });
+    const quick = await gw.openai(apiKey).chat.completions.create({
+      model: "gemini-2.5-flash",
+      stream: true,
+      messages: [{ role: "user", content: "x" }],
+    }).catch((e) => e);
+    assert.equal(quick.status, 503);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a slow upstream that fails after the heartbeats began ends the stream with an error event the SDK raises", async () => {
+  const gw = await startGateway({
+    keys: { k1: { kind: "unavailable" } },
+    fakeOptions: { quiet: true, latencyMs: 2_500 },
+  });
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { streamHeartbeatSeconds: 1, maxAttempts: 1 });
+    const stream = await gw.openai(await gw.createUserKey()).chat.completions.create({
+      model: "gemini-2.5-flash",
+      stream: true,
+      messages: [{ role: "user", content: "x" }],
+    });
+    await assert.rejects(
+      async () => {
+        for await (const _ of stream) { /* nothing arrives before the error */ }
+      },
+      (err: Error) => {
+        assert.match(err.message, /overloaded/);
+        return true;
+      },
+    );
+    await gw.app.drain();
+    const log = await gw.admin<{ data: { status: number; error_class: string }[] }>(
+      "GET",
+      "/admin/api/request-log",
+    );
+    assert.deepEqual(log.json.data.map((e) => [e.status, e.error_class]), [[503, "upstream"]]);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a client that leaves during the heartbeats stops the upstream call", async () => {
+  // An upstream that reads the request, never answers, and sees the caller hang up (EOF).
+  let hungUp: () => void = () => {};
+  const gone = new Promise<void>((resolve) => (hungUp = resolve));
+  const upstream = rawTcpServer(async (conn) => {
+    const buf = new Uint8Array(65536);
+    while ((await conn.read(buf)) !== null) { /* the request, then nothing */ }
+    hungUp();
+  });
+  const gw = await startGateway({ keys: { k1: OK }, env: { GEMINI_BASE_URL: upstream.url } });
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { streamHeartbeatSeconds: 1 });
+    const client = new AbortController();
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      signal: client.signal,
+      headers: {
+        authorization: `Bearer ${await gw.createUserKey()}`,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify({
+        model: "gemini-2.5-flash",
+        stream: true,
+        messages: [{ role: "user", content: "x" }],
+      }),
+    });
+    const reader = res.body!.getReader();
+    assert.equal(decoder.decode((await reader.read()).value), ": keep-alive\n\n");
+    assert.equal(upstream.connections, 1);
+    client.abort();
+    await reader.cancel().catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stopped = await Promise.race([
+      gone.then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(resolve, 5_000, false))),
+    ]);
+    clearTimeout(timer);
+    assert.ok(stopped, "the gateway hung up on the upstream");
+  } finally {
+    await gw.close();
+    await upstream.close();
   }
 });
