@@ -248,13 +248,10 @@ export async function chatCompletion(
   const later = opening.then(
     (o) => o.ok ? respond(o.value) : failed(o.failure, o.attempts),
   ).catch((err) => {
-    const error = err instanceof OpenAiError ? err : new OpenAiError(
-      502,
-      `The upstream stream failed: ${err instanceof Error ? err.message : err}`,
-      {
-        code: "upstream_error",
-      },
-    );
+    const message = `The upstream stream failed: ${err instanceof Error ? err.message : err}`;
+    const error = err instanceof OpenAiError
+      ? err
+      : new OpenAiError(502, message, { code: "upstream_error" });
     return new Response(`data: ${JSON.stringify(error.toBody())}\n\n`, { headers: SSE_HEADERS });
   });
   return finish(heartbeatResponse(later, {
