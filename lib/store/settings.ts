@@ -28,6 +28,11 @@ const FIELDS = {
   thinkingBudget: z.number().int().min(-1).max(32_768),
   /** Whether thought summaries are returned as `reasoning_content` by default. */
   includeThoughts: z.boolean(),
+  /**
+   * Where thought summaries go: `reasoning_content` (the field DeepSeek-style clients read), or
+   * `think_tags` (in `content` between `<think>` tags, for apps that show only content).
+   */
+  thoughtsFormat: z.enum(["reasoning_content", "think_tags"]),
   /** Text the gateway adds to every chat request ("" for none). */
   promptInjection: z.string().max(8_000),
   /** Where that text goes. */
@@ -69,6 +74,7 @@ export const SettingsSchema = z.object({
   thinkingMode: FIELDS.thinkingMode.default("auto"),
   thinkingBudget: FIELDS.thinkingBudget.default(8_192),
   includeThoughts: FIELDS.includeThoughts.default(true),
+  thoughtsFormat: FIELDS.thoughtsFormat.default("reasoning_content"),
   promptInjection: FIELDS.promptInjection.default(""),
   promptInjectionPosition: FIELDS.promptInjectionPosition.default("system"),
   antiTruncation: FIELDS.antiTruncation.default(false),
@@ -93,6 +99,7 @@ export const SettingsPatchSchema = z.strictObject({
   thinkingMode: FIELDS.thinkingMode.optional(),
   thinkingBudget: FIELDS.thinkingBudget.optional(),
   includeThoughts: FIELDS.includeThoughts.optional(),
+  thoughtsFormat: FIELDS.thoughtsFormat.optional(),
   promptInjection: FIELDS.promptInjection.optional(),
   promptInjectionPosition: FIELDS.promptInjectionPosition.optional(),
   antiTruncation: FIELDS.antiTruncation.optional(),

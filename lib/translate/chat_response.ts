@@ -102,7 +102,16 @@ export interface CompletionContext {
   nameCall?: ToolCallNamer;
   /** Whether the client asked for log probabilities. */
   logprobs?: boolean;
+  /**
+   * Thought summaries go into `content` between `<think>` tags (for apps that show only content)
+   * instead of `reasoning_content`.
+   */
+  thinkTags?: boolean;
 }
+
+/** What opens and closes thoughts put into `content`. */
+export const THINK_OPEN = "<think>\n";
+export const THINK_CLOSE = "\n</think>\n\n";
 
 const FILTER_REASONS = new Set([
   "SAFETY",
@@ -230,9 +239,14 @@ export function mapLogprobs(result: LogprobsResult | undefined): TokenLogprob[] 
 export function candidateMessage(
   candidate: Candidate,
   namer: ToolCallNamer | undefined,
+  options: { thinkTags?: boolean } = {},
 ): { message: ChatMessage; hasToolCalls: boolean } {
   const parts = candidate.content?.parts ?? [];
-  const { text, thoughts } = splitText(parts);
+  let { text, thoughts } = splitText(parts);
+  if (options.thinkTags && thoughts) {
+    text = THINK_OPEN + thoughts + THINK_CLOSE + text;
+    thoughts = "";
+  }
   const calls = functionCalls(parts).map((c) => toToolCall(c, namer));
   const message: ChatMessage = {
     role: "assistant",
@@ -315,7 +329,7 @@ export function toChatCompletion(
 ): ChatCompletion {
   const candidates = [...(res.candidates ?? [])].sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
   const choices: ChatCompletion["choices"] = candidates.map((c, i) => {
-    const { message, hasToolCalls } = candidateMessage(c, ctx.nameCall);
+    const { message, hasToolCalls } = candidateMessage(c, ctx.nameCall, ctx);
     return {
       index: c.index ?? i,
       message,

@@ -15,6 +15,8 @@ import {
   mapUsage,
   sourcesFooter,
   splitText,
+  THINK_CLOSE,
+  THINK_OPEN,
   toToolCall,
   type UrlCitation,
   webSources,
@@ -62,8 +64,10 @@ export class ChatStreamTranslator {
   #finished = new Set<number>();
   /** Tool calls emitted so far, per choice (their count is the next call's `index`). */
   #calls = new Map<number, number>();
-  /** Answer text sent so far per choice, in UTF-16 units (where a sources footer starts). */
+  /** Content sent so far per choice, in UTF-16 units (where a sources footer starts). */
   #sent = new Map<number, number>();
+  /** Choices whose thoughts are being sent in `content`, their `<think>` open (`thinkTags`). */
+  #thinking = new Set<number>();
   /** The latest Google Search grounding per choice, sent as sources when the choice ends. */
   #grounding = new Map<number, unknown>();
   #started = false;
@@ -109,6 +113,17 @@ export class ChatStreamTranslator {
     return chunk;
   }
 
+  /** A content chunk, counted (a sources footer is placed after what was sent). */
+  #content(index: number, content: string, logprobs: ChoiceLogprobs | null): ChatCompletionChunk {
+    this.#sent.set(index, (this.#sent.get(index) ?? 0) + content.length);
+    return this.#chunk(index, { content }, null, logprobs);
+  }
+
+  /** What closes a choice's thoughts sent in `content` ("" when none are open). */
+  #closeThinking(index: number): string {
+    return this.#thinking.delete(index) ? THINK_CLOSE : "";
+  }
+
   /** The last usage the upstream reported. */
   get usage(): UsageMetadata | undefined {
     return this.#usage;
@@ -142,13 +157,18 @@ export class ChatStreamTranslator {
       const index = c.index ?? 0;
       const parts = c.content?.parts ?? [];
       const { text, thoughts } = splitText(parts);
-      if (thoughts) out.push(this.#chunk(index, { reasoning_content: thoughts }));
+      if (thoughts && this.#ctx.thinkTags) {
+        const open = this.#thinking.has(index) ? "" : THINK_OPEN;
+        this.#thinking.add(index);
+        out.push(this.#content(index, open + thoughts, null));
+      } else if (thoughts) {
+        out.push(this.#chunk(index, { reasoning_content: thoughts }));
+      }
       if (text) {
         const logprobs = this.#ctx.logprobs
           ? { content: mapLogprobs(c.logprobsResult), refusal: null }
           : null;
-        out.push(this.#chunk(index, { content: text }, null, logprobs));
-        this.#sent.set(index, (this.#sent.get(index) ?? 0) + text.length);
+        out.push(this.#content(index, this.#closeThinking(index) + text, logprobs));
       }
       if (c.groundingMetadata !== undefined) this.#grounding.set(index, c.groundingMetadata);
       const calls = functionCalls(parts);
@@ -163,6 +183,8 @@ export class ChatStreamTranslator {
       }
       if (c.finishReason && !this.#finished.has(index)) {
         this.#finished.add(index);
+        const close = this.#closeThinking(index);
+        if (close) out.push(this.#content(index, close, null));
         const sources = webSources(this.#grounding.get(index));
         if (sources.length) {
           const footer = sourcesFooter(sources, this.#sent.get(index) ?? 0);

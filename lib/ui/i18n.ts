@@ -292,6 +292,11 @@ const en = {
     "Used with “Fixed budget”; fitted to each model's range. -1 lets the model choose.",
   "setting.includeThoughts": "Return thought summaries",
   "setting.includeThoughts.help": "Sent as reasoning_content by default.",
+  "setting.thoughtsFormat": "Where thought summaries go",
+  "setting.thoughtsFormat.help":
+    "reasoning_content is the field most chat apps read; <think> tags put them in the answer's text, for apps that show only that.",
+  "setting.thoughtsFormat.reasoning_content": "reasoning_content field",
+  "setting.thoughtsFormat.think_tags": "<think> tags in the content",
   "setting.promptInjection": "Text added to every chat request",
   "setting.promptInjection.help": "Leave empty to add nothing.",
   "setting.promptInjectionPosition": "Where the text goes",
@@ -633,6 +638,11 @@ const zhCN: Messages = {
   "setting.thinkingBudget.help": "用于“固定预算”模式，会按各模型的范围调整。-1 表示由模型决定。",
   "setting.includeThoughts": "返回思考摘要",
   "setting.includeThoughts.help": "默认以 reasoning_content 返回。",
+  "setting.thoughtsFormat": "思考摘要的位置",
+  "setting.thoughtsFormat.help":
+    "reasoning_content 是多数聊天应用读取的字段；<think> 标签把思考放进回答正文，供只显示正文的应用使用。",
+  "setting.thoughtsFormat.reasoning_content": "reasoning_content 字段",
+  "setting.thoughtsFormat.think_tags": "正文中的 <think> 标签",
   "setting.promptInjection": "添加到每个对话请求的文本",
   "setting.promptInjection.help": "留空表示不添加。",
   "setting.promptInjectionPosition": "文本位置",

@@ -154,6 +154,7 @@ export async function chatCompletion(
     created: Math.floor(gw.now() / 1000),
     model: normalizeModel(req.model),
     logprobs: req.logprobs === true,
+    thinkTags: settings.thoughtsFormat === "think_tags",
   });
   const account = (
     attempts: Attempt[],

@@ -571,3 +571,57 @@ Deno.test("web search: a -search model name or web_search_options turns on Googl
     await gw.close();
   }
 });
+
+Deno.test("the admin can have thoughts sent in <think> tags, for apps that show only content", async () => {
+  const gw = await startGateway({ keys: { "AIzaThink-1": OK }, fakeOptions: { strict: true } });
+  try {
+    const patched = await gw.admin("PATCH", "/admin/api/settings", {
+      thoughtsFormat: "think_tags",
+    });
+    assert.equal(patched.status, 200);
+    const client = gw.openai(await gw.createUserKey());
+    const asked = { role: "user", content: "Think first." } as const;
+    const res = await client.chat.completions.create({
+      model: "gemini-2.5-flash-search",
+      messages: [asked],
+    });
+    const message = res.choices[0].message as typeof res.choices[0]["message"] & {
+      reasoning_content?: string;
+      annotations?: { url_citation: { start_index: number; end_index: number; url: string } }[];
+    };
+    const content = message.content ?? "";
+    assert.match(content, /^<think>\n.+\n<\/think>\n\nEcho: Think first\.\n\n---\n1\. \[/s);
+    assert.equal(message.reasoning_content, undefined);
+    const stream = await client.chat.completions.create({
+      model: "gemini-2.5-flash-search",
+      messages: [asked],
+      stream: true,
+    });
+    let streamed = "";
+    let annotations: { url_citation: { start_index: number; end_index: number; url: string } }[] =
+      [];
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as {
+        content?: string;
+        annotations?: typeof annotations;
+      };
+      streamed += delta?.content ?? "";
+      if (delta?.annotations) annotations = delta.annotations;
+    }
+    assert.equal(streamed, content);
+    // The sources' annotations still point at their links, after the thoughts.
+    for (const a of [...annotations, ...message.annotations!]) {
+      assert.ok(
+        streamed.slice(a.url_citation.start_index, a.url_citation.end_index).includes(
+          a.url_citation.url,
+        ),
+      );
+    }
+    assert.equal(
+      (await gw.admin("PATCH", "/admin/api/settings", { thoughtsFormat: "xml" })).status,
+      400,
+    );
+  } finally {
+    await gw.close();
+  }
+});

@@ -116,6 +116,33 @@ Deno.test("thought parts become reasoning_content, never content", () => {
   assert.equal(out.choices[0].message.reasoning_content, "hmm");
 });
 
+Deno.test("with think tags, thoughts go into content between <think> tags, streamed or not", () => {
+  const tags = { ...ctx, thinkTags: true };
+  const out = toChatCompletion({
+    candidates: [{
+      content: { role: "model", parts: [{ text: "hmm", thought: true }, { text: "Answer." }] },
+      finishReason: "STOP",
+    }],
+  }, tags);
+  assert.equal(out.choices[0].message.content, "<think>\nhmm\n</think>\n\nAnswer.");
+  assert.equal(out.choices[0].message.reasoning_content, undefined);
+
+  const t = new ChatStreamTranslator(tags, { includeUsage: false });
+  const deltas = [
+    { candidates: [{ content: { parts: [{ text: "hm", thought: true }] } }] },
+    { candidates: [{ content: { parts: [{ text: "m", thought: true }, { text: "Ans" }] } }] },
+    { candidates: [{ content: { parts: [{ text: "wer." }] }, finishReason: "STOP" }] },
+  ].flatMap((res) => t.push(res)).map((c) => c.choices[0].delta.content ?? "");
+  assert.equal(deltas.join(""), "<think>\nhmm\n</think>\n\nAnswer.");
+  // Thoughts with no answer after them are closed before the stream finishes.
+  const only = new ChatStreamTranslator(tags, { includeUsage: false });
+  const closed = [
+    { candidates: [{ content: { parts: [{ text: "hmm", thought: true }] } }] },
+    { candidates: [{ content: { parts: [] }, finishReason: "MAX_TOKENS" }] },
+  ].flatMap((res) => only.push(res)).map((c) => c.choices[0].delta.content ?? "");
+  assert.equal(closed.join(""), "<think>\nhmm\n</think>\n\n");
+});
+
 Deno.test("the stream translator emits role, deltas, one finish chunk and a usage chunk", () => {
   const t = new ChatStreamTranslator(ctx, { includeUsage: true });
   const a = t.push({
