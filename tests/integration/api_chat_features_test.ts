@@ -503,22 +503,60 @@ Deno.test("anti-truncation resumes a stream the upstream cut before its end", as
   }
 });
 
+/** A cited web page, as the gateway annotates one. */
+interface Citation {
+  type: string;
+  url_citation: { url: string; title: string; start_index: number; end_index: number };
+}
+
+/**
+ * One chat through the openai client, streamed or not: its content, its annotations, its
+ * reasoning_content and its model.
+ */
+async function chatAnswer(
+  client: OpenAI,
+  body: { model: string; messages: OpenAI.Chat.ChatCompletionMessageParam[] } & Json,
+  stream: boolean,
+): Promise<{ content: string; annotations: Citation[]; reasoning?: string; model: string }> {
+  type Extra = { annotations?: Citation[]; reasoning_content?: string };
+  if (!stream) {
+    const res = await client.chat.completions.create({ ...body, stream: false });
+    const message = res.choices[0].message as typeof res.choices[0]["message"] & Extra;
+    return {
+      content: message.content ?? "",
+      annotations: message.annotations ?? [],
+      reasoning: message.reasoning_content,
+      model: res.model,
+    };
+  }
+  const chunks = await client.chat.completions.create({ ...body, stream: true });
+  const out = {
+    content: "",
+    annotations: [] as Citation[],
+    reasoning: undefined as string | undefined,
+    model: "",
+  };
+  for await (const chunk of chunks) {
+    out.model = chunk.model;
+    const delta = chunk.choices[0]?.delta as { content?: string } & Extra | undefined;
+    out.content += delta?.content ?? "";
+    if (delta?.reasoning_content) out.reasoning = (out.reasoning ?? "") + delta.reasoning_content;
+    if (delta?.annotations) out.annotations = delta.annotations;
+  }
+  return out;
+}
+
 Deno.test("web search: a -search model name or web_search_options turns on Google Search, and the pages come back as sources", async () => {
   const gw = await startGateway({ keys: { "AIzaSearch-1": OK }, fakeOptions: { strict: true } });
   try {
     const client = gw.openai(await gw.createUserKey());
     const asked = { role: "user", content: "What is new today?" } as const;
-    const found = await client.chat.completions.create({
-      model: "gemini-2.5-flash-search",
-      messages: [asked],
-    });
-    const message = found.choices[0].message as typeof found.choices[0]["message"] & {
-      annotations?: {
-        type: string;
-        url_citation: { url: string; start_index: number; end_index: number; title: string };
-      }[];
-    };
-    const content = message.content ?? "";
+    const found = await chatAnswer(
+      client,
+      { model: "gemini-2.5-flash-search", messages: [asked] },
+      false,
+    );
+    const content = found.content;
     assert.ok(content.startsWith("Echo: What is new today?"), content);
     // Each page once, in order, as a numbered Markdown link after the answer.
     assert.ok(
@@ -529,44 +567,31 @@ Deno.test("web search: a -search model name or web_search_options turns on Googl
       content,
     );
     // The annotations point at those links.
-    assert.equal(message.annotations?.length, 2);
-    for (const a of message.annotations!) {
+    assert.equal(found.annotations.length, 2);
+    for (const a of found.annotations) {
       assert.equal(a.type, "url_citation");
       const span = content.slice(a.url_citation.start_index, a.url_citation.end_index);
       assert.equal(span, `[${a.url_citation.title}](${a.url_citation.url})`);
     }
-    const [sent] = bodies(gw) as (SentBody & { tools?: Json[] })[];
-    assert.deepEqual(sent.tools, [{ googleSearch: {} }]);
+    const tools = (n: number) => (bodies(gw)[n] as SentBody & { tools?: Json[] }).tools;
+    assert.deepEqual(tools(0), [{ googleSearch: {} }]);
     assert.match(paths(gw)[0], /\/models\/gemini-2\.5-flash:generateContent$/);
     assert.equal(found.model, "gemini-2.5-flash-search");
 
     // Streamed, through OpenAI's own option: the same text, the sources in the last content delta.
-    const stream = await client.chat.completions.create({
-      model: "gemini-2.5-flash",
-      messages: [asked],
-      stream: true,
-      web_search_options: {},
-    });
-    let streamed = "";
-    let annotations: unknown[] = [];
-    for await (const chunk of stream) {
-      const delta = chunk.choices[0]?.delta as { content?: string; annotations?: unknown[] };
-      streamed += delta?.content ?? "";
-      if (delta?.annotations) annotations = delta.annotations;
-    }
-    assert.equal(streamed, content);
-    assert.deepEqual(annotations, message.annotations);
-    assert.deepEqual((bodies(gw)[1] as SentBody & { tools?: Json[] }).tools, [{
-      googleSearch: {},
-    }]);
+    const streamed = await chatAnswer(
+      client,
+      { model: "gemini-2.5-flash", messages: [asked], web_search_options: {} },
+      true,
+    );
+    assert.equal(streamed.content, content);
+    assert.deepEqual(streamed.annotations, found.annotations);
+    assert.deepEqual(tools(1), [{ googleSearch: {} }]);
 
     // Without search, no tool and no sources.
-    const plain = await client.chat.completions.create({
-      model: "gemini-2.5-flash",
-      messages: [asked],
-    });
-    assert.equal(plain.choices[0].message.content, "Echo: What is new today?");
-    assert.equal((bodies(gw)[2] as SentBody & { tools?: Json[] }).tools, undefined);
+    const plain = await chatAnswer(client, { model: "gemini-2.5-flash", messages: [asked] }, false);
+    assert.equal(plain.content, "Echo: What is new today?");
+    assert.equal(tools(2), undefined);
   } finally {
     await gw.close();
   }
@@ -580,42 +605,20 @@ Deno.test("the admin can have thoughts sent in <think> tags, for apps that show 
     });
     assert.equal(patched.status, 200);
     const client = gw.openai(await gw.createUserKey());
-    const asked = { role: "user", content: "Think first." } as const;
-    const res = await client.chat.completions.create({
+    const body = {
       model: "gemini-2.5-flash-search",
-      messages: [asked],
-    });
-    const message = res.choices[0].message as typeof res.choices[0]["message"] & {
-      reasoning_content?: string;
-      annotations?: { url_citation: { start_index: number; end_index: number; url: string } }[];
+      messages: [{ role: "user" as const, content: "Think first." }],
     };
-    const content = message.content ?? "";
-    assert.match(content, /^<think>\n.+\n<\/think>\n\nEcho: Think first\.\n\n---\n1\. \[/s);
-    assert.equal(message.reasoning_content, undefined);
-    const stream = await client.chat.completions.create({
-      model: "gemini-2.5-flash-search",
-      messages: [asked],
-      stream: true,
-    });
-    let streamed = "";
-    let annotations: { url_citation: { start_index: number; end_index: number; url: string } }[] =
-      [];
-    for await (const chunk of stream) {
-      const delta = chunk.choices[0]?.delta as {
-        content?: string;
-        annotations?: typeof annotations;
-      };
-      streamed += delta?.content ?? "";
-      if (delta?.annotations) annotations = delta.annotations;
-    }
-    assert.equal(streamed, content);
+    const whole = await chatAnswer(client, body, false);
+    assert.match(whole.content, /^<think>\n.+\n<\/think>\n\nEcho: Think first\.\n\n---\n1\. \[/s);
+    assert.equal(whole.reasoning, undefined);
+    const streamed = await chatAnswer(client, body, true);
+    assert.equal(streamed.content, whole.content);
+    assert.equal(streamed.reasoning, undefined);
     // The sources' annotations still point at their links, after the thoughts.
-    for (const a of [...annotations, ...message.annotations!]) {
-      assert.ok(
-        streamed.slice(a.url_citation.start_index, a.url_citation.end_index).includes(
-          a.url_citation.url,
-        ),
-      );
+    for (const a of [...streamed.annotations, ...whole.annotations]) {
+      const span = streamed.content.slice(a.url_citation.start_index, a.url_citation.end_index);
+      assert.equal(span, `[${a.url_citation.title}](${a.url_citation.url})`);
     }
     assert.equal(
       (await gw.admin("PATCH", "/admin/api/settings", { thoughtsFormat: "xml" })).status,
