@@ -63,6 +63,7 @@ import { expiryOf, fileStateOf } from "../../lib/translate/files.ts";
 import { normalizeModel } from "../../lib/translate/models.ts";
 import { urlPath } from "../../lib/url_path.ts";
 import { markWhole } from "../../lib/whole_body.ts";
+import { heartbeatResponse, SLOW } from "../../lib/heartbeat.ts";
 
 /** Largest JSON body of a native request (inline media included). */
 const MAX_JSON_BYTES = 40 * 1024 * 1024;
@@ -414,7 +415,7 @@ async function modelCall(
   const upstream = new AbortController();
   const stopUpstream = () => upstream.abort();
   signal.addEventListener("abort", stopUpstream, { once: true });
-  const opened = await runWithFailover(gw.pool, failover, async (key) => {
+  const opening = runWithFailover(gw.pool, failover, async (key) => {
     const res = await gw.client.post(key.secret, post, upstream.signal);
     if (!res.ok) return { ok: false, status: res.status, body: await res.text() };
     const passing = new PassThrough(res.body);
@@ -433,14 +434,70 @@ async function modelCall(
     }
     return { ok: true, value: passing };
   });
-  if (!opened.ok) {
+  const failed = (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
     signal.removeEventListener("abort", stopUpstream);
-    return await fail(opened.failure, opened.attempts);
+    return fail(failure, attempts);
+  };
+  const heartbeatMs = settings.streamHeartbeatSeconds * 1000;
+  const opened = await gw.slowStarts.race(opening, heartbeatMs);
+  if (opened !== SLOW) {
+    if (!opened.ok) return await failed(opened.failure, opened.attempts);
+    return passThrough(gw, opened.value, opened.attempts, {
+      signal,
+      stopUpstream,
+      upstream,
+      account,
+    });
   }
-  const passing = opened.value;
+  // Slow to start: heartbeats until it does (Google's SDK skips SSE comments); a failure after that
+  // is the stream's error event, in Google's shape.
+  const later = opening.then((o) =>
+    o.ok
+      ? passThrough(gw, o.value, o.attempts, { signal, stopUpstream, upstream, account })
+      : failed(o.failure, o.attempts)
+  ).catch((err) => {
+    const error = err instanceof GoogleApiError ? err : new GoogleApiError(
+      502,
+      `The upstream stream failed: ${err instanceof Error ? err.message : err}`,
+    );
+    const payload = { error: { code: error.code, message: error.message, status: error.status } };
+    return new Response(`data: ${JSON.stringify(payload)}\r\n\r\n`, {
+      headers: NATIVE_SSE_HEADERS,
+    });
+  });
+  return heartbeatResponse(later, {
+    everyMs: heartbeatMs,
+    headers: NATIVE_SSE_HEADERS,
+    cancel: stopUpstream,
+  });
+}
+
+/** What a native stream's answer needs from its request. */
+interface PassThroughScope {
+  /** The client's "went away" signal, and what it stops. */
+  signal: AbortSignal;
+  stopUpstream: () => void;
+  upstream: AbortController;
+  account: (
+    attempts: Attempt[],
+    outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
+  ) => void;
+}
+
+/**
+ * The answer of an opened native stream: one body when the upstream sent it whole already, else
+ * the bytes passed through as they come, its events read on the side.
+ */
+function passThrough(
+  gw: Gateway,
+  passing: PassThrough,
+  attempts: Attempt[],
+  scope: PassThroughScope,
+): Response {
+  const { signal, stopUpstream, upstream, account } = scope;
   const end = (error: string | undefined, errorClass = error ? "stream_error" : undefined) => {
     signal.removeEventListener("abort", stopUpstream);
-    account(opened.attempts, { ok: !error, status: 200, errorClass, usage: passing.usage });
+    account(attempts, { ok: !error, status: 200, errorClass, usage: passing.usage });
     return error ? streamError(error) : null;
   };
   if (passing.readAll()) {

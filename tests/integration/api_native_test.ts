@@ -497,3 +497,75 @@ Deno.test("a native upload whose Gemini key was disabled after it started is ref
     await gw.close();
   }
 });
+
+Deno.test("a native stream slow to start gets heartbeats Google's SDK skips, then its answer or its error", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaNative-slow": { kind: "slow", delayMs: 2_500 } },
+    fakeOptions: { quiet: true },
+  });
+  const { ai, release } = genai(gw, await gw.createUserKey(), "v1beta");
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { streamHeartbeatSeconds: 1, maxAttempts: 1 });
+    let text = "";
+    for await (
+      const chunk of await ai.models.generateContentStream({
+        model: "gemini-2.5-flash",
+        contents: "slow hello",
+      })
+    ) text += chunk.text ?? "";
+    assert.equal(text, "Echo: slow hello");
+    // The raw bytes began with the heartbeats.
+    const raw = await fetch(
+      `${gw.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse`,
+      {
+        method: "POST",
+        headers: { "x-goog-api-key": await gw.createUserKey(), "content-type": "application/json" },
+        body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "raw" }] }] }),
+      },
+    );
+    assert.match(await raw.text(), /^(: keep-alive\n\n){2,}data: \{"candidates"/);
+
+    // Slow, then failing: Google's SDK raises the error event.
+    gw.fake.setKey("AIzaNative-slow", { kind: "unavailable" });
+    await gw.admin("PATCH", "/admin/api/settings", { streamHeartbeatSeconds: 0 });
+    const quick = await ai.models.generateContentStream({
+      model: "gemini-2.5-flash",
+      contents: "x",
+    })
+      .catch((e) => e);
+    assert.ok(quick instanceof ApiError && quick.status === 503, String(quick));
+  } finally {
+    await release();
+    await gw.close();
+  }
+});
+
+Deno.test("a slow native stream that fails after the heartbeats ends with an error Google's SDK raises", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaNative-down": { kind: "unavailable" } },
+    fakeOptions: { quiet: true, latencyMs: 2_500 },
+  });
+  const { ai, release } = genai(gw, await gw.createUserKey(), "v1beta");
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { streamHeartbeatSeconds: 1, maxAttempts: 1 });
+    await assert.rejects(
+      async () => {
+        for await (
+          const _ of await ai.models.generateContentStream({
+            model: "gemini-2.5-flash",
+            contents: "x",
+          })
+        ) { /* nothing comes before the error */ }
+      },
+      (err: Error) => {
+        assert.ok(err instanceof ApiError, String(err));
+        assert.equal(err.status, 503);
+        assert.match(err.message, /overloaded/);
+        return true;
+      },
+    );
+  } finally {
+    await release();
+    await gw.close();
+  }
+});
