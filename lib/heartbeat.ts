@@ -2,8 +2,8 @@
  * Heartbeats of a stream whose upstream is slow to start: a thinking model may take a minute or
  * more before its first event, and proxies in front of the gateway or a client's own timeout give
  * up on a connection that stays silent that long (Cloudflare's 524 after 100 s, for one). Past a
- * delay the response starts at once with SSE comments (`: keep-alive`), which every SSE client
- * ignores, one per interval, and then carries the answer. An answer that comes sooner is sent as
+ * delay the response starts at once with heartbeats that SSE clients skip (a comment, or a blank
+ * line where a client cannot take a comment), one per interval, and then carries the answer. An answer that comes sooner is sent as
  * it would be without heartbeats: checking costs a deadline on a shared timer, not a timer each.
  */
 import { type Deadline, Deadlines } from "./deadlines.ts";
@@ -11,8 +11,18 @@ import { type Deadline, Deadlines } from "./deadlines.ts";
 /** What `SlowStarts.race` resolves with when the delay passed first. */
 export const SLOW = Symbol("slow");
 
-/** One SSE comment. */
-const KEEP_ALIVE = new TextEncoder().encode(": keep-alive\n\n");
+const encoder = new TextEncoder();
+
+/** One SSE comment: what OpenAI-style streams get. */
+export const KEEP_ALIVE_COMMENT = encoder.encode(": keep-alive\n\n");
+
+/**
+ * One blank line: what Gemini-native streams get. `@google/genai` before 3.x (the one gemini-cli
+ * 0.61 bundles) reads a stream with `/^\s*data: (.*)(?:\n\n|\r\r|\r\n\r\n)/` from the start of
+ * its buffer: a comment there is never consumed and ends the stream in "Incomplete JSON segment at
+ * the end", while leading whitespace is skipped. SSE parsers ignore an empty event.
+ */
+export const KEEP_ALIVE_BLANK = encoder.encode("\n\n");
 
 /** Races stream openings against a delay, on one shared timer per delay length. */
 export class SlowStarts {
@@ -52,20 +62,22 @@ export class SlowStarts {
 }
 
 /**
- * A streamed response that sends a comment now and one every `everyMs` until `answer` is ready,
- * then `answer`'s body. `cancel` runs when the client goes away first (stop the upstream).
+ * A streamed response that sends a heartbeat (`beat`, default the SSE comment) now and one every
+ * `everyMs` until `answer` is ready, then `answer`'s body. `cancel` runs when the client goes away
+ * first (stop the upstream).
  */
 export function heartbeatResponse(
   answer: Promise<Response>,
-  options: { everyMs: number; headers: HeadersInit; cancel: () => void },
+  options: { everyMs: number; headers: HeadersInit; cancel: () => void; beat?: Uint8Array },
 ): Response {
+  const keepAlive = options.beat ?? KEEP_ALIVE_COMMENT;
   let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let cancelled = false;
   const beat = Symbol("beat");
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
-      controller.enqueue(KEEP_ALIVE);
+      controller.enqueue(keepAlive);
     },
     async pull(controller) {
       if (reader === null) {
@@ -80,7 +92,7 @@ export function heartbeatResponse(
           if (next !== beat) await next.body?.cancel();
           return;
         }
-        if (next === beat) return controller.enqueue(KEEP_ALIVE);
+        if (next === beat) return controller.enqueue(keepAlive);
         if (!next.body) return controller.close();
         reader = next.body.getReader();
       }

@@ -63,7 +63,7 @@ import { expiryOf, fileStateOf } from "../../lib/translate/files.ts";
 import { normalizeModel } from "../../lib/translate/models.ts";
 import { urlPath } from "../../lib/url_path.ts";
 import { markWhole } from "../../lib/whole_body.ts";
-import { heartbeatResponse, SLOW } from "../../lib/heartbeat.ts";
+import { heartbeatResponse, KEEP_ALIVE_BLANK, SLOW } from "../../lib/heartbeat.ts";
 
 /** Largest JSON body of a native request (inline media included). */
 const MAX_JSON_BYTES = 40 * 1024 * 1024;
@@ -449,8 +449,8 @@ async function modelCall(
       account,
     });
   }
-  // Slow to start: heartbeats until it does (Google's SDK skips SSE comments); a failure after that
-  // is the stream's error event, in Google's shape.
+  // Slow to start: heartbeats (blank lines, which every version of Google's SDK skips) until it
+  // does; a failure after that is the stream's error event, in Google's shape.
   const later = opening.then((o) =>
     o.ok
       ? passThrough(gw, o.value, o.attempts, { signal, stopUpstream, upstream, account })
@@ -469,6 +469,7 @@ async function modelCall(
     everyMs: heartbeatMs,
     headers: NATIVE_SSE_HEADERS,
     cancel: stopUpstream,
+    beat: KEEP_ALIVE_BLANK,
   });
 }
 
