@@ -53,6 +53,14 @@ export interface FailoverOptions {
   pinnedKeyId?: string;
 }
 
+/**
+ * Whether `err` is an abort of the call itself. A timeout is not one: the client turns it into an
+ * `UpstreamTimeoutError`, which is the key's (it made the client wait).
+ */
+function isAbort(err: unknown): boolean {
+  return err instanceof DOMException && err.name === "AbortError";
+}
+
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -95,7 +103,9 @@ export async function runWithFailover<T>(
     try {
       result = await attempt(picked);
     } catch (err) {
-      if (options.signal?.aborted) throw err;
+      // The caller gave up on the call (the client went away, or a stream's heartbeats ended with
+      // it): no key is to blame, and no other key is to be asked.
+      if (options.signal?.aborted || isAbort(err)) throw err;
       result = null;
       timedOut = err instanceof UpstreamTimeoutError;
       failure = { kind: "upstream", reason: describe(err) };

@@ -12,6 +12,8 @@ import { patchModelConfig } from "../../lib/store/models.ts";
 import { readCursor } from "../../lib/store/pool_cursor.ts";
 import { nextPacificMidnight } from "../../lib/pool/calendar.ts";
 import { patchSettings } from "../../lib/store/settings.ts";
+import { runWithFailover } from "../../lib/pool/failover.ts";
+import { UpstreamTimeoutError } from "../../lib/gemini/client.ts";
 
 /** mulberry32: a small seeded generator, so distributions are reproducible. */
 function seeded(seed: number): () => number {
@@ -331,6 +333,41 @@ Deno.test("a streak of upstream errors on one model rests the key for that model
     const [after] = await listGeminiKeys(s.kv);
     assert.equal(after.cooldowns["gemini-2.5-flash-lite"]?.cause, "errors");
     await pool.settle();
+  } finally {
+    await s.pool.settle();
+    s.kv.close();
+  }
+});
+
+Deno.test("an attempt the caller aborted ends the failover at once, blaming no key", async () => {
+  const s = await setup({ weights: [1, 1], strategy: "round_robin" });
+  try {
+    let calls = 0;
+    const options = {
+      model: "m",
+      maxAttempts: 5,
+      defaultCooldownMs: 60_000,
+      now: () => s.clock.t,
+    };
+    await assert.rejects(
+      runWithFailover(s.pool, options, () => {
+        calls++;
+        return Promise.reject(new DOMException("The signal has been aborted", "AbortError"));
+      }),
+      (err: unknown) => err instanceof DOMException && err.name === "AbortError",
+    );
+    assert.equal(calls, 1, "no other key was asked");
+    for (const key of await listGeminiKeys(s.kv)) {
+      assert.equal(key.consecutiveErrors, 0, "no key was blamed");
+    }
+    // A timeout is the key's: counted, and the next key is asked.
+    calls = 0;
+    const timedOut = await runWithFailover(s.pool, options, () => {
+      calls++;
+      return Promise.reject(new UpstreamTimeoutError(1000));
+    });
+    assert.equal(timedOut.ok, false);
+    assert.equal(calls, 2);
   } finally {
     await s.pool.settle();
     s.kv.close();
