@@ -174,6 +174,15 @@ function isDirectChat(req: Request): boolean {
 /** Largest body of an admin API request (a batch of keys is far smaller). */
 const ADMIN_BODY_BYTES = 1024 * 1024;
 
+/** Refuses a body larger than `maxBytes` with a 413 in OpenAI's shape. */
+function tooLarge(maxBytes: number): never {
+  throw new OpenAiError(413, `Request body is larger than ${maxBytes} bytes`, {
+    code: "request_too_large",
+    // The rest of the body is not read: the connection ends with the answer.
+    headers: { connection: "close" },
+  });
+}
+
 /** Builds the gateway app. */
 export function createApp(deps: AppDeps): App {
   const now = deps.now ?? Date.now;
@@ -236,14 +245,10 @@ export function createApp(deps: AppDeps): App {
 
   hono.route("/health", healthRoutes(gateway));
 
-  const tooLarge = (): never => {
-    throw new OpenAiError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes`, {
-      code: "request_too_large",
-      // The rest of the body is not read: the connection ends with the answer.
-      headers: { connection: "close" },
-    });
-  };
-  const limit = declaredBodyLimit<AppEnv>({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
+  const limit = declaredBodyLimit<AppEnv>({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => tooLarge(MAX_BODY_BYTES),
+  });
   // Gemini-native requests (Google's SDKs) under /v1beta, /upload and, when they look native, /v1.
   const native = nativeRoutes(gateway);
   // One middleware layer for /v1 (each layer costs on every request): native-looking requests go
@@ -265,15 +270,7 @@ export function createApp(deps: AppDeps): App {
 
   hono.use(
     "/admin/api/*",
-    bodyLimit({
-      maxSize: ADMIN_BODY_BYTES,
-      onError: () => {
-        throw new OpenAiError(413, `Request body is larger than ${ADMIN_BODY_BYTES} bytes`, {
-          code: "request_too_large",
-          headers: { connection: "close" },
-        });
-      },
-    }),
+    bodyLimit({ maxSize: ADMIN_BODY_BYTES, onError: () => tooLarge(ADMIN_BODY_BYTES) }),
     adminAuth(gateway),
   );
   hono.route("/admin/api/keys", keysRoutes(gateway));
@@ -323,7 +320,7 @@ export function createApp(deps: AppDeps): App {
     };
     let res: Response;
     try {
-      if ((declaredLength(req) ?? 0) > MAX_BODY_BYTES) tooLarge();
+      if ((declaredLength(req) ?? 0) > MAX_BODY_BYTES) tooLarge(MAX_BODY_BYTES);
       const userKey = await authenticateUser(gateway, req);
       res = await underUserLimits(
         gateway,

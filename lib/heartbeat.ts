@@ -3,8 +3,9 @@
  * more before its first event, and proxies in front of the gateway or a client's own timeout give
  * up on a connection that stays silent that long (Cloudflare's 524 after 100 s, for one). Past a
  * delay the response starts at once with heartbeats that SSE clients skip (a comment, or a blank
- * line where a client cannot take a comment), one per interval, and then carries the answer. An answer that comes sooner is sent as
- * it would be without heartbeats: checking costs a deadline on a shared timer, not a timer each.
+ * line where a client cannot take a comment), one per interval, and then carries the answer. An
+ * answer that comes sooner is sent as it would be without heartbeats: checking costs a deadline on
+ * a shared timer, not a timer each.
  */
 import { type Deadline, Deadlines } from "./deadlines.ts";
 

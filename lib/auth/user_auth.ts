@@ -108,13 +108,6 @@ export class UserKeyAuthenticator {
   }
 }
 
-/** The bearer token of an `Authorization` header, or null. */
-export function bearerToken(header: string | null | undefined): string | null {
-  if (!header) return null;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  return m ? m[1] : null;
-}
-
 /**
  * The credential of an `Authorization: Bearer` header with whatever it holds, spaces included (an
  * admin password may have some), or null.
@@ -123,4 +116,10 @@ export function bearerCredential(header: string | null | undefined): string | nu
   if (!header) return null;
   const m = /^Bearer\s+(.*?)\s*$/i.exec(header);
   return m && m[1] ? m[1] : null;
+}
+
+/** The bearer token of an `Authorization` header (one word, as keys are), or null. */
+export function bearerToken(header: string | null | undefined): string | null {
+  const credential = bearerCredential(header);
+  return credential && !/\s/.test(credential) ? credential : null;
 }

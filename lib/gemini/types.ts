@@ -89,7 +89,8 @@ export type GenerateContentResponse = z.infer<typeof GenerateContentResponseSche
 
 type Json = Record<string, unknown>;
 
-function isObject(v: unknown): v is Json {
+/** Whether `v` is a plain JSON object (not null, not an array). */
+export function isObject(v: unknown): v is Json {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 

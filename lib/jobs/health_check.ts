@@ -2,9 +2,9 @@
  * The key health check: probes keys with a models call (free: it costs no generation quota),
  * restores invalid keys that work again, confirms invalid ones (their failing days feed the N-day
  * cleanup rule), clears error streaks of keys that answer, and marks keys invalid that Google
- * refuses. Probed each run: every invalid key and every key resting for all models after upstream
- * errors (as versions before per-model rests did); other enabled keys once a day. A rest for one
- * model after its errors is left to run out: a models call says nothing about that model.
+ * refuses. Probed each run: every invalid key; other enabled keys once a day. A key resting for a
+ * model after upstream errors is left to run out its rest: a models call says nothing about that
+ * model.
  */
 import type { Gateway } from "../gateway.ts";
 import { classifyHttpFailure } from "../gemini/errors.ts";
@@ -40,8 +40,6 @@ export interface HealthReport {
 function isDue(key: GeminiKeyRecord, now: number): boolean {
   if (!key.enabled) return false;
   if (key.invalid) return true;
-  const rest = key.cooldowns["*"];
-  if (rest?.cause === "errors" && rest.until > now) return true;
   return key.health.checkedAt === null || now - key.health.checkedAt >= HEALTHY_RECHECK_MS;
 }
 
@@ -85,12 +83,9 @@ export function applyProbe(
   if (probe.result === "ok" || probe.result === "rate_limited") {
     // A 429 proves the key itself is valid.
     health = noteHealthDay(health, { now, ok: true });
-    const cooldowns = { ...r.cooldowns };
-    if (probe.result === "ok" && cooldowns["*"]?.cause === "errors") delete cooldowns["*"];
     return {
       ...r,
       invalid: null,
-      cooldowns,
       consecutiveErrors: probe.result === "ok" ? 0 : r.consecutiveErrors,
       health,
       updatedAt: now,

@@ -1,6 +1,6 @@
 /**
- * Thought signatures behind tool-call ids: `["tool_call", hash]` -> `{signature, geminiId, model}` for a
- * week, plus a bounded in-memory copy so the next turn on the same isolate needs no KV read.
+ * Thought signatures behind tool-call ids: `["tool_call", hash]` -> `{signature, geminiId, model}`
+ * for a week, plus a bounded in-memory copy so the next turn on the same isolate needs no KV read.
  */
 import * as z from "zod";
 import type { Background } from "../background.ts";

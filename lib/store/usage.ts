@@ -505,7 +505,7 @@ export async function listUserTokens(kv: Deno.Kv, day: number): Promise<Map<stri
 
 /** The tokens one user key used on Pacific day `day`. */
 export async function userTokensOn(kv: Deno.Kv, day: number, id: string): Promise<number> {
-  const entry = await kv.get(["ul_tok", day, id]);
+  const entry = await kv.get(userTokensKey(id, day));
   return entry.value === null ? 0 : valueOf(entry.value);
 }
 

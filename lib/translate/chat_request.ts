@@ -20,6 +20,7 @@ import type {
   SafetySetting,
 } from "../gemini/types.ts";
 import type { Settings } from "../store/settings.ts";
+import type { StoredToolCall } from "../store/tool_calls.ts";
 import { normalizeModel, type ResolvedModel, resolveModel } from "./models.ts";
 import { toGeminiParameters, toResponseJsonSchema } from "./schema.ts";
 import {
@@ -62,11 +63,7 @@ export interface FileRef {
  * A stored tool-call record: the thought signature, Gemini's own call id, and the model that made
  * them (a signature is only valid for that model).
  */
-export interface ToolCallRecord {
-  signature?: string;
-  geminiId?: string;
-  model?: string;
-}
+export type ToolCallRecord = StoredToolCall;
 
 /** What the route resolved before translating. */
 export interface ResolvedRefs {

@@ -5,6 +5,7 @@
 import {
   type Candidate,
   type GenerateContentResponse,
+  isObject,
   type LogprobsResult,
   type Part,
   USAGE_FIELDS,
@@ -272,11 +273,11 @@ export interface WebSource {
 
 /** The web pages of a candidate's `groundingMetadata`, in order, each once. */
 export function webSources(grounding: unknown): WebSource[] {
-  if (!isRecord(grounding) || !Array.isArray(grounding.groundingChunks)) return [];
+  if (!isObject(grounding) || !Array.isArray(grounding.groundingChunks)) return [];
   const out: WebSource[] = [];
   const seen = new Set<string>();
   for (const chunk of grounding.groundingChunks) {
-    const web = isRecord(chunk) && isRecord(chunk.web) ? chunk.web : null;
+    const web = isObject(chunk) && isObject(chunk.web) ? chunk.web : null;
     const url = web?.uri;
     if (typeof url !== "string" || !/^https?:\/\//.test(url) || seen.has(url)) continue;
     seen.add(url);
@@ -284,10 +285,6 @@ export function webSources(grounding: unknown): WebSource[] {
     out.push({ url, title });
   }
   return out;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /**

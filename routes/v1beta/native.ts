@@ -438,32 +438,23 @@ async function modelCall(
     signal.removeEventListener("abort", stopUpstream);
     return fail(failure, attempts);
   };
+  const scope: PassThroughScope = { signal, stopUpstream, upstream, account };
   const heartbeatMs = settings.streamHeartbeatSeconds * 1000;
   const opened = await gw.slowStarts.race(opening, heartbeatMs);
   if (opened !== SLOW) {
     if (!opened.ok) return await failed(opened.failure, opened.attempts);
-    return passThrough(gw, opened.value, opened.attempts, {
-      signal,
-      stopUpstream,
-      upstream,
-      account,
-    });
+    return passThrough(gw, opened.value, opened.attempts, scope);
   }
   // Slow to start: heartbeats (blank lines, which every version of Google's SDK skips) until it
   // does; a failure after that is the stream's error event, in Google's shape.
   const later = opening.then((o) =>
-    o.ok
-      ? passThrough(gw, o.value, o.attempts, { signal, stopUpstream, upstream, account })
-      : failed(o.failure, o.attempts)
+    o.ok ? passThrough(gw, o.value, o.attempts, scope) : failed(o.failure, o.attempts)
   ).catch((err) => {
     const error = err instanceof GoogleApiError ? err : new GoogleApiError(
       502,
       `The upstream stream failed: ${err instanceof Error ? err.message : err}`,
     );
-    const payload = { error: { code: error.code, message: error.message, status: error.status } };
-    return new Response(`data: ${JSON.stringify(payload)}\r\n\r\n`, {
-      headers: NATIVE_SSE_HEADERS,
-    });
+    return new Response(errorEvent(error), { headers: NATIVE_SSE_HEADERS });
   });
   return heartbeatResponse(later, {
     everyMs: heartbeatMs,
@@ -499,7 +490,8 @@ function passThrough(
   const end = (error: string | undefined, errorClass = error ? "stream_error" : undefined) => {
     signal.removeEventListener("abort", stopUpstream);
     account(attempts, { ok: !error, status: 200, errorClass, usage: passing.usage });
-    return error ? streamError(error) : null;
+    // A stream that failed after its first byte: 502, as Google answers a broken stream.
+    return error ? errorEvent(new GoogleApiError(502, error)) : null;
   };
   if (passing.readAll()) {
     // The whole answer is in hand: one body, no stream to set up and pull.
@@ -576,9 +568,9 @@ const NATIVE_SSE_HEADERS = {
 
 const encoder = new TextEncoder();
 
-/** The event that ends a stream that failed after its first byte, in Google's error shape. */
-function streamError(message: string): Uint8Array {
-  const payload = { error: { code: 502, message, status: "UNAVAILABLE" } };
+/** A stream's error event, in Google's error shape. */
+function errorEvent(error: GoogleApiError): Uint8Array<ArrayBuffer> {
+  const payload = { error: { code: error.code, message: error.message, status: error.status } };
   return encoder.encode(`data: ${JSON.stringify(payload)}\r\n\r\n`);
 }
 
