@@ -118,8 +118,12 @@ export function bearerCredential(header: string | null | undefined): string | nu
   return m && m[1] ? m[1] : null;
 }
 
-/** The bearer token of an `Authorization` header (one word, as keys are), or null. */
+/**
+ * The bearer token of an `Authorization` header (one word, as keys are), or null. One expression
+ * of its own rather than `bearerCredential` and a second test: it runs on every API request.
+ */
 export function bearerToken(header: string | null | undefined): string | null {
-  const credential = bearerCredential(header);
-  return credential && !/\s/.test(credential) ? credential : null;
+  if (!header) return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return m ? m[1] : null;
 }
