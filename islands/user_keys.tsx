@@ -1,6 +1,7 @@
 /**
  * Island: the user keys page. Create a key (its secret is shown once, with a copy button) with its
- * limits (requests per minute, tokens per day, concurrent requests, allowed models, expiry), edit
+ * limits (requests per minute, budgets of tokens and requests per day and month, concurrent
+ * requests, allowed models, expiry), edit
  * those limits, enable or disable it, see its usage, revoke it.
  */
 import { type Signal, useSignal } from "@preact/signals";
@@ -28,6 +29,9 @@ export function parseRpm(text: string): number | null | undefined {
 export interface LimitDraft {
   rpm: string;
   tokensPerDay: string;
+  requestsPerDay: string;
+  tokensPerMonth: string;
+  requestsPerMonth: string;
   maxConcurrency: string;
   models: string;
   /** `datetime-local` value, in the viewer's time zone. */
@@ -45,15 +49,26 @@ export function toLocalInput(iso: string | null | undefined): string {
   }`;
 }
 
+/** The numeric limits: the draft's field, the API's field and the id suffix of their inputs. */
+const COUNT_FIELDS = [
+  ["rpm", "rpm", "rpm"],
+  ["tokensPerDay", "tokens_per_day", "tpd"],
+  ["requestsPerDay", "requests_per_day", "rpd"],
+  ["tokensPerMonth", "tokens_per_month", "tpmo"],
+  ["requestsPerMonth", "requests_per_month", "rpmo"],
+  ["maxConcurrency", "max_concurrency", "conc"],
+] as const;
+
 /** The draft of an existing key. */
 export function draftOf(k: UserKeyView): LimitDraft {
-  return {
-    rpm: k.rpm === null ? "" : String(k.rpm),
-    tokensPerDay: k.tokens_per_day == null ? "" : String(k.tokens_per_day),
-    maxConcurrency: k.max_concurrency == null ? "" : String(k.max_concurrency),
-    models: (k.models ?? []).join(", "),
-    expires: toLocalInput(k.expires_at),
-  };
+  const draft = { ...EMPTY };
+  for (const [field, name] of COUNT_FIELDS) {
+    const v = k[name];
+    draft[field] = v == null ? "" : String(v);
+  }
+  draft.models = (k.models ?? []).join(", ");
+  draft.expires = toLocalInput(k.expires_at);
+  return draft;
 }
 
 /** The API fields of a draft, or the name of the first field that is not valid. */
@@ -61,12 +76,7 @@ export function limitsBody(
   d: LimitDraft,
 ): { ok: true; body: Record<string, unknown> } | { ok: false; field: keyof LimitDraft } {
   const body: Record<string, unknown> = {};
-  for (
-    const [field, name] of [["rpm", "rpm"], ["tokensPerDay", "tokens_per_day"], [
-      "maxConcurrency",
-      "max_concurrency",
-    ]] as const
-  ) {
+  for (const [field, name] of COUNT_FIELDS) {
     const v = parseRpm(d[field]);
     if (v === undefined) return { ok: false, field };
     body[name] = v;
@@ -82,9 +92,6 @@ export function limitsBody(
   return { ok: true, body };
 }
 
-/** The numeric limits, with the id suffix of their inputs. */
-const COUNT_FIELDS = [["rpm", "rpm"], ["tokensPerDay", "tpd"], ["maxConcurrency", "conc"]] as const;
-
 function LimitFields(props: { t: Translator; idPrefix: string; draft: Signal<LimitDraft> }) {
   const { t, draft } = props;
   const set = (
@@ -94,7 +101,7 @@ function LimitFields(props: { t: Translator; idPrefix: string; draft: Signal<Lim
   const id = (f: string) => `${props.idPrefix}-${f}`;
   return (
     <div class="field-grid">
-      {COUNT_FIELDS.map(([field, suffix]) => (
+      {COUNT_FIELDS.map(([field, , suffix]) => (
         <div class="field" key={field}>
           <label for={id(suffix)}>{fieldLabel(t, field)}</label>
           <input
@@ -136,6 +143,9 @@ function LimitFields(props: { t: Translator; idPrefix: string; draft: Signal<Lim
 const EMPTY: LimitDraft = {
   rpm: "",
   tokensPerDay: "",
+  requestsPerDay: "",
+  tokensPerMonth: "",
+  requestsPerMonth: "",
   maxConcurrency: "",
   models: "",
   expires: "",
@@ -145,20 +155,30 @@ function fieldLabel(t: Translator, field: keyof LimitDraft): string {
   return {
     rpm: t("users.rpm"),
     tokensPerDay: t("users.tokensPerDay"),
+    requestsPerDay: t("users.requestsPerDay"),
+    tokensPerMonth: t("users.tokensPerMonth"),
+    requestsPerMonth: t("users.requestsPerMonth"),
     maxConcurrency: t("users.maxConcurrency"),
     models: t("users.models"),
     expires: t("users.expires"),
   }[field];
 }
 
+/** Budgets as the list shows them: limit, what was used of it, the line's text. */
+const BUDGET_LINES = [
+  ["tokens_per_day", "tokens_today", "users.tpdShort"],
+  ["requests_per_day", "requests_today", "users.rpdShort"],
+  ["tokens_per_month", "tokens_this_month", "users.tpmoShort"],
+  ["requests_per_month", "requests_this_month", "users.rpmoShort"],
+] as const;
+
 function limitsSummary(t: Translator, k: UserKeyView): string[] {
   const out: string[] = [];
   out.push(k.rpm === null ? t("users.noRpm") : t("users.rpmShort", { n: k.rpm }));
-  if (k.tokens_per_day != null) {
-    out.push(t("users.tpdShort", {
-      used: formatCount(k.tokens_today ?? 0, t.lang),
-      n: formatCount(k.tokens_per_day, t.lang),
-    }));
+  for (const [limit, used, text] of BUDGET_LINES) {
+    const n = k[limit];
+    if (n == null) continue;
+    out.push(t(text, { used: formatCount(k[used] ?? 0, t.lang), n: formatCount(n, t.lang) }));
   }
   if (k.max_concurrency != null) out.push(t("users.concShort", { n: k.max_concurrency }));
   if (k.models?.length) out.push(k.models.join(", "));

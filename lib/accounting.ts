@@ -1,7 +1,7 @@
 /**
  * What happens when a client request is complete (its last byte sent, or the client gone): usage
  * counters per key, model and time bucket (which are also the per-key RPM/TPM/RPD windows), the
- * user key's token budget for the day, and a redacted request-log entry. Then the pool's usage
+ * user key's budgets (tokens and requests per day and month), and a redacted request-log entry. Then the pool's usage
  * reservations are settled with the real token counts. Every route that calls the upstream ends
  * here, so per-request bookkeeping has one home.
  *
@@ -15,22 +15,16 @@
  * skips the signal) loses what it completed in its last `FLUSH_INTERVAL_MS` (about one second),
  * plus a write in flight: those requests' counters, request-log entries and user-key tokens. The
  * same requests are then missing from what other isolates read from KV for limits (per-key
- * RPM/TPM/RPD windows, tokens per day), so limits can be exceeded by that much; user-key RPM and
+ * RPM/TPM/RPD windows, user-key budgets), so limits can be exceeded by that much; user-key RPM and
  * concurrency leases are not affected (they live in KV). While it runs, an isolate counts its own
- * unwritten requests in both (pool reservations, `userTokensSince`).
+ * unwritten requests in both (pool reservations, `budgetSince`).
  */
 import type { Gateway } from "./gateway.ts";
 import type { UsageMetadata } from "./gemini/types.ts";
-import { pacificDayNumber } from "./pool/calendar.ts";
 import type { Settings } from "./store/settings.ts";
 import { type NewRequestLogEntry, requestLogMutations } from "./store/request_log.ts";
-import {
-  type Attempt,
-  type BatchChunk,
-  commitChunks,
-  UsageBatch,
-  userTokensId,
-} from "./store/usage.ts";
+import { type Attempt, type BatchChunk, commitChunks, UsageBatch } from "./store/usage.ts";
+import { budgetIncrements } from "./store/user_budgets.ts";
 
 /** How long completed requests are held in memory before they are written to KV. */
 export const FLUSH_INTERVAL_MS = 1_000;
@@ -38,7 +32,7 @@ export const FLUSH_INTERVAL_MS = 1_000;
 const FLUSH_SOON_SIZE = 500;
 /** A batch with this many request-log entries (a few KV pages) is written without waiting. */
 const FLUSH_SOON_LOG = 2_000;
-/** How long a written batch's user-token counts are remembered (see `userTokensSince`). */
+/** How long a written batch's user-key budget counts are remembered (see `budgetSince`). */
 export const LEDGER_KEEP_MS = 60_000;
 /** Mutations kept for a retry after KV refused a write, at most (beyond this they are dropped). */
 const MAX_RETRY_MUTATIONS = 100_000;
@@ -69,9 +63,9 @@ interface Settlement {
   promptTokens: number;
 }
 
-/** Tokens of user-key day counters written (or being written) by one atomic operation. */
+/** What one atomic operation wrote (or is writing) to user-key budget counters, by counter id. */
 interface LedgerEntry {
-  tokens: Map<string, number>;
+  counts: Map<string, number>;
   /** The commit's versionstamp; null while the write is pending. */
   versionstamp: string | null;
   /** When it was written (performance.now()). */
@@ -98,7 +92,8 @@ export class UsageRecorder {
   #settlements: Settlement[] = [];
   /** Chunks KV refused, with what depends on them, retried first by the next flush. */
   #retry: { chunks: BatchChunk[]; settlements: Settlement[]; ledger: LedgerEntry[] } | null = null;
-  #pendingTokens = new Map<string, number>();
+  /** Budget counts recorded and not in a write yet, by counter id. */
+  #pendingBudgets = new Map<string, number>();
   #ledger: LedgerEntry[] = [];
   #timer: ReturnType<typeof setTimeout> | null = null;
   /** Whether `#timer` is a write due at once (a large batch), not the periodic one. */
@@ -146,13 +141,11 @@ export class UsageRecorder {
     if (outcome.attempts.length) {
       this.#settlements.push({ attempts: outcome.attempts, ok: outcome.ok, promptTokens });
     }
-    if (outcome.userId && outcome.ok && promptTokens + completionTokens > 0) {
-      const id = userTokensId(outcome.userId, pacificDayNumber(now));
-      this.#pendingTokens.set(
-        id,
-        (this.#pendingTokens.get(id) ?? 0) + promptTokens +
-          completionTokens,
-      );
+    if (outcome.userId && outcome.ok) {
+      const amounts = { tokens: promptTokens + completionTokens, requests: 1 };
+      for (const b of budgetIncrements(outcome.userId, now, amounts)) {
+        this.#pendingBudgets.set(b.id, (this.#pendingBudgets.get(b.id) ?? 0) + b.n);
+      }
     }
     if (this.#batch.groups >= FLUSH_SOON_SIZE || this.#log.length >= FLUSH_SOON_LOG) {
       this.#schedule(0);
@@ -176,15 +169,13 @@ export class UsageRecorder {
   }
 
   /**
-   * Tokens of user key `userId` on Pacific day `read.day` that this isolate recorded and that a
-   * read of the day counter with `read.versionstamp` does not include yet (null: it did not exist).
+   * What this isolate recorded on the budget counter `id` (`budgetCounterId`) that a read of it
+   * at `versionstamp` does not include yet (null: the counter did not exist).
    */
-  userTokensSince(userId: string, read: { day: number; versionstamp: string | null }): number {
-    const { day, versionstamp } = read;
-    const id = userTokensId(userId, day);
-    let n = this.#pendingTokens.get(id) ?? 0;
+  budgetSince(id: string, versionstamp: string | null): number {
+    let n = this.#pendingBudgets.get(id) ?? 0;
     for (const e of this.#ledger) {
-      const t = e.tokens.get(id);
+      const t = e.counts.get(id);
       if (
         t && (e.versionstamp === null || versionstamp === null || e.versionstamp > versionstamp)
       ) {
@@ -218,11 +209,11 @@ export class UsageRecorder {
     this.#batch = new UsageBatch();
     this.#log = [];
     this.#settlements = [];
-    this.#pendingTokens = new Map();
+    this.#pendingBudgets = new Map();
     const fresh = batch.events ? batch.chunks() : [];
-    // Each chunk's user tokens stay counted (as pending) in the ledger until written.
+    // Each chunk's budget counts stay counted (as pending) in the ledger until written.
     const freshLedger = fresh.map((c): LedgerEntry => ({
-      tokens: c.userTokens,
+      counts: c.budgets,
       versionstamp: null,
       writtenAt: 0,
     }));

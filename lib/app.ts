@@ -218,7 +218,7 @@ export function createApp(deps: AppDeps): App {
     limiter: new UserLimiter({
       kv,
       now,
-      tokensSince: (userId, read) => usage.userTokensSince(userId, read),
+      budgetSince: (id, versionstamp) => usage.budgetSince(id, versionstamp),
     }),
     usage,
     admin: new AdminAuthenticator({

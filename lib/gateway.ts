@@ -38,7 +38,7 @@ export interface Gateway {
   settings: CachedValue<Settings>;
   models: CachedValue<ModelEntry[]>;
   users: UserKeyAuthenticator;
-  /** User-key limits (RPM, concurrency, tokens per day) from leases held in memory. */
+  /** User-key limits (RPM, concurrency, budgets) from leases and counters held in memory. */
   limiter: UserLimiter;
   /** Completed requests' usage, written to KV in batches (see `lib/accounting.ts`). */
   usage: UsageRecorder;

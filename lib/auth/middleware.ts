@@ -37,7 +37,7 @@ export async function authenticateUser(gw: Gateway, req: Request): Promise<UserK
 export function userKeyAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     c.set("userKey", await authenticateUser(gw, c.req.raw));
-    // Expiry, RPM, tokens per day and concurrency, shared across isolates through KV.
+    // Expiry, RPM, concurrency and budgets, shared across isolates through KV.
     await withUserLimits(gw, c, next);
   };
 }

@@ -1,6 +1,6 @@
 /**
- * Per-isolate enforcement of user-key limits (requests per minute, concurrent requests, tokens per
- * Pacific day) without a KV round trip per request.
+ * Per-isolate enforcement of user-key limits (requests per minute, concurrent requests, and the
+ * budgets of tokens and requests per Pacific day and month) without a KV round trip per request.
  *
  * RPM permits and concurrency slots are leased from the key's shared window record in KV
  * (`lib/store/rate_limits.ts`) in blocks and used up in memory. The leases of all isolates never
@@ -14,12 +14,13 @@
  * wrote meanwhile. A block is renewed ahead of need in the background, so steady traffic waits for
  * no KV round trip at all.
  *
- * Tokens per day: the day's counter is read from KV (refreshed in the background every
- * `TOKENS_FRESH_MS`) plus what this isolate recorded that the read does not include yet (asked of
- * the usage recorder by versionstamp), so this isolate's own usage counts at once and other
- * isolates' within seconds. As before, the request that crosses the budget is served whole.
+ * Budgets (`user_budgets.ts`): the key's counters of the current periods are read from KV in one
+ * round trip (refreshed in the background every `BUDGETS_FRESH_MS`), plus what this isolate
+ * recorded that the read does not include yet (asked of the usage recorder by versionstamp), so
+ * this isolate's own usage counts at once and other isolates' within seconds. A request is
+ * admitted while the budget is not used up, so the request that crosses it is served whole, and
+ * requests running at the same time may all cross it.
  */
-import { nextPacificMidnight, pacificDayNumber } from "../pool/calendar.ts";
 import { randomId } from "../secrets.ts";
 import {
   type KnownWindow,
@@ -28,7 +29,15 @@ import {
   type QuotaGrant,
   type QuotaRequest,
 } from "../store/rate_limits.ts";
-import { readUserTokensEntry } from "../store/usage.ts";
+import {
+  type Budget,
+  type BudgetName,
+  budgetPeriod,
+  type BudgetRead,
+  budgetResetAt,
+  limitedBudgets,
+  readBudgets,
+} from "../store/user_budgets.ts";
 import type { UserKeyRecord } from "../store/user_keys.ts";
 
 const MINUTE = 60_000;
@@ -40,10 +49,10 @@ const SLOTS_AHEAD = 16;
 export const IDLE_RETURN_MS = 2_000;
 /** How often held leases are checked for idleness. */
 const SWEEP_MS = 1_000;
-/** A key's tokens-per-day counter is re-read in the background after this long (real time). */
-export const TOKENS_FRESH_MS = 2_000;
-/** A counter read longer ago than this is not used without reading it again. */
-const TOKENS_STALE_MS = 30_000;
+/** A key's budget counters are re-read in the background after this long (real time). */
+export const BUDGETS_FRESH_MS = 2_000;
+/** Counters read longer ago than this are not used without reading them again. */
+const BUDGETS_STALE_MS = 30_000;
 /** How long a minute whose permits are all leased out is refused without asking KV again. */
 const EXHAUSTED_RECHECK_MS = 1_000;
 /** Lease rounds one request goes through before it is refused for contention. */
@@ -60,7 +69,7 @@ export type Admission =
   }
   | {
     allowed: false;
-    limit: "rpm" | "concurrency" | "tokens_per_day" | "contention";
+    limit: "rpm" | "concurrency" | "contention" | BudgetName;
     /** How long until a retry can succeed. */
     retryAfterMs: number;
     /** The value of the limit that was hit. */
@@ -97,10 +106,12 @@ interface KeyState {
   lastUse: number;
 }
 
-interface TokenState {
-  day: number;
-  tokens: number;
-  versionstamp: string | null;
+interface BudgetState {
+  /** Which budgets, in which periods, `reads` holds (`budgetsSignature`). */
+  signature: string;
+  budgets: Budget[];
+  /** The counters as last read, in the order of `budgets`. */
+  reads: BudgetRead[];
   /** performance.now() when the read began; -Infinity before the first read. */
   readAt: number;
   loading: Promise<void> | null;
@@ -110,8 +121,8 @@ interface TokenState {
 export interface UserLimiterOptions {
   kv: Deno.Kv;
   now: () => number;
-  /** Tokens this isolate recorded for a key's day that a read with `versionstamp` lacks. */
-  tokensSince: (userId: string, read: { day: number; versionstamp: string | null }) => number;
+  /** What this isolate recorded on a budget counter that a read at `versionstamp` lacks. */
+  budgetSince: (id: string, versionstamp: string | null) => number;
 }
 
 const UNLIMITED: Admission = { allowed: true, release: null };
@@ -121,7 +132,7 @@ export class UserLimiter {
   #options: UserLimiterOptions;
   #holder = randomId("h", 9);
   #states = new Map<string, KeyState>();
-  #tokens = new Map<string, TokenState>();
+  #budgets = new Map<string, BudgetState>();
   #pending = new Set<Promise<unknown>>();
   #sweep: ReturnType<typeof setInterval> | null = null;
 
@@ -132,33 +143,27 @@ export class UserLimiter {
   /** Admits one request of `key` (expiry is checked by the caller), or says which limit refused. */
   async admit(key: UserKeyRecord): Promise<Admission> {
     const window = key.rpm !== null || key.maxConcurrency !== null;
-    if (!window && key.tokensPerDay === null) return UNLIMITED;
+    const budgets = key.tokensPerDay === null && key.requestsPerDay === null &&
+        key.tokensPerMonth === null && key.requestsPerMonth === null
+      ? null
+      : limitedBudgets(key);
+    if (!window && !budgets) return UNLIMITED;
     const now = this.#options.now();
-    const tokens = key.tokensPerDay === null ? null : this.#tokensUsed(key.id, now);
-    if (typeof tokens === "number") {
-      const refusal = this.#tokenRefusal(key, tokens, now);
+    const used = budgets ? this.#budgetsUsed(key.id, budgets, now) : null;
+    if (Array.isArray(used)) {
+      const refusal = budgetRefusal(key, budgets!, used, now);
       if (refusal) return refusal;
     }
-    // The window and a token read that is due run side by side: one round trip, not two.
+    // The window and a budget read that is due run side by side: one round trip, not two.
     const admitted = window ? await this.#admitWindow(key) : UNLIMITED;
-    if (tokens !== null && typeof tokens !== "number") {
-      const refusal = this.#tokenRefusal(key, await tokens, now);
+    if (used && !Array.isArray(used)) {
+      const refusal = budgetRefusal(key, budgets!, await used, now);
       if (refusal) {
         if (admitted.allowed) this.#giveBackLocal(key, admitted);
         return refusal;
       }
     }
     return admitted;
-  }
-
-  #tokenRefusal(key: UserKeyRecord, used: number, now: number): Admission | null {
-    if (key.tokensPerDay === null || used < key.tokensPerDay) return null;
-    return {
-      allowed: false,
-      limit: "tokens_per_day",
-      retryAfterMs: nextPacificMidnight(now) - now,
-      value: key.tokensPerDay,
-    };
   }
 
   #state(key: UserKeyRecord): KeyState {
@@ -402,38 +407,48 @@ export class UserLimiter {
     }
   }
 
-  /** Tokens `userId` used today: a number when known well enough, else after one KV read. */
-  #tokensUsed(userId: string, now: number): number | Promise<number> {
-    const day = pacificDayNumber(now);
-    let t = this.#tokens.get(userId);
-    if (!t || t.day !== day) {
-      if (this.#tokens.size >= MAX_STATES) this.#tokens.clear();
-      t = { day, tokens: 0, versionstamp: null, readAt: -Infinity, loading: null };
-      this.#tokens.set(userId, t);
+  /**
+   * What `userId` used of `budgets` in their current periods (in that order): numbers when known
+   * well enough, else after one KV read.
+   */
+  #budgetsUsed(userId: string, budgets: Budget[], now: number): number[] | Promise<number[]> {
+    const signature = budgets.map((b) => `${b.name}@${budgetPeriod(b, now)}`).join(",");
+    let b = this.#budgets.get(userId);
+    if (!b || b.signature !== signature) {
+      if (this.#budgets.size >= MAX_STATES) this.#budgets.clear();
+      b = {
+        signature,
+        budgets,
+        reads: [],
+        readAt: -Infinity,
+        loading: null,
+      };
+      this.#budgets.set(userId, b);
     }
-    const state = t;
-    const used = () => state.tokens + this.#options.tokensSince(userId, state);
+    const state = b;
+    const used = () =>
+      state.reads.map((r) => r.used + this.#options.budgetSince(r.id, r.versionstamp));
     const age = performance.now() - state.readAt;
-    if (age <= TOKENS_FRESH_MS) return used();
-    const load = state.loading ?? this.#readTokens(userId, state);
-    if (age <= TOKENS_STALE_MS) {
-      load.catch((err) => console.error("Reading user-key tokens failed:", err?.message ?? err));
+    if (age <= BUDGETS_FRESH_MS) return used();
+    const load = state.loading ?? this.#readBudgets(userId, state, now);
+    if (age <= BUDGETS_STALE_MS) {
+      load.catch((err) => console.error("Reading user-key budgets failed:", err?.message ?? err));
       return used();
     }
     return load.then(used);
   }
 
-  #readTokens(userId: string, t: TokenState): Promise<void> {
+  #readBudgets(userId: string, b: BudgetState, now: number): Promise<void> {
     const startedAt = performance.now();
-    const run = readUserTokensEntry(this.#options.kv, { userId, day: t.day }).then((entry) => {
-      t.tokens = entry.tokens;
-      t.versionstamp = entry.versionstamp;
-      t.readAt = startedAt;
+    const read = readBudgets(this.#options.kv, { userId, budgets: b.budgets, now });
+    const run = read.then((reads) => {
+      b.reads = reads;
+      b.readAt = startedAt;
     }).finally(() => {
-      t.loading = null;
+      b.loading = null;
       this.#pending.delete(run);
     });
-    t.loading = run;
+    b.loading = run;
     this.#pending.add(run);
     return run;
   }
@@ -458,4 +473,25 @@ export class UserLimiter {
       this.#sweep = null;
     }
   }
+}
+
+/** The first of `budgets` that `used` (in the same order) has used up, as a refusal, or null. */
+function budgetRefusal(
+  key: UserKeyRecord,
+  budgets: readonly Budget[],
+  used: readonly number[],
+  now: number,
+): Admission | null {
+  for (let i = 0; i < budgets.length; i++) {
+    const limit = key[budgets[i].field];
+    if (limit !== null && used[i] >= limit) {
+      return {
+        allowed: false,
+        limit: budgets[i].name,
+        retryAfterMs: budgetResetAt(budgets[i], now) - now,
+        value: limit,
+      };
+    }
+  }
+  return null;
 }

@@ -1,6 +1,6 @@
 /**
- * Per-user-key rules: expiry, allowed models, requests per minute, tokens per (Pacific) day and
- * concurrent requests, enforced across isolates through leases in KV (`gw.limiter`, see
+ * Per-user-key rules: expiry, allowed models, requests per minute, concurrent requests, and budgets
+ * of tokens and requests per (Pacific) day and month, enforced across isolates through leases in KV (`gw.limiter`, see
  * `user_limiter.ts`). Refusals come in a neutral shape so both API surfaces can answer in their own
  * error format; the OpenAI helpers here throw `OpenAiError`s (429 with `Retry-After`, 403).
  */
@@ -59,16 +59,24 @@ export async function admitUserRequest(
   const admission = await gw.limiter.admit(userKey);
   if (admission.allowed) return { release: admission.release };
   const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+  const { limit, value } = admission;
+  const day = "the day resets at midnight US Pacific";
+  const month = "the month resets at midnight US Pacific on the 1st";
   const what = {
-    rpm: `${admission.value} requests per minute`,
-    concurrency: `${admission.value} concurrent requests`,
-    tokens_per_day: `${admission.value} tokens per day (the day resets at midnight US Pacific)`,
+    rpm: `${value} requests per minute`,
+    concurrency: `${value} concurrent requests`,
+    tokens_per_day: `${value} tokens per day (${day})`,
+    requests_per_day: `${value} requests per day (${day})`,
+    tokens_per_month: `${value} tokens per month (${month})`,
+    requests_per_month: `${value} requests per month (${month})`,
     contention: "too many simultaneous requests to check its limits",
-  }[admission.limit];
+  }[limit];
+  const budget = limit !== "rpm" && limit !== "concurrency" && limit !== "contention";
   return {
     status: 429,
-    code: admission.limit === "tokens_per_day" ? "tokens_per_day_exceeded" : "rate_limit_exceeded",
-    message: `Rate limit reached for this API key: ${what}; retry in ${seconds} s`,
+    code: budget ? `${limit}_exceeded` : "rate_limit_exceeded",
+    message: `${budget ? "Budget used up" : "Rate limit reached"} for this API key: ${what}; ` +
+      `retry in ${seconds} s`,
     retryAfterSeconds: seconds,
   };
 }

@@ -93,3 +93,30 @@ export function utcDate(ms: number): string {
 export function previousUtcDate(date: string): string {
   return utcDate(Date.parse(`${date}T00:00:00Z`) - DAY_MS);
 }
+
+/** The month of the last day asked for (`pacificMonthNumber` runs once per answered request). */
+let lastMonth = { day: Number.NaN, month: 0 };
+
+/**
+ * The Pacific calendar month of `ms`, as `year * 12 + month - 1` of its Pacific date (a stable
+ * bucket number).
+ */
+export function pacificMonthNumber(ms: number): number {
+  const day = pacificDayNumber(ms);
+  if (day !== lastMonth.day) {
+    const date = new Date(day * DAY_MS);
+    lastMonth = { day, month: date.getUTCFullYear() * 12 + date.getUTCMonth() };
+  }
+  return lastMonth.month;
+}
+
+/** The first instant (midnight Pacific on the 1st) of the month numbered `month`, in epoch ms. */
+export function pacificMonthStart(month: number): number {
+  const year = Math.floor(month / 12);
+  return pacificDayStart(Date.UTC(year, month - year * 12, 1) / DAY_MS);
+}
+
+/** The next start of a Pacific calendar month after `ms`. */
+export function nextPacificMonthStart(ms: number): number {
+  return pacificMonthStart(pacificMonthNumber(ms) + 1);
+}

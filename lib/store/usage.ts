@@ -10,10 +10,18 @@
  * - `["usage", "pd", pacificDay, keyId, model, "att"]`: attempts per Pacific day (the RPD window,
  *   aligned with Google's reset); pruned after two days.
  * - `["usage_total", ...]`: lifetime totals per key, model, user key and overall.
+ * - User-key budget counters per Pacific day and month (`user_budgets.ts`): pruned after their
+ *   period's successor ends.
  *
  * Sum mutations cannot carry `expireIn`, hence the roll-up job instead of expiry.
  */
 import { pacificDayNumber } from "../pool/calendar.ts";
+import {
+  budgetCounterId,
+  budgetIncrements,
+  isBudgetKey,
+  staleBudgetRanges,
+} from "./user_budgets.ts";
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -57,11 +65,6 @@ export interface UsageEvent {
 /** Counts with every metric at zero. */
 export function emptyCounts(): Counts {
   return { req: 0, att: 0, err: 0, fail: 0, in: 0, out: 0, think: 0 };
-}
-
-/** The KV key of a user key's token counter for one Pacific day. */
-export function userTokensKey(userId: string, pacificDay: number): Deno.KvKey {
-  return ["ul_tok", pacificDay, userId];
 }
 
 function sum(key: Deno.KvKey, n: number): Deno.KvMutation {
@@ -126,7 +129,8 @@ function eachCounter(g: EventGroup, add: (key: Deno.KvKey, n: number) => void): 
     if (g.userId) put(["usage_total", "user", g.userId, metric], n);
   }
   if (g.userId && g.ok) {
-    put(userTokensKey(g.userId, pday), g.promptTokens + g.completionTokens);
+    const amounts = { tokens: g.promptTokens + g.completionTokens, requests: g.n };
+    for (const b of budgetIncrements(g.userId, g.now, amounts)) put(b.key, b.n);
   }
 }
 
@@ -172,13 +176,8 @@ const MAX_BATCH_KEY_BYTES = 64 * 1024;
 /** One atomic operation's worth of a flushed batch. */
 export interface BatchChunk {
   mutations: Deno.KvMutation[];
-  /** Tokens added to user-key day counters in this chunk: `userTokensId` -> tokens. */
-  userTokens: Map<string, number>;
-}
-
-/** The in-memory id of a user key's day token counter (see `userTokensKey`). */
-export function userTokensId(userId: string, pacificDay: number): string {
-  return `${pacificDay}\u0000${userId}`;
+  /** What this chunk adds to user-key budget counters: `budgetCounterId` -> amount. */
+  budgets: Map<string, number>;
 }
 
 /** An upper bound of a flat value's stored size (strings counted as UTF-8 at worst). */
@@ -252,17 +251,17 @@ export class UsageBatch {
    */
   chunks(): BatchChunk[] {
     const sums = new Map<string, { key: Deno.KvKey; n: number }>();
-    const tokens: { key: Deno.KvKey; n: number; id: string }[] = [];
-    const tokenIndex = new Map<string, number>();
+    const budgets: { key: Deno.KvKey; n: number; id: string }[] = [];
+    const budgetIndex = new Map<string, number>();
     for (const g of this.#groups.values()) {
       eachCounter(g, (key, n) => {
-        if (key[0] === "ul_tok") {
-          const id = userTokensId(String(key[2]), Number(key[1]));
-          const i = tokenIndex.get(id);
+        if (isBudgetKey(key)) {
+          const id = budgetCounterId(key);
+          const i = budgetIndex.get(id);
           if (i === undefined) {
-            tokenIndex.set(id, tokens.length);
-            tokens.push({ key, n, id });
-          } else tokens[i].n += n;
+            budgetIndex.set(id, budgets.length);
+            budgets.push({ key, n, id });
+          } else budgets[i].n += n;
           return;
         }
         const id = JSON.stringify(key);
@@ -272,7 +271,7 @@ export class UsageBatch {
       });
     }
     const out: BatchChunk[] = [];
-    let chunk: BatchChunk = { mutations: [], userTokens: new Map() };
+    let chunk: BatchChunk = { mutations: [], budgets: new Map() };
     let bytes = 0;
     let keys = 0;
     const push = (m: Deno.KvMutation, valueBytes: number) => {
@@ -282,7 +281,7 @@ export class UsageBatch {
         keys + k > MAX_BATCH_KEY_BYTES
       ) {
         out.push(chunk);
-        chunk = { mutations: [], userTokens: new Map() };
+        chunk = { mutations: [], budgets: new Map() };
         bytes = 0;
         keys = 0;
       }
@@ -290,9 +289,9 @@ export class UsageBatch {
       bytes += k + valueBytes;
       keys += k;
     };
-    for (const t of tokens) {
-      push(sum(t.key, t.n), 16);
-      chunk.userTokens.set(t.id, (chunk.userTokens.get(t.id) ?? 0) + t.n);
+    for (const b of budgets) {
+      push(sum(b.key, b.n), 16);
+      chunk.budgets.set(b.id, (chunk.budgets.get(b.id) ?? 0) + b.n);
     }
     for (const s of sums.values()) push(sum(s.key, s.n), 16);
     for (const m of this.#extra) push(m, m.type === "set" ? valueBytes(m.value) : 16);
@@ -485,37 +484,14 @@ export async function readUsageStats(kv: Deno.Kv, now: number): Promise<UsageSta
   return { totals: all, keys, models, users, minutes, hours, days };
 }
 
-/** Tokens a user key used in one Pacific day, with the versionstamp of that counter (null: none). */
-export async function readUserTokensEntry(
-  kv: Deno.Kv,
-  options: { userId: string; day: number },
-): Promise<{ tokens: number; versionstamp: string | null }> {
-  const entry = await kv.get(userTokensKey(options.userId, options.day));
-  return { tokens: valueOf(entry.value), versionstamp: entry.versionstamp };
-}
-
-/** Tokens every user key used in one Pacific day, by user key id. */
-export async function listUserTokens(kv: Deno.Kv, day: number): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for await (const e of kv.list({ prefix: ["ul_tok", day] })) {
-    out.set(String(e.key[2]), valueOf(e.value));
-  }
-  return out;
-}
-
-/** The tokens one user key used on Pacific day `day`. */
-export async function userTokensOn(kv: Deno.Kv, day: number, id: string): Promise<number> {
-  const entry = await kv.get(userTokensKey(id, day));
-  return entry.value === null ? 0 : valueOf(entry.value);
-}
-
 /** What one roll-up pass did. */
 export interface RollUpReport {
   minuteBucketsDeleted: number;
   hourBucketsRolledUp: number;
   dayBucketsDeleted: number;
   pacificDayBucketsDeleted: number;
-  userTokenDaysDeleted: number;
+  /** Budget counters of user keys (tokens and requests per day and month) of past periods. */
+  budgetCountersDeleted: number;
 }
 
 const DELETE_BATCH = 500;
@@ -568,6 +544,12 @@ async function rollUpHours(kv: Deno.Kv, beforeHour: number): Promise<number> {
   return rolled;
 }
 
+async function deleteBudgetCounters(kv: Deno.Kv, now: number): Promise<number> {
+  let n = 0;
+  for (const range of staleBudgetRanges(now)) n += await deleteRange(kv, range);
+  return n;
+}
+
 /** Prunes and rolls up usage buckets (see the layout above); safe to run concurrently and repeatedly. */
 export async function rollUpUsage(kv: Deno.Kv, now: number): Promise<RollUpReport> {
   const minuteCut = Math.floor((now - MINUTE_RETENTION_MS) / MINUTE);
@@ -588,6 +570,6 @@ export async function rollUpUsage(kv: Deno.Kv, now: number): Promise<RollUpRepor
       start: ["usage", "pd"],
       end: ["usage", "pd", pdayCut],
     }),
-    userTokenDaysDeleted: await deleteRange(kv, { start: ["ul_tok"], end: ["ul_tok", pdayCut] }),
+    budgetCountersDeleted: await deleteBudgetCounters(kv, now),
   };
 }

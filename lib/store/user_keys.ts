@@ -20,6 +20,12 @@ export const UserKeyRecordSchema = z.object({
   rpm: z.number().int().positive().nullable(),
   /** Tokens (input + output) per Pacific day; null means unlimited. */
   tokensPerDay: z.number().int().positive().nullable().default(null),
+  /** Answered requests per Pacific day; null means unlimited. */
+  requestsPerDay: z.number().int().positive().nullable().default(null),
+  /** Tokens (input + output) per Pacific calendar month; null means unlimited. */
+  tokensPerMonth: z.number().int().positive().nullable().default(null),
+  /** Answered requests per Pacific calendar month; null means unlimited. */
+  requestsPerMonth: z.number().int().positive().nullable().default(null),
   /** Requests in flight at once across all isolates; null means unlimited. */
   maxConcurrency: z.number().int().positive().nullable().default(null),
   /** Model ids (a trailing `*` matches a prefix) this key may use; null means every model. */
@@ -48,6 +54,9 @@ export interface CreateUserKeyOptions {
   name: string;
   rpm?: number | null;
   tokensPerDay?: number | null;
+  requestsPerDay?: number | null;
+  tokensPerMonth?: number | null;
+  requestsPerMonth?: number | null;
   maxConcurrency?: number | null;
   models?: string[] | null;
   expiresAt?: number | null;
@@ -74,6 +83,9 @@ export async function createUserKey(
     enabled: true,
     rpm: options.rpm ?? null,
     tokensPerDay: options.tokensPerDay ?? null,
+    requestsPerDay: options.requestsPerDay ?? null,
+    tokensPerMonth: options.tokensPerMonth ?? null,
+    requestsPerMonth: options.requestsPerMonth ?? null,
     maxConcurrency: options.maxConcurrency ?? null,
     models: options.models ?? null,
     expiresAt: options.expiresAt ?? null,

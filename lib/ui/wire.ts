@@ -99,12 +99,18 @@ export const UserKeyViewSchema = z.looseObject({
   enabled: z.boolean(),
   rpm: z.number().nullable(),
   tokens_per_day: z.number().nullable().optional(),
+  requests_per_day: z.number().nullable().optional(),
+  tokens_per_month: z.number().nullable().optional(),
+  requests_per_month: z.number().nullable().optional(),
   max_concurrency: z.number().nullable().optional(),
   /** Allowed models (a trailing `*` matches a prefix); null or empty: all. */
   models: z.array(z.string()).nullable().optional(),
   expires_at: z.string().nullable().optional(),
   expired: z.boolean().optional(),
   tokens_today: z.number().optional(),
+  requests_today: z.number().optional(),
+  tokens_this_month: z.number().optional(),
+  requests_this_month: z.number().optional(),
   usage: z.looseObject({
     requests: z.number(),
     failed: z.number().optional(),

@@ -138,6 +138,7 @@ Deno.test("user key: shown once and working on /v1; the dashboard updates after 
     await hydrated(page);
     await page.fill("#uk-name", "e2e-client");
     await page.fill("#uk-new-rpm", "60");
+    await page.fill("#uk-new-rpmo", "100");
     await page.click("main button[type=submit]");
     const secret = (await page.locator("[data-testid=new-secret] code").textContent())?.trim() ??
       "";
@@ -160,6 +161,8 @@ Deno.test("user key: shown once and working on /v1; the dashboard updates after 
     await hydrated(page);
     assert.ok(!(await page.content()).includes(secret), "the secret is not shown again");
     assert.ok(await page.$("text=e2e-client"));
+    // The monthly request budget set at creation, with what the two requests used of it.
+    assert.ok(await page.$("text=2 of 100 requests this month"));
 
     await page.goto(`${gw.url}/admin`);
     await hydrated(page);

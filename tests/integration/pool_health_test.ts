@@ -288,7 +288,21 @@ Deno.test("usage is rolled up from minute to hour to day buckets; stats stay the
     const after = await stats();
     assert.equal(after.totals.requests, 3);
     assert.equal(after.days.at(-4)!.requests, 3, "the day keeps its count");
+    // The user key's day budgets (tokens and requests) of three days ago are gone; its month
+    // budgets stay until the month after theirs is over too.
+    assert.equal(report.budgetCountersDeleted, 2);
+    const budgetKeys = async () => {
+      const out: string[] = [];
+      for (const prefix of ["ul_tok", "ul_req", "ul_tok_m", "ul_req_m"]) {
+        for await (const e of gw.kv.list({ prefix: [prefix] })) out.push(String(e.key[0]));
+      }
+      return out;
+    };
+    assert.deepEqual(await budgetKeys(), ["ul_tok_m", "ul_req_m"]);
     assert.equal((await runJob(gw, "usage-rollup")).hourBucketsRolledUp, 0, "idempotent");
+    gw.clock.advance(62 * DAY);
+    assert.equal((await runJob(gw, "usage-rollup")).budgetCountersDeleted, 2);
+    assert.deepEqual(await budgetKeys(), []);
     const jobs = await gw.admin<{ data: { name: string; last_run: { ok: boolean } | null }[] }>(
       "GET",
       "/admin/api/jobs",

@@ -1,12 +1,13 @@
 /**
  * Per-user-key limits enforced through KV: requests per minute and concurrent requests under 100
- * simultaneous requests with no overshoot, tokens per day, allowed models, expiry; refusals are
+ * simultaneous requests with no overshoot, budgets of tokens and requests per day and month,
+ * allowed models, expiry; refusals are
  * OpenAI-shaped 429s with Retry-After, or 403s.
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import type { OpenAiErrorBody } from "../../lib/openai/errors.ts";
-import { nextPacificMidnight } from "../../lib/pool/calendar.ts";
+import { nextPacificMidnight, nextPacificMonthStart } from "../../lib/pool/calendar.ts";
 import { post, startGateway, type TestGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
@@ -142,6 +143,106 @@ Deno.test("a user key's tokens per day stop it until midnight Pacific", async ()
   }
 });
 
+Deno.test("a user key's requests per day count answered requests, shared by /v1 and the native API", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const apiKey = await userKey(gw, { requests_per_day: 3 });
+    assert.equal((await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT })).status, 200);
+    // A request refused before the upstream (a bad body) is not an answered request.
+    const bad = await post(`${gw.url}/v1/chat/completions`, { apiKey, body: { model: "x" } });
+    assert.equal(bad.status, 400);
+    const native = await post(
+      `${gw.url}/v1beta/models/gemini-2.5-flash:generateContent`,
+      { apiKey, body: { contents: [{ role: "user", parts: [{ text: "hi" }] }] } },
+    );
+    assert.equal(native.status, 200);
+    assert.equal((await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT })).status, 200);
+    const refused = await post<OpenAiErrorBody>(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: CHAT,
+    });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.json.error.code, "requests_per_day_exceeded");
+    assert.match(refused.json.error.message, /3 requests per day/);
+    const expected = Math.ceil((nextPacificMidnight(gw.clock.now()) - gw.clock.now()) / 1000);
+    assert.equal(Number(refused.headers.get("retry-after")), expected);
+    // The native API answers the same refusal in Google's shape.
+    const nativeRefused = await post<{ error: { code: number; status: string } }>(
+      `${gw.url}/v1beta/models/gemini-2.5-flash:generateContent`,
+      { apiKey, body: { contents: [{ role: "user", parts: [{ text: "hi" }] }] } },
+    );
+    assert.equal(nativeRefused.status, 429);
+    assert.equal(nativeRefused.json.error.status, "RESOURCE_EXHAUSTED");
+    assert.equal(generateCalls(gw), 3);
+    const listed = await gw.admin<{ data: Record<string, number>[] }>(
+      "GET",
+      "/admin/api/user-keys",
+    );
+    assert.equal(listed.json.data[0].requests_today, 3);
+    assert.equal(listed.json.data[0].requests_this_month, 3);
+    gw.clock.t = nextPacificMidnight(gw.clock.now());
+    assert.equal((await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT })).status, 200);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a user key's monthly token budget holds across days and resets on the 1st (Pacific)", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    // Mid-month, so that the next day is in the same month.
+    gw.clock.t = Date.UTC(2026, 11, 10, 20);
+    const apiKey = await userKey(gw, { tokens_per_month: 5, requests_per_month: 100 });
+    const first = await post(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: { ...CHAT, messages: [{ role: "user", content: "one two three four five six" }] },
+    });
+    assert.equal(first.status, 200);
+    const refused = await post<OpenAiErrorBody>(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: CHAT,
+    });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.json.error.code, "tokens_per_month_exceeded");
+    const expected = Math.ceil((nextPacificMonthStart(gw.clock.now()) - gw.clock.now()) / 1000);
+    assert.equal(Number(refused.headers.get("retry-after")), expected);
+    // A new day is not a new month.
+    gw.clock.t = nextPacificMidnight(gw.clock.now());
+    const nextDay = await post<OpenAiErrorBody>(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: CHAT,
+    });
+    assert.equal(nextDay.json.error.code, "tokens_per_month_exceeded");
+    await gw.app.drain();
+    const listed = await gw.admin<{ data: Record<string, number>[] }>(
+      "GET",
+      "/admin/api/user-keys",
+    );
+    const row = listed.json.data[0];
+    assert.equal(row.tokens_today, 0, "a new day");
+    assert.ok(row.tokens_this_month >= 6);
+    assert.equal(row.requests_this_month, 1);
+    assert.equal(row.tokens_per_month, 5);
+    // Raising the budget lets the key through at once (the admin change reaches the limiter).
+    const raised = await gw.admin<Record<string, number>>(
+      "PATCH",
+      `/admin/api/user-keys/${listed.json.data[0].id}`,
+      { tokens_per_month: 1000 },
+    );
+    assert.equal(raised.json.tokens_per_month, 1000);
+    assert.ok(raised.json.tokens_this_month >= 6, "the answer carries the month's usage");
+    assert.equal((await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT })).status, 200);
+    // The next month starts from zero.
+    await gw.admin("PATCH", `/admin/api/user-keys/${listed.json.data[0].id}`, {
+      tokens_per_month: 5,
+    });
+    gw.clock.t = nextPacificMonthStart(gw.clock.now());
+    assert.equal((await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT })).status, 200);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("allowed models and expiry are enforced with 403s; /v1/models lists only allowed models", async () => {
   const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
   try {
@@ -199,6 +300,28 @@ Deno.test("user-key limits are validated and shown by the admin API", async () =
       { name: "x", tokens_per_day: 1000, max_concurrency: 2, models: ["a"], expires_at: null },
     );
     assert.equal(created.json.tokens_per_day, 1000);
+    for (const field of ["requests_per_day", "tokens_per_month", "requests_per_month"]) {
+      const zero = await gw.admin<OpenAiErrorBody>(
+        "PATCH",
+        `/admin/api/user-keys/${created.json.id}`,
+        {
+          [field]: 0,
+        },
+      );
+      assert.equal(zero.status, 400, field);
+      assert.equal(zero.json.error.param, field);
+    }
+    const budgets = await gw.admin<Record<string, number | null>>(
+      "PATCH",
+      `/admin/api/user-keys/${created.json.id}`,
+      { requests_per_day: 50, requests_per_month: 900 },
+    );
+    assert.deepEqual(
+      [budgets.json.tokens_per_day, budgets.json.requests_per_day, budgets.json.tokens_per_month],
+      [1000, 50, null],
+      "a patch changes only the fields it names",
+    );
+    assert.equal(budgets.json.requests_per_month, 900);
     const patched = await gw.admin<{ max_concurrency: number | null; models: string[] | null }>(
       "PATCH",
       `/admin/api/user-keys/${created.json.id}`,

@@ -5,9 +5,12 @@
 import assert from "node:assert/strict";
 import {
   nextPacificMidnight,
+  nextPacificMonthStart,
   pacificDate,
   pacificDayNumber,
   pacificDayStart,
+  pacificMonthNumber,
+  pacificMonthStart,
 } from "../../lib/pool/calendar.ts";
 import { estimateRequestTokens, IMAGE_TOKENS } from "../../lib/pool/estimate.ts";
 import { consecutiveFailingDays, noteHealthDay } from "../../lib/pool/health.ts";
@@ -239,6 +242,26 @@ Deno.test("Pacific midnight is found across both DST changes", () => {
   assert.equal(pacificDayStart(spring + 1) - pacificDayStart(spring), 23 * HOUR);
   const fall = pacificDayNumber(Date.UTC(2026, 10, 1, 20));
   assert.equal(pacificDayStart(fall + 1) - pacificDayStart(fall), 25 * HOUR);
+});
+
+Deno.test("Pacific months start at midnight Pacific on the 1st, across years and DST", () => {
+  const cases: [number, number, string][] = [
+    // 1 Nov 2026 00:30 PDT: November has begun in Pacific time.
+    [Date.UTC(2026, 10, 1, 7, 30), 2026 * 12 + 10, "2026-12-01T08:00:00.000Z"],
+    // 31 Oct 2026 23:30 PDT (06:30 UTC on 1 Nov): still October.
+    [Date.UTC(2026, 10, 1, 6, 30), 2026 * 12 + 9, "2026-11-01T07:00:00.000Z"],
+    // New Year's Eve 20:00 PST is 04:00 UTC on 1 Jan: still December, the next month is January.
+    [Date.UTC(2027, 0, 1, 4), 2026 * 12 + 11, "2027-01-01T08:00:00.000Z"],
+    // A month starting in PDT (April).
+    [Date.UTC(2027, 2, 20), 2027 * 12 + 2, "2027-04-01T07:00:00.000Z"],
+  ];
+  for (const [t, month, next] of cases) {
+    assert.equal(pacificMonthNumber(t), month, new Date(t).toISOString());
+    assert.equal(new Date(nextPacificMonthStart(t)).toISOString(), next);
+    assert.equal(pacificMonthNumber(nextPacificMonthStart(t)), month + 1);
+    assert.equal(pacificMonthNumber(nextPacificMonthStart(t) - 1), month);
+  }
+  assert.equal(new Date(pacificMonthStart(2027 * 12)).toISOString(), "2027-01-01T08:00:00.000Z");
 });
 
 Deno.test("token estimates count CJK characters one by one, Latin text by four, images flat", () => {

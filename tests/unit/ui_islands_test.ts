@@ -105,18 +105,25 @@ Deno.test("request log filters combine model, result, user key and key", () => {
 });
 
 Deno.test("user key limits: empty fields mean no limit and every model, bad numbers are named", () => {
-  const empty = limitsBody({
+  const none = {
     rpm: "",
     tokensPerDay: "",
+    requestsPerDay: "",
+    tokensPerMonth: "",
+    requestsPerMonth: "",
     maxConcurrency: "",
     models: "",
     expires: "",
-  });
+  };
+  const empty = limitsBody(none);
   assert.deepEqual(empty, {
     ok: true,
     body: {
       rpm: null,
       tokens_per_day: null,
+      requests_per_day: null,
+      tokens_per_month: null,
+      requests_per_month: null,
       max_concurrency: null,
       models: null,
       expires_at: null,
@@ -125,20 +132,28 @@ Deno.test("user key limits: empty fields mean no limit and every model, bad numb
   const full = limitsBody({
     rpm: "60",
     tokensPerDay: "100000",
+    requestsPerDay: "500",
+    tokensPerMonth: "3000000",
+    requestsPerMonth: "9000",
     maxConcurrency: "2",
     models: "gemini-2.5-flash, gemini-2.5-*",
     expires: "2027-01-02T03:04",
   });
   assert.ok(full.ok);
+  assert.deepEqual(
+    [full.body.requests_per_day, full.body.tokens_per_month, full.body.requests_per_month],
+    [500, 3_000_000, 9000],
+  );
   assert.deepEqual(full.body.models, ["gemini-2.5-flash", "gemini-2.5-*"]);
   assert.equal(full.body.expires_at, new Date("2027-01-02T03:04").toISOString());
   assert.deepEqual(
-    limitsBody({ ...{ rpm: "1", tokensPerDay: "x", maxConcurrency: "", models: "", expires: "" } }),
-    {
-      ok: false,
-      field: "tokensPerDay",
-    },
+    limitsBody({ ...none, rpm: "1", tokensPerDay: "x" }),
+    { ok: false, field: "tokensPerDay" },
   );
+  assert.deepEqual(limitsBody({ ...none, requestsPerMonth: "1.5" }), {
+    ok: false,
+    field: "requestsPerMonth",
+  });
   const key: UserKeyView = {
     id: "u",
     name: "n",
@@ -146,11 +161,15 @@ Deno.test("user key limits: empty fields mean no limit and every model, bad numb
     enabled: true,
     rpm: 5,
     tokens_per_day: null,
+    tokens_per_month: 7000,
     models: ["a"],
     expires_at: "2027-01-02T03:04:00.000Z",
   };
   const draft = draftOf(key);
-  assert.deepEqual([draft.rpm, draft.tokensPerDay, draft.models], ["5", "", "a"]);
+  assert.deepEqual(
+    [draft.rpm, draft.tokensPerDay, draft.tokensPerMonth, draft.requestsPerDay, draft.models],
+    ["5", "", "7000", "", "a"],
+  );
   assert.equal(new Date(draft.expires).toISOString(), "2027-01-02T03:04:00.000Z");
   assert.equal(toLocalInput(null), "");
 });

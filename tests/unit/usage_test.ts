@@ -8,8 +8,8 @@ import {
   UsageBatch,
   type UsageEvent,
   usageMutations,
-  userTokensKey,
 } from "../../lib/store/usage.ts";
+import { budgetCounterId, budgetKey, BUDGETS } from "../../lib/store/user_budgets.ts";
 
 Deno.test("a failed attempt then a success counts one request, two attempts and one error", async () => {
   const kv = await Deno.openKv(":memory:");
@@ -87,8 +87,27 @@ Deno.test("usage also feeds the Pacific-day RPD window per attempt and the user'
   assert.equal(day, Date.UTC(2026, 10, 25) / 86_400_000);
   assert.ok(keys.includes(JSON.stringify(["usage", "pd", day, "k1", "m", "att"])));
   assert.ok(keys.includes(JSON.stringify(["usage", "pd", day, "k2", "m", "att"])));
-  const budget = m.find((x) => JSON.stringify(x.key) === JSON.stringify(userTokensKey("u1", day)));
-  assert.equal((budget as { value: Deno.KvU64 }).value.value, 15n);
+  const counter = (key: Deno.KvKey) =>
+    (m.find((x) => JSON.stringify(x.key) === JSON.stringify(key)) as { value: Deno.KvU64 })
+      .value.value;
+  // The user key's budgets: 15 tokens and 1 request, in the Pacific day and month.
+  const month = 2026 * 12 + 10;
+  assert.equal(counter(["ul_tok", day, "u1"]), 15n);
+  assert.equal(counter(["ul_req", day, "u1"]), 1n);
+  assert.equal(counter(["ul_tok_m", month, "u1"]), 15n);
+  assert.equal(counter(["ul_req_m", month, "u1"]), 1n);
+  // A request no key could serve costs the user key no budget.
+  const failed = usageMutations({
+    now,
+    model: "m",
+    userId: "u1",
+    attempts: [{ keyId: "k1", ok: false }],
+    ok: false,
+    promptTokens: 0,
+    completionTokens: 0,
+    thinkingTokens: 0,
+  });
+  assert.deepEqual(failed.filter((x) => String(x.key[0]).startsWith("ul_")), []);
 });
 
 async function dump(kv: Deno.Kv): Promise<Map<string, string>> {
@@ -139,7 +158,7 @@ Deno.test("a batch of usage events writes exactly the counters one write per eve
   }
 });
 
-Deno.test("a large batch is split into atomic operations within KV's limits, user tokens first", async () => {
+Deno.test("a large batch is split into atomic operations within KV's limits, budgets first", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     const batch = new UsageBatch();
@@ -165,9 +184,16 @@ Deno.test("a large batch is split into atomic operations within KV's limits, use
     assert.ok(chunks.length > 1);
     for (const c of chunks) assert.ok(c.mutations.length <= 1000);
     assert.equal(chunks[0].mutations[0].key[0], "ul_tok");
-    let tokens = 0;
-    for (const c of chunks) for (const n of c.userTokens.values()) tokens += n;
-    assert.equal(tokens, 600 * 5);
+    // Every budget counter's amount is in the chunk that writes it (the recorder's ledger).
+    const counted = new Map<string, number>();
+    for (const c of chunks) for (const [id, n] of c.budgets) counted.set(id, n);
+    for (const b of BUDGETS) {
+      const id = budgetCounterId(
+        budgetKey(b, b.period === "day" ? pacificDayNumber(now) : 2026 * 12 + 10, "uk_7"),
+      );
+      assert.equal(counted.get(id), b.metric === "tokens" ? 5 : 1, b.name);
+    }
+    assert.equal(counted.size, 600 * BUDGETS.length);
     const { written, error } = await commitChunks(kv, chunks);
     assert.equal(error, null);
     assert.equal(written.length, chunks.length);

@@ -1,21 +1,25 @@
 /**
  * `/admin/api/user-keys`: create (the secret is shown once), list, patch, revoke user keys, with
- * their limits: requests per minute, tokens per day, concurrent requests, allowed models, expiry.
+ * their limits: requests per minute, concurrent requests, budgets of tokens and requests per day and
+ * month, allowed models, expiry.
  */
 import { Hono } from "hono";
 import * as z from "zod";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
 import { OpenAiError } from "../../../lib/openai/errors.ts";
 import { readBody } from "../../../lib/openai/request.ts";
-import { pacificDayNumber } from "../../../lib/pool/calendar.ts";
 import {
   type Counts,
   emptyCounts,
-  listUserTokens,
   readUsageTotal,
   readUsageTotals,
-  userTokensOn,
 } from "../../../lib/store/usage.ts";
+import {
+  type BudgetUsage,
+  budgetUsageOf,
+  emptyBudgetUsage,
+  listBudgetUsage,
+} from "../../../lib/store/user_budgets.ts";
 import {
   createUserKey,
   deleteUserKey,
@@ -30,24 +34,55 @@ const ModelsSchema = z.array(
 ).max(100).nullable();
 const ExpirySchema = z.iso.datetime({ offset: true }).nullable();
 
-const CreateSchema = z.strictObject({
-  name: z.string().trim().min(1).max(100),
+/** The limits a user key can have, as the API names them. */
+const LimitsShape = {
   rpm: limit(1_000_000).optional(),
   tokens_per_day: limit(1_000_000_000_000).optional(),
+  requests_per_day: limit(1_000_000_000).optional(),
+  tokens_per_month: limit(1_000_000_000_000).optional(),
+  requests_per_month: limit(1_000_000_000).optional(),
   max_concurrency: limit(10_000).optional(),
   models: ModelsSchema.optional(),
   expires_at: ExpirySchema.optional(),
+};
+
+const CreateSchema = z.strictObject({
+  name: z.string().trim().min(1).max(100),
+  ...LimitsShape,
 });
 
 const PatchSchema = z.strictObject({
   name: z.string().trim().min(1).max(100).optional(),
   enabled: z.boolean().optional(),
-  rpm: limit(1_000_000).optional(),
-  tokens_per_day: limit(1_000_000_000_000).optional(),
-  max_concurrency: limit(10_000).optional(),
-  models: ModelsSchema.optional(),
-  expires_at: ExpirySchema.optional(),
+  ...LimitsShape,
 });
+
+type Limits = Pick<
+  UserKeyRecord,
+  | "rpm"
+  | "tokensPerDay"
+  | "requestsPerDay"
+  | "tokensPerMonth"
+  | "requestsPerMonth"
+  | "maxConcurrency"
+  | "models"
+  | "expiresAt"
+>;
+
+/** The limits a create or patch body sets (only the fields it names). */
+function limitsOf(body: z.infer<typeof PatchSchema>): Partial<Limits> {
+  const all: { [K in keyof Limits]: Limits[K] | undefined } = {
+    rpm: body.rpm,
+    tokensPerDay: body.tokens_per_day,
+    requestsPerDay: body.requests_per_day,
+    tokensPerMonth: body.tokens_per_month,
+    requestsPerMonth: body.requests_per_month,
+    maxConcurrency: body.max_concurrency,
+    models: body.models,
+    expiresAt: parseExpiry(body.expires_at),
+  };
+  return Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined));
+}
 
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
@@ -56,9 +91,10 @@ function iso(ms: number | null): string | null {
 /** The admin view of a user key (never the secret or its hash). */
 export function userKeyView(
   r: UserKeyRecord,
-  options: { usage?: Counts; tokensToday?: number; now?: number } = {},
+  options: { usage?: Counts; budgets?: BudgetUsage; now?: number } = {},
 ) {
   const usage = options.usage ?? emptyCounts();
+  const budgets = options.budgets ?? emptyBudgetUsage();
   return {
     id: r.id,
     name: r.name,
@@ -66,11 +102,14 @@ export function userKeyView(
     enabled: r.enabled,
     rpm: r.rpm,
     tokens_per_day: r.tokensPerDay,
+    requests_per_day: r.requestsPerDay,
+    tokens_per_month: r.tokensPerMonth,
+    requests_per_month: r.requestsPerMonth,
     max_concurrency: r.maxConcurrency,
     models: r.models,
     expires_at: iso(r.expiresAt),
     expired: r.expiresAt !== null && options.now !== undefined && r.expiresAt <= options.now,
-    tokens_today: options.tokensToday ?? 0,
+    ...budgets,
     usage: {
       requests: usage.req,
       failed: usage.fail,
@@ -94,14 +133,14 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
     // This isolate's batched usage first, so usage and tokens today include its own requests.
     await gw.usage.flush();
     const now = gw.now();
-    const [records, usage, tokens] = await Promise.all([
+    const [records, usage, budgets] = await Promise.all([
       listUserKeys(gw.kv),
       readUsageTotals(gw.kv, "user"),
-      listUserTokens(gw.kv, pacificDayNumber(now)),
+      listBudgetUsage(gw.kv, now),
     ]);
     return c.json({
       data: records.map((r) =>
-        userKeyView(r, { usage: usage[r.id], tokensToday: tokens.get(r.id), now })
+        userKeyView(r, { usage: usage[r.id], budgets: budgets.get(r.id), now })
       ),
     });
   });
@@ -111,11 +150,7 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
     const now = gw.now();
     const { record, secret } = await createUserKey(gw.kv, {
       name: body.name,
-      rpm: body.rpm,
-      tokensPerDay: body.tokens_per_day,
-      maxConcurrency: body.max_concurrency,
-      models: body.models,
-      expiresAt: parseExpiry(body.expires_at),
+      ...limitsOf(body),
       now,
     });
     return c.json({ ...userKeyView(record, { now }), key: secret }, 201);
@@ -124,18 +159,12 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
   app.patch("/:id", async (c) => {
     const patch = await readBody(c.req.raw, PatchSchema);
     const now = gw.now();
-    const expiresAt = parseExpiry(patch.expires_at);
+    const limits = limitsOf(patch);
     const updated = await updateUserKey(gw.kv, c.req.param("id"), (r) => ({
       ...r,
+      ...limits,
       name: patch.name ?? r.name,
       enabled: patch.enabled ?? r.enabled,
-      rpm: patch.rpm === undefined ? r.rpm : patch.rpm,
-      tokensPerDay: patch.tokens_per_day === undefined ? r.tokensPerDay : patch.tokens_per_day,
-      maxConcurrency: patch.max_concurrency === undefined
-        ? r.maxConcurrency
-        : patch.max_concurrency,
-      models: patch.models === undefined ? r.models : patch.models,
-      expiresAt: expiresAt === undefined ? r.expiresAt : expiresAt,
       updatedAt: now,
     }));
     if (!updated) {
@@ -146,11 +175,11 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
     gw.users.invalidate();
     // The whole view, usage included: the admin UI shows the answer in place of the old row.
     await gw.usage.flush();
-    const [usage, tokensToday] = await Promise.all([
+    const [usage, budgets] = await Promise.all([
       readUsageTotal(gw.kv, "user", updated.id),
-      userTokensOn(gw.kv, pacificDayNumber(now), updated.id),
+      budgetUsageOf(gw.kv, updated.id, now),
     ]);
-    return c.json(userKeyView(updated, { usage, tokensToday, now }));
+    return c.json(userKeyView(updated, { usage, budgets, now }));
   });
 
   app.delete("/:id", async (c) => {
