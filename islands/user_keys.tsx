@@ -1,7 +1,8 @@
 /**
  * Island: the user keys page. Create a key (its secret is shown once, with a copy button) with its
  * limits (requests per minute, budgets of tokens and requests per day and month, concurrent
- * requests, allowed models, expiry), edit
+ * requests, allowed models, expiry), edit them, rotate its secret (keeping the old one working for a
+ * while if asked), edit
  * those limits, enable or disable it, see its usage, revoke it.
  */
 import { type Signal, useSignal } from "@preact/signals";
@@ -188,10 +189,83 @@ function limitsSummary(t: Translator, k: UserKeyView): string[] {
   return out;
 }
 
+/** Grace periods offered for a rotation: seconds the previous secret keeps working. */
+const GRACE_CHOICES = [
+  [0, "users.grace.0"],
+  [3600, "users.grace.3600"],
+  [86_400, "users.grace.86400"],
+  [604_800, "users.grace.604800"],
+] as const;
+
+/** Rotation of a key's secret: a new one (shown once), the old one stopped now or after a grace. */
+function Rotate(props: { t: Translator; k: UserKeyView; onRotated: (k: CreatedUserKey) => void }) {
+  const { t, k } = props;
+  const grace = useSignal<number>(0);
+  const armed = useSignal(false);
+  const busy = useSignal(false);
+  const error = useSignal<string | null>(null);
+  async function rotate() {
+    armed.value = false;
+    busy.value = true;
+    try {
+      props.onRotated(
+        await api<CreatedUserKey>(
+          "POST",
+          `/admin/api/user-keys/${encodeURIComponent(k.id)}/rotate`,
+          { grace_seconds: grace.value },
+        ),
+      );
+      error.value = null;
+    } catch (err) {
+      error.value = t("common.error", { message: errorMessage(err) });
+    } finally {
+      busy.value = false;
+    }
+  }
+  const id = `uk-${k.id}-grace`;
+  return (
+    <div class="rotate" role="group" aria-label={t("users.rotateTitle", { name: k.name })}>
+      <h3>{t("users.rotate")}</h3>
+      <p class="muted small">{t("users.rotateHelp")}</p>
+      <div class="field">
+        <label for={id}>{t("users.grace")}</label>
+        <select
+          id={id}
+          value={String(grace.value)}
+          onChange={(e) => (grace.value = Number(e.currentTarget.value))}
+        >
+          {GRACE_CHOICES.map(([g, label]) => <option key={g} value={String(g)}>{t(label)}</option>)}
+        </select>
+      </div>
+      {k.previous_valid_until
+        ? (
+          <p class="small">
+            {t("users.previousUntil", { time: formatDateTime(k.previous_valid_until, t.lang) })}
+          </p>
+        )
+        : null}
+      <div class="actions">
+        <ConfirmButton
+          armed={armed.value}
+          disabled={busy.value}
+          label={t("users.rotate")}
+          confirmLabel={t("users.confirmRotate")}
+          ariaLabel={t("users.rotateTitle", { name: k.name })}
+          onArm={() => (armed.value = true)}
+          onConfirm={rotate}
+          onCancel={() => (armed.value = false)}
+        />
+      </div>
+      {error.value ? <div class="notice notice-bad" role="alert">{error.value}</div> : null}
+    </div>
+  );
+}
+
 function Editor(props: {
   t: Translator;
   k: UserKeyView;
   onSaved: (k: UserKeyView) => void;
+  onRotated: (k: CreatedUserKey) => void;
   onClose: () => void;
 }) {
   const { t, k } = props;
@@ -223,29 +297,32 @@ function Editor(props: {
     }
   }
   return (
-    <form onSubmit={save} class="editor" aria-label={t("users.editLimits", { name: k.name })}>
-      <div class="field">
-        <label for={`uk-${k.id}-name`}>{t("users.name")}</label>
-        <input
-          id={`uk-${k.id}-name`}
-          type="text"
-          required
-          maxLength={100}
-          value={name.value}
-          onInput={(e) => (name.value = e.currentTarget.value)}
-        />
-      </div>
-      <LimitFields t={t} idPrefix={`uk-${k.id}`} draft={draft} />
-      {error.value ? <div class="notice notice-bad" role="alert">{error.value}</div> : null}
-      <div class="actions">
-        <button type="submit" class="btn btn-primary btn-small" disabled={saving.value}>
-          {saving.value ? t("common.saving") : t("common.save")}
-        </button>
-        <button type="button" class="btn btn-small" onClick={props.onClose}>
-          {t("common.cancel")}
-        </button>
-      </div>
-    </form>
+    <>
+      <form onSubmit={save} class="editor" aria-label={t("users.editLimits", { name: k.name })}>
+        <div class="field">
+          <label for={`uk-${k.id}-name`}>{t("users.name")}</label>
+          <input
+            id={`uk-${k.id}-name`}
+            type="text"
+            required
+            maxLength={100}
+            value={name.value}
+            onInput={(e) => (name.value = e.currentTarget.value)}
+          />
+        </div>
+        <LimitFields t={t} idPrefix={`uk-${k.id}`} draft={draft} />
+        {error.value ? <div class="notice notice-bad" role="alert">{error.value}</div> : null}
+        <div class="actions">
+          <button type="submit" class="btn btn-primary btn-small" disabled={saving.value}>
+            {saving.value ? t("common.saving") : t("common.save")}
+          </button>
+          <button type="button" class="btn btn-small" onClick={props.onClose}>
+            {t("common.cancel")}
+          </button>
+        </div>
+      </form>
+      <Rotate t={t} k={k} onRotated={props.onRotated} />
+    </>
   );
 }
 
@@ -297,6 +374,10 @@ export function UserKeys(props: UserKeysProps) {
     } catch (err) {
       error.value = t("common.error", { message: errorMessage(err) });
     }
+  }
+
+  function replace(u: UserKeyView) {
+    keys.value = keys.value.map((x) => (x.id === u.id ? { ...x, ...u } : x));
   }
 
   async function revoke(id: string) {
@@ -378,6 +459,15 @@ export function UserKeys(props: UserKeysProps) {
                         ? <span class="badge badge-invalid">{t("users.expired")}</span>
                         : null}
                       <span class="cell-sub key-text">{k.prefix}</span>
+                      {k.previous_valid_until
+                        ? (
+                          <span class="cell-sub small">
+                            {t("users.previousUntil", {
+                              time: formatDateTime(k.previous_valid_until, t.lang),
+                            })}
+                          </span>
+                        )
+                        : null}
                     </td>
                     <td data-label={t("common.enabled")}>
                       <EnabledSwitch
@@ -432,10 +522,13 @@ export function UserKeys(props: UserKeysProps) {
                           <Editor
                             t={t}
                             k={k}
-                            onSaved={(u) =>
-                              keys.value = keys.value.map((
-                                x,
-                              ) => (x.id === u.id ? { ...x, ...u } : x))}
+                            onSaved={replace}
+                            onRotated={(r) => {
+                              const { key: _secret, ...view } = r;
+                              replace(view);
+                              created.value = r;
+                              editing.value = null;
+                            }}
                             onClose={() => (editing.value = null)}
                           />
                         </td>

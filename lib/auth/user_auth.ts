@@ -1,6 +1,7 @@
 /**
- * Authentication of user keys (`sk-…`): hash, one KV `get` by the hash-derived id, a constant-time
- * hash comparison, and a short in-memory cache so revocation reaches every isolate within seconds.
+ * Authentication of user keys (`sk-…`): hash, one KV round trip by the hash-derived id (two for a
+ * rotated key), a constant-time hash comparison, and a short in-memory cache so revocation and
+ * rotation reach every isolate within seconds.
  *
  * The cache is keyed by the presented token itself (memory only, never persisted), so a hit costs
  * neither a hash nor a KV read. Lookups are single-flight per token: when an entry expires under
@@ -8,8 +9,8 @@
  * still served while one background read refreshes it; an entry older than `USER_KEY_CACHE_MS` is
  * never served, so a revoked key stops working everywhere within that bound.
  */
-import { sha256Hex, timingSafeEqual } from "../secrets.ts";
-import { getUserKey, userKeyIdFromHash, type UserKeyRecord } from "../store/user_keys.ts";
+import { sha256Hex } from "../secrets.ts";
+import { findUserKeyBySecret, type UserKeyRecord } from "../store/user_keys.ts";
 
 /** How long a lookup (found or not) is trusted; revocation takes effect within this. */
 export const USER_KEY_CACHE_MS = 5_000;
@@ -25,10 +26,13 @@ interface CacheEntry {
   at: number;
   /** The key's record when the token matches it, else null. */
   record: UserKeyRecord | null;
+  /** When the token stops working (a rotated key's previous secret); null: no end. */
+  until: number | null;
 }
 
-function outcome(record: UserKeyRecord | null): UserKeyRecord | AuthFailure {
-  if (!record) return "invalid";
+function outcome(entry: CacheEntry, now: number): UserKeyRecord | AuthFailure {
+  const { record } = entry;
+  if (!record || entry.until !== null && now >= entry.until) return "invalid";
   if (!record.enabled) return "disabled";
   return record;
 }
@@ -60,9 +64,9 @@ export class UserKeyAuthenticator {
           console.error("Refreshing a user key failed:", err?.message ?? err)
         );
       }
-      return Promise.resolve(outcome(hit.record));
+      return Promise.resolve(outcome(hit, now));
     }
-    return this.#load(token).then((entry) => outcome(entry.record));
+    return this.#load(token).then((entry) => outcome(entry, this.#now()));
   }
 
   /** One KV read per token at a time; every caller of the same token shares it. */
@@ -72,12 +76,8 @@ export class UserKeyAuthenticator {
     const generation = this.#generation;
     const at = this.#now();
     const load = (async () => {
-      const hash = await sha256Hex(token);
-      const record = await getUserKey(this.#kv, userKeyIdFromHash(hash));
-      const entry: CacheEntry = {
-        at,
-        record: record && timingSafeEqual(record.hash, hash) ? record : null,
-      };
+      const match = await findUserKeyBySecret(this.#kv, await sha256Hex(token));
+      const entry: CacheEntry = { at, record: match?.record ?? null, until: match?.until ?? null };
       if (generation === this.#generation) {
         this.#cache.delete(token);
         if (this.#cache.size >= MAX_CACHE_ENTRIES) {

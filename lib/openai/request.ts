@@ -5,9 +5,10 @@ import type * as z from "zod";
 import { OpenAiError, validationError } from "./errors.ts";
 
 /** Parses the body as JSON; a body that is not JSON is a 400. */
-export async function readJson(req: Request): Promise<unknown> {
+export async function readJson(req: Request, options: { empty?: unknown } = {}): Promise<unknown> {
   const text = await req.text();
   if (!text.trim()) {
+    if (options.empty !== undefined) return options.empty;
     throw new OpenAiError(400, "The request body is empty; send a JSON object", {
       code: "invalid_json",
     });
@@ -29,7 +30,11 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.inf
   return result.data;
 }
 
-/** Reads and validates a JSON body in one step. */
-export async function readBody<S extends z.ZodType>(req: Request, schema: S): Promise<z.infer<S>> {
-  return parseWith(schema, await readJson(req));
+/** Reads and validates a JSON body in one step (an empty body is `options.empty`, if given). */
+export async function readBody<S extends z.ZodType>(
+  req: Request,
+  schema: S,
+  options: { empty?: unknown } = {},
+): Promise<z.infer<S>> {
+  return parseWith(schema, await readJson(req, options));
 }

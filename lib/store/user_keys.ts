@@ -1,12 +1,19 @@
 /**
  * User keys (`sk-…`) in KV. Only the SHA-256 hash of a key is stored; the record id is a prefix of
- * that hash, so authenticating a request is a single `get`.
+ * the hash of the key's first secret, so authenticating a request is one KV round trip: a
+ * `getMany` of the record at the id the presented secret derives, and of an alias there.
+ *
+ * Rotation gives a key a new secret and keeps everything else (id, limits, usage, budgets): the new
+ * secret's derived id holds an alias (`[ALIAS, secretId] -> id`), and the old secret stops working
+ * at once or, with a grace period, at a set time. Aliases of secrets that no longer work are
+ * deleted with the rotation that retires them, and with the key.
  */
 import * as z from "zod";
-import { randomBytes, sha256Hex, toBase64Url } from "../secrets.ts";
+import { randomBytes, sha256Hex, timingSafeEqual, toBase64Url } from "../secrets.ts";
 import { updateWithRetry } from "./kv_util.ts";
 
 const PREFIX = "uk";
+const ALIAS = "uk_alias";
 
 /** The stored record of one user key. */
 export const UserKeyRecordSchema = z.object({
@@ -32,6 +39,16 @@ export const UserKeyRecordSchema = z.object({
   models: z.array(z.string()).nullable().default(null),
   /** When the key stops working (epoch ms); null means never. */
   expiresAt: z.number().nullable().default(null),
+  /**
+   * The id the current secret's hash derives (`userKeyIdFromHash`), which holds an alias of this
+   * record; null while the key has its first secret (whose derived id is the record's own).
+   */
+  secretId: z.string().nullable().default(null),
+  /** After a rotation with a grace period: the previous secret, and until when it still works. */
+  previous: z.object({ hash: z.string(), secretId: z.string(), until: z.number() }).nullable()
+    .default(null),
+  /** When the secret was last rotated (epoch ms); null: never. */
+  rotatedAt: z.number().nullable().default(null),
   createdAt: z.number(),
   updatedAt: z.number(),
 });
@@ -89,11 +106,15 @@ export async function createUserKey(
     maxConcurrency: options.maxConcurrency ?? null,
     models: options.models ?? null,
     expiresAt: options.expiresAt ?? null,
+    secretId: null,
+    previous: null,
+    rotatedAt: null,
     createdAt: options.now,
     updatedAt: options.now,
   };
   const res = await kv.atomic()
     .check({ key: [PREFIX, record.id], versionstamp: null })
+    .check({ key: [ALIAS, record.id], versionstamp: null })
     .set([PREFIX, record.id], record)
     .commit();
   if (!res.ok) throw new Error("User key id collision; try again");
@@ -127,10 +148,103 @@ export function updateUserKey(
   });
 }
 
-/** Deletes a user key; false when it did not exist. */
+/** The alias keys a record's secrets use (none for a key that was never rotated). */
+function aliasKeys(record: UserKeyRecord): Deno.KvKey[] {
+  const ids = [record.secretId, record.previous?.secretId];
+  return ids.filter((s): s is string => !!s && s !== record.id).map((s) => [ALIAS, s]);
+}
+
+/** Deletes a user key and the aliases of its secrets; false when it did not exist. */
 export async function deleteUserKey(kv: Deno.Kv, id: string): Promise<boolean> {
-  const entry = await kv.get([PREFIX, id]);
-  if (entry.value === null) return false;
-  await kv.delete([PREFIX, id]);
-  return true;
+  for (let round = 0; round < 10; round++) {
+    const entry = await kv.get([PREFIX, id]);
+    if (entry.value === null) return false;
+    let op = kv.atomic().check(entry).delete([PREFIX, id]);
+    for (const key of aliasKeys(UserKeyRecordSchema.parse(entry.value))) op = op.delete(key);
+    if ((await op.commit()).ok) return true;
+  }
+  throw new Error("The user key kept changing while it was being deleted; try again");
+}
+
+/** The user key a secret with SHA-256 `hash` belongs to, and until when it works (null: no end). */
+export interface SecretMatch {
+  record: UserKeyRecord;
+  /** Set when `hash` is a rotated key's previous secret, still in its grace period. */
+  until: number | null;
+}
+
+function matchSecret(record: UserKeyRecord | null, hash: string): SecretMatch | null {
+  if (!record) return null;
+  if (timingSafeEqual(record.hash, hash)) return { record, until: null };
+  const p = record.previous;
+  return p && timingSafeEqual(p.hash, hash) ? { record, until: p.until } : null;
+}
+
+/**
+ * Finds the user key of a presented secret by its hash: one round trip, plus one more for a key
+ * that was rotated (its alias, then its record). Null when no key has this secret.
+ */
+export async function findUserKeyBySecret(kv: Deno.Kv, hash: string): Promise<SecretMatch | null> {
+  const derived = userKeyIdFromHash(hash);
+  const [direct, alias] = await kv.getMany<[unknown, unknown]>([[PREFIX, derived], [
+    ALIAS,
+    derived,
+  ]]);
+  const own = matchSecret(
+    direct.value === null ? null : UserKeyRecordSchema.parse(direct.value),
+    hash,
+  );
+  if (own || typeof alias.value !== "string") return own;
+  return matchSecret(await getUserKey(kv, alias.value), hash);
+}
+
+/** How long a rotated key's previous secret may keep working, at most. */
+export const MAX_ROTATION_GRACE_MS = 7 * 86_400_000;
+
+/**
+ * Gives user key `id` a new secret, keeping its id, limits and usage. The previous secret stops
+ * working at once (`graceMs` 0) or after `graceMs`; a secret retired by an earlier rotation stops
+ * now. Returns the record and the new secret (never stored), or null when the key does not exist.
+ */
+export async function rotateUserKey(
+  kv: Deno.Kv,
+  id: string,
+  options: { graceMs: number; now: number },
+): Promise<{ record: UserKeyRecord; secret: string } | null> {
+  for (let round = 0; round < 10; round++) {
+    const entry = await kv.get([PREFIX, id]);
+    if (entry.value === null) return null;
+    const current = UserKeyRecordSchema.parse(entry.value);
+    const secret = generateUserKeySecret();
+    const hash = await sha256Hex(secret);
+    const secretId = userKeyIdFromHash(hash);
+    const record: UserKeyRecord = {
+      ...current,
+      hash,
+      secretId,
+      prefix: `${secret.slice(0, 7)}…${secret.slice(-4)}`,
+      previous: options.graceMs > 0
+        ? {
+          hash: current.hash,
+          secretId: current.secretId ?? current.id,
+          until: options.now + options.graceMs,
+        }
+        : null,
+      rotatedAt: options.now,
+      updatedAt: options.now,
+    };
+    const keep = new Set(aliasKeys(record).map((k) => String(k[1])));
+    let op = kv.atomic()
+      .check(entry)
+      // A secret whose derived id is taken (by a record or an alias) is drawn again.
+      .check({ key: [PREFIX, secretId], versionstamp: null })
+      .check({ key: [ALIAS, secretId], versionstamp: null })
+      .set([PREFIX, id], record)
+      .set([ALIAS, secretId], id);
+    for (const key of aliasKeys(current)) {
+      if (!keep.has(String(key[1]))) op = op.delete(key);
+    }
+    if ((await op.commit()).ok) return { record, secret };
+  }
+  throw new Error("The user key kept changing while it was being rotated; try again");
 }

@@ -111,6 +111,9 @@ export const UserKeyViewSchema = z.looseObject({
   requests_today: z.number().optional(),
   tokens_this_month: z.number().optional(),
   requests_this_month: z.number().optional(),
+  rotated_at: z.string().nullable().optional(),
+  /** While a rotation's grace period runs: until when the previous secret works. */
+  previous_valid_until: z.string().nullable().optional(),
   usage: z.looseObject({
     requests: z.number(),
     failed: z.number().optional(),

@@ -191,6 +191,32 @@ Deno.test("user key: shown once and working on /v1; the dashboard updates after 
       await page.textContent("[data-testid=request-log] tbody tr") ?? "",
       new RegExp(requestIds[0]),
     );
+    // Rotating the secret with a day's grace: a new secret is shown once; both work for now.
+    await page.goto(`${gw.url}/admin/user-keys`);
+    await hydrated(page);
+    await page.getByRole("button", { name: "Edit the limits of e2e-client" }).click();
+    await page.selectOption("select[id$=-grace]", "86400");
+    await page.getByRole("button", { name: "Rotate the secret of e2e-client" }).click();
+    await page.getByRole("button", { name: "Really rotate?" }).click();
+    await page.waitForFunction(
+      (old) => {
+        const code = document.querySelector("[data-testid=new-secret] code");
+        return !!code && code.textContent !== old;
+      },
+      secret,
+    );
+    const rotated = (await page.locator("[data-testid=new-secret] code").textContent())?.trim() ??
+      "";
+    assert.match(rotated, /^sk-[A-Za-z0-9_-]{40,}$/);
+    assert.notEqual(rotated, secret);
+    assert.ok(await page.$("text=The previous secret works until"));
+    for (const apiKey of [secret, rotated]) {
+      const reply = await gw.openai(apiKey).chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: "after rotation" }],
+      });
+      assert.match(reply.choices[0].message.content ?? "", /Echo/);
+    }
     assert.deepEqual(b.errors, []);
   } finally {
     await b.close();

@@ -1,6 +1,6 @@
 /**
  * Authentication and limits: user keys on /v1 (missing, wrong, disabled, revoked across isolates,
- * RPM), and the admin API's password.
+ * rotated with and without a grace period, RPM), and the admin API's password.
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
@@ -102,6 +102,139 @@ Deno.test("a key revoked on one isolate is refused by another isolate within sec
       viaB.chat.completions.create(BODY as OpenAI.ChatCompletionCreateParamsNonStreaming),
       (e: unknown) => e instanceof OpenAI.AuthenticationError,
     );
+  } finally {
+    await b.close();
+    await a.close();
+  }
+});
+
+interface RotatedView {
+  id: string;
+  key: string;
+  prefix: string;
+  rpm: number | null;
+  rotated_at: string | null;
+  previous_valid_until: string | null;
+  usage: { requests: number };
+}
+
+Deno.test("rotating a user key gives it a new secret and keeps its id, limits and usage; the old secret stops at once", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const created = await gw.admin<RotatedView>("POST", "/admin/api/user-keys", {
+      name: "leaked",
+      rpm: 50,
+    });
+    const old = created.json.key;
+    assert.equal(
+      (await post(`${gw.url}/v1/chat/completions`, { apiKey: old, body: BODY })).status,
+      200,
+    );
+    // No body at all is fine: no grace period.
+    const rotated = await gw.admin<RotatedView>(
+      "POST",
+      `/admin/api/user-keys/${created.json.id}/rotate`,
+    );
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.json));
+    const fresh = rotated.json.key;
+    assert.match(fresh, /^sk-[A-Za-z0-9_-]{43}$/);
+    assert.notEqual(fresh, old);
+    assert.equal(rotated.json.id, created.json.id);
+    assert.equal(rotated.json.rpm, 50);
+    assert.equal(rotated.json.usage.requests, 1, "usage stays with the key");
+    assert.equal(rotated.json.previous_valid_until, null);
+    assert.ok(rotated.json.rotated_at);
+    assert.ok(fresh.startsWith(rotated.json.prefix.split("…")[0]));
+    const refused = await post(`${gw.url}/v1/chat/completions`, { apiKey: old, body: BODY });
+    assert.equal(refused.status, 401);
+    assert.equal(refused.json.error.code, "invalid_api_key");
+    assert.equal(
+      (await post(`${gw.url}/v1/chat/completions`, { apiKey: fresh, body: BODY })).status,
+      200,
+    );
+    // A second rotation retires the first rotated secret too, and the list shows one key.
+    const again = await gw.admin<RotatedView>(
+      "POST",
+      `/admin/api/user-keys/${created.json.id}/rotate`,
+      {},
+    );
+    assert.equal(
+      (await post(`${gw.url}/v1/chat/completions`, { apiKey: fresh, body: BODY })).status,
+      401,
+    );
+    assert.equal(
+      (await post(`${gw.url}/v1/chat/completions`, { apiKey: again.json.key, body: BODY })).status,
+      200,
+    );
+    const list = await gw.admin<{ data: RotatedView[] }>("GET", "/admin/api/user-keys");
+    assert.deepEqual(list.json.data.map((k) => [k.id, k.usage.requests]), [[created.json.id, 3]]);
+    // Deleting the key deletes its aliases: nothing of it is left in KV.
+    assert.equal((await gw.admin("DELETE", `/admin/api/user-keys/${created.json.id}`)).status, 204);
+    for await (const e of gw.kv.list({ prefix: ["uk_alias"] })) assert.fail(`left: ${e.key}`);
+    assert.equal(
+      (await post(`${gw.url}/v1/chat/completions`, { apiKey: again.json.key, body: BODY })).status,
+      401,
+    );
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a rotation with a grace period keeps the old secret working until then, on every isolate", async () => {
+  const clock = new FakeClock();
+  const a = await startGateway({ keys: { "AIzaGood-key-0001": OK }, clock });
+  const b = await startGateway({ fake: a.fake, kv: a.kv, clock });
+  try {
+    const created = await a.admin<RotatedView>("POST", "/admin/api/user-keys", { name: "app" });
+    const old = created.json.key;
+    assert.equal(
+      (await post(`${b.url}/v1/chat/completions`, { apiKey: old, body: BODY })).status,
+      200,
+    );
+    const rotated = await a.admin<RotatedView>(
+      "POST",
+      `/admin/api/user-keys/${created.json.id}/rotate`,
+      { grace_seconds: 3600 },
+    );
+    assert.equal(
+      rotated.json.previous_valid_until,
+      new Date(clock.now() + 3_600_000).toISOString(),
+    );
+    for (const apiKey of [old, rotated.json.key]) {
+      for (const gw of [a, b]) {
+        assert.equal(
+          (await post(`${gw.url}/v1/chat/completions`, { apiKey, body: BODY })).status,
+          200,
+        );
+      }
+    }
+    // The old secret ends with the grace period, even from a cached lookup.
+    clock.advance(3_600_000);
+    for (const gw of [a, b]) {
+      const old1 = await post(`${gw.url}/v1/chat/completions`, { apiKey: old, body: BODY });
+      assert.equal(old1.status, 401);
+      const fresh = await post(`${gw.url}/v1/chat/completions`, {
+        apiKey: rotated.json.key,
+        body: BODY,
+      });
+      assert.equal(fresh.status, 200);
+    }
+    const list = await a.admin<{ data: RotatedView[] }>("GET", "/admin/api/user-keys");
+    assert.equal(list.json.data[0].previous_valid_until, null, "the grace period is over");
+    // Bad grace periods and unknown keys are refused in the API's error shape.
+    const tooLong = await a.admin<{ error: { param: string } }>(
+      "POST",
+      `/admin/api/user-keys/${created.json.id}/rotate`,
+      { grace_seconds: 8 * 86400 },
+    );
+    assert.equal(tooLong.status, 400);
+    assert.equal(tooLong.json.error.param, "grace_seconds");
+    const missing = await a.admin<{ error: { code: string } }>(
+      "POST",
+      "/admin/api/user-keys/uk_nope/rotate",
+    );
+    assert.equal(missing.status, 404);
+    assert.equal(missing.json.error.code, "user_key_not_found");
   } finally {
     await b.close();
     await a.close();

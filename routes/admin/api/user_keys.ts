@@ -1,7 +1,7 @@
 /**
- * `/admin/api/user-keys`: create (the secret is shown once), list, patch, revoke user keys, with
- * their limits: requests per minute, concurrent requests, budgets of tokens and requests per day and
- * month, allowed models, expiry.
+ * `/admin/api/user-keys`: create (the secret is shown once), list, patch, rotate (a new secret,
+ * shown once, for the same key), revoke user keys, with their limits: requests per minute,
+ * concurrent requests, budgets of tokens and requests per day and month, allowed models, expiry.
  */
 import { Hono } from "hono";
 import * as z from "zod";
@@ -24,6 +24,8 @@ import {
   createUserKey,
   deleteUserKey,
   listUserKeys,
+  MAX_ROTATION_GRACE_MS,
+  rotateUserKey,
   updateUserKey,
   type UserKeyRecord,
 } from "../../../lib/store/user_keys.ts";
@@ -55,6 +57,11 @@ const PatchSchema = z.strictObject({
   name: z.string().trim().min(1).max(100).optional(),
   enabled: z.boolean().optional(),
   ...LimitsShape,
+});
+
+const RotateSchema = z.strictObject({
+  /** How long the previous secret keeps working, in seconds (0: it stops now). */
+  grace_seconds: z.number().int().min(0).max(MAX_ROTATION_GRACE_MS / 1000).optional(),
 });
 
 type Limits = Pick<
@@ -109,6 +116,12 @@ export function userKeyView(
     models: r.models,
     expires_at: iso(r.expiresAt),
     expired: r.expiresAt !== null && options.now !== undefined && r.expiresAt <= options.now,
+    rotated_at: iso(r.rotatedAt),
+    // While a rotation's grace period runs: until when the previous secret still works.
+    previous_valid_until:
+      r.previous && (options.now === undefined || r.previous.until > options.now)
+        ? iso(r.previous.until)
+        : null,
     ...budgets,
     usage: {
       requests: usage.req,
@@ -123,6 +136,19 @@ export function userKeyView(
 
 function parseExpiry(value: string | null | undefined): number | null | undefined {
   return value === undefined ? undefined : value === null ? null : Date.parse(value);
+}
+
+/**
+ * The whole view of one key, usage included (this isolate's batch written first): the admin UI
+ * shows an edit's answer in place of the old row.
+ */
+async function viewWithUsage(gw: Gateway, record: UserKeyRecord, now: number) {
+  await gw.usage.flush();
+  const [usage, budgets] = await Promise.all([
+    readUsageTotal(gw.kv, "user", record.id),
+    budgetUsageOf(gw.kv, record.id, now),
+  ]);
+  return userKeyView(record, { usage, budgets, now });
 }
 
 /** Builds the user-key admin routes. */
@@ -173,13 +199,23 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
       });
     }
     gw.users.invalidate();
-    // The whole view, usage included: the admin UI shows the answer in place of the old row.
-    await gw.usage.flush();
-    const [usage, budgets] = await Promise.all([
-      readUsageTotal(gw.kv, "user", updated.id),
-      budgetUsageOf(gw.kv, updated.id, now),
-    ]);
-    return c.json(userKeyView(updated, { usage, budgets, now }));
+    return c.json(await viewWithUsage(gw, updated, now));
+  });
+
+  app.post("/:id/rotate", async (c) => {
+    const body = await readBody(c.req.raw, RotateSchema, { empty: {} });
+    const now = gw.now();
+    const rotated = await rotateUserKey(gw.kv, c.req.param("id"), {
+      graceMs: (body.grace_seconds ?? 0) * 1000,
+      now,
+    });
+    if (!rotated) {
+      throw new OpenAiError(404, `No user key with id '${c.req.param("id")}'`, {
+        code: "user_key_not_found",
+      });
+    }
+    gw.users.invalidate();
+    return c.json({ ...(await viewWithUsage(gw, rotated.record, now)), key: rotated.secret });
   });
 
   app.delete("/:id", async (c) => {
