@@ -43,6 +43,8 @@ import { projectsRoutes } from "../routes/admin/api/projects.ts";
 import { removedKeysRoutes } from "../routes/admin/api/removed_keys.ts";
 import { requestLogRoutes } from "../routes/admin/api/request_log.ts";
 import { jobsRoutes } from "../routes/admin/api/jobs.ts";
+import { auditLogRoutes } from "../routes/admin/api/audit_log.ts";
+import { auditAdminApi } from "./auth/audit.ts";
 import { staticRoutes } from "./ui/assets.ts";
 import { urlPath } from "./url_path.ts";
 import { SlowStarts } from "./heartbeat.ts";
@@ -271,6 +273,7 @@ export function createApp(deps: AppDeps): App {
   hono.use(
     "/admin/api/*",
     bodyLimit({ maxSize: ADMIN_BODY_BYTES, onError: () => tooLarge(ADMIN_BODY_BYTES) }),
+    auditAdminApi(gateway),
     adminAuth(gateway),
   );
   hono.route("/admin/api/keys", keysRoutes(gateway));
@@ -284,6 +287,7 @@ export function createApp(deps: AppDeps): App {
   hono.route("/admin/api/removed-keys", removedKeysRoutes(gateway));
   hono.route("/admin/api/request-log", requestLogRoutes(gateway));
   hono.route("/admin/api/jobs", jobsRoutes(gateway));
+  hono.route("/admin/api/audit-log", auditLogRoutes(gateway));
 
   // The admin web UI: pages under /admin (they read /admin/api in-process), files under /static.
   hono.route("/static", staticRoutes());

@@ -59,5 +59,9 @@ export interface Gateway {
 
 /** Hono environment of the app: what middleware stores on the context. */
 export interface AppEnv {
-  Variables: { userKey: UserKeyRecord };
+  Variables: {
+    userKey: UserKeyRecord;
+    /** Who an admin API request authenticated as (see `AuditEntry.actor`). */
+    adminActor: string;
+  };
 }

@@ -12,6 +12,7 @@ import {
   lockedOutError,
   lockoutRemaining,
   recordLoginFailure,
+  sessionActor,
 } from "./sessions.ts";
 import { bearerCredential, bearerToken } from "./user_auth.ts";
 import type { UserKeyRecord } from "../store/user_keys.ts";
@@ -47,7 +48,11 @@ export function adminAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const presented = bearerCredential(c.req.header("authorization"));
     if (!c.req.header("authorization") && gw.admin.configured) {
-      if (await authenticateSession(gw, c.req.raw)) return await next();
+      const active = await authenticateSession(gw, c.req.raw);
+      if (active) {
+        c.set("adminActor", sessionActor(active));
+        return await next();
+      }
     }
     const client = clientAddress(c.env);
     const locked = presented ? await lockoutRemaining(gw, client) : 0;
@@ -72,6 +77,7 @@ export function adminAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
         },
       );
     }
+    c.set("adminActor", "password");
     await next();
   };
 }

@@ -102,7 +102,7 @@ function sessionToken(req: Request, secure: boolean): string | null {
 export async function createSession(
   gw: Gateway,
   req: Request,
-): Promise<{ cookie: string; session: AdminSession }> {
+): Promise<{ cookie: string; active: ActiveSession }> {
   const token = toBase64Url(randomBytes(32));
   const now = gw.now();
   const session: AdminSession = {
@@ -110,13 +110,14 @@ export async function createSession(
     createdAt: now,
     expiresAt: now + SESSION_TTL_MS,
   };
-  await putAdminSession(gw.kv, { hash: await sha256Hex(token), session });
+  const hash = await sha256Hex(token);
+  await putAdminSession(gw.kv, { hash, session });
   const secure = isSecureRequest(req, { onDeploy: gw.config.onDeploy });
   const cookie = serializeCookie(cookieName(SESSION_COOKIE, secure), token, {
     maxAge: SESSION_TTL_MS / 1000,
     secure,
   });
-  return { cookie, session };
+  return { cookie, active: { hash, session } };
 }
 
 /** The live session of the request, or null (no cookie, unknown, or past its deadline). */
@@ -181,13 +182,16 @@ export function isUnsafeMethod(method: string): boolean {
 }
 
 /**
- * Authenticates an admin API request by its session cookie: true for a live session (whose CSRF
- * token matches, for state changes), false when there is no live session. A state change with a
- * session but without the right token, or started by another site, is refused with a 403.
+ * Authenticates an admin API request by its session cookie: the live session (whose CSRF token
+ * matches, for state changes), or null when there is none. A state change with a session but
+ * without the right token, or started by another site, is refused with a 403.
  */
-export async function authenticateSession(gw: Gateway, req: Request): Promise<boolean> {
+export async function authenticateSession(
+  gw: Gateway,
+  req: Request,
+): Promise<ActiveSession | null> {
   const active = await readSession(gw, req);
-  if (!active) return false;
+  if (!active) return null;
   if (isUnsafeMethod(req.method)) {
     if (isCrossSite(req) || !csrfMatches(active.session, req.headers.get(CSRF_HEADER))) {
       throw new OpenAiError(
@@ -197,7 +201,7 @@ export async function authenticateSession(gw: Gateway, req: Request): Promise<bo
       );
     }
   }
-  return true;
+  return active;
 }
 
 /** A fresh token for the login form, and the `Set-Cookie` value that pairs it with the browser. */
@@ -232,10 +236,20 @@ export function loginFormTokenMatches(
  * its /64, which one subscriber usually holds whole), or "unknown".
  */
 export function clientAddress(env: unknown): string {
+  const host = peerAddress(env);
+  return host === "unknown" ? host : addressBucket(host);
+}
+
+/** The peer address of a request as the server saw it, or "unknown" (for the audit log). */
+export function peerAddress(env: unknown): string {
   const info = env as { remoteAddr?: { hostname?: unknown } } | undefined;
   const host = info?.remoteAddr?.hostname;
-  if (typeof host !== "string" || !host) return "unknown";
-  return addressBucket(host);
+  return typeof host === "string" && host ? host : "unknown";
+}
+
+/** The audit log's name of a session: its first hash characters (never the cookie's token). */
+export function sessionActor(active: ActiveSession): string {
+  return `session ${active.hash.slice(0, 8)}`;
 }
 
 /** Groups an address for lockout: IPv4 as is, IPv6 by its first four groups. */

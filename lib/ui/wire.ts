@@ -272,6 +272,27 @@ export const RequestLogSchema = z.looseObject({
   has_more: z.boolean().optional(),
 });
 
+/** One audit-log entry, as `/admin/api/audit-log` answers it. */
+export const AuditEntrySchema = z.looseObject({
+  time: z.string(),
+  action: z.string(),
+  actor: z.string(),
+  ip: z.string(),
+  method: z.string(),
+  path: z.string(),
+  status: z.number(),
+  request_id: z.string().nullable().optional(),
+});
+
+/** An audit-log entry. */
+export type AuditEntryView = z.infer<typeof AuditEntrySchema>;
+
+/** `GET /admin/api/audit-log`. */
+export const AuditLogSchema = z.looseObject({
+  data: z.array(AuditEntrySchema),
+  next_cursor: z.string().nullable().optional(),
+});
+
 /** A background job and its last run. */
 export const JobViewSchema = z.looseObject({
   name: z.string(),

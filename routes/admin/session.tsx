@@ -1,7 +1,8 @@
 /**
  * Admin login and logout for the web UI, and the language switch. Login checks `ADMIN_PASSWORD`
  * (or the stored hash of a generated one), refuses forms started elsewhere, counts failures per
- * client and locks it out after too many; success sets the HttpOnly session cookie.
+ * client and locks it out after too many; success sets the HttpOnly session cookie. Logins, failed
+ * logins, lockouts and logouts go into the audit log.
  */
 import type { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -20,7 +21,10 @@ import {
   readSession,
   recordLoginFailure,
   serializeCookie,
+  sessionActor,
 } from "../../lib/auth/sessions.ts";
+import { auditEvent } from "../../lib/auth/audit.ts";
+import type { AuditAction } from "../../lib/store/audit_log.ts";
 import type { Gateway } from "../../lib/gateway.ts";
 import { isLang, LANG_COOKIE, translator } from "../../lib/ui/i18n.ts";
 import { LoginPage, type LoginState } from "./pages/login.tsx";
@@ -92,25 +96,37 @@ export function addSessionRoutes(app: Hono<PageEnv>, gw: Gateway): void {
         return await loginResponse(gw, req, { state: { kind: "badForm" }, next, status: 403 });
       }
       const client = clientAddress(c.env);
+      const audit = (action: AuditAction, actor: string, res: Response) => {
+        auditEvent(gw, req, { env: c.env, action, actor, status: res.status });
+        return res;
+      };
       const locked = await lockoutRemaining(gw, client);
       if (locked > 0) {
-        return await lockedResponse(gw, req, next, locked);
+        return audit("locked_out", "none", await lockedResponse(gw, req, next, locked));
       }
       const check = await gw.admin.check(field("password"));
       if (check !== "ok") {
         const outcome = await recordLoginFailure(gw, client);
         if (outcome.lockedForMs > 0) {
-          return await lockedResponse(gw, req, next, outcome.lockedForMs);
+          return audit(
+            "locked_out",
+            "none",
+            await lockedResponse(gw, req, next, outcome.lockedForMs),
+          );
         }
-        return await loginResponse(gw, req, {
-          state: { kind: "wrong", attemptsLeft: outcome.attemptsLeft },
-          next,
-          status: 401,
-        });
+        return audit(
+          "login_failed",
+          "none",
+          await loginResponse(gw, req, {
+            state: { kind: "wrong", attemptsLeft: outcome.attemptsLeft },
+            next,
+            status: 401,
+          }),
+        );
       }
       await forgetLoginFailures(gw, client);
-      const { cookie } = await createSession(gw, req);
-      return seeOther(next, cookie);
+      const { cookie, active } = await createSession(gw, req);
+      return audit("login", sessionActor(active), seeOther(next, cookie));
     },
   );
 
@@ -124,7 +140,16 @@ export function addSessionRoutes(app: Hono<PageEnv>, gw: Gateway): void {
         return c.text("Logout refused: the form did not carry this session's CSRF token", 403);
       }
     }
-    return seeOther("/admin/login?out=1", await endSession(gw, req));
+    const res = seeOther("/admin/login?out=1", await endSession(gw, req));
+    if (active) {
+      auditEvent(gw, req, {
+        env: c.env,
+        action: "logout",
+        actor: sessionActor(active),
+        status: res.status,
+      });
+    }
+    return res;
   });
 
   app.get("/lang", (c) => {

@@ -157,6 +157,58 @@ Deno.test("with a session cookie, admin API changes need the CSRF token; Bearer 
   }
 });
 
+Deno.test("sign-ins, failed sign-ins, UI changes and sign-outs are in the audit log and on the log page", async () => {
+  const gw = await startGateway({});
+  try {
+    const failed = await postLogin(fetch, gw.url, { password: "wrong-password" });
+    await failed.body?.cancel();
+    assert.equal(failed.status, 401);
+    const s = await loginHttp(fetch, gw.url);
+    const change = await fetch(`${gw.url}/admin/api/settings`, {
+      method: "PATCH",
+      headers: {
+        cookie: s.cookie,
+        "x-csrf-token": s.csrf,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify({ maxAttempts: 4 }),
+    });
+    await change.body?.cancel();
+    assert.equal(change.status, 200);
+    const out = await fetch(`${gw.url}/admin/logout`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { cookie: s.cookie, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ _csrf: s.csrf }),
+    });
+    await out.body?.cancel();
+    const log = await gw.admin<{ data: { action: string; actor: string; status: number }[] }>(
+      "GET",
+      "/admin/api/audit-log",
+    );
+    const rows = log.json.data.map((
+      e,
+    ) => [e.action, e.actor.replace(/ [0-9a-f]{8}$/, " #"), e.status]);
+    assert.deepEqual(rows, [
+      ["logout", "session #", 303],
+      ["api", "session #", 200],
+      ["login", "session #", 303],
+      ["login_failed", "none", 401],
+    ]);
+    const tags = new Set(log.json.data.filter((e) => e.actor !== "none").map((e) => e.actor));
+    assert.equal(tags.size, 1, "one session did all three");
+    // The request log page shows the activity (server-rendered, no script needed).
+    const s2 = await loginHttp(fetch, gw.url);
+    const page = await fetch(`${gw.url}/admin/logs`, { headers: { cookie: s2.cookie } });
+    const html = await page.text();
+    assert.match(html, /Admin activity/);
+    assert.match(html, /Wrong password at sign-in/);
+    assert.match(html, /PATCH \/admin\/api\/settings/);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("logout needs the CSRF token and kills the session on the server", async () => {
   const gw = await startGateway({});
   try {

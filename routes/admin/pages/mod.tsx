@@ -6,11 +6,14 @@
 import { Hono } from "hono";
 import type { ComponentChildren } from "preact";
 import type { Gateway } from "../../../lib/gateway.ts";
-import { translator } from "../../../lib/ui/i18n.ts";
+import { type MessageKey, type Translator, translator } from "../../../lib/ui/i18n.ts";
+import { formatDateTime } from "../../../lib/ui/format.ts";
 import { Island } from "../../../lib/ui/island.tsx";
 import { groupFields, settingsSchema } from "../../../lib/ui/settings_layout.ts";
 import {
   AliasesSchema,
+  type AuditEntryView,
+  AuditLogSchema,
   JobListSchema,
   KeyListSchema,
   LimitsListSchema,
@@ -252,11 +255,72 @@ const settingsPage: PageRenderer = async (ctx) => {
   };
 };
 
+/** Audit entries shown on the request log page (the API pages further). */
+export const AUDIT_PAGE = 50;
+
+function auditWho(t: Translator, actor: string): string {
+  if (actor === "password") return t("audit.byPassword");
+  if (actor.startsWith("session ")) return t("audit.bySession", { tag: actor.slice(8) });
+  return t("audit.byNone");
+}
+
+const AUDIT_ACTIONS: Record<string, MessageKey> = {
+  login: "audit.login",
+  login_failed: "audit.login_failed",
+  locked_out: "audit.locked_out",
+  logout: "audit.logout",
+};
+
+function auditWhat(t: Translator, e: AuditEntryView): string {
+  const key = AUDIT_ACTIONS[e.action];
+  return key ? t(key) : `${e.method} ${e.path}`;
+}
+
+/** The admin activity table (server-rendered: it has nothing to click). */
+function AuditTable(props: { t: Translator; entries: AuditEntryView[] }) {
+  const { t } = props;
+  if (!props.entries.length) return <p class="muted">{t("audit.none")}</p>;
+  return (
+    <div class="table-wrap">
+      <table class="data responsive" data-testid="audit-log">
+        <thead>
+          <tr>
+            <th scope="col">{t("audit.time")}</th>
+            <th scope="col">{t("audit.what")}</th>
+            <th scope="col">{t("audit.who")}</th>
+            <th scope="col">{t("audit.address")}</th>
+            <th scope="col" class="num">{t("audit.result")}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.entries.map((e, i) => (
+            <tr key={i}>
+              <td class="small nowrap">{formatDateTime(e.time, t.lang)}</td>
+              <td data-label={t("audit.what")} class={e.action === "api" ? "key-text" : undefined}>
+                {auditWhat(t, e)}
+              </td>
+              <td data-label={t("audit.who")}>{auditWho(t, e.actor)}</td>
+              <td data-label={t("audit.address")} class="small">{e.ip}</td>
+              <td data-label={t("audit.result")} class="num">
+                <span class={e.status < 400 ? "badge badge-active" : "badge badge-invalid"}>
+                  {e.status}
+                </span>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
 const requestLog: PageRenderer = async (ctx) => {
   const { t } = ctx;
   const title = t("logs.title");
-  const log = await ctx.get(`/admin/api/request-log?limit=${LOG_PAGE}`, RequestLogSchema)
-    .catch(optional);
+  const [log, audit] = await Promise.all([
+    ctx.get(`/admin/api/request-log?limit=${LOG_PAGE}`, RequestLogSchema).catch(optional),
+    ctx.get(`/admin/api/audit-log?limit=${AUDIT_PAGE}`, AuditLogSchema).catch(optional),
+  ]);
   return {
     title,
     body: (
@@ -271,6 +335,13 @@ const requestLog: PageRenderer = async (ctx) => {
             />
           )
           : <p class="notice">{t("logs.unavailable")}</p>}
+        {audit
+          ? (
+            <Card id="audit" title={t("audit.title")} help={t("audit.help")}>
+              <AuditTable t={t} entries={audit.data} />
+            </Card>
+          )
+          : null}
       </>
     ),
   };
