@@ -97,6 +97,7 @@ export function failureToOpenAi(failure: {
   let code: string | null = null;
   if (failure.kind === "no_key") code = "no_available_key";
   else if (failure.kind === "upstream") code = "upstream_error";
+  else if (failure.kind === "client_closed") code = "client_closed";
   else if (failure.status === 404) code = "model_not_found";
   return new OpenAiError(failure.status, failure.message, { code, headers });
 }

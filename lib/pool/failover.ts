@@ -21,8 +21,11 @@ export type AttemptResult<T> =
 export interface GatewayFailure {
   status: number;
   message: string;
-  /** `client`: the request is bad; `no_key`: nothing can serve; `upstream`: Gemini kept failing. */
-  kind: "client" | "no_key" | "upstream";
+  /**
+   * `client`: the request is bad; `no_key`: nothing can serve; `upstream`: Gemini kept failing;
+   * `client_closed`: the caller went away (or gave up) during an attempt, which no key is blamed for.
+   */
+  kind: "client" | "no_key" | "upstream" | "client_closed";
   /** Seconds after which a retry may succeed. */
   retryAfterSeconds?: number;
   /** False when retrying soon cannot help (no usable keys at all). */
@@ -76,7 +79,28 @@ export function redactSecret(text: string, key: { secret: string; masked: string
   return out;
 }
 
-/** Tries `attempt` with successive keys until one succeeds or failing over can no longer help. */
+/** The failure of a request whose caller went away (499, nginx's and Google's "cancelled"). */
+const CLIENT_CLOSED: GatewayFailure = {
+  status: 499,
+  kind: "client_closed",
+  message: "The client closed the request before the answer was ready",
+};
+
+/**
+ * How a failed request is accounted: a request its client abandoned is not a failure of the
+ * gateway (it counts as served, with no tokens, like a stream the client stopped reading).
+ */
+export function failureOutcome(
+  failure: GatewayFailure,
+): { ok: boolean; status: number; errorClass: string } {
+  return { ok: failure.kind === "client_closed", status: failure.status, errorClass: failure.kind };
+}
+
+/**
+ * Tries `attempt` with successive keys until one succeeds or failing over can no longer help. A
+ * caller that aborts (`signal`, or an attempt rejecting with an `AbortError`) ends it at once with
+ * a `client_closed` failure.
+ */
 export async function runWithFailover<T>(
   pool: KeyPool,
   options: FailoverOptions,
@@ -104,8 +128,12 @@ export async function runWithFailover<T>(
       result = await attempt(picked);
     } catch (err) {
       // The caller gave up on the call (the client went away, or a stream's heartbeats ended with
-      // it): no key is to blame, and no other key is to be asked.
-      if (options.signal?.aborted || isAbort(err)) throw err;
+      // it): no key is to blame, and no other key is to be asked. The attempt reached Gemini, so
+      // it counts (as one the key served) in the key's windows.
+      if (options.signal?.aborted || isAbort(err)) {
+        attempts.push({ keyId: picked.id, ok: true, reservation: picked.reservation });
+        return { ok: false, attempts, failure: CLIENT_CLOSED };
+      }
       result = null;
       timedOut = err instanceof UpstreamTimeoutError;
       failure = { kind: "upstream", reason: describe(err) };
@@ -146,7 +174,7 @@ export async function runWithFailover<T>(
       // A key that made the client wait a whole timeout rests at once, not after a streak.
       await pool.noteError(picked.id, failure.reason, { model: options.model, rest: timedOut });
     }
-    if (options.signal?.aborted) throw options.signal.reason;
+    if (options.signal?.aborted) return { ok: false, attempts, failure: CLIENT_CLOSED };
   }
   const reason = last ? `: ${last.reason}` : "";
   return {

@@ -30,7 +30,7 @@ import {
 } from "../../lib/openai/errors.ts";
 import { readJson } from "../../lib/openai/request.ts";
 import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
-import type { GatewayFailure } from "../../lib/pool/failover.ts";
+import { failureOutcome, type GatewayFailure } from "../../lib/pool/failover.ts";
 import { randomId } from "../../lib/secrets.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
 import {
@@ -169,8 +169,8 @@ export async function chatCompletion(
       ...outcome,
     });
   const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
-    account(attempts, { ok: false, status: failure.status, errorClass: failure.kind });
-    if (target.pinnedKeyId && failure.kind !== "client") {
+    account(attempts, failureOutcome(failure));
+    if (target.pinnedKeyId && failure.kind !== "client" && failure.kind !== "client_closed") {
       // The one key that holds this request's files cannot serve: say why, plainly.
       const err = await pinnedFailure(gw, {
         keyId: target.pinnedKeyId,

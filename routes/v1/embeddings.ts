@@ -13,7 +13,7 @@ import { failoverOptions } from "../../lib/gemini/generate.ts";
 import { EmbeddingsRequestSchema } from "../../lib/openai/embeddings_schema.ts";
 import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
-import { runWithFailover } from "../../lib/pool/failover.ts";
+import { failureOutcome, runWithFailover } from "../../lib/pool/failover.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
 import { TranslateError } from "../../lib/translate/chat_request.ts";
 import {
@@ -75,10 +75,8 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
           model: plan.model,
           userId: userKey.id,
           attempts,
-          ok: false,
-          status: result.failure.status,
+          ...failureOutcome(result.failure),
           startedAt,
-          errorClass: result.failure.kind,
           requestId: gw.requestIdOf(c.req.raw),
         });
         throw failureToOpenAi(result.failure);

@@ -42,7 +42,7 @@ import {
   UploadTooLargeError,
 } from "../../lib/gemini/upload.ts";
 import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
-import { type GatewayFailure, runWithFailover } from "../../lib/pool/failover.ts";
+import { failureOutcome, type GatewayFailure, runWithFailover } from "../../lib/pool/failover.ts";
 import { randomId } from "../../lib/secrets.ts";
 import {
   deleteFile,
@@ -376,8 +376,8 @@ async function modelCall(
       ...outcome,
     });
   const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
-    account(attempts, { ok: false, status: failure.status, errorClass: failure.kind });
-    if (pinnedKeyId && failure.kind !== "client") {
+    account(attempts, failureOutcome(failure));
+    if (pinnedKeyId && failure.kind !== "client" && failure.kind !== "client_closed") {
       throw await pinnedFailure(gw, {
         keyId: pinnedKeyId,
         what: "A file of this request",

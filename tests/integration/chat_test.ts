@@ -409,7 +409,7 @@ Deno.test("/v1/models lists upstream models without the models/ prefix, and one 
   }
 });
 
-Deno.test("a client that gives up on a slow answer stops the upstream call (watched after a grace time)", async () => {
+Deno.test("a client that gives up on a slow answer stops the upstream call and is logged as 499, blaming no key", async () => {
   // The upstream holds its answer until its request is aborted (or 10 s pass).
   let upstreamAborted: (() => void) | null = null;
   const aborted = new Promise<void>((resolve) => (upstreamAborted = resolve));
@@ -449,7 +449,37 @@ Deno.test("a client that gives up on a slow answer stops the upstream call (watc
     clearTimeout(timer);
     assert.notEqual(outcome, "late", "upstream call aborted");
     assert.ok(performance.now() - started < 5_000);
-    await gw.app.drain();
+    // A stream the client leaves before its first byte: the same.
+    const streamClient = new AbortController();
+    const streamReq = fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${apiKey}` },
+      body: JSON.stringify({
+        model: "gemini-2.5-flash",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+      signal: streamClient.signal,
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    streamClient.abort();
+    await streamReq.catch(() => {});
+    // Both are in the request log as 499 client_closed, with their attempt; no key is blamed.
+    type Log = { data: { status: number; error_class: string; attempts: number }[] };
+    let log = await gw.admin<Log>("GET", "/admin/api/request-log");
+    for (let i = 0; i < 50 && log.json.data.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      log = await gw.admin<Log>("GET", "/admin/api/request-log");
+    }
+    assert.deepEqual(
+      log.json.data.map((e) => [e.status, e.error_class, e.attempts]),
+      [[499, "client_closed", 1], [499, "client_closed", 1]],
+    );
+    const stats = await gw.admin<{ totals: { errors: number; failed_requests: number } }>(
+      "GET",
+      "/admin/api/stats",
+    );
+    assert.deepEqual([stats.json.totals.errors, stats.json.totals.failed_requests], [0, 0]);
   } finally {
     await gw.close();
     console.error = consoleError;

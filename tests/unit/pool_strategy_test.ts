@@ -349,14 +349,15 @@ Deno.test("an attempt the caller aborted ends the failover at once, blaming no k
       defaultCooldownMs: 60_000,
       now: () => s.clock.t,
     };
-    await assert.rejects(
-      runWithFailover(s.pool, options, () => {
-        calls++;
-        return Promise.reject(new DOMException("The signal has been aborted", "AbortError"));
-      }),
-      (err: unknown) => err instanceof DOMException && err.name === "AbortError",
-    );
+    const aborted = await runWithFailover(s.pool, options, () => {
+      calls++;
+      return Promise.reject(new DOMException("The signal has been aborted", "AbortError"));
+    });
     assert.equal(calls, 1, "no other key was asked");
+    assert.ok(!aborted.ok);
+    assert.deepEqual([aborted.failure.kind, aborted.failure.status], ["client_closed", 499]);
+    // The attempt reached Gemini: it is counted (not as the key's error), and settled later.
+    assert.deepEqual(aborted.attempts.map((a) => a.ok), [true]);
     for (const key of await listGeminiKeys(s.kv)) {
       assert.equal(key.consecutiveErrors, 0, "no key was blamed");
     }
