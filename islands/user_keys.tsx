@@ -35,6 +35,8 @@ export interface LimitDraft {
   requestsPerMonth: string;
   maxConcurrency: string;
   models: string;
+  /** Allowed client addresses and CIDR ranges, as typed (comma or space separated). */
+  allowedIps: string;
   /** `datetime-local` value, in the viewer's time zone. */
   expires: string;
 }
@@ -68,6 +70,7 @@ export function draftOf(k: UserKeyView): LimitDraft {
     draft[field] = v == null ? "" : String(v);
   }
   draft.models = (k.models ?? []).join(", ");
+  draft.allowedIps = (k.allowed_ips ?? []).join(", ");
   draft.expires = toLocalInput(k.expires_at);
   return draft;
 }
@@ -85,6 +88,8 @@ export function limitsBody(
   const models = d.models.split(/[\s,]+/).map((m) => m.trim()).filter(Boolean);
   // No list means every model (an empty list would allow none).
   body.models = models.length ? models : null;
+  const ips = d.allowedIps.split(/[\s,]+/).map((m) => m.trim()).filter(Boolean);
+  body.allowed_ips = ips.length ? ips : null;
   if (d.expires.trim()) {
     const t = new Date(d.expires).getTime();
     if (Number.isNaN(t)) return { ok: false, field: "expires" };
@@ -128,6 +133,18 @@ function LimitFields(props: { t: Translator; idPrefix: string; draft: Signal<Lim
         <span class="field-help" id={id("models-help")}>{t("users.modelsHelp")}</span>
       </div>
       <div class="field">
+        <label for={id("ips")}>{t("users.allowedIps")}</label>
+        <input
+          id={id("ips")}
+          type="text"
+          placeholder={t("users.allowedIpsPlaceholder")}
+          aria-describedby={id("ips-help")}
+          value={draft.value.allowedIps}
+          onInput={(e) => set("allowedIps", e.currentTarget.value)}
+        />
+        <span class="field-help" id={id("ips-help")}>{t("users.allowedIpsHelp")}</span>
+      </div>
+      <div class="field">
         <label for={id("exp")}>{t("users.expires")}</label>
         <input
           id={id("exp")}
@@ -149,6 +166,7 @@ const EMPTY: LimitDraft = {
   requestsPerMonth: "",
   maxConcurrency: "",
   models: "",
+  allowedIps: "",
   expires: "",
 };
 
@@ -161,6 +179,7 @@ function fieldLabel(t: Translator, field: keyof LimitDraft): string {
     requestsPerMonth: t("users.requestsPerMonth"),
     maxConcurrency: t("users.maxConcurrency"),
     models: t("users.models"),
+    allowedIps: t("users.allowedIps"),
     expires: t("users.expires"),
   }[field];
 }
@@ -183,6 +202,7 @@ function limitsSummary(t: Translator, k: UserKeyView): string[] {
   }
   if (k.max_concurrency != null) out.push(t("users.concShort", { n: k.max_concurrency }));
   if (k.models?.length) out.push(k.models.join(", "));
+  if (k.allowed_ips?.length) out.push(t("users.ipsShort", { ips: k.allowed_ips.join(", ") }));
   if (k.expires_at) {
     out.push(t("users.expiresShort", { time: formatDateTime(k.expires_at, t.lang) }));
   }

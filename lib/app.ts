@@ -11,6 +11,7 @@ import { AdminAuthenticator } from "./auth/admin_auth.ts";
 import { adminAuth, authenticateUser, userKeyAuth } from "./auth/middleware.ts";
 import { hasNativeCredential } from "./auth/native_auth.ts";
 import { refusalToOpenAi, underUserLimits } from "./auth/user_limits.ts";
+import { peerAddress } from "./auth/sessions.ts";
 import { UserKeyAuthenticator } from "./auth/user_auth.ts";
 import { UserLimiter } from "./auth/user_limiter.ts";
 import { UsageRecorder } from "./accounting.ts";
@@ -314,7 +315,7 @@ export function createApp(deps: AppDeps): App {
    * less, measured with 64 clients), through the same steps as the Hono route: request id, body
    * limit, user key, its limits, the handler, errors, and the end of the client watch.
    */
-  const directChat = async (req: Request): Promise<Response> => {
+  const directChat = async (req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> => {
     const id = idOf(req);
     // A stream's response gets its headers while the upstream works on the request.
     const finish = (res: Response) => {
@@ -329,7 +330,7 @@ export function createApp(deps: AppDeps): App {
       res = await underUserLimits(
         gateway,
         userKey,
-        refusalToOpenAi,
+        { refuse: refusalToOpenAi, peer: peerAddress(info) },
         () => chatCompletion(gateway, req, userKey, finish),
       );
     } catch (err) {
@@ -345,7 +346,7 @@ export function createApp(deps: AppDeps): App {
     gateway,
     // The connection info becomes `c.env`, where the admin login lockout finds the client address.
     fetch: (req, info) => {
-      if (isDirectChat(req)) return directChat(req);
+      if (isDirectChat(req)) return directChat(req, info);
       if (req.method === "OPTIONS" && isApiPath(urlPath(req.url))) {
         const res = preflightResponse(req);
         res.headers.set("x-request-id", idOf(req));

@@ -1,5 +1,5 @@
 /**
- * Per-user-key rules: expiry, allowed models, requests per minute, concurrent requests, and budgets
+ * Per-user-key rules: expiry, allowed models and client addresses, requests per minute, concurrent requests, and budgets
  * of tokens and requests per (Pacific) day and month, enforced across isolates through leases in KV (`gw.limiter`, see
  * `user_limiter.ts`). Refusals come in a neutral shape so both API surfaces can answer in their own
  * error format; the OpenAI helpers here throw `OpenAiError`s (429 with `Retry-After`, 403).
@@ -9,6 +9,8 @@ import type { AppEnv, Gateway } from "../gateway.ts";
 import { OpenAiError } from "../openai/errors.ts";
 import { modelMatches, type UserKeyRecord } from "../store/user_keys.ts";
 import { isWhole } from "../whole_body.ts";
+import { ipAllowed } from "./ip_ranges.ts";
+import { peerAddress } from "./sessions.ts";
 
 /** Why a user key may not make this request, independent of the API shape. */
 export interface UserRefusal {
@@ -40,13 +42,15 @@ export function refusalToOpenAi(refusal: UserRefusal): OpenAiError {
 }
 
 /**
- * Checks expiry and admits one request against the key's RPM, token and concurrency limits (from
- * leases held in memory; at most one KV round trip when a lease runs out, none for a key without
- * limits).
+ * Checks expiry and the key's allowed addresses (against `peer`, the client's address as the
+ * server saw it), and admits one request against the key's RPM, budgets and concurrency limits
+ * (from leases held in memory; at most one KV round trip when a lease runs out, none for a key
+ * without limits).
  */
 export async function admitUserRequest(
   gw: Gateway,
   userKey: UserKeyRecord,
+  peer: string,
 ): Promise<UserAdmission | UserRefusal> {
   const now = gw.now();
   if (userKey.expiresAt !== null && userKey.expiresAt <= now) {
@@ -54,6 +58,13 @@ export async function admitUserRequest(
       status: 403,
       code: "api_key_expired",
       message: `This API key expired at ${new Date(userKey.expiresAt).toISOString()}`,
+    };
+  }
+  if (userKey.allowedIps !== null && !ipAllowed(userKey.allowedIps, peer)) {
+    return {
+      status: 403,
+      code: "ip_not_allowed",
+      message: `This API key may not be used from this address (${peer})`,
     };
   }
   const admission = await gw.limiter.admit(userKey);
@@ -117,8 +128,9 @@ async function admitOrRefuse(
   gw: Gateway,
   userKey: UserKeyRecord,
   refuse: (refusal: UserRefusal) => Error,
+  peer: string,
 ): Promise<(() => void) | null> {
-  const admitted = await admitUserRequest(gw, userKey);
+  const admitted = await admitUserRequest(gw, userKey, peer);
   if ("status" in admitted) throw refuse(admitted);
   return admitted.release;
 }
@@ -147,10 +159,10 @@ function releasingResponse(res: Response, done: () => void): Response {
 export async function underUserLimits(
   gw: Gateway,
   userKey: UserKeyRecord,
-  refuse: (refusal: UserRefusal) => Error,
+  options: { refuse: (refusal: UserRefusal) => Error; peer: string },
   run: () => Promise<Response>,
 ): Promise<Response> {
-  const done = await admitOrRefuse(gw, userKey, refuse);
+  const done = await admitOrRefuse(gw, userKey, options.refuse, options.peer);
   if (!done) return await run();
   let res: Response;
   try {
@@ -171,7 +183,7 @@ export async function runUnderUserLimits(
   c: Context<AppEnv>,
   options: UserLimitsOptions & { next: Next },
 ): Promise<void> {
-  const done = await admitOrRefuse(gw, c.get("userKey"), options.refuse);
+  const done = await admitOrRefuse(gw, c.get("userKey"), options.refuse, peerAddress(c.env));
   if (!done) return await options.next();
   try {
     await options.next();

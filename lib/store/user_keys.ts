@@ -37,6 +37,8 @@ export const UserKeyRecordSchema = z.object({
   maxConcurrency: z.number().int().positive().nullable().default(null),
   /** Model ids (a trailing `*` matches a prefix) this key may use; null means every model. */
   models: z.array(z.string()).nullable().default(null),
+  /** Client addresses and CIDR ranges this key may be used from; null means any address. */
+  allowedIps: z.array(z.string()).nullable().default(null),
   /** When the key stops working (epoch ms); null means never. */
   expiresAt: z.number().nullable().default(null),
   /**
@@ -76,6 +78,7 @@ export interface CreateUserKeyOptions {
   requestsPerMonth?: number | null;
   maxConcurrency?: number | null;
   models?: string[] | null;
+  allowedIps?: string[] | null;
   expiresAt?: number | null;
   now: number;
 }
@@ -105,6 +108,7 @@ export async function createUserKey(
     requestsPerMonth: options.requestsPerMonth ?? null,
     maxConcurrency: options.maxConcurrency ?? null,
     models: options.models ?? null,
+    allowedIps: options.allowedIps ?? null,
     expiresAt: options.expiresAt ?? null,
     secretId: null,
     previous: null,

@@ -188,6 +188,11 @@ const en = {
   "users.models": "Allowed models",
   "users.modelsPlaceholder": "all models",
   "users.modelsHelp": "Comma separated; a trailing * matches a prefix (gemini-2.5-*).",
+  "users.allowedIps": "Allowed addresses",
+  "users.allowedIpsPlaceholder": "any address",
+  "users.allowedIpsHelp":
+    "IP addresses or CIDR ranges (203.0.113.0/24, 2001:db8::/32), comma separated; as the gateway sees the client.",
+  "users.ipsShort": "from {ips}",
   "users.expires": "Expires",
   "users.expiresHelp": "Empty: never.",
   "users.limits": "Limits",
@@ -573,6 +578,11 @@ const zhCN: Messages = {
   "users.models": "允许的模型",
   "users.modelsPlaceholder": "全部模型",
   "users.modelsHelp": "用逗号分隔；末尾的 * 匹配前缀（如 gemini-2.5-*）。",
+  "users.allowedIps": "允许的地址",
+  "users.allowedIpsPlaceholder": "任意地址",
+  "users.allowedIpsHelp":
+    "IP 地址或 CIDR 网段（如 203.0.113.0/24、2001:db8::/32），用逗号分隔；以网关看到的客户端地址为准。",
+  "users.ipsShort": "仅限 {ips}",
   "users.expires": "到期时间",
   "users.expiresHelp": "留空表示永不过期。",
   "users.limits": "限额",

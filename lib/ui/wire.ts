@@ -105,6 +105,8 @@ export const UserKeyViewSchema = z.looseObject({
   max_concurrency: z.number().nullable().optional(),
   /** Allowed models (a trailing `*` matches a prefix); null or empty: all. */
   models: z.array(z.string()).nullable().optional(),
+  /** Client addresses and CIDR ranges the key may be used from; null: any. */
+  allowed_ips: z.array(z.string()).nullable().optional(),
   expires_at: z.string().nullable().optional(),
   expired: z.boolean().optional(),
   tokens_today: z.number().optional(),

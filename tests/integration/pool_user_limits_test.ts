@@ -280,6 +280,65 @@ Deno.test("allowed models and expiry are enforced with 403s; /v1/models lists on
   }
 });
 
+Deno.test("a user key's allowed addresses are enforced on /v1 and the native API, with 403s", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const created = await gw.admin<{ id: string; key: string; allowed_ips: string[] }>(
+      "POST",
+      "/admin/api/user-keys",
+      { name: "office", allowed_ips: ["203.0.113.0/24", "2001:db8::/32"] },
+    );
+    assert.equal(created.status, 201);
+    assert.deepEqual(created.json.allowed_ips, ["203.0.113.0/24", "2001:db8::/32"]);
+    const apiKey = created.json.key;
+    // The tests call from 127.0.0.1: not in the list.
+    const chat = await post<OpenAiErrorBody>(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: CHAT,
+    });
+    assert.equal(chat.status, 403);
+    assert.equal(chat.json.error.code, "ip_not_allowed");
+    assert.match(chat.json.error.message, /127\.0\.0\.1/);
+    const models = await fetch(`${gw.url}/v1/models`, {
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    assert.equal(models.status, 403);
+    await models.body?.cancel();
+    const native = await post<{ error: { code: number; status: string } }>(
+      `${gw.url}/v1beta/models/gemini-2.5-flash:generateContent`,
+      { apiKey, body: { contents: [{ role: "user", parts: [{ text: "hi" }] }] } },
+    );
+    assert.equal(native.status, 403);
+    assert.equal(native.json.error.status, "PERMISSION_DENIED");
+    assert.equal(generateCalls(gw), 0, "refused requests never went upstream");
+    const opened = await gw.admin<{ allowed_ips: string[] }>(
+      "PATCH",
+      `/admin/api/user-keys/${created.json.id}`,
+      { allowed_ips: ["127.0.0.0/8", "::1"] },
+    );
+    assert.deepEqual(opened.json.allowed_ips, ["127.0.0.0/8", "::1"]);
+    assert.equal((await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT })).status, 200);
+    const cleared = await gw.admin<{ allowed_ips: string[] | null }>(
+      "PATCH",
+      `/admin/api/user-keys/${created.json.id}`,
+      { allowed_ips: null },
+    );
+    assert.equal(cleared.json.allowed_ips, null);
+    // Entries that are not addresses or ranges, and an empty list, are refused.
+    for (const bad of [["10.0.0.0/33"], ["example.com"], []]) {
+      const res = await gw.admin<OpenAiErrorBody>(
+        "PATCH",
+        `/admin/api/user-keys/${created.json.id}`,
+        { allowed_ips: bad },
+      );
+      assert.equal(res.status, 400, JSON.stringify(bad));
+      assert.match(String(res.json.error.param), /^allowed_ips/);
+    }
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("user-key limits are validated and shown by the admin API", async () => {
   const gw = await startGateway({});
   try {

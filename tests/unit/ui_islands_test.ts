@@ -113,6 +113,7 @@ Deno.test("user key limits: empty fields mean no limit and every model, bad numb
     requestsPerMonth: "",
     maxConcurrency: "",
     models: "",
+    allowedIps: "",
     expires: "",
   };
   const empty = limitsBody(none);
@@ -126,6 +127,7 @@ Deno.test("user key limits: empty fields mean no limit and every model, bad numb
       requests_per_month: null,
       max_concurrency: null,
       models: null,
+      allowed_ips: null,
       expires_at: null,
     },
   });
@@ -137,6 +139,7 @@ Deno.test("user key limits: empty fields mean no limit and every model, bad numb
     requestsPerMonth: "9000",
     maxConcurrency: "2",
     models: "gemini-2.5-flash, gemini-2.5-*",
+    allowedIps: " 203.0.113.0/24,2001:db8::1  10.0.0.1 ",
     expires: "2027-01-02T03:04",
   });
   assert.ok(full.ok);
@@ -145,6 +148,7 @@ Deno.test("user key limits: empty fields mean no limit and every model, bad numb
     [500, 3_000_000, 9000],
   );
   assert.deepEqual(full.body.models, ["gemini-2.5-flash", "gemini-2.5-*"]);
+  assert.deepEqual(full.body.allowed_ips, ["203.0.113.0/24", "2001:db8::1", "10.0.0.1"]);
   assert.equal(full.body.expires_at, new Date("2027-01-02T03:04").toISOString());
   assert.deepEqual(
     limitsBody({ ...none, rpm: "1", tokensPerDay: "x" }),

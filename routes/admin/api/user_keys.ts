@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import * as z from "zod";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
 import { OpenAiError } from "../../../lib/openai/errors.ts";
+import { parseIpRange } from "../../../lib/auth/ip_ranges.ts";
 import { readBody } from "../../../lib/openai/request.ts";
 import {
   type Counts,
@@ -35,6 +36,11 @@ const ModelsSchema = z.array(
   z.string().trim().min(1).max(200).regex(/^[^*]*\*?$/, "only a trailing '*' is allowed"),
 ).max(100).nullable();
 const ExpirySchema = z.iso.datetime({ offset: true }).nullable();
+const AllowedIpsSchema = z.array(
+  z.string().trim().min(1).max(64).refine((s) => parseIpRange(s) !== null, {
+    message: "not an IP address or CIDR range (203.0.113.7, 203.0.113.0/24, 2001:db8::/32)",
+  }),
+).min(1, "use null to allow every address").max(100).nullable();
 
 /** The limits a user key can have, as the API names them. */
 const LimitsShape = {
@@ -45,6 +51,7 @@ const LimitsShape = {
   requests_per_month: limit(1_000_000_000).optional(),
   max_concurrency: limit(10_000).optional(),
   models: ModelsSchema.optional(),
+  allowed_ips: AllowedIpsSchema.optional(),
   expires_at: ExpirySchema.optional(),
 };
 
@@ -73,6 +80,7 @@ type Limits = Pick<
   | "requestsPerMonth"
   | "maxConcurrency"
   | "models"
+  | "allowedIps"
   | "expiresAt"
 >;
 
@@ -86,6 +94,7 @@ function limitsOf(body: z.infer<typeof PatchSchema>): Partial<Limits> {
     requestsPerMonth: body.requests_per_month,
     maxConcurrency: body.max_concurrency,
     models: body.models,
+    allowedIps: body.allowed_ips,
     expiresAt: parseExpiry(body.expires_at),
   };
   return Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined));
@@ -114,6 +123,7 @@ export function userKeyView(
     requests_per_month: r.requestsPerMonth,
     max_concurrency: r.maxConcurrency,
     models: r.models,
+    allowed_ips: r.allowedIps,
     expires_at: iso(r.expiresAt),
     expired: r.expiresAt !== null && options.now !== undefined && r.expiresAt <= options.now,
     rotated_at: iso(r.rotatedAt),
