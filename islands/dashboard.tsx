@@ -7,7 +7,7 @@ import { useSignal } from "@preact/signals";
 import { useEffect } from "preact/hooks";
 import { api, errorMessage } from "../lib/ui/api.ts";
 import { formatCount, formatMs, formatPercent, formatTime } from "../lib/ui/format.ts";
-import { useT } from "../lib/ui/i18n.ts";
+import { type MessageKey, useT } from "../lib/ui/i18n.ts";
 import type { EffectiveLimit, KeyView, RequestLogEntryView, StatsView } from "../lib/ui/wire.ts";
 import { Chart } from "./components/chart.tsx";
 import { LimitsTable } from "./components/limits_table.tsx";
@@ -59,6 +59,22 @@ export function keysAtRisk(keys: KeyView[]): KeyView[] {
     .filter((k) => k.enabled && (k.status !== "active" || (k.consecutive_errors ?? 0) > 0))
     .sort((a, b) => rank(a) - rank(b) || (b.consecutive_errors ?? 0) - (a.consecutive_errors ?? 0));
 }
+
+/** The causes of failed attempts that occurred, most frequent first. */
+export function causeRows(byCause: Record<string, number> | undefined): [string, number][] {
+  return Object.entries(byCause ?? {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+}
+
+const CAUSE_KEYS: Record<string, MessageKey> = {
+  rate_limited: "cause.rate_limited",
+  daily_quota: "cause.daily_quota",
+  invalid_key: "cause.invalid_key",
+  server_error: "cause.server_error",
+  timeout: "cause.timeout",
+  network: "cause.network",
+  empty_answer: "cause.empty_answer",
+  refused: "cause.refused",
+};
 
 function Stat(props: { label: string; value: string; sub?: string; id: string }) {
   return (
@@ -144,6 +160,7 @@ export function Dashboard(props: DashboardProps) {
   const now = at.value;
   const topKeys = [...s.keys].sort((a, b) => b.requests - a.requests).slice(0, 12);
   const topModels = [...s.models].sort((a, b) => b.requests - a.requests).slice(0, 10);
+  const causes = causeRows(s.errors_by_cause?.last_24h);
 
   return (
     <div class="dashboard">
@@ -308,6 +325,21 @@ export function Dashboard(props: DashboardProps) {
           </section>
         )
         : null}
+
+      <section class="card" aria-labelledby="causes-title" data-testid="causes">
+        <h2 id="causes-title">{t("dash.causes")}</h2>
+        <p class="muted small">{t("dash.causesHelp")}</p>
+        {causes.length === 0 ? <p class="muted">{t("dash.causesNone")}</p> : (
+          <ul class="list-plain">
+            {causes.map(([cause, n]) => (
+              <li key={cause}>
+                <span>{CAUSE_KEYS[cause] ? t(CAUSE_KEYS[cause]) : cause}</span>
+                <span class="num">{count(n)}</span>
+              </li>
+            ))}
+          </ul>
+        )}
+      </section>
 
       <section class="card" aria-labelledby="risk-title">
         <h2 id="risk-title">{t("dash.atRisk")}</h2>

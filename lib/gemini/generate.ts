@@ -9,6 +9,7 @@ import type { Deadline, Deadlines } from "../deadlines.ts";
 import { estimateRequestTokens } from "../pool/estimate.ts";
 import {
   type AttemptResult,
+  EMPTY_ANSWER_BODY,
   type FailoverOptions,
   type FailoverResult,
   runWithFailover,
@@ -86,7 +87,7 @@ export function isEmptyStream(first: GenerateContentResponse): boolean {
 export const EMPTY_ANSWER = {
   ok: false,
   status: 502,
-  body: "Gemini sent an empty answer",
+  body: EMPTY_ANSWER_BODY,
 } as const;
 
 function modelPath(model: string, method: string): string {

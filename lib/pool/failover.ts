@@ -6,7 +6,7 @@
  */
 import { UpstreamTimeoutError } from "../gemini/client.ts";
 import { classifyHttpFailure, type FailureClass } from "../gemini/errors.ts";
-import type { Attempt } from "../store/usage.ts";
+import type { Attempt, ErrorCause } from "../store/usage.ts";
 import type { KeyPool, NoKey, PoolKey } from "./key_pool.ts";
 
 /** Upstream attempts that fail with 5xx, a network error or a timeout, at most, per request. */
@@ -77,6 +77,22 @@ export function redactSecret(text: string, key: { secret: string; masked: string
     (m) => `${m.slice(0, 4)}…${m.slice(-4)}`,
   );
   return out;
+}
+
+/** The body of an attempt that got an empty answer (counted as upstream trouble, see `generate.ts`). */
+export const EMPTY_ANSWER_BODY = "Gemini sent an empty answer";
+
+/** The cause a failed attempt is counted under in the statistics. */
+function causeOf(
+  failure: FailureClass,
+  result: { status: number; body: string } | null,
+  timedOut: boolean,
+): ErrorCause {
+  if (failure.kind === "key_invalid") return "invalid_key";
+  if (failure.kind === "rate_limited") return failure.perDay ? "daily_quota" : "rate_limited";
+  if (!result) return timedOut ? "timeout" : "network";
+  if (result.body === EMPTY_ANSWER_BODY) return "empty_answer";
+  return result.status >= 500 ? "server_error" : "refused";
 }
 
 /** The failure of a request whose caller went away (499, nginx's and Google's "cancelled"). */
@@ -156,7 +172,12 @@ export async function runWithFailover<T>(
         failure: { status: result?.status ?? 400, message: failure.reason, kind: "client" },
       };
     }
-    attempts.push({ keyId: picked.id, ok: false, reservation: picked.reservation });
+    attempts.push({
+      keyId: picked.id,
+      ok: false,
+      cause: causeOf(failure, result && !result.ok ? result : null, timedOut),
+      reservation: picked.reservation,
+    });
     pool.noteOutcome(picked.id, { ok: false });
     last = failure;
     if (failure.kind === "key_invalid") {

@@ -9,7 +9,10 @@
  * - `["usage", "d", utcDay, keyId, model, metric]`: day buckets made by the roll-up job.
  * - `["usage", "pd", pacificDay, keyId, model, "att"]`: attempts per Pacific day (the RPD window,
  *   aligned with Google's reset); pruned after two days.
- * - `["usage_total", ...]`: lifetime totals per key, model, user key and overall.
+ * - `["usage_total", ...]`: lifetime totals per key, model, user key and overall, and failed
+ *   attempts per cause (`["usage_total", "cause", cause]`).
+ * - `["usage_cause", hour, cause]`: failed attempts per cause and hour; pruned after
+ *   `HOUR_RETENTION_MS`.
  * - User-key budget counters per Pacific day and month (`user_budgets.ts`): pruned after their
  *   period's successor ends.
  *
@@ -41,10 +44,37 @@ export type Metric = typeof METRICS[number];
 /** A set of counter values. */
 export type Counts = Record<Metric, number>;
 
+/**
+ * Why an attempt failed: a 429 for a minute window or for the day's quota, a key Google refuses,
+ * an upstream 5xx, a timeout, a network failure, an empty answer, or another refusal (a 403 about
+ * permission or billing).
+ */
+export const ERROR_CAUSES = [
+  "rate_limited",
+  "daily_quota",
+  "invalid_key",
+  "server_error",
+  "timeout",
+  "network",
+  "empty_answer",
+  "refused",
+] as const;
+/** One cause of failed attempts. */
+export type ErrorCause = typeof ERROR_CAUSES[number];
+/** Failed attempts per cause. */
+export type CauseCounts = Record<ErrorCause, number>;
+
+/** Every cause at zero. */
+export function emptyCauseCounts(): CauseCounts {
+  return Object.fromEntries(ERROR_CAUSES.map((c) => [c, 0])) as CauseCounts;
+}
+
 /** One upstream attempt made for a request. */
 export interface Attempt {
   keyId: string;
   ok: boolean;
+  /** Why it failed (failed attempts only; absent in tests and older callers). */
+  cause?: ErrorCause;
   /** In-memory bookkeeping of the pool (a usage reservation); never stored. */
   reservation?: unknown;
 }
@@ -80,7 +110,7 @@ interface EventGroup {
   now: number;
   model: string;
   userId: string | null;
-  attempts: readonly { keyId: string; ok: boolean }[];
+  attempts: readonly { keyId: string; ok: boolean; cause?: ErrorCause }[];
   ok: boolean;
   /** Requests in the group. */
   n: number;
@@ -106,7 +136,13 @@ function eachCounter(g: EventGroup, add: (key: Deno.KvKey, n: number) => void): 
   for (const a of g.attempts) {
     bucketed(a.keyId, "att", g.n);
     put(["usage", "pd", pday, a.keyId, g.model, "att"], g.n);
-    if (!a.ok) bucketed(a.keyId, "err", g.n);
+    if (!a.ok) {
+      bucketed(a.keyId, "err", g.n);
+      if (a.cause) {
+        put(["usage_cause", hour, a.cause], g.n);
+        put(["usage_total", "cause", a.cause], g.n);
+      }
+    }
   }
   const served = g.ok ? g.attempts.at(-1)?.keyId ?? "-" : "-";
   const totals: [Metric, number][] = g.ok
@@ -139,7 +175,7 @@ function groupOf(event: UsageEvent, n: number): EventGroup {
     now: event.now,
     model: event.model,
     userId: event.userId,
-    attempts: event.attempts.map((a) => ({ keyId: a.keyId, ok: a.ok })),
+    attempts: event.attempts.map((a) => ({ keyId: a.keyId, ok: a.ok, cause: a.cause })),
     ok: event.ok,
     n,
     promptTokens: Math.round(event.promptTokens),
@@ -232,7 +268,9 @@ export class UsageBatch {
     let id = `${Math.floor(event.now / MINUTE)}\u0000${event.userId ?? ""}\u0000${
       event.ok ? 1 : 0
     }`;
-    for (const a of event.attempts) id += `\u0000${a.ok ? "+" : "-"}${a.keyId}`;
+    for (const a of event.attempts) {
+      id += `\u0000${a.ok ? "+" : `-${a.cause ?? ""}-`}${a.keyId}`;
+    }
     id += `\u0001${event.model}`;
     const g = this.#groups.get(id);
     if (!g) {
@@ -462,11 +500,38 @@ export interface UsageStats {
   hours: { t: number; counts: Counts }[];
   /** The last 30 UTC days, oldest first. */
   days: { t: number; counts: Counts }[];
+  /** Failed attempts per cause: in the last 24 hours (this hour included), and in all. */
+  causes: { day: CauseCounts; total: CauseCounts };
+}
+
+function addCause(target: CauseCounts, cause: unknown, value: unknown): void {
+  if ((ERROR_CAUSES as readonly unknown[]).includes(cause) && value instanceof Deno.KvU64) {
+    target[cause as ErrorCause] += Number(value.value);
+  }
+}
+
+/** Failed attempts per cause, in the last 24 hours and in all. */
+async function readCauses(kv: Deno.Kv, now: number): Promise<UsageStats["causes"]> {
+  const day = emptyCauseCounts();
+  const total = emptyCauseCounts();
+  const firstHour = Math.floor(now / HOUR) - 23;
+  await Promise.all([
+    (async () => {
+      const range = { start: ["usage_cause", firstHour], end: ["usage_cause", firstHour + 24] };
+      for await (const e of kv.list(range)) addCause(day, e.key[2], e.value);
+    })(),
+    (async () => {
+      for await (const e of kv.list({ prefix: ["usage_total", "cause"] })) {
+        addCause(total, e.key[2], e.value);
+      }
+    })(),
+  ]);
+  return { day, total };
 }
 
 /** Reads totals and time series. */
 export async function readUsageStats(kv: Deno.Kv, now: number): Promise<UsageStats> {
-  const [keys, models, users, all, minutes, hours, days] = await Promise.all([
+  const [keys, models, users, all, minutes, hours, days, causes] = await Promise.all([
     readUsageTotals(kv, "key"),
     readUsageTotals(kv, "model"),
     readUsageTotals(kv, "user"),
@@ -480,13 +545,16 @@ export async function readUsageStats(kv: Deno.Kv, now: number): Promise<UsageSta
     series(kv, { unit: "m", size: MINUTE, count: 60, now }),
     series(kv, { unit: "h", size: HOUR, count: 24, now }),
     daySeries(kv, { count: 30, now }),
+    readCauses(kv, now),
   ]);
-  return { totals: all, keys, models, users, minutes, hours, days };
+  return { totals: all, keys, models, users, minutes, hours, days, causes };
 }
 
 /** What one roll-up pass did. */
 export interface RollUpReport {
   minuteBucketsDeleted: number;
+  /** Hour buckets of failed attempts per cause older than `HOUR_RETENTION_MS`. */
+  causeBucketsDeleted: number;
   hourBucketsRolledUp: number;
   dayBucketsDeleted: number;
   pacificDayBucketsDeleted: number;
@@ -562,6 +630,10 @@ export async function rollUpUsage(kv: Deno.Kv, now: number): Promise<RollUpRepor
       end: ["usage", "m", minuteCut],
     }),
     hourBucketsRolledUp: await rollUpHours(kv, hourCut),
+    causeBucketsDeleted: await deleteRange(kv, {
+      start: ["usage_cause"],
+      end: ["usage_cause", hourCut],
+    }),
     dayBucketsDeleted: await deleteRange(kv, {
       start: ["usage", "d"],
       end: ["usage", "d", dayCut],

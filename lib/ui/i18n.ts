@@ -349,6 +349,18 @@ const en = {
   "settings.mapAdd": "Add row",
   "settings.section.aliases": "Model aliases",
 
+  "dash.causes": "Failed attempts by cause (24 h)",
+  "dash.causesHelp":
+    "Why upstream attempts failed and another key was tried. Many rate limits on many keys at once point to a shared Google Cloud project or to Google throttling this server's address.",
+  "dash.causesNone": "No failed attempts in the last 24 hours.",
+  "cause.rate_limited": "Rate limited (per minute)",
+  "cause.daily_quota": "Daily quota used up",
+  "cause.invalid_key": "Key refused by Google",
+  "cause.server_error": "Gemini server error (5xx)",
+  "cause.timeout": "Timed out",
+  "cause.network": "Network error",
+  "cause.empty_answer": "Empty answer",
+  "cause.refused": "Refused (permission or billing)",
   "logs.title": "Request log",
   "audit.title": "Admin activity",
   "audit.help":
@@ -732,6 +744,18 @@ const zhCN: Messages = {
   "settings.mapAdd": "添加一行",
   "settings.section.aliases": "模型别名",
 
+  "dash.causes": "按原因统计的失败尝试（24 小时）",
+  "dash.causesHelp":
+    "上游尝试失败（随后换用其他密钥）的原因。大量密钥同时被限流，通常说明它们属于同一个 Google Cloud 项目，或 Google 正在限制本服务器的地址。",
+  "dash.causesNone": "最近 24 小时没有失败的尝试。",
+  "cause.rate_limited": "被限流（每分钟）",
+  "cause.daily_quota": "每日配额已用完",
+  "cause.invalid_key": "密钥被 Google 拒绝",
+  "cause.server_error": "Gemini 服务器错误（5xx）",
+  "cause.timeout": "超时",
+  "cause.network": "网络错误",
+  "cause.empty_answer": "空回答",
+  "cause.refused": "被拒绝（权限或计费）",
   "logs.title": "请求日志",
   "audit.title": "管理操作记录",
   "audit.help":

@@ -160,6 +160,11 @@ export const StatsSchema = z.looseObject({
   minutes: z.array(CountsSchema.extend({ t: z.string() })),
   hours: z.array(CountsSchema.extend({ t: z.string() })),
   days: z.array(CountsSchema.extend({ t: z.string() })).optional(),
+  /** Failed upstream attempts by cause (`rate_limited`, `daily_quota`, `invalid_key`, ...). */
+  errors_by_cause: z.looseObject({
+    last_24h: z.record(z.string(), z.number()),
+    total: z.record(z.string(), z.number()),
+  }).optional(),
 });
 
 /** Usage statistics. */

@@ -208,6 +208,61 @@ Deno.test("stats count requests, tokens and errors per key, model, user and minu
   }
 });
 
+Deno.test("failed attempts are counted by cause: per-minute and per-day 429s, refused keys, 5xx, empty answers", async () => {
+  const gw = await startGateway({
+    keys: {
+      "AIzaRate-key-00001": { kind: "rate_limited" },
+      "AIzaDaily-key-0002": { kind: "rate_limited", perDay: true },
+      "AIzaBad-key-000003": { kind: "invalid" },
+      "AIza503-key-000004": { kind: "unavailable" },
+      "AIzaEmpty-key-0005": { kind: "empty" },
+      "AIzaGood-key-00006": { kind: "ok" },
+    },
+  });
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { maxAttempts: 10 });
+    const client = gw.openai(await gw.createUserKey());
+    for (let i = 0; i < 6; i++) {
+      await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: `hello ${i}` }],
+      });
+    }
+    await gw.app.drain();
+    type Stats = {
+      totals: { errors: number };
+      errors_by_cause: { last_24h: Record<string, number>; total: Record<string, number> };
+    };
+    const stats = (await gw.admin<Stats>("GET", "/admin/api/stats")).json;
+    const day = stats.errors_by_cause.last_24h;
+    for (
+      const cause of ["rate_limited", "daily_quota", "invalid_key", "server_error", "empty_answer"]
+    ) {
+      assert.ok(day[cause] >= 1, `${cause}: ${JSON.stringify(day)}`);
+    }
+    assert.equal(day.timeout + day.network + day.refused, 0);
+    const sum = Object.values(day).reduce((a, b) => a + b, 0);
+    assert.equal(sum, stats.totals.errors, "every failed attempt has its cause");
+    assert.deepEqual(stats.errors_by_cause.total, day);
+    // A day later the 24-hour view is empty; the totals stay.
+    gw.clock.advance(86_400_000);
+    const later = (await gw.admin<Stats>("GET", "/admin/api/stats")).json;
+    assert.equal(Object.values(later.errors_by_cause.last_24h).reduce((a, b) => a + b, 0), 0);
+    assert.deepEqual(later.errors_by_cause.total, day);
+    // Two days later the roll-up job deletes the hour buckets.
+    gw.clock.advance(2 * 86_400_000);
+    const run = await gw.admin<{ report: { causeBucketsDeleted: number } }>(
+      "POST",
+      "/admin/api/jobs/usage-rollup",
+    );
+    assert.ok(run.json.report.causeBucketsDeleted >= 5, JSON.stringify(run.json));
+    const after = (await gw.admin<Stats>("GET", "/admin/api/stats")).json;
+    assert.deepEqual(after.errors_by_cause.total, day);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("an admin body over 1 MiB is a 413 in the API's error shape", async () => {
   const gw = await startGateway({});
   try {

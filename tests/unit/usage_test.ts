@@ -108,6 +108,23 @@ Deno.test("usage also feeds the Pacific-day RPD window per attempt and the user'
     thinkingTokens: 0,
   });
   assert.deepEqual(failed.filter((x) => String(x.key[0]).startsWith("ul_")), []);
+  // Failed attempts are counted by cause: in the hour, and in all.
+  const caused = usageMutations({
+    now,
+    model: "m",
+    userId: null,
+    attempts: [{ keyId: "k1", ok: false, cause: "daily_quota" }, { keyId: "k2", ok: true }],
+    ok: true,
+    promptTokens: 1,
+    completionTokens: 1,
+    thinkingTokens: 0,
+  });
+  const hour = Math.floor(now / 3_600_000);
+  const causeKeys = caused.map((x) => JSON.stringify(x.key)).filter((k) => k.includes("daily"));
+  assert.deepEqual(causeKeys.toSorted(), [
+    JSON.stringify(["usage_cause", hour, "daily_quota"]),
+    JSON.stringify(["usage_total", "cause", "daily_quota"]),
+  ]);
 });
 
 async function dump(kv: Deno.Kv): Promise<Map<string, string>> {

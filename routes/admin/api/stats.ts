@@ -1,6 +1,6 @@
 /**
- * `GET /admin/api/stats`: usage totals per key, model and user key, and the last hour by minute
- * the last day by hour and the last 30 days by day.
+ * `GET /admin/api/stats`: usage totals per key, model and user key, the last hour by minute, the
+ * last day by hour and the last 30 days by day, and failed upstream attempts by cause.
  */
 import { Hono } from "hono";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
@@ -47,6 +47,7 @@ export function statsRoutes(gw: Gateway): Hono<AppEnv> {
       minutes: stats.minutes.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
       hours: stats.hours.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
       days: stats.days.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
+      errors_by_cause: { last_24h: stats.causes.day, total: stats.causes.total },
     });
   });
   return app;
