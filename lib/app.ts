@@ -45,6 +45,7 @@ import { removedKeysRoutes } from "../routes/admin/api/removed_keys.ts";
 import { requestLogRoutes } from "../routes/admin/api/request_log.ts";
 import { jobsRoutes } from "../routes/admin/api/jobs.ts";
 import { auditLogRoutes } from "../routes/admin/api/audit_log.ts";
+import { alertsRoutes } from "../routes/admin/api/alerts.ts";
 import { auditAdminApi } from "./auth/audit.ts";
 import { staticRoutes } from "./ui/assets.ts";
 import { urlPath } from "./url_path.ts";
@@ -289,6 +290,7 @@ export function createApp(deps: AppDeps): App {
   hono.route("/admin/api/request-log", requestLogRoutes(gateway));
   hono.route("/admin/api/jobs", jobsRoutes(gateway));
   hono.route("/admin/api/audit-log", auditLogRoutes(gateway));
+  hono.route("/admin/api/alerts", alertsRoutes(gateway));
 
   // The admin web UI: pages under /admin (they read /admin/api in-process), files under /static.
   hono.route("/static", staticRoutes());

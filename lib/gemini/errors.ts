@@ -74,6 +74,26 @@ const KEY_403_REASONS = new Set([
 const RESOURCE_403 = /permission to access the File|CachedContent|or it may not exist/i;
 
 /** Classifies an HTTP error answer from Gemini. */
+/** Google refuses this deployment's location: every key (or every free-tier key) fails alike. */
+export interface DeploymentProblem {
+  /** `location`: no key can serve from here; `free_tier_location`: free-tier keys cannot. */
+  kind: "location" | "free_tier_location";
+  message: string;
+}
+
+const LOCATION_REFUSED = /User location is not supported/i;
+const FREE_TIER_COUNTRY = /free tier is not available in your country/i;
+
+/** The deployment problem an upstream failure reveals, or null (pure). */
+export function deploymentProblem(status: number, bodyText: string): DeploymentProblem | null {
+  if (status !== 400) return null;
+  const err = parseGoogleError(bodyText);
+  const message = err?.error.message ?? bodyText.slice(0, 300);
+  if (LOCATION_REFUSED.test(message)) return { kind: "location", message };
+  if (FREE_TIER_COUNTRY.test(message)) return { kind: "free_tier_location", message };
+  return null;
+}
+
 export function classifyHttpFailure(status: number, bodyText: string): FailureClass {
   const err = parseGoogleError(bodyText);
   const message = err?.error.message ?? (bodyText.slice(0, 200) || `HTTP ${status}`);
@@ -97,6 +117,11 @@ export function classifyHttpFailure(status: number, bodyText: string): FailureCl
     // can provoke such a 403 take keys out of the pool, up to one per attempt.
     if (/permission|billing|consumer/i.test(message)) return { kind: "upstream", reason: message };
     return { kind: "client", reason: message };
+  }
+  // A free-tier key called from a country without a free tier: the deployment's location, not the
+  // key, is at fault (the key works from elsewhere), and a billed key may serve. Try another key.
+  if (status === 400 && FREE_TIER_COUNTRY.test(message)) {
+    return { kind: "upstream", reason: message };
   }
   if (status === 400 && err?.error.status === "FAILED_PRECONDITION" && /billing/i.test(message)) {
     return { kind: "key_invalid", reason: message };

@@ -5,7 +5,7 @@
  * Generic over the API shape: the OpenAI and the Gemini-native routes both use it.
  */
 import { UpstreamTimeoutError } from "../gemini/client.ts";
-import { classifyHttpFailure, type FailureClass } from "../gemini/errors.ts";
+import { classifyHttpFailure, deploymentProblem, type FailureClass } from "../gemini/errors.ts";
 import type { Attempt, ErrorCause } from "../store/usage.ts";
 import type { KeyPool, NoKey, PoolKey } from "./key_pool.ts";
 
@@ -160,7 +160,20 @@ export async function runWithFailover<T>(
       await pool.noteSuccess(picked.id);
       return { ok: true, value: result.value, key: picked, attempts };
     }
-    if (result) failure = classifyHttpFailure(result.status, result.body);
+    if (result) {
+      failure = classifyHttpFailure(result.status, result.body);
+      const problem = deploymentProblem(result.status, result.body);
+      if (problem) {
+        pool.alerts.note(problem.kind, problem.message);
+        if (problem.kind === "location") {
+          failure = {
+            ...failure,
+            reason: `${failure.reason} (Gemini does not serve the region this gateway runs in; ` +
+              "its admin dashboard says what to do)",
+          };
+        }
+      }
+    }
     failure = failure!;
     failure = { ...failure, reason: redactSecret(failure.reason, picked) };
     if (failure.kind === "client") {

@@ -7,6 +7,7 @@
  * project when the key names one), learned limits, error streaks. Those writes go to KV, where the
  * other isolates pick them up.
  */
+import { AlertRecorder } from "../store/alerts.ts";
 import { CachedValue } from "../cache.ts";
 import type { Sealer } from "../secrets.ts";
 import {
@@ -268,10 +269,14 @@ export class KeyPool {
   #stats = new Map<string, KeyStats>();
   #cursor: SharedCursor;
 
+  /** Deployment problems seen on the request path (see `lib/store/alerts.ts`). */
+  readonly alerts: AlertRecorder;
+
   constructor(options: KeyPoolOptions) {
     this.#kv = options.kv;
     this.#sealer = options.sealer;
     this.#now = options.now;
+    this.alerts = new AlertRecorder({ kv: options.kv, now: options.now });
     this.#random = options.random ?? Math.random;
     this.#cursor = new SharedCursor(options.kv);
     if (options.firstLease) this.#cursor.seed(options.firstLease);
@@ -359,7 +364,12 @@ export class KeyPool {
 
   /** Waits for refreshes in flight, so that tests and shutdown leave nothing pending. */
   async settle(): Promise<void> {
-    await Promise.all([this.#view.settle(), this.#usage.settle(), this.#cursor.settle()]);
+    await Promise.all([
+      this.#view.settle(),
+      this.#usage.settle(),
+      this.#cursor.settle(),
+      this.alerts.settle(),
+    ]);
   }
 
   /** Whether `model` is enabled in the model configuration (unconfigured models are). */

@@ -349,6 +349,13 @@ const en = {
   "settings.mapAdd": "Add row",
   "settings.section.aliases": "Model aliases",
 
+  "alert.location.title": "Google refuses this gateway's location",
+  "alert.location.body":
+    'Gemini answers "User location is not supported" to every request from the region this app runs in, whatever the key. On Deno Deploy, change the app\'s region (Settings, Region: us or eu) and redeploy; elsewhere, run the gateway in a supported country or point GEMINI_BASE_URL at a relay there.',
+  "alert.freeTierLocation.title": "Free-tier keys do not work from this gateway's location",
+  "alert.freeTierLocation.body":
+    "Gemini's free tier is not available in the country this app runs in: free-tier keys fail there (keys with billing still work). On Deno Deploy, change the app's region (Settings, Region: us or eu) and redeploy.",
+  "alert.seen": "Seen {n} times, first {first}, last {last}. Gemini said:",
   "dash.causes": "Failed attempts by cause (24 h)",
   "dash.causesHelp":
     "Why upstream attempts failed and another key was tried. Many rate limits on many keys at once point to a shared Google Cloud project or to Google throttling this server's address.",
@@ -744,6 +751,13 @@ const zhCN: Messages = {
   "settings.mapAdd": "添加一行",
   "settings.section.aliases": "模型别名",
 
+  "alert.location.title": "Google 拒绝本网关所在的地区",
+  "alert.location.body":
+    "无论使用哪个密钥，Gemini 对本应用所在地区发出的每个请求都回答 “User location is not supported”。在 Deno Deploy 上，请在应用设置中更改区域（Region：us 或 eu）并重新部署；在其他平台上，请把网关部署到受支持的国家，或将 GEMINI_BASE_URL 指向那里的中转。",
+  "alert.freeTierLocation.title": "免费层密钥无法在本网关所在地区使用",
+  "alert.freeTierLocation.body":
+    "本应用所在的国家不提供 Gemini 免费层：免费层密钥在此会失败（已开通结算的密钥仍可使用）。在 Deno Deploy 上，请在应用设置中更改区域（Region：us 或 eu）并重新部署。",
+  "alert.seen": "共出现 {n} 次，首次 {first}，最近 {last}。Gemini 的原话：",
   "dash.causes": "按原因统计的失败尝试（24 小时）",
   "dash.causesHelp":
     "上游尝试失败（随后换用其他密钥）的原因。大量密钥同时被限流，通常说明它们属于同一个 Google Cloud 项目，或 Google 正在限制本服务器的地址。",

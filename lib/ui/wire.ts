@@ -279,6 +279,21 @@ export const RequestLogSchema = z.looseObject({
   has_more: z.boolean().optional(),
 });
 
+/** A deployment alert, as `/admin/api/alerts` answers it. */
+export const AlertViewSchema = z.looseObject({
+  kind: z.string(),
+  message: z.string(),
+  first_at: z.string(),
+  last_at: z.string(),
+  count: z.number(),
+});
+
+/** A deployment alert. */
+export type AlertView = z.infer<typeof AlertViewSchema>;
+
+/** `GET /admin/api/alerts`. */
+export const AlertListSchema = z.looseObject({ data: z.array(AlertViewSchema) });
+
 /** One audit-log entry, as `/admin/api/audit-log` answers it. */
 export const AuditEntrySchema = z.looseObject({
   time: z.string(),

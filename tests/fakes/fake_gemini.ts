@@ -20,7 +20,11 @@ export type KeyBehavior =
   | { kind: "empty" }
   | { kind: "internal" }
   | { kind: "slow"; delayMs: number }
-  | { kind: "network" };
+  | { kind: "network" }
+  /** Google refuses the caller's location (every key of a deployment gets this). */
+  | { kind: "location" }
+  /** A free-tier key called from a country without a free tier. */
+  | { kind: "free_tier_country" };
 
 /** One request as the fake received it. */
 export interface RecordedRequest {
@@ -168,6 +172,9 @@ const EXPOSE_UPLOAD_HEADERS =
 const MSG_KEY_INVALID = "API key not valid. Please pass a valid API key.";
 const MSG_LEAKED = "Your API key was reported as leaked. Please use another API key.";
 const MSG_OVERLOADED = "The model is overloaded. Please try again later.";
+const MSG_LOCATION = "User location is not supported for the API use.";
+const MSG_FREE_TIER_COUNTRY =
+  "Gemini API free tier is not available in your country. Please enable billing on your project in Google AI Studio.";
 const MSG_INTERNAL =
   "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting";
 const MSG_MULTIPLE_CREDENTIALS =
@@ -491,6 +498,10 @@ function behaviorError(behavior: KeyBehavior, model: string | null): Response | 
       return errorResponse(403, "PERMISSION_DENIED", MSG_LEAKED);
     case "unavailable":
       return errorResponse(503, "UNAVAILABLE", MSG_OVERLOADED);
+    case "location":
+      return errorResponse(400, "FAILED_PRECONDITION", MSG_LOCATION);
+    case "free_tier_country":
+      return errorResponse(400, "FAILED_PRECONDITION", MSG_FREE_TIER_COUNTRY);
     case "internal":
       return errorResponse(500, "INTERNAL", MSG_INTERNAL);
     case "rate_limited":

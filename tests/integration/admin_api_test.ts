@@ -3,7 +3,12 @@
  * masking, patch validation, delete, usage statistics.
  */
 import assert from "node:assert/strict";
-import { ADMIN_PASSWORD, startGateway } from "./harness.ts";
+import { ADMIN_PASSWORD, post, startGateway } from "./harness.ts";
+import { loginHttp } from "../e2e/http.ts";
+
+async function loginCookie(url: string): Promise<string> {
+  return (await loginHttp(fetch, url)).cookie;
+}
 
 interface KeyView {
   id: string;
@@ -258,6 +263,85 @@ Deno.test("failed attempts are counted by cause: per-minute and per-day 429s, re
     assert.ok(run.json.report.causeBucketsDeleted >= 5, JSON.stringify(run.json));
     const after = (await gw.admin<Stats>("GET", "/admin/api/stats")).json;
     assert.deepEqual(after.errors_by_cause.total, day);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("Google refusing the gateway's location raises a dashboard alert and blames no key", async () => {
+  const gw = await startGateway({
+    keys: {
+      "AIzaHere-key-00001": { kind: "location" },
+      "AIzaHere-key-00002": { kind: "location" },
+    },
+  });
+  try {
+    const apiKey = await gw.createUserKey();
+    for (let i = 0; i < 3; i++) {
+      const res = await post(`${gw.url}/v1/chat/completions`, {
+        apiKey,
+        body: { model: "gemini-2.5-flash", messages: [{ role: "user", content: "hi" }] },
+      });
+      assert.equal(res.status, 400);
+      assert.match(res.json.error.message, /User location is not supported/);
+      assert.match(res.json.error.message, /region this gateway runs in/);
+    }
+    const generate = gw.fake.requests.filter((r) => r.path.includes("generateContent"));
+    assert.equal(generate.length, 3, "one attempt per request: no key is burned on it");
+    const keys = await gw.admin<{ data: { status: string }[] }>("GET", "/admin/api/keys");
+    assert.deepEqual(keys.json.data.map((k) => k.status), ["active", "active"]);
+    type Alerts = { data: { kind: string; message: string; count: number }[] };
+    const alerts = await gw.admin<Alerts>("GET", "/admin/api/alerts");
+    assert.deepEqual(alerts.json.data.map((a) => [a.kind, a.count]), [["location", 1]]);
+    assert.match(alerts.json.data[0].message, /User location is not supported/);
+    // The dashboard says what happened and what to do.
+    const page = await fetch(`${gw.url}/admin`, {
+      headers: { cookie: await loginCookie(gw.url) },
+    });
+    const html = await page.text();
+    assert.match(html, /Google refuses this gateway.s location/);
+    assert.match(html, /data-alert="location"/);
+    // Dismissed, it is gone; it comes back with the next refusal.
+    assert.equal((await gw.admin("DELETE", "/admin/api/alerts/location")).status, 204);
+    assert.deepEqual((await gw.admin<Alerts>("GET", "/admin/api/alerts")).json.data, []);
+    assert.equal((await gw.admin("DELETE", "/admin/api/alerts/location")).status, 404);
+    assert.equal((await gw.admin("DELETE", "/admin/api/alerts/nope")).status, 404);
+    await post(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: { model: "gemini-2.5-flash", messages: [{ role: "user", content: "again" }] },
+    });
+    assert.equal((await gw.admin<Alerts>("GET", "/admin/api/alerts")).json.data.length, 1);
+    // A day after the last refusal the alert has cleared itself.
+    gw.clock.advance(86_400_000);
+    assert.deepEqual((await gw.admin<Alerts>("GET", "/admin/api/alerts")).json.data, []);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("free-tier keys refused for the deployment's country fail over to a billed key, with an alert", async () => {
+  const gw = await startGateway({
+    keys: {
+      "AIzaFree-key-00001": { kind: "free_tier_country" },
+      "AIzaPaid-key-00002": { kind: "ok" },
+    },
+  });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    for (let i = 0; i < 3; i++) {
+      const reply = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: `hi ${i}` }],
+      });
+      assert.match(reply.choices[0].message.content ?? "", /Echo/);
+    }
+    const keys = await gw.admin<{ data: { masked: string; status: string }[] }>(
+      "GET",
+      "/admin/api/keys",
+    );
+    assert.ok(keys.json.data.every((k) => k.status !== "invalid"), "the free key is not condemned");
+    const alerts = await gw.admin<{ data: { kind: string }[] }>("GET", "/admin/api/alerts");
+    assert.deepEqual(alerts.json.data.map((a) => a.kind), ["free_tier_location"]);
   } finally {
     await gw.close();
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { classifyHttpFailure, parseDuration } from "../../lib/gemini/errors.ts";
+import { classifyHttpFailure, deploymentProblem, parseDuration } from "../../lib/gemini/errors.ts";
 import { redactSecret } from "../../lib/pool/failover.ts";
 import { isEmptyAnswer, isEmptyStream } from "../../lib/gemini/generate.ts";
 import type { GenerateContentResponse } from "../../lib/gemini/types.ts";
@@ -73,6 +73,36 @@ Deno.test("a 403 a request can provoke never condemns the key: a foreign cache i
       message,
     );
   }
+});
+
+Deno.test("Google refusing the deployment's location is a deployment problem, never a key's fault", () => {
+  const location = google(
+    400,
+    "FAILED_PRECONDITION",
+    "User location is not supported for the API use.",
+  );
+  assert.equal(
+    classifyHttpFailure(400, location).kind,
+    "client",
+    "answered at once: every key fails",
+  );
+  assert.deepEqual(deploymentProblem(400, location), {
+    kind: "location",
+    message: "User location is not supported for the API use.",
+  });
+  const freeTier = google(
+    400,
+    "FAILED_PRECONDITION",
+    "Gemini API free tier is not available in your country. Please enable billing on your project in Google AI Studio.",
+  );
+  assert.equal(classifyHttpFailure(400, freeTier).kind, "upstream", "a billed key may serve");
+  assert.equal(deploymentProblem(400, freeTier)?.kind, "free_tier_location");
+  // Billing a project needs otherwise stays the key's (a human must act on it).
+  const billing = google(400, "FAILED_PRECONDITION", "Please enable billing for this project.");
+  assert.equal(classifyHttpFailure(400, billing).kind, "key_invalid");
+  assert.equal(deploymentProblem(400, billing), null);
+  assert.equal(deploymentProblem(400, google(400, "INVALID_ARGUMENT", "Bad request")), null);
+  assert.equal(deploymentProblem(503, location), null);
 });
 
 Deno.test("a 429 yields retryDelay and tells per-day quotas from per-minute ones", () => {

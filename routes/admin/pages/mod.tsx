@@ -11,6 +11,8 @@ import { formatDateTime } from "../../../lib/ui/format.ts";
 import { Island } from "../../../lib/ui/island.tsx";
 import { groupFields, settingsSchema } from "../../../lib/ui/settings_layout.ts";
 import {
+  AlertListSchema,
+  type AlertView,
   AliasesSchema,
   type AuditEntryView,
   AuditLogSchema,
@@ -57,17 +59,37 @@ type PageRenderer = (
   ctx: PageContext,
 ) => Promise<{ title: string; body: preact.ComponentChildren }>;
 
+/** A deployment alert, with what to do about it (server-rendered, above the dashboard). */
+function AlertNotice(props: { t: Translator; alert: AlertView }) {
+  const { t, alert } = props;
+  const what = alert.kind === "location" ? "alert.location" : "alert.freeTierLocation";
+  return (
+    <div class="notice notice-bad" role="alert" data-alert={alert.kind}>
+      <strong>{t(`${what}.title`)}</strong>
+      <p>{t(`${what}.body`)}</p>
+      <p class="small">
+        {t("alert.seen", {
+          n: alert.count,
+          first: formatDateTime(alert.first_at, t.lang),
+          last: formatDateTime(alert.last_at, t.lang),
+        })} <span class="key-text">{alert.message}</span>
+      </p>
+    </div>
+  );
+}
+
 const dashboard: PageRenderer = async (ctx) => {
   const { t } = ctx;
   const title = t("dash.title");
   const quick = <QuickStart t={t} base={baseUrl(ctx.req, { onDeploy: ctx.gw.config.onDeploy })} />;
   try {
-    const [stats, keys, limits, log, settings] = await Promise.all([
+    const [stats, keys, limits, log, settings, alerts] = await Promise.all([
       ctx.get("/admin/api/stats", StatsSchema),
       ctx.get("/admin/api/keys", KeyListSchema),
       ctx.get("/admin/api/limits", LimitsListSchema).catch(optional),
       ctx.get(`/admin/api/request-log?limit=${RECENT}`, RequestLogSchema).catch(optional),
       ctx.get("/admin/api/settings", SettingsViewSchema),
+      ctx.get("/admin/api/alerts", AlertListSchema).catch(optional),
     ]);
     const removeAfter = settings.removeFailingKeysAfterDays;
     return {
@@ -75,6 +97,7 @@ const dashboard: PageRenderer = async (ctx) => {
       body: (
         <>
           <PageHead title={title} />
+          {(alerts?.data ?? []).map((a) => <AlertNotice key={a.kind} t={t} alert={a} />)}
           <Island
             name="Dashboard"
             props={{
