@@ -30,6 +30,7 @@ import { MediaFetcher } from "./media/fetch_media.ts";
 import { chatCompletion, chatCompletionsRoutes } from "../routes/v1/chat_completions.ts";
 import { loadModels, modelsRoutes } from "../routes/v1/models.ts";
 import { embeddingsRoutes } from "../routes/v1/embeddings.ts";
+import { imagesRoutes } from "../routes/v1/images.ts";
 import { filesRoutes } from "../routes/v1/files.ts";
 import { isGeminiNativeRequest, nativeRoutes } from "../routes/v1beta/native.ts";
 import { aliasesRoutes } from "../routes/admin/api/aliases.ts";
@@ -270,6 +271,7 @@ export function createApp(deps: AppDeps): App {
   hono.route("/v1/chat/completions", chatCompletionsRoutes(gateway));
   hono.route("/v1/models", modelsRoutes(gateway));
   hono.route("/v1/embeddings", embeddingsRoutes(gateway));
+  hono.route("/v1/images", imagesRoutes(gateway));
   hono.route("/v1/files", filesRoutes(gateway));
 
   hono.use(

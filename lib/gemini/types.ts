@@ -218,6 +218,10 @@ export interface GenerationConfig {
   responseMimeType?: string;
   responseJsonSchema?: unknown;
   thinkingConfig?: ThinkingConfig;
+  /** `["TEXT"]`, `["TEXT", "IMAGE"]`, `["IMAGE"]`: what an image model answers with. */
+  responseModalities?: string[];
+  /** An image model's picture shape, e.g. `{"aspectRatio": "16:9"}`. */
+  imageConfig?: { aspectRatio?: string };
 }
 
 /** A function the model may call, with an OpenAPI-subset `parameters` schema. */

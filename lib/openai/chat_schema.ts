@@ -215,6 +215,11 @@ export const ChatCompletionRequestSchema = z.object({
   reasoning_effort: ReasoningEffortSchema.nullish(),
   user: z.string().nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
+  /**
+   * Output kinds: `["text", "image"]` asks an image model for pictures (OpenRouter's spelling;
+   * Gemini's image models draw without it too), `["text"]` for text only.
+   */
+  modalities: z.array(z.enum(["text", "image", "audio"])).min(1).max(3).nullish(),
   /** OpenAI's web search: any options turn Google Search on (its own options do not apply). */
   web_search_options: z.looseObject({}).nullish(),
   extra_body: z.object({ google: GoogleExtrasSchema.nullish() }).nullish(),

@@ -619,6 +619,15 @@ export function toGeminiChatRequest(
     config.responseLogprobs = true;
     if (req.top_logprobs != null && req.top_logprobs > 0) config.logprobs = req.top_logprobs;
   }
+  if (req.modalities != null) {
+    if (req.modalities.includes("audio")) {
+      throw new TranslateError(
+        "Audio output is not supported on chat completions; use a Gemini TTS model natively",
+        "modalities",
+      );
+    }
+    config.responseModalities = req.modalities.map((m) => m.toUpperCase());
+  }
   const format = req.response_format;
   if (format?.type === "json_object") config.responseMimeType = "application/json";
   if (format?.type === "json_schema") {

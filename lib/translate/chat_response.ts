@@ -162,14 +162,29 @@ export function addUsage(a: UsageMetadata | undefined, b: UsageMetadata | undefi
   return out;
 }
 
-/** Splits parts into answer text and thought-summary text. */
+/**
+ * An image Gemini drew, as Markdown every chat app shows: `![image](data:<mime>;base64,...)`, on a
+ * paragraph of its own after `before` (the answer text so far).
+ */
+export function imageMarkdown(image: { mimeType: string; data: string }, before: string): string {
+  const gap = before === "" || before.endsWith("\n\n") ? "" : before.endsWith("\n") ? "\n" : "\n\n";
+  return `${gap}![image](data:${image.mimeType};base64,${image.data})\n\n`;
+}
+
+/**
+ * Splits parts into answer text and thought-summary text. Images of the answer (an image model's
+ * output) become Markdown images in the text; images among the thoughts are left out.
+ */
 export function splitText(parts: readonly Part[]): { text: string; thoughts: string } {
   let text = "";
   let thoughts = "";
   for (const p of parts) {
-    if (typeof p.text !== "string") continue;
-    if (p.thought) thoughts += p.text;
-    else text += p.text;
+    if (typeof p.text === "string") {
+      if (p.thought) thoughts += p.text;
+      else text += p.text;
+    } else if (p.inlineData && !p.thought && p.inlineData.mimeType.startsWith("image/")) {
+      text += imageMarkdown(p.inlineData, text);
+    }
   }
   return { text, thoughts };
 }

@@ -172,6 +172,9 @@ const EXPOSE_UPLOAD_HEADERS =
 const MSG_KEY_INVALID = "API key not valid. Please pass a valid API key.";
 const MSG_LEAKED = "Your API key was reported as leaked. Please use another API key.";
 const MSG_OVERLOADED = "The model is overloaded. Please try again later.";
+/** A 1x1 PNG, what the fake's image models draw. */
+export const TINY_PNG =
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 const MSG_LOCATION = "User location is not supported for the API use.";
 const MSG_FREE_TIER_COUNTRY =
   "Gemini API free tier is not available in your country. Please enable billing on your project in Google AI Studio.";
@@ -231,6 +234,13 @@ export const DEFAULT_MODELS: FakeModel[] = [
     supportedGenerationMethods: ["embedContent"],
     inputTokenLimit: 2048,
     outputTokenLimit: 1,
+  },
+  {
+    name: "gemini-2.5-flash-image",
+    displayName: "Nano Banana",
+    supportedGenerationMethods: ["generateContent", "countTokens"],
+    inputTokenLimit: 32768,
+    outputTokenLimit: 32768,
   },
   {
     name: "imagen-4.0-generate-001",
@@ -811,6 +821,8 @@ class FakeGeminiServer implements FakeGemini {
           return this.#embedContent(model, json, parsed);
         case "batchEmbedContents":
           return this.#batchEmbed(model, json, parsed);
+        case "predict":
+          return this.#predict(model, json, parsed);
         default:
           return methodNotFound();
       }
@@ -851,6 +863,27 @@ class FakeGeminiServer implements FakeGemini {
     if (m === undefined) return false;
     const supported = m.supportedGenerationMethods;
     return Array.isArray(supported) && methods.some((x) => supported.includes(x));
+  }
+
+  // ---- Imagen ----
+
+  /** Imagen's `:predict`: `sampleCount` PNGs for `instances[0].prompt`. */
+  #predict(model: string, json: unknown, parsed: boolean): Response {
+    if (!this.#supports(model, "predict")) return modelNotFound(model, "predict");
+    if (!parsed || !isRecord(json)) return badRequest("Invalid JSON payload received.");
+    const instance = arrayField(json, "instances")[0];
+    if (!isRecord(instance) || typeof instance.prompt !== "string" || !instance.prompt.trim()) {
+      return badRequest("The prompt is empty.");
+    }
+    const params = recordField(json, "parameters") ?? {};
+    const count = typeof params.sampleCount === "number" ? Math.floor(params.sampleCount) : 1;
+    if (count < 1 || count > 4) return badRequest("sampleCount must be between 1 and 4.");
+    return jsonResponse({
+      predictions: Array.from({ length: count }, () => ({
+        mimeType: "image/png",
+        bytesBase64Encoded: TINY_PNG,
+      })),
+    });
   }
 
   // ---- generateContent ----
@@ -959,9 +992,16 @@ class FakeGeminiServer implements FakeGemini {
     const searched = arrayField(body, "tools").some((t) => isRecord(t) && "googleSearch" in t);
     const grounding = searched ? { groundingMetadata: groundingOf(userText, answer.text) } : {};
 
+    // An image model draws (unless asked for text only): a PNG after the text.
+    const modalities = arrayField(gen, "responseModalities");
+    const draws = model.includes("-image") &&
+      (modalities.length === 0 || modalities.some((m) => String(m).toUpperCase() === "IMAGE"));
+    const image: Json = { inlineData: { mimeType: "image/png", data: TINY_PNG } };
+
     if (!stream) {
       const parts: Json[] = includeThoughts ? [{ text: THOUGHT_TEXT, thought: true }] : [];
       parts.push({ text: answer.text });
+      if (draws) parts.push(image);
       const candidates = [];
       for (let i = 0; i < n; i++) {
         candidates.push({
@@ -1010,7 +1050,7 @@ class FakeGeminiServer implements FakeGemini {
       const last = i === pieces.length - 1;
       events.push(
         chunk(
-          [{ text: pieces[i] }],
+          last && draws ? [{ text: pieces[i] }, image] : [{ text: pieces[i] }],
           last ? answer.finishReason : null,
           last ? usage(prompt, answer.words * n, thoughts) : early,
         ),

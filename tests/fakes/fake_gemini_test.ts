@@ -304,6 +304,7 @@ Deno.test("models.list pages with an opaque token until every model is returned"
       "models/gemini-3-flash-preview",
       "models/gemini-embedding-001",
       "models/text-embedding-004",
+      "models/gemini-2.5-flash-image",
       "models/imagen-4.0-generate-001",
     ]);
 
@@ -1038,7 +1039,7 @@ Deno.test("@google/genai lists and gets models through the fake", async () => {
     const names: string[] = [];
     const pager = await ai.models.list({ config: { pageSize: 4 } });
     for await (const model of pager) names.push(String(model.name));
-    assertEquals(names.length, 7);
+    assertEquals(names.length, 8);
     assertEquals(names[0], "models/gemini-2.5-flash");
     const paths = fake.requests.map((r) => r.path + r.search);
     assertEquals(paths.length, 2, `pages fetched: ${paths.join(" ")}`);

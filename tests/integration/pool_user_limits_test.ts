@@ -264,7 +264,10 @@ Deno.test("allowed models and expiry are enforced with 403s; /v1/models lists on
         e.param === "model",
     );
     const models = await client.models.list();
-    assert.deepEqual(models.data.map((m) => m.id), ["gemini-2.5-flash-lite"]);
+    assert.deepEqual(models.data.map((m) => m.id), [
+      "gemini-2.5-flash-lite",
+      "gemini-2.5-flash-image",
+    ]);
     gw.clock.advance(3_600_000);
     await assert.rejects(
       client.chat.completions.create({

@@ -1,0 +1,127 @@
+/**
+ * `POST /v1/images/generations`: OpenAI's image generation on Gemini. Imagen models are called
+ * through `:predict` (n samples in one call); Gemini image models (the default,
+ * `gemini-2.5-flash-image`, which OpenAI model names also map to) through `generateContent` with
+ * image output, once per picture. Pictures come back as `b64_json`, or as `data:` URLs when
+ * `response_format` is `url` (the gateway hosts no images).
+ */
+import { Hono } from "hono";
+import { accountRequest, type RequestOutcome } from "../../lib/accounting.ts";
+import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
+import type { AppEnv, Gateway } from "../../lib/gateway.ts";
+import { failoverOptions, parseChunk } from "../../lib/gemini/generate.ts";
+import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
+import { ImagesRequestSchema } from "../../lib/openai/images_schema.ts";
+import { readBody } from "../../lib/openai/request.ts";
+import { failureOutcome, runWithFailover } from "../../lib/pool/failover.ts";
+import type { Attempt } from "../../lib/store/usage.ts";
+import { TranslateError } from "../../lib/translate/chat_request.ts";
+import {
+  type DrawnImage,
+  geminiImages,
+  imagenImages,
+  type ImagePlan,
+  toImagePlan,
+  toImagesResponse,
+} from "../../lib/translate/images.ts";
+import { markWhole } from "../../lib/whole_body.ts";
+
+/** Builds the image generation route. */
+export function imagesRoutes(gw: Gateway): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.post("/generations", async (c) => {
+    const req = await readBody(c.req.raw, ImagesRequestSchema);
+    const settings = await gw.settings.get();
+    const userKey = c.get("userKey");
+    let plan: ImagePlan;
+    try {
+      plan = toImagePlan(req, settings.aliases);
+    } catch (err) {
+      if (err instanceof TranslateError) {
+        throw new OpenAiError(400, err.message, { param: err.param, code: err.code });
+      }
+      throw err;
+    }
+    await assertModelAllowed(gw, { userKey, model: plan.model });
+    const startedAt = gw.now();
+    const attempts: Attempt[] = [];
+    const account = (outcome: Partial<RequestOutcome>) =>
+      accountRequest(gw, {
+        model: plan.model,
+        userId: userKey.id,
+        attempts,
+        ok: true,
+        status: 200,
+        startedAt,
+        requestId: gw.requestIdOf(c.req.raw),
+        ...outcome,
+      });
+    const options = await failoverOptions(gw, {
+      model: plan.model,
+      signal: gw.clients.signalOf(c.req.raw),
+      estimatedTokens: Math.ceil(req.prompt.length / 4),
+    });
+    const payload = JSON.stringify(plan.body);
+    /** One upstream call (with failover): its pictures, usage, and what the model said. */
+    const draw = async () => {
+      const result = await runWithFailover(gw.pool, options, async (key) => {
+        const res = await gw.client.post(key.secret, { path: plan.path, body: payload });
+        const text = await res.text();
+        if (!res.ok) return { ok: false, status: res.status, body: text };
+        if (plan.kind === "imagen") {
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            return { ok: false, status: 502, body: "Upstream sent invalid JSON" };
+          }
+          return { ok: true, value: { images: imagenImages(json), text: "", usage: undefined } };
+        }
+        const parsed = parseChunk(text);
+        if (!parsed.ok) return parsed;
+        return {
+          ok: true,
+          value: { ...geminiImages(parsed.value), usage: parsed.value.usageMetadata },
+        };
+      });
+      attempts.push(...result.attempts);
+      if (!result.ok) {
+        account(failureOutcome(result.failure));
+        throw failureToOpenAi(result.failure);
+      }
+      return result.value;
+    };
+
+    const images: DrawnImage[] = [];
+    let input = 0;
+    let output = 0;
+    const calls = plan.kind === "imagen" ? 1 : plan.n;
+    for (let i = 0; i < calls; i++) {
+      const drawn = await draw();
+      input += drawn.usage?.promptTokenCount ?? 0;
+      output += drawn.usage?.candidatesTokenCount ?? 0;
+      if (!drawn.images.length) {
+        // Refused (safety) or answered in words: a key served it; say what the model said.
+        account({ status: 400, errorClass: "client", usage: usageOf(input, output) });
+        const said = drawn.text.trim();
+        throw new OpenAiError(
+          400,
+          `The model drew no image${said ? `; it said: ${said.slice(0, 500)}` : ""}`,
+          { code: "image_generation_failed", param: "prompt" },
+        );
+      }
+      images.push(...drawn.images);
+    }
+    account({ usage: usageOf(input, output) });
+    return markWhole(c.json(toImagesResponse(images, {
+      url: req.response_format === "url",
+      now: gw.now(),
+      usage: plan.kind === "gemini" ? { input, output } : undefined,
+    })));
+  });
+  return app;
+}
+
+function usageOf(input: number, output: number) {
+  return { promptTokenCount: input, candidatesTokenCount: output, totalTokenCount: input + output };
+}

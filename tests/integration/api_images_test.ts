@@ -1,0 +1,167 @@
+/**
+ * Image output: an image model's pictures in chat answers (as Markdown data-URL images, streamed or
+ * not), `modalities`, and `POST /v1/images/generations` on Gemini image models and Imagen, driven
+ * by the official `openai` client.
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { TINY_PNG } from "../fakes/fake_gemini.ts";
+import { post, startGateway, type TestGateway } from "./harness.ts";
+
+const OK = { kind: "ok" } as const;
+const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47];
+
+function generateBodies(gw: TestGateway, method = "generateContent") {
+  return gw.fake.requests
+    .filter((r) => r.path.endsWith(`:${method}`) || r.path.endsWith(":streamGenerateContent"))
+    .map((r) => r.body as { generationConfig?: Record<string, unknown> });
+}
+
+Deno.test("an image model's picture is in the chat answer as a Markdown image, streamed or not", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const image = `![image](data:image/png;base64,${TINY_PNG})`;
+    const reply = await client.chat.completions.create({
+      model: "gemini-2.5-flash-image",
+      messages: [{ role: "user", content: "draw a cat" }],
+    });
+    const content = reply.choices[0].message.content ?? "";
+    assert.equal(content, `Echo: draw a cat\n\n${image}\n\n`);
+    const stream = await client.chat.completions.create({
+      model: "gemini-2.5-flash-image",
+      messages: [{ role: "user", content: "draw a dog" }],
+      stream: true,
+    });
+    let streamed = "";
+    for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? "";
+    assert.ok(streamed.startsWith("Echo: draw a dog"), streamed.slice(0, 60));
+    assert.ok(streamed.includes(image));
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("modalities become responseModalities; audio output is refused with a 400", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const apiKey = await gw.createUserKey();
+    const textOnly = await post<{ choices: { message: { content: string } }[] }>(
+      `${gw.url}/v1/chat/completions`,
+      {
+        apiKey,
+        body: {
+          model: "gemini-2.5-flash-image",
+          modalities: ["text"],
+          messages: [{ role: "user", content: "describe a cat" }],
+        },
+      },
+    );
+    assert.equal(textOnly.status, 200);
+    assert.ok(!textOnly.json.choices[0].message.content.includes("!["), "no picture");
+    assert.deepEqual(generateBodies(gw).at(-1)?.generationConfig?.responseModalities, ["TEXT"]);
+    const audio = await post(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: {
+        model: "gemini-2.5-flash",
+        modalities: ["text", "audio"],
+        messages: [{ role: "user", content: "x" }],
+      },
+    });
+    assert.equal(audio.status, 400);
+    assert.equal(audio.json.error.param, "modalities");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("images.generate draws with the default Gemini image model: sizes become aspect ratios, n pictures, b64 or data URLs", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const one = await client.images.generate({ model: "gpt-image-1", prompt: "a red fox" });
+    assert.equal(one.data?.length, 1);
+    const bytes = Uint8Array.from(atob(one.data![0].b64_json!), (ch) => ch.charCodeAt(0));
+    assert.deepEqual([...bytes.slice(0, 4)], PNG_MAGIC);
+    assert.ok((one.usage?.total_tokens ?? 0) > 0);
+    const calls = gw.fake.requests.filter((r) => r.path.includes(":generateContent"));
+    assert.equal(calls.length, 1);
+    assert.match(calls[0].path, /gemini-2\.5-flash-image:generateContent$/);
+    const two = await client.images.generate({
+      model: "gemini-2.5-flash-image",
+      prompt: "a wide valley",
+      n: 2,
+      size: "1536x1024",
+      response_format: "url",
+    });
+    assert.equal(two.data?.length, 2);
+    for (const d of two.data!) assert.equal(d.url, `data:image/png;base64,${TINY_PNG}`);
+    const last = generateBodies(gw).at(-1)!.generationConfig!;
+    assert.deepEqual(last.imageConfig, { aspectRatio: "3:2" });
+    assert.deepEqual(last.responseModalities, ["TEXT", "IMAGE"]);
+    assert.equal(gw.fake.requests.filter((r) => r.path.includes(":generateContent")).length, 3);
+    await gw.app.drain();
+    const log = await gw.admin<{ data: { model: string; status: number }[] }>(
+      "GET",
+      "/admin/api/request-log",
+    );
+    assert.deepEqual(log.json.data.map((e) => [e.model, e.status]), [
+      ["gemini-2.5-flash-image", 200],
+      ["gemini-2.5-flash-image", 200],
+    ]);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("Imagen models are called through :predict with n samples and the aspect ratio", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const res = await client.images.generate({
+      model: "imagen-4.0-generate-001",
+      prompt: "a lighthouse",
+      n: 3,
+      size: "1024x1792",
+    });
+    assert.equal(res.data?.length, 3);
+    const predict = gw.fake.requests.filter((r) => r.path.endsWith(":predict"));
+    assert.equal(predict.length, 1);
+    assert.deepEqual(predict[0].body, {
+      instances: [{ prompt: "a lighthouse" }],
+      parameters: { sampleCount: 3, aspectRatio: "9:16" },
+    });
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("bad image requests get 400s naming the field; a model that draws nothing says what it said", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const cases: [Record<string, unknown>, string][] = [
+      [{ prompt: "x", size: "huge" }, "size"],
+      [{ prompt: "   " }, "prompt"],
+      [{ prompt: "x", n: 5 }, "n"],
+      [{ prompt: "x", response_format: "png" }, "response_format"],
+    ];
+    for (const [body, param] of cases) {
+      await assert.rejects(
+        client.images.generate(body as unknown as OpenAI.ImageGenerateParamsNonStreaming),
+        (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === param,
+        JSON.stringify(body),
+      );
+    }
+    // A text model answers in words: no picture, and the answer says so.
+    await assert.rejects(
+      client.images.generate({ model: "gemini-2.5-flash", prompt: "draw" }),
+      (e: unknown) =>
+        e instanceof OpenAI.BadRequestError && e.code === "image_generation_failed" &&
+        /Echo: draw/.test(e.message),
+    );
+    assert.equal(gw.fake.requests.filter((r) => r.path.includes(":generateContent")).length, 1);
+  } finally {
+    await gw.close();
+  }
+});
