@@ -230,6 +230,30 @@ export function chatRequestRefs(req: ChatCompletionRequest): ChatRefs {
   return refs;
 }
 
+/** A Markdown image whose target is a base64 `data:` URL of a picture. */
+const DATA_URL_IMAGE =
+  /!\[[^\]\n]*\]\(data:(image\/[a-z0-9.+-]+);base64,([A-Za-z0-9+/]+={0,2})\)/gi;
+
+/**
+ * The parts of an answer's text: its Markdown data-URL images (what `splitText` made of an image
+ * model's pictures) as inline images, the text around them as text (pure).
+ */
+export function textWithImages(text: string): Part[] {
+  if (!text) return [];
+  if (!text.includes("](data:image/")) return [{ text }];
+  const parts: Part[] = [];
+  let last = 0;
+  for (const m of text.matchAll(DATA_URL_IMAGE)) {
+    const before = text.slice(last, m.index).trim();
+    if (before) parts.push({ text: before });
+    parts.push({ inlineData: { mimeType: m[1].toLowerCase(), data: m[2] } });
+    last = m.index + m[0].length;
+  }
+  const after = text.slice(last).trim();
+  if (after) parts.push({ text: after });
+  return parts;
+}
+
 function textOf(
   content: string | readonly { type: string; text?: string }[] | null | undefined,
 ): string {
@@ -530,9 +554,12 @@ export function toGeminiChatRequest(
         contents.push({ role: "user", parts: userParts(message, index, refs) });
         break;
       case "assistant": {
-        const parts: Part[] = [];
-        const text = textOf(message.content);
-        if (text) parts.push({ text });
+        // Pictures an image model drew earlier come back as Markdown data-URL images: they go
+        // upstream as images again (to be edited), not as megabytes of base64 text.
+        const parts: Part[] = textWithImages(textOf(message.content));
+        if (needsSignatures) {
+          for (const p of parts) if (p.inlineData) p.thoughtSignature = DUMMY_THOUGHT_SIGNATURE;
+        }
         const calls = message.tool_calls ?? [];
         for (const call of calls) callNames.set(call.id, call.function.name);
         const callParts = functionCallParts(calls, index, refs, model);

@@ -42,6 +42,37 @@ Deno.test("an image model's picture is in the chat answer as a Markdown image, s
   }
 });
 
+Deno.test("a picture from an earlier answer goes back upstream as an image, not as base64 text", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const first = await client.chat.completions.create({
+      model: "gemini-2.5-flash-image",
+      messages: [{ role: "user", content: "draw a cat" }],
+    });
+    await client.chat.completions.create({
+      model: "gemini-2.5-flash-image",
+      messages: [
+        { role: "user", content: "draw a cat" },
+        { role: "assistant", content: first.choices[0].message.content },
+        { role: "user", content: "make it blue" },
+      ],
+    });
+    type Body = { contents: { role: string; parts: Record<string, unknown>[] }[] };
+    const sent = gw.fake.requests.filter((r) => r.path.includes(":generateContent")).at(-1)!
+      .body as Body;
+    assert.deepEqual(sent.contents[1], {
+      role: "model",
+      parts: [
+        { text: "Echo: draw a cat" },
+        { inlineData: { mimeType: "image/png", data: TINY_PNG } },
+      ],
+    });
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("modalities become responseModalities; audio output is refused with a 400", async () => {
   const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
   try {

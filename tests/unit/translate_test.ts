@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { ChatCompletionRequestSchema } from "../../lib/openai/chat_schema.ts";
 import {
   parseDataUrl,
+  textWithImages,
   toGeminiChatRequest,
   TranslateError,
 } from "../../lib/translate/chat_request.ts";
@@ -201,4 +202,22 @@ Deno.test("a stream chunk's SSE text is exactly its JSON, for every kind of chun
       assert.equal(t.sse(chunk), `data: ${JSON.stringify(chunk)}\n\n`);
     }
   }
+});
+
+Deno.test("Markdown data-URL images in an answer's text become inline images; other text is kept", () => {
+  assert.deepEqual(textWithImages("plain text, ![alt](https://example.com/a.png) too"), [
+    { text: "plain text, ![alt](https://example.com/a.png) too" },
+  ]);
+  assert.deepEqual(
+    textWithImages(
+      "Here:\n\n![image](data:image/png;base64,AAAA)\n\nand ![x](data:image/JPEG;base64,BB+/==)",
+    ),
+    [
+      { text: "Here:" },
+      { inlineData: { mimeType: "image/png", data: "AAAA" } },
+      { text: "and" },
+      { inlineData: { mimeType: "image/jpeg", data: "BB+/==" } },
+    ],
+  );
+  assert.deepEqual(textWithImages(""), []);
 });
