@@ -25,11 +25,16 @@ export function toBase64Url(bytes: Uint8Array): string {
     }
     return out;
   }
+  return toBase64(bytes).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+/** Standard base64 (with padding) of `bytes`, in blocks (large media included). */
+export function toBase64(bytes: Uint8Array): string {
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
     binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   }
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  return btoa(binary);
 }
 
 /** Decodes base64 or base64url (padding optional); throws on characters outside the alphabet. */

@@ -1,69 +1,19 @@
 /**
  * IP allow-lists of user keys: addresses and CIDR ranges, IPv4 and IPv6 (`203.0.113.7`,
  * `203.0.113.0/24`, `2001:db8::/32`). An IPv4 address seen as IPv6 (`::ffff:203.0.113.7`) matches
- * IPv4 ranges. Pure functions; a parsed list is cached per list object.
+ * IPv4 ranges. Pure functions (parsing is `lib/ip.ts`'s); a parsed list is cached per list object.
  */
+import { parseIpv4, parseIpv6 } from "../ip.ts";
 
 /** A parsed range: its family's bytes and how many leading bits must match. */
 export interface IpRange {
-  bytes: Uint8Array;
+  bytes: number[];
   prefix: number;
 }
 
-function parseIpv4(text: string): Uint8Array | null {
-  const parts = text.split(".");
-  if (parts.length !== 4) return null;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    if (!/^\d{1,3}$/.test(parts[i])) return null;
-    const n = Number(parts[i]);
-    if (n > 255) return null;
-    out[i] = n;
-  }
-  return out;
-}
-
-function parseIpv6(text: string): Uint8Array | null {
-  if (!/^[0-9a-fA-F:.]+$/.test(text)) return null;
-  const halves = text.split("::");
-  if (halves.length > 2) return null;
-  const groups = (part: string): number[] | null => {
-    if (part === "") return [];
-    const out: number[] = [];
-    const pieces = part.split(":");
-    for (let i = 0; i < pieces.length; i++) {
-      const piece = pieces[i];
-      if (i === pieces.length - 1 && piece.includes(".")) {
-        const v4 = parseIpv4(piece);
-        if (!v4) return null;
-        out.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
-      } else {
-        if (!/^[0-9a-fA-F]{1,4}$/.test(piece)) return null;
-        out.push(parseInt(piece, 16));
-      }
-    }
-    return out;
-  };
-  const head = groups(halves[0]);
-  const tail = halves.length === 2 ? groups(halves[1]) : [];
-  if (!head || !tail) return null;
-  const missing = 8 - head.length - tail.length;
-  if (halves.length === 2 ? missing < 1 : missing !== 0) return null;
-  const all = [...head, ...new Array(missing).fill(0), ...tail];
-  const out = new Uint8Array(16);
-  all.forEach((g, i) => {
-    out[i * 2] = g >> 8;
-    out[i * 2 + 1] = g & 0xff;
-  });
-  return out;
-}
-
 /** An address as bytes (4 for IPv4, including IPv4-mapped IPv6; else 16), or null. */
-export function parseIp(text: string): Uint8Array | null {
-  let t = text.trim();
-  if (t.startsWith("[") && t.endsWith("]")) t = t.slice(1, -1);
-  const zone = t.indexOf("%");
-  if (zone >= 0) t = t.slice(0, zone);
+export function parseIp(text: string): number[] | null {
+  const t = text.trim();
   if (!t.includes(":")) return parseIpv4(t);
   const v6 = parseIpv6(t);
   if (!v6) return null;
@@ -85,7 +35,7 @@ export function parseIpRange(text: string): IpRange | null {
 }
 
 /** Whether `address` (bytes from `parseIp`) is in `range`. */
-export function inRange(range: IpRange, address: Uint8Array): boolean {
+export function inRange(range: IpRange, address: readonly number[]): boolean {
   if (range.bytes.length !== address.length) return false;
   let bits = range.prefix;
   for (let i = 0; bits > 0; i++, bits -= 8) {

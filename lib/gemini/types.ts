@@ -222,6 +222,8 @@ export interface GenerationConfig {
   responseModalities?: string[];
   /** An image model's picture shape, e.g. `{"aspectRatio": "16:9"}`. */
   imageConfig?: { aspectRatio?: string };
+  /** A TTS model's voice. */
+  speechConfig?: { voiceConfig: { prebuiltVoiceConfig: { voiceName: string } } };
 }
 
 /** A function the model may call, with an OpenAPI-subset `parameters` schema. */

@@ -5,7 +5,8 @@
  * checked address itself (no second DNS answer can swap it); redirects are followed by hand and
  * checked the same way; the body is capped in size and the whole fetch in time.
  */
-import { isBlockedAddress, isIpLiteral } from "./ip.ts";
+import { toBase64 } from "../secrets.ts";
+import { isBlockedAddress, isIpLiteral } from "../ip.ts";
 
 /** Why a URL could not be fetched; the message names the URL, never a secret. */
 export class MediaFetchError extends Error {
@@ -63,14 +64,6 @@ function sniff(bytes: Uint8Array): string | null {
   }
   if (starts(0x25, 0x50, 0x44, 0x46)) return "application/pdf";
   return null;
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
 }
 
 /** Fetches media by URL with SSRF protection, a size cap and a time limit. */

@@ -3,7 +3,7 @@
  * size cap, time limit), and the streaming multipart parser at every possible chunk split.
  */
 import assert from "node:assert/strict";
-import { isBlockedAddress, parseIpv6 } from "../../lib/media/ip.ts";
+import { isBlockedAddress, parseIpv6 } from "../../lib/ip.ts";
 import { MediaFetcher, MediaFetchError } from "../../lib/media/fetch_media.ts";
 import {
   boundaryOf,

@@ -1,7 +1,8 @@
 /**
- * IP address classification for SSRF protection (pure): which addresses a server-side fetch must
- * never reach (loopback, private, link-local, carrier-grade NAT, multicast, reserved, ...), in every
- * spelling that reaches them (IPv4-mapped and NAT64 / 6to4 IPv6 forms included).
+ * IP addresses (pure): parsing both families, and the classification SSRF protection needs: which
+ * addresses a server-side fetch must never reach (loopback, private, link-local, carrier-grade NAT,
+ * multicast, reserved, ...), in every spelling that reaches them (IPv4-mapped and NAT64 / 6to4 IPv6
+ * forms included). User keys' allow-lists (`auth/ip_ranges.ts`) parse with it too.
  */
 
 /** Parses dotted-quad IPv4 into four bytes, or null. */
