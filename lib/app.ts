@@ -31,6 +31,7 @@ import { chatCompletion, chatCompletionsRoutes } from "../routes/v1/chat_complet
 import { loadModels, modelsRoutes } from "../routes/v1/models.ts";
 import { embeddingsRoutes } from "../routes/v1/embeddings.ts";
 import { imagesRoutes } from "../routes/v1/images.ts";
+import { audioRoutes } from "../routes/v1/audio.ts";
 import { filesRoutes } from "../routes/v1/files.ts";
 import { isGeminiNativeRequest, nativeRoutes } from "../routes/v1beta/native.ts";
 import { aliasesRoutes } from "../routes/admin/api/aliases.ts";
@@ -272,6 +273,7 @@ export function createApp(deps: AppDeps): App {
   hono.route("/v1/models", modelsRoutes(gateway));
   hono.route("/v1/embeddings", embeddingsRoutes(gateway));
   hono.route("/v1/images", imagesRoutes(gateway));
+  hono.route("/v1/audio", audioRoutes(gateway));
   hono.route("/v1/files", filesRoutes(gateway));
 
   hono.use(

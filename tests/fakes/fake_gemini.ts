@@ -243,6 +243,13 @@ export const DEFAULT_MODELS: FakeModel[] = [
     outputTokenLimit: 32768,
   },
   {
+    name: "gemini-2.5-flash-preview-tts",
+    displayName: "Gemini 2.5 Flash Preview TTS",
+    supportedGenerationMethods: ["generateContent", "countTokens"],
+    inputTokenLimit: 8192,
+    outputTokenLimit: 16384,
+  },
+  {
     name: "imagen-4.0-generate-001",
     displayName: "Imagen 4",
     supportedGenerationMethods: ["predict"],
@@ -992,6 +999,37 @@ class FakeGeminiServer implements FakeGemini {
     const searched = arrayField(body, "tools").some((t) => isRecord(t) && "googleSearch" in t);
     const grounding = searched ? { groundingMetadata: groundingOf(userText, answer.text) } : {};
 
+    // A TTS model speaks: 16-bit PCM at 24 kHz, two samples per character of the text, no text.
+    const speaks = arrayField(gen, "responseModalities").some((m) => String(m) === "AUDIO");
+    if (speaks) {
+      if (!model.includes("-tts")) {
+        return badRequest("The requested combination of response modalities is not supported.");
+      }
+      const voice = recordField(
+        recordField(recordField(gen, "speechConfig") ?? {}, "voiceConfig") ?? {},
+        "prebuiltVoiceConfig",
+      )?.voiceName;
+      const pcm = new Uint8Array(userText.length * 4);
+      pcm[0] = typeof voice === "string" ? voice.length : 0;
+      const audio = {
+        candidates: [{
+          content: {
+            parts: [{
+              inlineData: {
+                mimeType: "audio/L16;codec=pcm;rate=24000",
+                data: btoa(String.fromCharCode(...pcm)),
+              },
+            }],
+            role: "model",
+          },
+          finishReason: "STOP",
+          index: 0,
+        }],
+        usageMetadata: usage(prompt, pcm.length / 32, 0),
+        ...head,
+      };
+      return stream ? this.#sse([audio], alt) : jsonResponse(audio);
+    }
     // An image model draws (unless asked for text only): a PNG after the text.
     const modalities = arrayField(gen, "responseModalities");
     const draws = model.includes("-image") &&
@@ -1977,6 +2015,15 @@ function defaultReply(body: Json, userText: string, gen: Json): string {
         results.map((r) => `${String(r.name)}=${JSON.stringify(r.response)}`).join("; ")
       }`;
     }
+  }
+  // Audio in the last turn: the fake "hears" its type and size.
+  const heard = isRecord(last)
+    ? arrayField(last, "parts").map((p) => isRecord(p) ? recordField(p, "inlineData") : undefined)
+      .find((d) => d !== undefined && String(d.mimeType).startsWith("audio/"))
+    : undefined;
+  if (heard) {
+    const bytes = Math.floor((String(heard.data).replace(/=+$/, "").length * 3) / 4);
+    return `Heard ${bytes} bytes of ${heard.mimeType}`;
   }
   const mime = gen.responseMimeType ?? gen.response_mime_type;
   if (mime === "application/json") {

@@ -305,6 +305,7 @@ Deno.test("models.list pages with an opaque token until every model is returned"
       "models/gemini-embedding-001",
       "models/text-embedding-004",
       "models/gemini-2.5-flash-image",
+      "models/gemini-2.5-flash-preview-tts",
       "models/imagen-4.0-generate-001",
     ]);
 
@@ -1037,13 +1038,13 @@ Deno.test("@google/genai lists and gets models through the fake", async () => {
   await withSdk({ keys: { sdk: { kind: "ok" } } }, async (fake, sdk) => {
     const ai = sdk("sdk");
     const names: string[] = [];
-    const pager = await ai.models.list({ config: { pageSize: 4 } });
+    const pager = await ai.models.list({ config: { pageSize: 5 } });
     for await (const model of pager) names.push(String(model.name));
-    assertEquals(names.length, 8);
+    assertEquals(names.length, 9);
     assertEquals(names[0], "models/gemini-2.5-flash");
     const paths = fake.requests.map((r) => r.path + r.search);
     assertEquals(paths.length, 2, `pages fetched: ${paths.join(" ")}`);
-    assert(paths[0].startsWith("/v1beta/models?pageSize=4"), paths[0]);
+    assert(paths[0].startsWith("/v1beta/models?pageSize=5"), paths[0]);
     assert(paths[1].includes("pageToken="), paths[1]);
     assertEquals(fake.requests[0].headers["x-goog-api-key"], "sdk");
 

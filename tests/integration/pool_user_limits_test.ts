@@ -267,6 +267,7 @@ Deno.test("allowed models and expiry are enforced with 403s; /v1/models lists on
     assert.deepEqual(models.data.map((m) => m.id), [
       "gemini-2.5-flash-lite",
       "gemini-2.5-flash-image",
+      "gemini-2.5-flash-preview-tts",
     ]);
     gw.clock.advance(3_600_000);
     await assert.rejects(
