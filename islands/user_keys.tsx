@@ -98,6 +98,12 @@ export function limitsBody(
   return { ok: true, body };
 }
 
+/** The list limits: the draft's field, the id suffix, and the label, placeholder and help texts. */
+const LIST_FIELDS = [
+  ["models", "models", "users.models", "users.modelsPlaceholder", "users.modelsHelp"],
+  ["allowedIps", "ips", "users.allowedIps", "users.allowedIpsPlaceholder", "users.allowedIpsHelp"],
+] as const;
+
 function LimitFields(props: { t: Translator; idPrefix: string; draft: Signal<LimitDraft> }) {
   const { t, draft } = props;
   const set = (
@@ -120,30 +126,21 @@ function LimitFields(props: { t: Translator; idPrefix: string; draft: Signal<Lim
           />
         </div>
       ))}
-      <div class="field">
-        <label for={id("models")}>{t("users.models")}</label>
-        <input
-          id={id("models")}
-          type="text"
-          placeholder={t("users.modelsPlaceholder")}
-          aria-describedby={id("models-help")}
-          value={draft.value.models}
-          onInput={(e) => set("models", e.currentTarget.value)}
-        />
-        <span class="field-help" id={id("models-help")}>{t("users.modelsHelp")}</span>
-      </div>
-      <div class="field">
-        <label for={id("ips")}>{t("users.allowedIps")}</label>
-        <input
-          id={id("ips")}
-          type="text"
-          placeholder={t("users.allowedIpsPlaceholder")}
-          aria-describedby={id("ips-help")}
-          value={draft.value.allowedIps}
-          onInput={(e) => set("allowedIps", e.currentTarget.value)}
-        />
-        <span class="field-help" id={id("ips-help")}>{t("users.allowedIpsHelp")}</span>
-      </div>
+      {LIST_FIELDS.map(([field, suffix, label, placeholder, help]) => (
+        <div class="field" key={field}>
+          <label for={id(suffix)}>{t(label)}</label>
+          <input
+            id={id(suffix)}
+            type="text"
+            placeholder={t(placeholder)}
+            aria-describedby={id(`${suffix}-help`)}
+            value={draft.value[field]}
+            onInput={(e) =>
+              set(field, e.currentTarget.value)}
+          />
+          <span class="field-help" id={id(`${suffix}-help`)}>{t(help)}</span>
+        </div>
+      ))}
       <div class="field">
         <label for={id("exp")}>{t("users.expires")}</label>
         <input

@@ -3,6 +3,7 @@
  * zod validation issues into a message that names the offending field.
  */
 import type * as z from "zod";
+import { TranslateError } from "../translate/chat_request.ts";
 
 /** OpenAI's error body. */
 export interface OpenAiErrorBody {
@@ -110,4 +111,22 @@ export function fileErrorToOpenAi(
   const headers: Record<string, string> = {};
   if (err.retryAfterSeconds !== undefined) headers["retry-after"] = String(err.retryAfterSeconds);
   return new OpenAiError(err.status, err.message, { code: err.code, param, headers });
+}
+
+/**
+ * Runs a translation of a request (`lib/translate`), turning its `TranslateError` into the OpenAI
+ * error naming the field: a 404 for a file that is gone, else a 400.
+ */
+export function translating<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof TranslateError) {
+      throw new OpenAiError(err.code === "file_not_found" ? 404 : 400, err.message, {
+        param: err.param,
+        code: err.code,
+      });
+    }
+    throw err;
+  }
 }

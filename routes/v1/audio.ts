@@ -13,11 +13,10 @@ import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { failoverOptions, parseChunk } from "../../lib/gemini/generate.ts";
 import type { GenerateContentRequest, GenerateContentResponse } from "../../lib/gemini/types.ts";
 import { SpeechRequestSchema, TranscriptionFieldsSchema } from "../../lib/openai/audio_schema.ts";
-import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
+import { failureToOpenAi, OpenAiError, translating } from "../../lib/openai/errors.ts";
 import { parseWith, readBody } from "../../lib/openai/request.ts";
 import { failureOutcome, runWithFailover } from "../../lib/pool/failover.ts";
 import { toBase64 } from "../../lib/secrets.ts";
-import { TranslateError } from "../../lib/translate/chat_request.ts";
 import { splitText } from "../../lib/translate/chat_response.ts";
 import {
   audioModel,
@@ -34,18 +33,6 @@ import { markWhole } from "../../lib/whole_body.ts";
 
 /** Audio sent inline, at most (Gemini takes about 20 MB per request, base64 included). */
 export const MAX_AUDIO_BYTES = 14 * 1024 * 1024;
-
-/** Runs `fn`, turning a `TranslateError` into a 400 naming its field. */
-function translated<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof TranslateError) {
-      throw new OpenAiError(400, err.message, { param: err.param, code: err.code });
-    }
-    throw err;
-  }
-}
 
 /**
  * One generateContent call with failover, accounted as the request: its answer, or a thrown
@@ -106,7 +93,7 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
       fallback: DEFAULT_TTS_MODEL,
       openai: /^(tts-|gpt-4o(-mini)?-tts)/,
     });
-    const voice = translated(() => geminiVoice(req.voice));
+    const voice = translating(() => geminiVoice(req.voice));
     await assertModelAllowed(gw, { userKey, model });
     const { answer, account } = await generateOnce(gw, c.req.raw, {
       model,
@@ -173,7 +160,7 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
           { param: "response_format" },
         );
       }
-      const mimeType = translated(() => audioTypeOf(file));
+      const mimeType = translating(() => audioTypeOf(file));
       const settings = await gw.settings.get();
       const userKey = c.get("userKey");
       const model = audioModel(req.model, {

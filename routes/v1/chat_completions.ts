@@ -26,6 +26,7 @@ import {
   failureToOpenAi,
   fileErrorToOpenAi,
   OpenAiError,
+  translating,
   validationError,
 } from "../../lib/openai/errors.ts";
 import { readJson } from "../../lib/openai/request.ts";
@@ -38,7 +39,6 @@ import {
   chatSettingsOf,
   normalizeModel,
   toGeminiChatRequest,
-  TranslateError,
 } from "../../lib/translate/chat_request.ts";
 import {
   type CompletionContext,
@@ -116,22 +116,9 @@ export async function chatCompletion(
     userId: userKey.id,
     signal,
   });
-  let translated;
-  try {
-    translated = toGeminiChatRequest(req, {
-      settings: chatSettingsOf(settings),
-      refs: inputs.refs,
-    });
-  } catch (err) {
-    if (err instanceof TranslateError) {
-      throw new OpenAiError(err.code === "file_not_found" ? 404 : 400, err.message, {
-        param: err.param,
-        code: err.code,
-      });
-    }
-    throw err;
-  }
-  const { model, body } = translated;
+  const { model, body } = translating(() =>
+    toGeminiChatRequest(req, { settings: chatSettingsOf(settings), refs: inputs.refs })
+  );
   await assertModelAllowed(gw, { userKey, model });
   const offload = await offloadLargeInline(gw, body, {
     pinnedKeyId: inputs.pinnedKeyId,

@@ -11,11 +11,10 @@ import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { failoverOptions } from "../../lib/gemini/generate.ts";
 import { EmbeddingsRequestSchema } from "../../lib/openai/embeddings_schema.ts";
-import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
+import { failureToOpenAi, OpenAiError, translating } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
 import { failureOutcome, runWithFailover } from "../../lib/pool/failover.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
-import { TranslateError } from "../../lib/translate/chat_request.ts";
 import {
   estimateTokens,
   toBatchEmbedRequests,
@@ -34,15 +33,7 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
     const req = await readBody(c.req.raw, EmbeddingsRequestSchema);
     const settings = await gw.settings.get();
     const userKey = c.get("userKey");
-    let plan;
-    try {
-      plan = toBatchEmbedRequests(req, settings.aliases);
-    } catch (err) {
-      if (err instanceof TranslateError) {
-        throw new OpenAiError(400, err.message, { param: err.param, code: err.code });
-      }
-      throw err;
-    }
+    const plan = translating(() => toBatchEmbedRequests(req, settings.aliases));
     await assertModelAllowed(gw, { userKey, model: plan.model });
     const startedAt = gw.now();
     const attempts: Attempt[] = [];

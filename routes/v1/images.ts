@@ -10,12 +10,11 @@ import { accountRequest, type RequestOutcome } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { failoverOptions, parseChunk } from "../../lib/gemini/generate.ts";
-import { failureToOpenAi, OpenAiError } from "../../lib/openai/errors.ts";
+import { failureToOpenAi, OpenAiError, translating } from "../../lib/openai/errors.ts";
 import { ImagesRequestSchema } from "../../lib/openai/images_schema.ts";
 import { readBody } from "../../lib/openai/request.ts";
 import { failureOutcome, runWithFailover } from "../../lib/pool/failover.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
-import { TranslateError } from "../../lib/translate/chat_request.ts";
 import {
   type DrawnImage,
   geminiImages,
@@ -33,15 +32,7 @@ export function imagesRoutes(gw: Gateway): Hono<AppEnv> {
     const req = await readBody(c.req.raw, ImagesRequestSchema);
     const settings = await gw.settings.get();
     const userKey = c.get("userKey");
-    let plan: ImagePlan;
-    try {
-      plan = toImagePlan(req, settings.aliases);
-    } catch (err) {
-      if (err instanceof TranslateError) {
-        throw new OpenAiError(400, err.message, { param: err.param, code: err.code });
-      }
-      throw err;
-    }
+    const plan: ImagePlan = translating(() => toImagePlan(req, settings.aliases));
     await assertModelAllowed(gw, { userKey, model: plan.model });
     const startedAt = gw.now();
     const attempts: Attempt[] = [];
