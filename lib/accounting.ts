@@ -280,3 +280,26 @@ export class UsageRecorder {
 export function accountRequest(gw: Gateway, outcome: RequestOutcome): void {
   gw.usage.record(outcome, gw.now());
 }
+
+/**
+ * The accounting of one request of a route: `model`, user key, attempts (read when called: a list
+ * the route fills) and start are fixed; each call records the outcome given (a served 200 unless
+ * it says otherwise).
+ */
+export function requestAccount(
+  gw: Gateway,
+  req: Request,
+  fixed: { model: string; userId: string; attempts: readonly Attempt[]; startedAt: number },
+): (outcome?: Partial<RequestOutcome>) => void {
+  return (outcome = {}) =>
+    accountRequest(gw, {
+      model: fixed.model,
+      userId: fixed.userId,
+      attempts: [...fixed.attempts],
+      ok: true,
+      status: 200,
+      startedAt: fixed.startedAt,
+      requestId: gw.requestIdOf(req),
+      ...outcome,
+    });
+}

@@ -7,7 +7,7 @@
  *   audio inline and writes it down, or translates it into English.
  */
 import { Hono } from "hono";
-import { accountRequest, type RequestOutcome } from "../../lib/accounting.ts";
+import { requestAccount, type RequestOutcome } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { failoverOptions, parseChunk } from "../../lib/gemini/generate.ts";
@@ -57,17 +57,12 @@ async function generateOnce(
     if (!res.ok) return { ok: false, status: res.status, body: text };
     return parseChunk(text);
   });
-  const account = (o: Partial<RequestOutcome>) =>
-    accountRequest(gw, {
-      model: options.model,
-      userId: options.userId,
-      attempts: result.attempts,
-      ok: true,
-      status: 200,
-      startedAt,
-      requestId: gw.requestIdOf(req),
-      ...o,
-    });
+  const account = requestAccount(gw, req, {
+    model: options.model,
+    userId: options.userId,
+    attempts: result.attempts,
+    startedAt,
+  });
   if (!result.ok) {
     account(failureOutcome(result.failure));
     throw failureToOpenAi(result.failure);

@@ -6,7 +6,7 @@
  */
 import { Hono } from "hono";
 import * as z from "zod";
-import { accountRequest } from "../../lib/accounting.ts";
+import { requestAccount } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { failoverOptions } from "../../lib/gemini/generate.ts";
@@ -37,6 +37,12 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
     await assertModelAllowed(gw, { userKey, model: plan.model });
     const startedAt = gw.now();
     const attempts: Attempt[] = [];
+    const account = requestAccount(gw, c.req.raw, {
+      model: plan.model,
+      userId: userKey.id,
+      attempts,
+      startedAt,
+    });
     const vectors: number[][] = [];
     const path = `/v1beta/models/${encodeURIComponent(plan.model)}:batchEmbedContents`;
     for (const batch of plan.batches) {
@@ -62,14 +68,7 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
       });
       attempts.push(...result.attempts);
       if (!result.ok) {
-        accountRequest(gw, {
-          model: plan.model,
-          userId: userKey.id,
-          attempts,
-          ...failureOutcome(result.failure),
-          startedAt,
-          requestId: gw.requestIdOf(c.req.raw),
-        });
+        account(failureOutcome(result.failure));
         throw failureToOpenAi(result.failure);
       }
       vectors.push(...result.value);
@@ -79,14 +78,7 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
       texts: plan.texts,
       base64: req.encoding_format === "base64",
     });
-    accountRequest(gw, {
-      model: plan.model,
-      userId: userKey.id,
-      attempts,
-      ok: true,
-      status: 200,
-      startedAt,
-      requestId: gw.requestIdOf(c.req.raw),
+    account({
       usage: {
         promptTokenCount: body.usage.prompt_tokens,
         totalTokenCount: body.usage.total_tokens,

@@ -6,7 +6,7 @@
  * `response_format` is `url` (the gateway hosts no images).
  */
 import { Hono } from "hono";
-import { accountRequest, type RequestOutcome } from "../../lib/accounting.ts";
+import { requestAccount } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { failoverOptions, parseChunk } from "../../lib/gemini/generate.ts";
@@ -36,17 +36,12 @@ export function imagesRoutes(gw: Gateway): Hono<AppEnv> {
     await assertModelAllowed(gw, { userKey, model: plan.model });
     const startedAt = gw.now();
     const attempts: Attempt[] = [];
-    const account = (outcome: Partial<RequestOutcome>) =>
-      accountRequest(gw, {
-        model: plan.model,
-        userId: userKey.id,
-        attempts,
-        ok: true,
-        status: 200,
-        startedAt,
-        requestId: gw.requestIdOf(c.req.raw),
-        ...outcome,
-      });
+    const account = requestAccount(gw, c.req.raw, {
+      model: plan.model,
+      userId: userKey.id,
+      attempts,
+      startedAt,
+    });
     const options = await failoverOptions(gw, {
       model: plan.model,
       signal: gw.clients.signalOf(c.req.raw),
