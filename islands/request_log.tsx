@@ -78,14 +78,23 @@ export function RequestLog(props: RequestLogProps) {
     <section class="card" aria-labelledby="log-title">
       <div class="card-head">
         <h2 id="log-title">{t("logs.title")}</h2>
-        <button
-          type="button"
-          class="btn btn-small"
-          disabled={loading.value}
-          onClick={() => load(true)}
-        >
-          {t("common.refresh")}
-        </button>
+        <div class="actions">
+          <a
+            class="btn btn-small"
+            href="/admin/api/request-log?limit=1000&format=csv"
+            download
+          >
+            {t("logs.downloadCsv")}
+          </a>
+          <button
+            type="button"
+            class="btn btn-small"
+            disabled={loading.value}
+            onClick={() => load(true)}
+          >
+            {t("common.refresh")}
+          </button>
+        </div>
       </div>
       <div class="toolbar">
         <div class="field field-narrow">

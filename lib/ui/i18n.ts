@@ -369,6 +369,7 @@ const en = {
   "cause.empty_answer": "Empty answer",
   "cause.refused": "Refused (permission or billing)",
   "logs.title": "Request log",
+  "logs.downloadCsv": "Download CSV",
   "audit.title": "Admin activity",
   "audit.help":
     "Changes made through the admin API or this UI, logins, and refused admin passwords, newest first; kept 90 days. Request bodies are never recorded.",
@@ -771,6 +772,7 @@ const zhCN: Messages = {
   "cause.empty_answer": "空回答",
   "cause.refused": "被拒绝（权限或计费）",
   "logs.title": "请求日志",
+  "logs.downloadCsv": "下载 CSV",
   "audit.title": "管理操作记录",
   "audit.help":
     "通过管理 API 或本界面所做的更改、登录，以及被拒绝的管理密码，按时间倒序；保留 90 天。从不记录请求内容。",

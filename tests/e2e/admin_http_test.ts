@@ -204,6 +204,13 @@ Deno.test("sign-ins, failed sign-ins, UI changes and sign-outs are in the audit 
     assert.match(html, /Admin activity/);
     assert.match(html, /Wrong password at sign-in/);
     assert.match(html, /PATCH \/admin\/api\/settings/);
+    // The page's CSV download link works with the session alone.
+    assert.match(html, /href="\/admin\/api\/request-log\?limit=1000&amp;format=csv"/);
+    const csv = await fetch(`${gw.url}/admin/api/request-log?limit=1000&format=csv`, {
+      headers: { cookie: s2.cookie },
+    });
+    assert.equal(csv.status, 200);
+    assert.match(await csv.text(), /^time,request_id,/);
   } finally {
     await gw.close();
   }

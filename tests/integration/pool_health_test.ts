@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type FileRecord, getFile, putFile } from "../../lib/store/files.ts";
-import { startGateway, type TestGateway } from "./harness.ts";
+import { ADMIN_PASSWORD, startGateway, type TestGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 const DAY = 86_400_000;
@@ -262,6 +262,30 @@ Deno.test("a request id a user quotes finds its request in the log: theirs, or t
     }
     const none = await gw.admin<{ data: Entry[] }>("GET", "/admin/api/request-log?request_id=nope");
     assert.deepEqual(none.json.data, []);
+    // The same entries as a CSV file, newest first, the key name a spreadsheet formula could hide in
+    // quoted and defused.
+    const users = await gw.admin<{ data: { id: string }[] }>("GET", "/admin/api/user-keys");
+    await gw.admin("PATCH", `/admin/api/user-keys/${users.json.data[0].id}`, {
+      name: '=HYPERLINK("x"),bob',
+    });
+    const csv = await fetch(`${gw.url}/admin/api/request-log?format=csv`, {
+      headers: { authorization: `Bearer ${ADMIN_PASSWORD}` },
+    });
+    assert.equal(csv.headers.get("content-type"), "text/csv; charset=utf-8");
+    assert.match(
+      csv.headers.get("content-disposition") ?? "",
+      /attachment; filename="request-log-/,
+    );
+    const lines = (await csv.text()).trimEnd().split("\r\n");
+    assert.equal(
+      lines[0],
+      "time,request_id,user_key_name,user_key_id,model,key,key_id,status," +
+        "latency_ms,input_tokens,output_tokens,attempts,error_class",
+    );
+    assert.equal(lines.length, 1 + ids.length);
+    const first = lines[1].split(",");
+    assert.equal(first[1], ids.at(-1));
+    assert.ok(lines[1].includes(`"'=HYPERLINK(""x""),bob"`), lines[1]);
   } finally {
     await gw.close();
   }

@@ -1,7 +1,8 @@
 /**
  * `GET /admin/api/request-log`: the last requests, newest first (time, user key name, model, key
  * masked, status, latency, tokens, error class, request id); redacted: no prompt, answer or secret
- * is stored. `?request_id=` finds the entries of one `X-Request-Id`.
+ * is stored. `?request_id=` finds the entries of one `X-Request-Id`; `?format=csv` answers a CSV
+ * file for export.
  */
 import { Hono } from "hono";
 import * as z from "zod";
@@ -16,7 +17,35 @@ const QuerySchema = z.object({
   before: z.iso.datetime({ offset: true }).optional(),
   /** Only the entries of this `X-Request-Id` (the one a user quotes when reporting a problem). */
   request_id: z.string().trim().min(1).max(255).optional(),
+  /** `csv`: the same entries as a CSV file (a spreadsheet's), for export. */
+  format: z.enum(["json", "csv"]).default("json"),
 });
+
+/** The columns of the CSV export, in order (the JSON fields' names). */
+const CSV_COLUMNS = [
+  "time",
+  "request_id",
+  "user_key_name",
+  "user_key_id",
+  "model",
+  "key",
+  "key_id",
+  "status",
+  "latency_ms",
+  "input_tokens",
+  "output_tokens",
+  "attempts",
+  "error_class",
+] as const;
+
+/** One CSV field (RFC 4180), with formula-looking text defused for spreadsheets. */
+export function csvField(value: unknown): string {
+  if (value === null || value === undefined) return "";
+  let text = String(value);
+  // A cell starting with = + - @ would run as a formula when the file is opened.
+  if (typeof value === "string" && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
 
 /** Builds the request-log route. */
 export function requestLogRoutes(gw: Gateway): Hono<AppEnv> {
@@ -36,25 +65,33 @@ export function requestLogRoutes(gw: Gateway): Hono<AppEnv> {
     ]);
     const names = new Map(users.map((u) => [u.id, u.name]));
     const page = entries.slice(0, q.limit);
-    return c.json({
-      data: page.map((e) => ({
-        id: e.id,
-        time: new Date(e.t).toISOString(),
-        user_key_id: e.userId,
-        user_key_name: e.userId ? names.get(e.userId) ?? null : null,
-        model: e.model,
-        key_id: e.keyId,
-        key: e.key,
-        status: e.status,
-        latency_ms: e.latencyMs,
-        input_tokens: e.inputTokens,
-        output_tokens: e.outputTokens,
-        attempts: e.attempts,
-        error_class: e.errorClass,
-        request_id: e.requestId,
-      })),
-      has_more: entries.length > q.limit,
-    });
+    const rows = page.map((e) => ({
+      id: e.id,
+      time: new Date(e.t).toISOString(),
+      user_key_id: e.userId,
+      user_key_name: e.userId ? names.get(e.userId) ?? null : null,
+      model: e.model,
+      key_id: e.keyId,
+      key: e.key,
+      status: e.status,
+      latency_ms: e.latencyMs,
+      input_tokens: e.inputTokens,
+      output_tokens: e.outputTokens,
+      attempts: e.attempts,
+      error_class: e.errorClass,
+      request_id: e.requestId,
+    }));
+    if (q.format === "csv") {
+      const lines = [CSV_COLUMNS.join(",")];
+      for (const row of rows) lines.push(CSV_COLUMNS.map((k) => csvField(row[k])).join(","));
+      return c.body(lines.join("\r\n") + "\r\n", 200, {
+        "content-type": "text/csv; charset=utf-8",
+        "content-disposition": `attachment; filename="request-log-${
+          new Date(gw.now()).toISOString().slice(0, 10)
+        }.csv"`,
+      });
+    }
+    return c.json({ data: rows, has_more: entries.length > q.limit });
   });
 
   return app;
