@@ -89,6 +89,7 @@ function AddKeys(props: { onAdded: (res: AddKeysResult) => Promise<void> }) {
   const weight = useSignal("1");
   const label = useSignal("");
   const project = useSignal("");
+  const proxy = useSignal("");
   const adding = useSignal(false);
   const notice = useSignal<Notice>(null);
 
@@ -103,6 +104,7 @@ function AddKeys(props: { onAdded: (res: AddKeysResult) => Promise<void> }) {
       if (weight.value && Number.isInteger(w)) body.weight = w;
       if (label.value.trim()) body.label = label.value.trim();
       if (project.value.trim()) body.project = project.value.trim();
+      if (proxy.value.trim()) body.proxy = proxy.value.trim();
       const res = await api<AddKeysResult>("POST", "/admin/api/keys", body);
       const rejected = res.rejected ?? [];
       notice.value = {
@@ -143,6 +145,20 @@ function AddKeys(props: { onAdded: (res: AddKeysResult) => Promise<void> }) {
             spellcheck={false}
             placeholder="AIzaSy…"
           />
+        </div>
+        <div class="field">
+          <label for="keys-proxy">{t("keys.proxy")}</label>
+          <input
+            id="keys-proxy"
+            type="text"
+            maxLength={2000}
+            placeholder={t("keys.proxyPlaceholder")}
+            aria-describedby="keys-proxy-help"
+            value={proxy.value}
+            onInput={(e) => (proxy.value = e.currentTarget.value)}
+            autocomplete="off"
+          />
+          <span class="field-help" id="keys-proxy-help">{t("keys.proxyHelp")}</span>
         </div>
         <div class="field-row">
           <div class="field">
@@ -190,6 +206,49 @@ function AddKeys(props: { onAdded: (res: AddKeysResult) => Promise<void> }) {
       </form>
       <NoticeBox notice={notice.value} testid="add-report" />
     </section>
+  );
+}
+
+/**
+ * A key's outbound proxy: the current one shown (never its login) as the placeholder; typing a URL
+ * sets it, the clear button goes direct again.
+ */
+function ProxyInput(props: {
+  t: Translator;
+  k: KeyView;
+  onChange: (proxy: string | null) => void;
+}) {
+  const { t, k } = props;
+  return (
+    <span class="proxy-line">
+      <input
+        type="text"
+        class="input-project"
+        aria-label={`${t("keys.proxy")} ${k.masked}`}
+        placeholder={k.proxy ?? t("keys.proxyDirect")}
+        title={k.proxy ?? undefined}
+        value=""
+        maxLength={2000}
+        autocomplete="off"
+        onChange={(e) => {
+          const value = e.currentTarget.value.trim();
+          e.currentTarget.value = "";
+          if (value) props.onChange(value);
+        }}
+      />
+      {k.proxy
+        ? (
+          <button
+            type="button"
+            class="btn btn-small"
+            aria-label={t("keys.proxyClear", { key: k.masked })}
+            onClick={() => props.onChange(null)}
+          >
+            ×
+          </button>
+        )
+        : null}
+    </span>
   );
 }
 
@@ -542,7 +601,7 @@ export function GeminiKeys(props: GeminiKeysProps) {
                     <th scope="col">{t("common.status")}</th>
                     <th scope="col">{t("common.enabled")}</th>
                     <th scope="col">{t("keys.weight")}</th>
-                    <th scope="col">{t("keys.project")}</th>
+                    <th scope="col">{t("keys.projectProxy")}</th>
                     <th scope="col" class="num">{t("keys.usage")}</th>
                     <th scope="col">{t("common.actions")}</th>
                   </tr>
@@ -615,6 +674,11 @@ export function GeminiKeys(props: GeminiKeysProps) {
                           maxLength={100}
                           onChange={(e) =>
                             patch(k.id, { project: e.currentTarget.value.trim() || null })}
+                        />
+                        <ProxyInput
+                          t={t}
+                          k={k}
+                          onChange={(proxy) => patch(k.id, { proxy })}
                         />
                       </td>
                       <td data-label={t("keys.usage")} class="num small nowrap">

@@ -216,6 +216,8 @@ export function createApp(deps: AppDeps): App {
       timeoutMs: deps.config.upstreamTimeoutMs,
       // A fetch given by a test wraps every upstream call: then every call goes through it.
       direct: !deps.fetch && deps.config.upstreamHttp === "direct",
+      // A key's outbound proxy, as the pool last loaded it (the pool is made below).
+      proxyOf: (apiKey) => gateway.pool.proxyOf(apiKey),
     }),
     settings,
     // Loaded lazily, through the gateway itself (the model list is fetched across the pool).

@@ -1,6 +1,7 @@
 /**
  * The upstream HTTP client: sends one request to Gemini with exactly one credential
- * (`x-goog-api-key`), a timeout for the response headers, and the client's abort signal.
+ * (`x-goog-api-key`), a timeout for the response headers, and the client's abort signal; through
+ * the key's outbound proxy when it has one (`fetch` with a `Deno.createHttpClient`).
  */
 import { Deadlines } from "../deadlines.ts";
 import { type ByteSource, streamSource } from "./byte_source.ts";
@@ -97,6 +98,8 @@ export interface GeminiClientOptions {
   timeoutMs: number;
   /** JSON posts go through the gateway's own HTTP/1.1 client (`h1.ts`) instead of `fetch`. */
   direct?: boolean;
+  /** The outbound proxy of a key (by its secret), if it has one: its calls go through it. */
+  proxyOf?: (apiKey: string) => string | undefined;
 }
 
 /** Thrown when the upstream did not send response headers in time. */
@@ -106,6 +109,9 @@ export class UpstreamTimeoutError extends Error {
     this.name = "UpstreamTimeoutError";
   }
 }
+
+/** `fetch` options of a key without a proxy (shared: the hot path allocates nothing for it). */
+const DIRECT: { client?: Deno.HttpClient } = Object.freeze({});
 
 const DROPPED_HEADERS = new Set(["authorization", "x-goog-api-key", "host", "content-length"]);
 
@@ -118,6 +124,8 @@ export class GeminiClient {
   #h1Works = false;
   /** The upstream timeout (response headers, and the gap between stream events), one timer. */
   readonly deadlines: Deadlines;
+  /** One HTTP client per proxy URL in use (`Deno.createHttpClient`). */
+  #proxyClients = new Map<string, Deno.HttpClient>();
 
   constructor(options: GeminiClientOptions) {
     this.#options = options;
@@ -128,6 +136,20 @@ export class GeminiClient {
   /** Closes the kept upstream connections (shutdown, tests); later calls open new ones. */
   closeIdle(): void {
     this.#h1?.closeIdle();
+    for (const client of this.#proxyClients.values()) client.close();
+    this.#proxyClients.clear();
+  }
+
+  /** `fetch`'s options for a call with `apiKey`: through its proxy's HTTP client, if it has one. */
+  #via(apiKey: string): { client?: Deno.HttpClient } {
+    const proxy = this.#options.proxyOf?.(apiKey);
+    if (proxy === undefined) return DIRECT;
+    let client = this.#proxyClients.get(proxy);
+    if (!client) {
+      client = Deno.createHttpClient({ proxy: { url: proxy } });
+      this.#proxyClients.set(proxy, client);
+    }
+    return { client };
   }
 
   /** The absolute URL of an upstream path. */
@@ -155,20 +177,23 @@ export class GeminiClient {
       );
     }
     const headers = this.#headers(apiKey, request.headers, request.body);
+    const via = this.#via(apiKey);
     return this.#guarded(signal, (aborted) => {
       const viaFetch = () => {
-        const init: RequestInit & { duplex?: "half" } = {
+        const init: RequestInit & { duplex?: "half"; client?: Deno.HttpClient } = {
           method: request.method,
           headers,
           body: request.body,
           signal: aborted,
+          ...via,
         };
         // A streamed upload body needs half-duplex.
         if (request.body instanceof ReadableStream) init.duplex = "half";
         return this.#options.fetch(request.url ?? this.url(request.path, request.query), init);
       };
-      // JSON posts (generate, stream, embeddings, token counts) take the lighter client.
-      const h1 = this.#h1;
+      // JSON posts (generate, stream, embeddings, token counts) take the lighter client, unless
+      // the key has a proxy.
+      const h1 = via.client ? null : this.#h1;
       if (h1 && typeof request.body === "string" && request.url === undefined) {
         const body = request.body;
         return this.#direct(h1, aborted, viaFetch, () =>
@@ -190,12 +215,13 @@ export class GeminiClient {
    */
   post(apiKey: string, request: JsonPost, signal?: AbortSignal): Promise<UpstreamAnswer> {
     const headers = this.#headers(apiKey, request.headers, request.body);
+    const via = this.#via(apiKey);
     return this.#guarded(signal, (aborted) => {
       const viaFetch = async () => {
-        const init = { method: "POST", headers, body: request.body, signal: aborted };
+        const init = { method: "POST", headers, body: request.body, signal: aborted, ...via };
         return fetchAnswer(await this.#options.fetch(this.url(request.path, request.query), init));
       };
-      const h1 = this.#h1;
+      const h1 = via.client ? null : this.#h1;
       if (!h1) return viaFetch();
       return this.#direct(h1, aborted, viaFetch, async () =>
         h1Answer(

@@ -16,6 +16,7 @@ import {
   getGeminiKey,
   listGeminiKeys,
   openGeminiKey,
+  openProxy,
   updateGeminiKey,
 } from "../store/gemini_keys.ts";
 import { type Limits, listModelConfigs, type ModelConfig, noLimits } from "../store/models.ts";
@@ -264,7 +265,12 @@ export class KeyPool {
   #view: CachedValue<PoolView>;
   #usage: CachedValue<true>;
   #tracker = new UsageTracker();
-  #secrets = new Map<string, { sealed: string; secret: string }>();
+  #secrets = new Map<
+    string,
+    { sealed: string; secret: string; proxySealed: string | null; proxy: string | null }
+  >();
+  /** Each key secret's outbound proxy (keys with one only). */
+  #proxies = new Map<string, string>();
   #candidates = new Map<string, ModelCandidates>();
   #stats = new Map<string, KeyStats>();
   #cursor: SharedCursor;
@@ -302,11 +308,20 @@ export class KeyPool {
     const ids = new Set(keys.map((r) => r.id));
     for (const r of keys) {
       const known = this.#secrets.get(r.id);
-      if (known?.sealed !== r.sealed) {
-        this.#secrets.set(r.id, { sealed: r.sealed, secret: await openGeminiKey(this.#sealer, r) });
+      const proxySealed = r.proxy?.sealed ?? null;
+      if (known?.sealed !== r.sealed || known.proxySealed !== proxySealed) {
+        this.#secrets.set(r.id, {
+          sealed: r.sealed,
+          secret: await openGeminiKey(this.#sealer, r),
+          proxySealed,
+          proxy: await openProxy(this.#sealer, r),
+        });
       }
     }
     for (const id of this.#secrets.keys()) if (!ids.has(id)) this.#secrets.delete(id);
+    const proxies = new Map<string, string>();
+    for (const s of this.#secrets.values()) if (s.proxy) proxies.set(s.secret, s.proxy);
+    this.#proxies = proxies;
     for (const id of this.#stats.keys()) if (!ids.has(id)) this.#stats.delete(id);
     return buildView({
       keys,
@@ -360,6 +375,14 @@ export class KeyPool {
       console.error("Warming the key pool failed:", err instanceof Error ? err.message : err);
     this.#view.get().catch(failed);
     this.#usage.get().catch(failed);
+  }
+
+  /**
+   * The outbound proxy of the key with `secret`, or undefined (direct), as of the last load of the
+   * pool (a change reaches every isolate with the pool's refresh).
+   */
+  proxyOf(secret: string): string | undefined {
+    return this.#proxies.get(secret);
   }
 
   /** Waits for refreshes in flight, so that tests and shutdown leave nothing pending. */

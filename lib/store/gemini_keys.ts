@@ -78,6 +78,11 @@ export const GeminiKeyRecordSchema = z.object({
   /** Limits learned from 429s (`quotaValue`) for a key without a project, by model. */
   learned: z.record(z.string(), LimitsSchema).default({}),
   health: KeyHealthSchema.default({ checkedAt: null, result: null, message: null, days: {} }),
+  /**
+   * The outbound proxy this key's calls go through (sealed: its URL may hold a login), and how it
+   * is shown (without the login); null: direct.
+   */
+  proxy: z.object({ sealed: z.string(), shown: z.string() }).nullable().default(null),
   createdAt: z.number(),
   updatedAt: z.number(),
 });
@@ -154,7 +159,48 @@ export interface AddKeysOptions {
   weight?: number;
   label?: string;
   project?: string;
+  /** An outbound proxy for every key added (as `parseProxyUrl` accepted it). */
+  proxy?: { url: string; shown: string } | null;
   now: number;
+}
+
+/** Proxy schemes Deno's HTTP client speaks. */
+const PROXY_SCHEMES = new Set(["http:", "https:", "socks5:", "socks5h:"]);
+
+/**
+ * An outbound proxy URL (`http://[user:pass@]host:port`, also `https:`, `socks5:`, `socks5h:`) and
+ * how it is shown (no login), or why it is not one (pure).
+ */
+export function parseProxyUrl(text: string): { url: string; shown: string } | { problem: string } {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    return { problem: "not a URL (use http://host:port, optionally with user:password@)" };
+  }
+  if (!PROXY_SCHEMES.has(url.protocol)) {
+    return { problem: `unsupported scheme '${url.protocol}': use http, https, socks5 or socks5h` };
+  }
+  if (!url.hostname) return { problem: "the proxy URL has no host" };
+  if ((url.pathname !== "/" && url.pathname !== "") || url.search || url.hash) {
+    return { problem: "a proxy URL has no path, query or fragment" };
+  }
+  const login = url.username || url.password ? " (with login)" : "";
+  return { url: url.href.replace(/\/$/, ""), shown: `${url.protocol}//${url.host}${login}` };
+}
+
+/** The stored form of a key's proxy (sealed with the key's id as context). */
+export async function sealProxy(
+  sealer: Sealer,
+  id: string,
+  proxy: { url: string; shown: string },
+): Promise<{ sealed: string; shown: string }> {
+  return { sealed: await sealer.seal(proxy.url, `gkp:${id}`), shown: proxy.shown };
+}
+
+/** The proxy URL of a key record, or null when it has none. */
+export async function openProxy(sealer: Sealer, record: GeminiKeyRecord): Promise<string | null> {
+  return record.proxy ? await sealer.open(record.proxy.sealed, `gkp:${record.id}`) : null;
 }
 
 /**
@@ -194,6 +240,7 @@ export async function addGeminiKeys(
       enabled: true,
       weight: options.weight ?? 1,
       project: options.project ?? "",
+      proxy: options.proxy ? await sealProxy(sealer, id, options.proxy) : null,
       invalid: null,
       cooldowns: {},
       consecutiveErrors: 0,

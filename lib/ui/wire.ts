@@ -32,6 +32,8 @@ export const KeyViewSchema = z.looseObject({
   status_cause: z.string().nullable().optional(),
   consecutive_errors: z.number().optional(),
   project: z.string().nullable().optional(),
+  /** The outbound proxy, shown without its login; null: direct. */
+  proxy: z.string().nullable().optional(),
   health: z.looseObject({
     checked_at: z.string().nullable(),
     result: z.string().nullable(),

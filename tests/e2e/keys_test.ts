@@ -64,6 +64,31 @@ Deno.test("keys: many keys are tested with progress and a report; a removed key 
     assert.ok(after.json.data.some((k) => k.id === gone.id), "the key is back in the pool");
     const removed = await gw.admin<{ data: unknown[] }>("GET", "/admin/api/removed-keys");
     assert.equal(removed.json.data.length, 0);
+
+    // A proxy is typed in for one key (its login never shows again), then removed.
+    const first = page.locator("tr[data-masked='AIza…0001']");
+    const proxyInput = first.getByRole("textbox", { name: "Proxy AIza…0001" });
+    await proxyInput.fill("http://me:pw@10.1.2.3:3128");
+    await proxyInput.press("Enter");
+    await page.waitForFunction(() =>
+      document.querySelector<HTMLInputElement>("tr[data-masked='AIza…0001'] .proxy-line input")
+        ?.placeholder === "http://10.1.2.3:3128 (with login)"
+    );
+    const withProxy = await gw.admin<{ data: KeyView[] }>("GET", "/admin/api/keys");
+    const proxied = withProxy.json.data.find((k) => k.masked === "AIza…0001")!;
+    assert.equal(
+      (proxied as KeyView & { proxy: string }).proxy,
+      "http://10.1.2.3:3128 (with login)",
+    );
+    await first.getByRole("button", { name: "Remove the proxy of AIza…0001" }).click();
+    await first.getByRole("button", { name: "Remove the proxy of AIza…0001" }).waitFor({
+      state: "detached",
+    });
+    const cleared = await gw.admin<{ data: (KeyView & { proxy: string | null })[] }>(
+      "GET",
+      "/admin/api/keys",
+    );
+    assert.equal(cleared.json.data.find((k) => k.masked === "AIza…0001")!.proxy, null);
     assert.deepEqual(b.errors, []);
   } finally {
     await b.close();

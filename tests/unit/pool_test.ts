@@ -47,6 +47,7 @@ function key(id: string, patch: Partial<GeminiKeyRecord> = {}): GeminiKeyRecord 
     consecutiveErrors: 0,
     learned: {},
     health: { checkedAt: null, result: null, message: null, days: {} },
+    proxy: null,
     createdAt: 0,
     updatedAt: 0,
     ...patch,

@@ -1,6 +1,6 @@
 /**
  * `/admin/api/keys`: list, batch add (with duplicate and rejection report), patch (including the
- * project label and restoring), delete Gemini keys, probe one now. Keys are only ever shown masked.
+ * project label, the outbound proxy and restoring), delete Gemini keys, probe one now. Keys are only ever shown masked.
  */
 import { Hono } from "hono";
 import * as z from "zod";
@@ -16,6 +16,8 @@ import {
   getGeminiKey,
   keyStatus,
   listGeminiKeys,
+  parseProxyUrl,
+  sealProxy,
   updateGeminiKey,
 } from "../../../lib/store/gemini_keys.ts";
 import {
@@ -39,11 +41,23 @@ const MAX_BATCH = 1000;
 /** A project label: trimmed, 1-100 characters; null or "" clears it. */
 export const ProjectLabelSchema = z.string().trim().max(MAX_PROJECT_LENGTH).nullable();
 
+/** An outbound proxy URL, checked and split into the URL and how it is shown; null: none. */
+const ProxySchema = z.string().max(2000).transform((text, ctx) => {
+  const parsed = parseProxyUrl(text);
+  if ("problem" in parsed) {
+    ctx.addIssue({ code: "custom", message: parsed.problem });
+    return z.NEVER;
+  }
+  return parsed;
+}).nullable();
+
 const AddKeysSchema = z.strictObject({
   keys: z.array(z.string()).min(1).max(MAX_BATCH),
   weight: z.number().int().min(1).max(100).optional(),
   label: z.string().max(100).optional(),
   project: ProjectLabelSchema.optional(),
+  /** Every key added calls Gemini through this proxy. */
+  proxy: ProxySchema.optional(),
 });
 
 const PatchKeySchema = z.strictObject({
@@ -51,6 +65,7 @@ const PatchKeySchema = z.strictObject({
   weight: z.number().int().min(1).max(100).optional(),
   label: z.string().max(100).optional(),
   project: ProjectLabelSchema.optional(),
+  proxy: ProxySchema.optional(),
   /** `"active"` restores an invalid or cooling key (its own cooldowns; a project's stay). */
   status: z.literal("active").optional(),
 });
@@ -87,6 +102,8 @@ export function keyView(
     enabled: record.enabled,
     weight: record.weight,
     project: record.project || null,
+    /** The outbound proxy, without its login; null: direct. */
+    proxy: record.proxy?.shown ?? null,
     status: state.status,
     status_cause: state.cause,
     status_reason: state.reason,
@@ -191,6 +208,7 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
       weight: body.weight,
       label: body.label,
       project: body.project ?? "",
+      proxy: body.proxy,
       now,
     });
     gw.pool.invalidate();
@@ -211,8 +229,11 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
   app.patch("/:id", async (c) => {
     const patch = await readBody(c.req.raw, PatchKeySchema);
     const now = gw.now();
-    const updated = await updateGeminiKey(gw.kv, c.req.param("id"), (r) => ({
+    const id = c.req.param("id");
+    const proxy = patch.proxy ? await sealProxy(gw.sealer, id, patch.proxy) : patch.proxy;
+    const updated = await updateGeminiKey(gw.kv, id, (r) => ({
       ...r,
+      ...(proxy === undefined ? {} : { proxy }),
       enabled: patch.enabled ?? r.enabled,
       weight: patch.weight ?? r.weight,
       label: patch.label ?? r.label,
