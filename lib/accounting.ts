@@ -24,7 +24,7 @@ import type { UsageMetadata } from "./gemini/types.ts";
 import type { Settings } from "./store/settings.ts";
 import { type NewRequestLogEntry, requestLogMutations } from "./store/request_log.ts";
 import { type Attempt, type BatchChunk, commitChunks, UsageBatch } from "./store/usage.ts";
-import { budgetIncrements } from "./store/user_budgets.ts";
+import { budgetIdsOf } from "./store/user_budgets.ts";
 
 /** How long completed requests are held in memory before they are written to KV. */
 export const FLUSH_INTERVAL_MS = 1_000;
@@ -142,10 +142,13 @@ export class UsageRecorder {
       this.#settlements.push({ attempts: outcome.attempts, ok: outcome.ok, promptTokens });
     }
     if (outcome.userId && outcome.ok) {
-      const amounts = { tokens: promptTokens + completionTokens, requests: 1 };
-      for (const b of budgetIncrements(outcome.userId, now, amounts)) {
-        this.#pendingBudgets.set(b.id, (this.#pendingBudgets.get(b.id) ?? 0) + b.n);
+      const ids = budgetIdsOf(outcome.userId, now);
+      const pending = this.#pendingBudgets;
+      const tokens = promptTokens + completionTokens;
+      if (tokens > 0) {
+        for (const id of ids.tokens) pending.set(id, (pending.get(id) ?? 0) + tokens);
       }
+      for (const id of ids.requests) pending.set(id, (pending.get(id) ?? 0) + 1);
     }
     if (this.#batch.groups >= FLUSH_SOON_SIZE || this.#log.length >= FLUSH_SOON_LOG) {
       this.#schedule(0);

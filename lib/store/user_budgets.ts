@@ -122,6 +122,32 @@ export function budgetIncrements(
   return out;
 }
 
+/** The counter ids of one user key in one Pacific day (and its month), by metric. */
+interface DayIds {
+  day: number;
+  tokens: string[];
+  requests: string[];
+}
+
+const dayIds = new Map<string, DayIds>();
+
+/**
+ * The ids of the counters an answered request of `userId` at `now` adds to, by metric: the same
+ * as `budgetIncrements`' ids, made once per user key and day (the recorder runs per request).
+ */
+export function budgetIdsOf(userId: string, now: number): { tokens: string[]; requests: string[] } {
+  const day = pacificDayNumber(now);
+  const known = dayIds.get(userId);
+  if (known?.day === day) return known;
+  if (dayIds.size >= 10_000) dayIds.clear();
+  const ids: DayIds = { day, tokens: [], requests: [] };
+  for (const b of BUDGETS) {
+    ids[b.metric].push(budgetCounterId(budgetKey(b, budgetPeriod(b, now), userId)));
+  }
+  dayIds.set(userId, ids);
+  return ids;
+}
+
 /** The budgets `userKey` has a limit on. */
 export function limitedBudgets(userKey: UserKeyRecord): Budget[] {
   return BUDGETS.filter((b) => userKey[b.field] !== null);

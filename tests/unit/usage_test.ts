@@ -9,7 +9,13 @@ import {
   type UsageEvent,
   usageMutations,
 } from "../../lib/store/usage.ts";
-import { budgetCounterId, budgetKey, BUDGETS } from "../../lib/store/user_budgets.ts";
+import {
+  budgetCounterId,
+  budgetIdsOf,
+  budgetIncrements,
+  budgetKey,
+  BUDGETS,
+} from "../../lib/store/user_budgets.ts";
 
 Deno.test("a failed attempt then a success counts one request, two attempts and one error", async () => {
   const kv = await Deno.openKv(":memory:");
@@ -326,5 +332,20 @@ Deno.test("a batch due for writing at once is scheduled once, not again by every
   } finally {
     globalThis.setTimeout = original;
     kv.close();
+  }
+});
+
+Deno.test("the recorder's budget counter ids are the batch's, in every period", () => {
+  // Across a month's end in Pacific time: the ids follow the day and the month.
+  for (
+    const now of [Date.UTC(2026, 10, 30, 12), Date.UTC(2026, 11, 1, 9), Date.UTC(2027, 0, 1, 9)]
+  ) {
+    const ids = budgetIdsOf("uk_x", now);
+    const made = budgetIncrements("uk_x", now, { tokens: 5, requests: 1 });
+    assert.deepEqual(
+      [...ids.tokens, ...ids.requests].toSorted(),
+      made.map((m) => m.id).toSorted(),
+      new Date(now).toISOString(),
+    );
   }
 });
