@@ -104,23 +104,74 @@ export interface GenerateCall extends CallTarget {
   emptyIsAnswer?: boolean;
 }
 
+/**
+ * Whether a 400 refuses the request's thinking configuration: a model that does not think, a level
+ * or budget it does not take ("Thinking is not enabled for models/…", "Thinking level MEDIUM is
+ * not supported for this model", "Budget 0 is invalid…"). Google changes these rules per model
+ * without notice.
+ */
+export function refusesThinking(status: number, text: string): boolean {
+  return status === 400 && /thinking|budget/i.test(text) &&
+    /not enabled|not supported|invalid|only works in thinking mode/i.test(text);
+}
+
+/** `body` without its `thinkingConfig`, as JSON, or null when it has none (pure). */
+export function withoutThinking(body: unknown): string | null {
+  const config = (body as { generationConfig?: Record<string, unknown> } | null)?.generationConfig;
+  if (!config || !("thinkingConfig" in config)) return null;
+  const { thinkingConfig: _dropped, ...rest } = config;
+  return JSON.stringify({ ...(body as Record<string, unknown>), generationConfig: rest });
+}
+
+/**
+ * A generate call's JSON body, which drops its thinking configuration for good once Gemini refuses
+ * it (so the model's own default applies), and says whether it can still do so.
+ */
+class Payload {
+  text: string;
+  #body: unknown;
+  #stripped = false;
+
+  constructor(body: unknown) {
+    this.#body = body;
+    this.text = JSON.stringify(body);
+  }
+
+  /** Drops the thinking configuration after a refusal of it; false when there is nothing to drop. */
+  dropThinking(status: number, answer: string): boolean {
+    if (this.#stripped || !refusesThinking(status, answer)) return false;
+    const stripped = withoutThinking(this.#body);
+    this.#stripped = true;
+    if (stripped === null) return false;
+    this.text = stripped;
+    return true;
+  }
+}
+
 /** Calls generateContent with failover. */
 export async function generateOnce(
   gw: Gateway,
   call: GenerateCall,
 ): Promise<FailoverResult<GenerateContentResponse>> {
   const { body, emptyIsAnswer, ...target } = call;
-  const payload = JSON.stringify(body);
+  const payload = new Payload(body);
   const options = await failoverOptions(gw, {
     ...target,
     estimatedTokens: target.estimatedTokens ?? estimateRequestTokens(body),
   });
   return await runWithFailover(gw.pool, options, async (key) => {
-    const res = await gw.client.post(key.secret, {
-      path: modelPath(target.model, "generateContent"),
-      body: payload,
-    }, target.signal);
-    const text = await res.text();
+    const post = () =>
+      gw.client.post(key.secret, {
+        path: modelPath(target.model, "generateContent"),
+        body: payload.text,
+      }, target.signal);
+    let res = await post();
+    let text = await res.text();
+    // Gemini refused the thinking settings: the same key once more, with the model's default.
+    if (!res.ok && payload.dropThinking(res.status, text)) {
+      res = await post();
+      text = await res.text();
+    }
     if (!res.ok) return { ok: false, status: res.status, body: text };
     const parsed = parseChunk(text);
     return parsed.ok && !emptyIsAnswer && isEmptyAnswer(parsed.value) ? EMPTY_ANSWER : parsed;
@@ -146,7 +197,7 @@ export async function openStream(
   },
 ): Promise<FailoverResult<OpenedStream>> {
   const { body, upstream, sent, emptyIsAnswer, ...target } = call;
-  const payload = JSON.stringify(body);
+  const payload = new Payload(body);
   const options = await failoverOptions(gw, {
     ...target,
     estimatedTokens: target.estimatedTokens ?? estimateRequestTokens(body),
@@ -155,13 +206,23 @@ export async function openStream(
     gw.pool,
     options,
     async (key): Promise<AttemptResult<OpenedStream>> => {
-      const res = await gw.client.post(key.secret, {
-        path: modelPath(target.model, "streamGenerateContent"),
-        query: "alt=sse",
-        body: payload,
-        sent,
-      }, upstream);
-      if (!res.ok) return { ok: false, status: res.status, body: await res.text() };
+      const post = () =>
+        gw.client.post(key.secret, {
+          path: modelPath(target.model, "streamGenerateContent"),
+          query: "alt=sse",
+          body: payload.text,
+          sent,
+        }, upstream);
+      let res = await post();
+      if (!res.ok) {
+        const text = await res.text();
+        // Gemini refused the thinking settings: the same key once more, with the model's default.
+        if (!payload.dropThinking(res.status, text)) {
+          return { ok: false, status: res.status, body: text };
+        }
+        res = await post();
+        if (!res.ok) return { ok: false, status: res.status, body: await res.text() };
+      }
       const events = readSseData(res.body);
       const first = await events.next();
       if (first.done) {

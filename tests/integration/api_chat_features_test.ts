@@ -5,7 +5,7 @@
  * settings, prompt injection, model aliases and thinking suffixes, and anti-truncation.
  */
 import assert from "node:assert/strict";
-import type OpenAI from "openai";
+import OpenAI from "openai";
 import { DEFAULT_MODELS, type FakeModel, type GenerateRequestView } from "../fakes/fake_gemini.ts";
 import { startGateway, type TestGateway } from "./harness.ts";
 
@@ -592,6 +592,66 @@ Deno.test("web search: a -search model name or web_search_options turns on Googl
     const plain = await chatAnswer(client, { model: "gemini-2.5-flash", messages: [asked] }, false);
     assert.equal(plain.content, "Echo: What is new today?");
     assert.equal(tools(2), undefined);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a thinking setting Gemini refuses is dropped and the same key asked again, streamed or not", async () => {
+  // A newer model the gateway's table takes for a thinking one, which (here) does not think.
+  const gw = await startGateway({
+    keys: { "AIzaFeat-1": OK },
+    fakeOptions: {
+      strict: true,
+      models: [
+        ...MODELS,
+        {
+          name: "gemini-4-flash-experimental",
+          supportedGenerationMethods: ["generateContent", "countTokens"],
+        },
+      ],
+    },
+  });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const reply = await client.chat.completions.create({
+      model: "gemini-4-flash-experimental",
+      reasoning_effort: "high",
+      messages: [{ role: "user", content: "think hard" }],
+    });
+    assert.equal(reply.choices[0].message.content, "Echo: think hard");
+    const stream = await client.chat.completions.create({
+      model: "gemini-4-flash-experimental",
+      reasoning_effort: "low",
+      stream: true,
+      messages: [{ role: "user", content: "again" }],
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+    assert.equal(text, "Echo: again");
+    // Each request: one refused call with thinkingConfig, then one without, on the same key.
+    const calls = gw.fake.requests.filter((r) => r.path.includes("gemini-4-flash-experimental:"))
+      .map((r) =>
+        "thinkingConfig" in ((r.body as { generationConfig?: object }).generationConfig ?? {})
+      );
+    assert.deepEqual(calls, [true, false, true, false]);
+    await gw.app.drain();
+    const keys = await gw.admin<{ data: { status: string; consecutive_errors: number }[] }>(
+      "GET",
+      "/admin/api/keys",
+    );
+    assert.deepEqual([keys.json.data[0].status, keys.json.data[0].consecutive_errors], [
+      "active",
+      0,
+    ]);
+    // A request whose own error is not about thinking is still answered at once.
+    await assert.rejects(
+      client.chat.completions.create({
+        model: "gemini-4-flash-experimental",
+        messages: [{ role: "user", content: "[[BAD]]" }],
+      }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError,
+    );
   } finally {
     await gw.close();
   }

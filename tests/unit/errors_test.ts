@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { classifyHttpFailure, deploymentProblem, parseDuration } from "../../lib/gemini/errors.ts";
 import { redactSecret } from "../../lib/pool/failover.ts";
-import { isEmptyAnswer, isEmptyStream } from "../../lib/gemini/generate.ts";
+import {
+  isEmptyAnswer,
+  isEmptyStream,
+  refusesThinking,
+  withoutThinking,
+} from "../../lib/gemini/generate.ts";
 import type { GenerateContentResponse } from "../../lib/gemini/types.ts";
 
 function google(code: number, status: string, message: string, details?: unknown[]) {
@@ -178,4 +183,29 @@ Deno.test("an empty answer is one that ended normally without a single part, and
   assert.equal(isEmptyStream(ended(undefined, "STOP")), true);
   assert.equal(isEmptyStream(ended(undefined)), false);
   assert.equal(isEmptyStream({ usageMetadata: { promptTokenCount: 1 } }), false);
+});
+
+Deno.test("refusals of thinking settings are told from other 400s; the body drops only thinkingConfig", () => {
+  for (
+    const message of [
+      "Thinking is not enabled for models/gemma-3-27b-it",
+      "Thinking level MEDIUM is not supported for this model.",
+      "Budget 0 is invalid. This model only works in thinking mode.",
+      "The thinking budget 99999 is invalid. Please choose a value between 128 and 32768.",
+    ]
+  ) assert.ok(refusesThinking(400, google(400, "INVALID_ARGUMENT", message)), message);
+  assert.ok(
+    !refusesThinking(400, google(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")),
+  );
+  assert.ok(!refusesThinking(503, google(503, "UNAVAILABLE", "Thinking is not enabled")));
+  const body = {
+    contents: [],
+    generationConfig: { temperature: 0.5, thinkingConfig: { thinkingLevel: "HIGH" } },
+  };
+  assert.deepEqual(JSON.parse(withoutThinking(body)!), {
+    contents: [],
+    generationConfig: { temperature: 0.5 },
+  });
+  assert.equal(withoutThinking({ contents: [], generationConfig: {} }), null);
+  assert.equal(withoutThinking({ contents: [] }), null);
 });
