@@ -11,7 +11,7 @@ import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { failoverOptions } from "../../lib/gemini/generate.ts";
 import { EmbeddingsRequestSchema } from "../../lib/openai/embeddings_schema.ts";
-import { failureToOpenAi, OpenAiError, translating } from "../../lib/openai/errors.ts";
+import { failureToOpenAi, translating } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
 import { failureOutcome, runWithFailover } from "../../lib/pool/failover.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
