@@ -4,6 +4,7 @@
  * byte reaches the client can still move to another key). Shared by the OpenAI chat route and its
  * anti-truncation rounds.
  */
+import { parseGoogleError } from "./errors.ts";
 import type { Gateway } from "../gateway.ts";
 import type { Deadline, Deadlines } from "../deadlines.ts";
 import { estimateRequestTokens } from "../pool/estimate.ts";
@@ -111,8 +112,11 @@ export interface GenerateCall extends CallTarget {
  * without notice.
  */
 export function refusesThinking(status: number, text: string): boolean {
-  return status === 400 && /thinking|budget/i.test(text) &&
-    /not enabled|not supported|invalid|only works in thinking mode/i.test(text);
+  if (status !== 400) return false;
+  // Google's message only: the body's status ("INVALID_ARGUMENT") must not count as a match.
+  const message = parseGoogleError(text)?.error.message ?? text.slice(0, 500);
+  return /thinking/i.test(message) &&
+    /not enabled|not supported|is invalid|only works in thinking mode/i.test(message);
 }
 
 /** `body` without its `thinkingConfig`, as JSON, or null when it has none (pure). */

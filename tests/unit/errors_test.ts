@@ -198,6 +198,13 @@ Deno.test("refusals of thinking settings are told from other 400s; the body drop
     !refusesThinking(400, google(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")),
   );
   assert.ok(!refusesThinking(503, google(503, "UNAVAILABLE", "Thinking is not enabled")));
+  // A schema problem naming a field "budget" is not about thinking.
+  assert.ok(
+    !refusesThinking(
+      400,
+      google(400, "INVALID_ARGUMENT", "Invalid value at 'tools[0].parameters.budget' (type)"),
+    ),
+  );
   const body = {
     contents: [],
     generationConfig: { temperature: 0.5, thinkingConfig: { thinkingLevel: "HIGH" } },
