@@ -154,10 +154,20 @@ export class UserLimiter {
       const refusal = budgetRefusal(key, budgets!, used, now);
       if (refusal) return refusal;
     }
-    // The window and a budget read that is due run side by side: one round trip, not two.
+    // The window and a budget read that is due run side by side: one round trip, not two. The
+    // read's failure is handled below, once the window is done (never left unhandled meanwhile).
+    if (used && !Array.isArray(used)) used.catch(() => {});
     const admitted = window ? await this.#admitWindow(key) : UNLIMITED;
     if (used && !Array.isArray(used)) {
-      const refusal = budgetRefusal(key, budgets!, await used, now);
+      let counts: number[];
+      try {
+        counts = await used;
+      } catch (err) {
+        // The request is not admitted: its permit and slot go back.
+        if (admitted.allowed) this.#giveBackLocal(key, admitted);
+        throw err;
+      }
+      const refusal = budgetRefusal(key, budgets!, counts, now);
       if (refusal) {
         if (admitted.allowed) this.#giveBackLocal(key, admitted);
         return refusal;

@@ -1,0 +1,67 @@
+/**
+ * The user-key limiter when KV fails: a budget read that fails refuses the request with an error
+ * (never an unhandled rejection that would end the process) and gives back what the window had
+ * admitted, so the key is not left short of a concurrency slot.
+ */
+import assert from "node:assert/strict";
+import { UserLimiter } from "../../lib/auth/user_limiter.ts";
+import { type UserKeyRecord, UserKeyRecordSchema } from "../../lib/store/user_keys.ts";
+
+/** A KV whose `getMany` fails while `down.value` is true. */
+function flakyKv(real: Deno.Kv, down: { value: boolean }): Deno.Kv {
+  return new Proxy(real, {
+    get(target, prop) {
+      if (prop === "getMany") {
+        return (keys: Deno.KvKey[]) =>
+          down.value ? Promise.reject(new Error("KV down")) : target.getMany(keys);
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
+
+function limitedKey(): UserKeyRecord {
+  return UserKeyRecordSchema.parse({
+    id: "uk_test",
+    name: "t",
+    hash: "h",
+    prefix: "sk-…",
+    enabled: true,
+    rpm: null,
+    maxConcurrency: 1,
+    tokensPerDay: 1000,
+    createdAt: 0,
+    updatedAt: 0,
+  });
+}
+
+Deno.test("a failed budget read is an error of that request: nothing unhandled, no slot kept", async () => {
+  const real = await Deno.openKv(":memory:");
+  const down = { value: false };
+  let clock = Date.parse("2026-03-10T12:00:00Z");
+  const limiter = new UserLimiter({
+    kv: flakyKv(real, down),
+    now: () => clock,
+    budgetSince: () => 0,
+  });
+  try {
+    const key = limitedKey();
+    const first = await limiter.admit(key);
+    assert.ok(first.allowed);
+    first.release?.();
+    // A new Pacific day: the counters must be read before admitting, and KV fails.
+    clock += 86_400_000;
+    down.value = true;
+    await assert.rejects(limiter.admit(key), /KV down/);
+    // The first admission of a key reads its window lease and budgets side by side: the same.
+    await assert.rejects(limiter.admit({ ...key, id: "uk_other" }), /KV down/);
+    down.value = false;
+    const after = await limiter.admit(key);
+    assert.ok(after.allowed, `the slot came back: ${JSON.stringify(after)}`);
+    after.release?.();
+  } finally {
+    await limiter.close();
+    real.close();
+  }
+});
