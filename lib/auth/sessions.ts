@@ -98,6 +98,11 @@ function sessionToken(req: Request, secure: boolean): string | null {
   return readCookie(req, cookieName(SESSION_COOKIE, secure));
 }
 
+/** Whether the request carries a session cookie at all (live or not), in either spelling. */
+export function hasSessionCookie(req: Request): boolean {
+  return sessionToken(req, false) !== null || sessionToken(req, true) !== null;
+}
+
 /** Creates a session and returns the `Set-Cookie` value that hands it to the browser. */
 export async function createSession(
   gw: Gateway,

@@ -97,7 +97,9 @@ export function addSessionRoutes(app: Hono<PageEnv>, gw: Gateway): void {
       }
       const client = clientAddress(c.env);
       const audit = (action: AuditAction, actor: string, res: Response) => {
-        auditEvent(gw, req, { env: c.env, action, actor, status: res.status });
+        // A locked-out client may keep trying: its attempts are throttled in the log.
+        const throttle = action === "locked_out";
+        auditEvent(gw, req, { env: c.env, action, actor, status: res.status, throttle });
         return res;
       };
       const locked = await lockoutRemaining(gw, client);

@@ -98,3 +98,30 @@ Deno.test("the audit log pages newest first with a cursor, and refuses a cursor 
     await gw.close();
   }
 });
+
+Deno.test("nobody can flood the audit log: visitors are not recorded, cookie refusals are throttled, paths are cut", async () => {
+  const gw = await startGateway({});
+  try {
+    const send = (method: string, path: string, headers: Record<string, string> = {}) =>
+      fetch(`${gw.url}${path}`, { method, headers }).then((r) => r.body?.cancel());
+    for (let i = 0; i < 20; i++) await send("POST", `/admin/api/keys/${"x".repeat(2000)}${i}`);
+    for (let i = 0; i < 20; i++) {
+      await send("DELETE", "/admin/api/user-keys/uk_1", { cookie: "gw_session=made-up" });
+    }
+    type Page = { data: { actor: string; path: string; status: number }[] };
+    const first = await gw.admin<Page>("GET", "/admin/api/audit-log");
+    assert.deepEqual(first.json.data.map((e) => [e.actor, e.path, e.status]), [
+      ["none", "/admin/api/user-keys/uk_1", 401],
+    ]);
+    // A minute later the same address is recorded once more; a real change always is.
+    gw.clock.advance(61_000);
+    await send("DELETE", "/admin/api/user-keys/uk_1", { cookie: "gw_session=made-up" });
+    await gw.admin("PATCH", `/admin/api/user-keys/${"y".repeat(500)}`, { name: "x" });
+    const later = await gw.admin<Page>("GET", "/admin/api/audit-log");
+    assert.equal(later.json.data.length, 3);
+    assert.equal(later.json.data[0].path.length, 200, "a long path is cut");
+    assert.equal(later.json.data[0].actor, "password");
+  } finally {
+    await gw.close();
+  }
+});
