@@ -27,11 +27,13 @@ export function parseIpRange(text: string): IpRange | null {
   if (extra !== undefined) return null;
   const bytes = parseIp(address);
   if (!bytes) return null;
-  const bits = bytes.length * 8;
-  if (prefixText === undefined) return { bytes, prefix: bits };
+  if (prefixText === undefined) return { bytes, prefix: bytes.length * 8 };
   if (!/^\d{1,3}$/.test(prefixText)) return null;
   const prefix = Number(prefixText);
-  return prefix <= bits ? { bytes, prefix } : null;
+  // An IPv4-mapped IPv6 range counts its prefix out of 128: `::ffff:10.0.0.0/104` is 10.0.0.0/8.
+  const mapped = bytes.length === 4 && address.includes(":");
+  if (mapped) return prefix >= 96 && prefix <= 128 ? { bytes, prefix: prefix - 96 } : null;
+  return prefix <= bytes.length * 8 ? { bytes, prefix } : null;
 }
 
 /** Whether `address` (bytes from `parseIp`) is in `range`. */

@@ -47,6 +47,10 @@ Deno.test("CIDR ranges match by prefix and never across families", () => {
   assert.equal(parseIpRange("::/129"), null);
   assert.equal(parseIpRange("::1/128")!.prefix, 128);
   assert.equal(parseIpRange("1.2.3.4")!.prefix, 32, "an address is a /32");
+  // IPv4-mapped IPv6 ranges count their prefix out of 128.
+  assert.deepEqual(parseIpRange("::ffff:10.0.0.0/104"), { bytes: [10, 0, 0, 0], prefix: 8 });
+  assert.equal(parseIpRange("::ffff:10.0.0.0/24"), null, "a /24 of 128 bits is not a mapped range");
+  assert.ok(inRange(parseIpRange("::ffff:10.0.0.0/104")!, parseIp("10.200.1.1")!));
 });
 
 Deno.test("an allow-list admits its addresses and ranges only", () => {

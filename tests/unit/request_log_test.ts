@@ -1,3 +1,4 @@
+import { csvField } from "../../routes/admin/api/request_log.ts";
 import assert from "node:assert/strict";
 import {
   type NewRequestLogEntry,
@@ -118,4 +119,27 @@ Deno.test("trimming keeps exactly the newest N entries, cutting the page on the 
   } finally {
     kv.close();
   }
+});
+
+Deno.test("CSV fields are quoted as RFC 4180 says, and formulas are defused in every spelling", () => {
+  assert.equal(csvField(null), "");
+  assert.equal(csvField(42), "42");
+  assert.equal(csvField("plain"), "plain");
+  assert.equal(csvField('a "b", c'), '"a ""b"", c"');
+  for (
+    const formula of [
+      "=1+1",
+      "+1",
+      "-1",
+      "@SUM(A1)",
+      "  =HYPERLINK(1)",
+      "\u3000=1",
+      "＝1",
+      "＠x",
+      "\nline",
+    ]
+  ) {
+    assert.ok(csvField(formula).replace(/^"/, "").startsWith("'"), JSON.stringify(formula));
+  }
+  assert.equal(csvField(-5), "-5", "numbers are numbers");
 });

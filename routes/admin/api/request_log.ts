@@ -42,8 +42,13 @@ const CSV_COLUMNS = [
 export function csvField(value: unknown): string {
   if (value === null || value === undefined) return "";
   let text = String(value);
-  // A cell starting with = + - @ would run as a formula when the file is opened.
-  if (typeof value === "string" && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  // A cell starting with = + - @ (or their full-width forms, after any spaces) would run as a
+  // formula when the file is opened.
+  if (
+    typeof value === "string" && /^[\s\u3000]*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20]|^[\t\r\n]/.test(text)
+  ) {
+    text = `'${text}`;
+  }
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
