@@ -216,8 +216,18 @@ export class StreamRounds {
     const finishing = !!c.finishReason;
     if (finishing && this.#trimmer) text += this.#trimmer.end();
     this.#answer += text;
-    const rebuilt: Part[] = parts.filter((p) => !(typeof p.text === "string" && !p.thought));
-    if (text) rebuilt.push({ text });
+    // The answer's text parts become the one trimmed text, where the first of them was (pictures
+    // and thoughts keep their places).
+    const rebuilt: Part[] = [];
+    let placed = false;
+    for (const p of parts) {
+      if (typeof p.text !== "string" || p.thought) rebuilt.push(p);
+      else if (!placed) {
+        placed = true;
+        if (text) rebuilt.push({ text });
+      }
+    }
+    if (!placed && text) rebuilt.push({ text });
     const candidate = { ...c, content: { role: "model", parts: rebuilt } };
     if (finishing) {
       if (c.finishReason === "MAX_TOKENS" && this.#options.onMaxTokens && this.#roundsLeft()) {

@@ -172,17 +172,21 @@ export function imageMarkdown(image: { mimeType: string; data: string }, before:
 }
 
 /**
- * Splits parts into answer text and thought-summary text. Images of the answer (an image model's
- * output) become Markdown images in the text; images among the thoughts are left out.
+ * Splits parts into answer text and thought-summary text. With `images` (what a client is shown),
+ * the answer's pictures (an image model's output) become Markdown images in the text; images among
+ * the thoughts are left out.
  */
-export function splitText(parts: readonly Part[]): { text: string; thoughts: string } {
+export function splitText(
+  parts: readonly Part[],
+  options: { images?: boolean } = {},
+): { text: string; thoughts: string } {
   let text = "";
   let thoughts = "";
   for (const p of parts) {
     if (typeof p.text === "string") {
       if (p.thought) thoughts += p.text;
       else text += p.text;
-    } else if (p.inlineData && !p.thought && p.inlineData.mimeType.startsWith("image/")) {
+    } else if (options.images && p.inlineData?.mimeType.startsWith("image/") && !p.thought) {
       text += imageMarkdown(p.inlineData, text);
     }
   }
@@ -258,7 +262,7 @@ export function candidateMessage(
   options: { thinkTags?: boolean } = {},
 ): { message: ChatMessage; hasToolCalls: boolean } {
   const parts = candidate.content?.parts ?? [];
-  let { text, thoughts } = splitText(parts);
+  let { text, thoughts } = splitText(parts, { images: true });
   if (options.thinkTags && thoughts) {
     text = THINK_OPEN + thoughts + THINK_CLOSE + text;
     thoughts = "";

@@ -156,7 +156,7 @@ export class ChatStreamTranslator {
     for (const c of candidates) {
       const index = c.index ?? 0;
       const parts = c.content?.parts ?? [];
-      const { text, thoughts } = splitText(parts);
+      const { text, thoughts } = splitText(parts, { images: true });
       if (thoughts && this.#ctx.thinkTags) {
         const open = this.#thinking.has(index) ? "" : THINK_OPEN;
         this.#thinking.add(index);

@@ -37,6 +37,24 @@ Deno.test("an image model's picture is in the chat answer as a Markdown image, s
     for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? "";
     assert.ok(streamed.startsWith("Echo: draw a dog"), streamed.slice(0, 60));
     assert.ok(streamed.includes(image));
+    // With anti-truncation on, the answer passes through its rounds: the picture still comes once,
+    // after the text.
+    await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
+    const once = (text: string) => text.split("![image](").length - 1;
+    const rounded = await client.chat.completions.create({
+      model: "gemini-2.5-flash-image",
+      messages: [{ role: "user", content: "draw a bird" }],
+    });
+    assert.equal(rounded.choices[0].message.content, `Echo: draw a bird\n\n${image}\n\n`);
+    const roundedStream = await client.chat.completions.create({
+      model: "gemini-2.5-flash-image",
+      messages: [{ role: "user", content: "draw a fish" }],
+      stream: true,
+    });
+    let fish = "";
+    for await (const chunk of roundedStream) fish += chunk.choices[0]?.delta?.content ?? "";
+    assert.equal(once(fish), 1, fish.slice(0, 80));
+    assert.ok(fish.startsWith("Echo: draw a fish"), fish.slice(0, 40));
   } finally {
     await gw.close();
   }
