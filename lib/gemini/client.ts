@@ -20,6 +20,11 @@ export interface UpstreamRequest {
   /** An absolute upstream URL instead of `path` and `query` (an upload session); it must be on
    * the upstream origin. */
   url?: string;
+  /**
+   * The key's outbound proxy, when the caller knows it better than the pool's last load (a probe
+   * of a record just read); null: direct. Absent: as the pool says.
+   */
+  proxy?: string | null;
 }
 
 /** A JSON post: a path on the upstream and its body. */
@@ -140,9 +145,12 @@ export class GeminiClient {
     this.#proxyClients.clear();
   }
 
-  /** `fetch`'s options for a call with `apiKey`: through its proxy's HTTP client, if it has one. */
-  #via(apiKey: string): { client?: Deno.HttpClient } {
-    const proxy = this.#options.proxyOf?.(apiKey);
+  /**
+   * `fetch`'s options for a call with `apiKey`: through its proxy's HTTP client, if it has one
+   * (`explicit`, when given, rather than the pool's view).
+   */
+  #via(apiKey: string, explicit?: string | null): { client?: Deno.HttpClient } {
+    const proxy = explicit === undefined ? this.#options.proxyOf?.(apiKey) : explicit ?? undefined;
     if (proxy === undefined) return DIRECT;
     let client = this.#proxyClients.get(proxy);
     if (!client) {
@@ -177,7 +185,7 @@ export class GeminiClient {
       );
     }
     const headers = this.#headers(apiKey, request.headers, request.body);
-    const via = this.#via(apiKey);
+    const via = this.#via(apiKey, request.proxy);
     return this.#guarded(signal, (aborted) => {
       const viaFetch = () => {
         const init: RequestInit & { duplex?: "half"; client?: Deno.HttpClient } = {

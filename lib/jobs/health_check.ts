@@ -15,6 +15,7 @@ import {
   type KeyHealth,
   listGeminiKeys,
   openGeminiKey,
+  openProxy,
   updateGeminiKey,
 } from "../store/gemini_keys.ts";
 
@@ -43,7 +44,7 @@ function isDue(key: GeminiKeyRecord, now: number): boolean {
   return key.health.checkedAt === null || now - key.health.checkedAt >= HEALTHY_RECHECK_MS;
 }
 
-/** Probes one key: GET /v1beta/models?pageSize=1 with it. */
+/** Probes one key: GET /v1beta/models?pageSize=1 with it (through its proxy, if it has one). */
 export async function probeKey(
   gw: Gateway,
   key: GeminiKeyRecord,
@@ -54,6 +55,9 @@ export async function probeKey(
       method: "GET",
       path: "/v1beta/models",
       query: "pageSize=1",
+      // The record's own proxy: a key is probed the way it is used, even before the pool has
+      // loaded the change.
+      proxy: await openProxy(gw.sealer, key),
     });
     const text = await res.text();
     if (res.ok) return { result: "ok", message: "The models call succeeded" };

@@ -46,6 +46,14 @@ Deno.test("a key with a proxy calls Gemini through it; other keys go direct", as
     });
     assert.equal(patched.status, 200);
     assert.equal(patched.json.proxy, `http://127.0.0.1:${proxy.port} (with login)`);
+    // A check right after the change probes through the proxy too (the record's own, not the
+    // pool's last load).
+    const check = await gw.admin<{ result: string }>("POST", `/admin/api/keys/${proxied.id}/check`);
+    assert.equal(check.json.result, "ok");
+    assert.deepEqual(
+      proxy.seen.filter((s) => s.url.includes("/v1beta/models?")).map((s) => s.key),
+      ["AIzaViaProxy-00001"],
+    );
     const apiKey = await gw.createUserKey();
     for (let i = 0; i < 4; i++) {
       const res = await post(`${gw.url}/v1/chat/completions`, {
