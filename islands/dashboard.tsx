@@ -74,6 +74,7 @@ const CAUSE_KEYS: Record<string, MessageKey> = {
   network: "cause.network",
   empty_answer: "cause.empty_answer",
   refused: "cause.refused",
+  location: "cause.location",
 };
 
 function Stat(props: { label: string; value: string; sub?: string; id: string }) {

@@ -25,6 +25,11 @@ export type FailureClass =
   | { kind: "rate_limited"; retryAfterMs: number | null; perDay: boolean; reason: string }
   /** Upstream trouble (5xx, network, timeout): count an error, try another key. */
   | { kind: "upstream"; reason: string }
+  /**
+   * The key cannot be served from where it calls (its free tier is not offered in that country):
+   * rest it, try another key; not an upstream error.
+   */
+  | { kind: "unserved"; reason: string }
   /** The request itself is bad: answer the client at once, blame no key. */
   | { kind: "client"; reason: string };
 
@@ -121,7 +126,7 @@ export function classifyHttpFailure(status: number, bodyText: string): FailureCl
   // A free-tier key called from a country without a free tier: the deployment's location, not the
   // key, is at fault (the key works from elsewhere), and a billed key may serve. Try another key.
   if (status === 400 && FREE_TIER_COUNTRY.test(message)) {
-    return { kind: "upstream", reason: message };
+    return { kind: "unserved", reason: message };
   }
   if (status === 400 && err?.error.status === "FAILED_PRECONDITION" && /billing/i.test(message)) {
     return { kind: "key_invalid", reason: message };

@@ -89,6 +89,7 @@ function causeOf(
   timedOut: boolean,
 ): ErrorCause {
   if (failure.kind === "key_invalid") return "invalid_key";
+  if (failure.kind === "unserved") return "location";
   if (failure.kind === "rate_limited") return failure.perDay ? "daily_quota" : "rate_limited";
   if (!result) return timedOut ? "timeout" : "network";
   if (result.body === EMPTY_ANSWER_BODY) return "empty_answer";
@@ -163,7 +164,11 @@ export async function runWithFailover<T>(
     if (result) {
       failure = classifyHttpFailure(result.status, result.body);
       const problem = deploymentProblem(result.status, result.body);
-      if (problem) {
+      if (problem && pool.proxyOf(picked.secret) !== undefined) {
+        // The key called through its own proxy: the place refused is the proxy's, not the
+        // deployment's, and another key may call from elsewhere.
+        failure = { kind: "unserved", reason: `${failure.reason} (through the key's proxy)` };
+      } else if (problem) {
         pool.alerts.note(problem.kind, problem.message);
         if (problem.kind === "location") {
           failure = {
@@ -195,6 +200,8 @@ export async function runWithFailover<T>(
     last = failure;
     if (failure.kind === "key_invalid") {
       await pool.markInvalid(picked.id, failure.reason);
+    } else if (failure.kind === "unserved") {
+      await pool.noteUnserved(picked.id, failure.reason, { model: options.model });
     } else if (failure.kind === "rate_limited") {
       await pool.noteRateLimited(picked.id, {
         model: options.model,

@@ -67,6 +67,8 @@ export const MAX_ERROR_COOLDOWN_MS = 10 * 60_000;
 export const RR_BLOCK = 32;
 /** The largest lease: a busy isolate doubles its block while each one lasts under a second. */
 export const RR_MAX_BLOCK = 1024;
+/** How long a key rests for a model Google will not serve it from where it calls. */
+export const UNSERVED_REST_MS = 3_600_000;
 /** How long an expired 429 cooldown is remembered (a second per-day hint in a row parks the key). */
 export const RECENT_429_MS = 60 * 60_000;
 /** Longest upstream error text kept in a key's state. */
@@ -736,6 +738,21 @@ export class KeyPool {
           };
         }
         return { ...r, consecutiveErrors: streak, cooldowns, updatedAt: now };
+      }),
+    );
+  }
+
+  /**
+   * Rests a key for `model` after Google refused to serve it from where it calls (its location):
+   * for an hour, without counting an error (another key may be served from elsewhere).
+   */
+  async noteUnserved(id: string, reason: string, options: { model: string }): Promise<void> {
+    const now = this.#now();
+    this.#patchKey(
+      await updateGeminiKey(this.#kv, id, (r) => {
+        const cooldowns = recentCooldowns(r.cooldowns, now);
+        cooldowns[options.model] = { until: now + UNSERVED_REST_MS, cause: "location", reason };
+        return { ...r, cooldowns, updatedAt: now };
       }),
     );
   }

@@ -28,6 +28,8 @@ export const CooldownCauseSchema = z.enum([
   "no_quota",
   /** Repeated upstream errors (5xx, network): a short, growing backoff. */
   "errors",
+  /** Google does not serve the key from where it calls (its proxy's or the server's country). */
+  "location",
 ]);
 
 /** A cooldown cause. */

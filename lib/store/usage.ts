@@ -46,8 +46,8 @@ export type Counts = Record<Metric, number>;
 
 /**
  * Why an attempt failed: a 429 for a minute window or for the day's quota, a key Google refuses,
- * an upstream 5xx, a timeout, a network failure, an empty answer, or another refusal (a 403 about
- * permission or billing).
+ * an upstream 5xx, a timeout, a network failure, an empty answer, another refusal (a 403 about
+ * permission or billing), or Google not serving the key from where it called (its location).
  */
 export const ERROR_CAUSES = [
   "rate_limited",
@@ -58,6 +58,7 @@ export const ERROR_CAUSES = [
   "network",
   "empty_answer",
   "refused",
+  "location",
 ] as const;
 /** One cause of failed attempts. */
 export type ErrorCause = typeof ERROR_CAUSES[number];

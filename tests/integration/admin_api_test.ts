@@ -320,15 +320,20 @@ Deno.test("Google refusing the gateway's location raises a dashboard alert and b
 });
 
 Deno.test("free-tier keys refused for the deployment's country fail over to a billed key, with an alert", async () => {
+  // More refused keys than the upstream-error limit (3) of one request: they are not errors.
   const gw = await startGateway({
     keys: {
       "AIzaFree-key-00001": { kind: "free_tier_country" },
-      "AIzaPaid-key-00002": { kind: "ok" },
+      "AIzaFree-key-00002": { kind: "free_tier_country" },
+      "AIzaFree-key-00003": { kind: "free_tier_country" },
+      "AIzaFree-key-00004": { kind: "free_tier_country" },
+      "AIzaPaid-key-00005": { kind: "ok" },
     },
   });
   try {
+    await gw.admin("PATCH", "/admin/api/settings", { maxAttempts: 10 });
     const client = gw.openai(await gw.createUserKey());
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 6; i++) {
       const reply = await client.chat.completions.create({
         model: "gemini-2.5-flash",
         messages: [{ role: "user", content: `hi ${i}` }],
@@ -340,6 +345,13 @@ Deno.test("free-tier keys refused for the deployment's country fail over to a bi
       "/admin/api/keys",
     );
     assert.ok(keys.json.data.every((k) => k.status !== "invalid"), "the free key is not condemned");
+    // Each free key rests an hour for the model, for its location (not as an error streak).
+    const free = keys.json.data.filter((k) => !k.masked.endsWith("0005")) as unknown as {
+      status: string;
+      status_cause: string;
+    }[];
+    assert.equal(free.length, 4);
+    for (const k of free) assert.deepEqual([k.status, k.status_cause], ["cooldown", "location"]);
     const alerts = await gw.admin<{ data: { kind: string }[] }>("GET", "/admin/api/alerts");
     assert.deepEqual(alerts.json.data.map((a) => a.kind), ["free_tier_location"]);
   } finally {

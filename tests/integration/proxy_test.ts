@@ -134,3 +134,34 @@ Deno.test("proxy URLs are validated; a dead proxy fails over to another key", as
     await gw.close();
   }
 });
+
+Deno.test("a location refusal through a key's proxy rests that key and fails over, with no deployment alert", async () => {
+  const proxy = forwardProxy();
+  const gw = await startGateway({
+    keys: { "AIzaFarAway-000001": { kind: "location" }, "AIzaNearby-000002": OK },
+  });
+  try {
+    const keys = (await gw.admin<{ data: KeyRow[] }>("GET", "/admin/api/keys")).json.data;
+    const far = keys.find((k) => k.masked.endsWith("0001"))!;
+    await gw.admin("PATCH", `/admin/api/keys/${far.id}`, { proxy: proxy.url });
+    const client = gw.openai(await gw.createUserKey());
+    for (let i = 0; i < 3; i++) {
+      const reply = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: `hi ${i}` }],
+      });
+      assert.match(reply.choices[0].message.content ?? "", /Echo/);
+    }
+    const after = await gw.admin<{ data: (KeyRow & { status: string; status_cause: string })[] }>(
+      "GET",
+      "/admin/api/keys",
+    );
+    const rested = after.json.data.find((k) => k.id === far.id)!;
+    assert.deepEqual([rested.status, rested.status_cause], ["cooldown", "location"]);
+    const alerts = await gw.admin<{ data: unknown[] }>("GET", "/admin/api/alerts");
+    assert.deepEqual(alerts.json.data, [], "the deployment's own location is not at fault");
+  } finally {
+    await gw.close();
+    await proxy.close();
+  }
+});

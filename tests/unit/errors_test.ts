@@ -100,7 +100,7 @@ Deno.test("Google refusing the deployment's location is a deployment problem, ne
     "FAILED_PRECONDITION",
     "Gemini API free tier is not available in your country. Please enable billing on your project in Google AI Studio.",
   );
-  assert.equal(classifyHttpFailure(400, freeTier).kind, "upstream", "a billed key may serve");
+  assert.equal(classifyHttpFailure(400, freeTier).kind, "unserved", "a billed key may serve");
   assert.equal(deploymentProblem(400, freeTier)?.kind, "free_tier_location");
   // Billing a project needs otherwise stays the key's (a human must act on it).
   const billing = google(400, "FAILED_PRECONDITION", "Please enable billing for this project.");
