@@ -11,11 +11,18 @@ import { resolveModel } from "./models.ts";
 /** The model OpenAI image model names (and no model at all) stand for, unless an alias says else. */
 export const DEFAULT_IMAGE_MODEL = "gemini-2.5-flash-image";
 
-/** The aspect ratios Gemini's image models and Imagen draw. */
-const RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"] as const;
+/** The aspect ratios Gemini's image models draw. */
+const GEMINI_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"];
+/** The aspect ratios Imagen draws. */
+const IMAGEN_RATIOS = ["1:1", "3:4", "4:3", "9:16", "16:9"];
 
-/** The aspect ratio closest to `size` (`<w>x<h>`), or undefined for `auto` / no size. */
-export function aspectRatioOf(size: string | null | undefined): string | undefined {
+/**
+ * The aspect ratio of `ratios` closest to `size` (`<w>x<h>`), or undefined for `auto` / no size.
+ */
+export function aspectRatioOf(
+  size: string | null | undefined,
+  ratios: readonly string[] = GEMINI_RATIOS,
+): string | undefined {
   if (size == null || size === "auto") return undefined;
   const m = /^(\d{1,5})x(\d{1,5})$/.exec(size.trim());
   const w = m ? Number(m[1]) : 0;
@@ -27,9 +34,9 @@ export function aspectRatioOf(size: string | null | undefined): string | undefin
     );
   }
   const want = Math.log(w / h);
-  let best: string = RATIOS[0];
+  let best = ratios[0];
   let distance = Infinity;
-  for (const r of RATIOS) {
+  for (const r of ratios) {
     const [a, b] = r.split(":").map(Number);
     const d = Math.abs(Math.log(a / b) - want);
     if (d < distance) {
@@ -60,8 +67,9 @@ export function toImagePlan(
   let model = resolved.model;
   if (!resolved.alias && /^(dall-e|gpt-image)/.test(model)) model = DEFAULT_IMAGE_MODEL;
   const n = req.n ?? 1;
-  const aspectRatio = aspectRatioOf(req.size);
-  if (model.startsWith("imagen-")) {
+  const imagen = model.startsWith("imagen-");
+  const aspectRatio = aspectRatioOf(req.size, imagen ? IMAGEN_RATIOS : GEMINI_RATIOS);
+  if (imagen) {
     const parameters: Record<string, unknown> = { sampleCount: n };
     if (aspectRatio) parameters.aspectRatio = aspectRatio;
     return {

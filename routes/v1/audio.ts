@@ -98,7 +98,7 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
     });
     const audio = speechAudio(answer);
     if (!audio) {
-      account({ status: 502, errorClass: "upstream", usage: answer.usageMetadata });
+      account({ ok: false, status: 502, errorClass: "upstream", usage: answer.usageMetadata });
       const said = splitText(answer.candidates?.[0]?.content?.parts ?? []).text.trim();
       throw new OpenAiError(
         502,
@@ -121,6 +121,15 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
 
   for (const [path, translate] of [["/transcriptions", false], ["/translations", true]] as const) {
     app.post(path, async (c) => {
+      // A body far over the audio limit is refused before it is read.
+      const declared = Number(c.req.header("content-length") ?? "0");
+      if (declared > MAX_AUDIO_BYTES + 1024 * 1024) {
+        throw new OpenAiError(
+          413,
+          `The upload is ${declared} bytes; audio files of at most ${MAX_AUDIO_BYTES} bytes are accepted`,
+          { param: "file", code: "request_too_large" },
+        );
+      }
       let form: FormData;
       try {
         form = await c.req.raw.formData();

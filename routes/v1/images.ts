@@ -48,6 +48,9 @@ export function imagesRoutes(gw: Gateway): Hono<AppEnv> {
       estimatedTokens: Math.ceil(req.prompt.length / 4),
     });
     const payload = JSON.stringify(plan.body);
+    // Tokens of the pictures drawn so far (Gemini image models report them).
+    let input = 0;
+    let output = 0;
     /** One upstream call (with failover): its pictures, usage, and what the model said. */
     const draw = async () => {
       const result = await runWithFailover(gw.pool, options, async (key) => {
@@ -72,15 +75,14 @@ export function imagesRoutes(gw: Gateway): Hono<AppEnv> {
       });
       attempts.push(...result.attempts);
       if (!result.ok) {
-        account(failureOutcome(result.failure));
+        // The pictures drawn before this one were Gemini's work: their tokens count.
+        account({ ...failureOutcome(result.failure), usage: usageOf(input, output) });
         throw failureToOpenAi(result.failure);
       }
       return result.value;
     };
 
     const images: DrawnImage[] = [];
-    let input = 0;
-    let output = 0;
     const calls = plan.kind === "imagen" ? 1 : plan.n;
     for (let i = 0; i < calls; i++) {
       const drawn = await draw();

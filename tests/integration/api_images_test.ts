@@ -180,6 +180,16 @@ Deno.test("Imagen models are called through :predict with n samples and the aspe
       instances: [{ prompt: "a lighthouse" }],
       parameters: { sampleCount: 3, aspectRatio: "9:16" },
     });
+    // Imagen draws fewer shapes than Gemini: 1536x1024 (3:2) becomes Imagen's nearest, 4:3.
+    await client.images.generate({
+      model: "imagen-4.0-generate-001",
+      prompt: "x",
+      size: "1536x1024",
+    });
+    const last = gw.fake.requests.filter((r) => r.path.endsWith(":predict")).at(-1)!.body as {
+      parameters: { aspectRatio: string };
+    };
+    assert.equal(last.parameters.aspectRatio, "4:3");
   } finally {
     await gw.close();
   }
