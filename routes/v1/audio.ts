@@ -10,12 +10,13 @@ import { Hono } from "hono";
 import { requestAccount, type RequestOutcome } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
-import { failoverOptions, parseChunk } from "../../lib/gemini/generate.ts";
+import { generateOnce } from "../../lib/gemini/generate.ts";
+import { declaredLength } from "../../lib/body_limit.ts";
 import type { GenerateContentRequest, GenerateContentResponse } from "../../lib/gemini/types.ts";
 import { SpeechRequestSchema, TranscriptionFieldsSchema } from "../../lib/openai/audio_schema.ts";
 import { failureToOpenAi, OpenAiError, translating } from "../../lib/openai/errors.ts";
 import { parseWith, readBody } from "../../lib/openai/request.ts";
-import { failureOutcome, runWithFailover } from "../../lib/pool/failover.ts";
+import { failureOutcome } from "../../lib/pool/failover.ts";
 import { toBase64 } from "../../lib/secrets.ts";
 import { splitText } from "../../lib/translate/chat_response.ts";
 import {
@@ -34,28 +35,30 @@ import { markWhole } from "../../lib/whole_body.ts";
 /** Audio sent inline, at most (Gemini takes about 20 MB per request, base64 included). */
 export const MAX_AUDIO_BYTES = 14 * 1024 * 1024;
 
+/** The 413 of an audio upload of `bytes` bytes. */
+function audioTooLarge(bytes: number): OpenAiError {
+  return new OpenAiError(
+    413,
+    `The upload is ${bytes} bytes; audio files of at most ${MAX_AUDIO_BYTES} bytes are accepted`,
+    { param: "file", code: "request_too_large" },
+  );
+}
+
 /**
- * One generateContent call with failover, accounted as the request: its answer, or a thrown
- * OpenAI error.
+ * One generateContent call (`generateOnce`: failover, retries), accounted as the request: its
+ * answer, or a thrown OpenAI error.
  */
-async function generateOnce(
+async function generated(
   gw: Gateway,
   req: Request,
   options: { model: string; userId: string; body: GenerateContentRequest; estimatedTokens: number },
 ): Promise<{ answer: GenerateContentResponse; account: (o: Partial<RequestOutcome>) => void }> {
   const startedAt = gw.now();
-  const failover = await failoverOptions(gw, {
+  const result = await generateOnce(gw, {
     model: options.model,
+    body: options.body,
     signal: gw.clients.signalOf(req),
     estimatedTokens: options.estimatedTokens,
-  });
-  const path = `/v1beta/models/${encodeURIComponent(options.model)}:generateContent`;
-  const payload = JSON.stringify(options.body);
-  const result = await runWithFailover(gw.pool, failover, async (key) => {
-    const res = await gw.client.post(key.secret, { path, body: payload });
-    const text = await res.text();
-    if (!res.ok) return { ok: false, status: res.status, body: text };
-    return parseChunk(text);
   });
   const account = requestAccount(gw, req, {
     model: options.model,
@@ -90,7 +93,7 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
     });
     const voice = translating(() => geminiVoice(req.voice));
     await assertModelAllowed(gw, { userKey, model });
-    const { answer, account } = await generateOnce(gw, c.req.raw, {
+    const { answer, account } = await generated(gw, c.req.raw, {
       model,
       userId: userKey.id,
       body: speechBody(req.input, { voice, instructions: req.instructions }),
@@ -121,15 +124,9 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
 
   for (const [path, translate] of [["/transcriptions", false], ["/translations", true]] as const) {
     app.post(path, async (c) => {
-      // A body far over the audio limit is refused before it is read.
-      const declared = Number(c.req.header("content-length") ?? "0");
-      if (declared > MAX_AUDIO_BYTES + 1024 * 1024) {
-        throw new OpenAiError(
-          413,
-          `The upload is ${declared} bytes; audio files of at most ${MAX_AUDIO_BYTES} bytes are accepted`,
-          { param: "file", code: "request_too_large" },
-        );
-      }
+      // A body far over the audio limit (a form adds little) is refused before it is read.
+      const declared = declaredLength(c.req.raw) ?? 0;
+      if (declared > MAX_AUDIO_BYTES + 1024 * 1024) throw audioTooLarge(declared);
       let form: FormData;
       try {
         form = await c.req.raw.formData();
@@ -145,13 +142,7 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
           param: "file",
         });
       }
-      if (file.size > MAX_AUDIO_BYTES) {
-        throw new OpenAiError(
-          413,
-          `The audio file is ${file.size} bytes; at most ${MAX_AUDIO_BYTES} bytes are accepted`,
-          { param: "file", code: "request_too_large" },
-        );
-      }
+      if (file.size > MAX_AUDIO_BYTES) throw audioTooLarge(file.size);
       const fields: Record<string, string> = {};
       for (const [k, v] of form.entries()) if (typeof v === "string") fields[k] = v;
       const req = parseWith(TranscriptionFieldsSchema, fields);
@@ -180,7 +171,7 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
         temperature: req.temperature,
         translate,
       });
-      const { answer, account } = await generateOnce(gw, c.req.raw, {
+      const { answer, account } = await generated(gw, c.req.raw, {
         model,
         userId: userKey.id,
         body,

@@ -9,11 +9,12 @@ import { Hono } from "hono";
 import { requestAccount } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
-import { failoverOptions, parseChunk } from "../../lib/gemini/generate.ts";
+import { type CallTarget, failoverOptions, generateOnce } from "../../lib/gemini/generate.ts";
+import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
 import { failureToOpenAi, OpenAiError, translating } from "../../lib/openai/errors.ts";
 import { ImagesRequestSchema } from "../../lib/openai/images_schema.ts";
 import { readBody } from "../../lib/openai/request.ts";
-import { failureOutcome, runWithFailover } from "../../lib/pool/failover.ts";
+import { type FailoverResult, failureOutcome, runWithFailover } from "../../lib/pool/failover.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
 import {
   type DrawnImage,
@@ -42,37 +43,19 @@ export function imagesRoutes(gw: Gateway): Hono<AppEnv> {
       attempts,
       startedAt,
     });
-    const options = await failoverOptions(gw, {
+    const target = {
       model: plan.model,
       signal: gw.clients.signalOf(c.req.raw),
       estimatedTokens: Math.ceil(req.prompt.length / 4),
-    });
-    const payload = JSON.stringify(plan.body);
+    };
     // Tokens of the pictures drawn so far (Gemini image models report them).
     let input = 0;
     let output = 0;
     /** One upstream call (with failover): its pictures, usage, and what the model said. */
-    const draw = async () => {
-      const result = await runWithFailover(gw.pool, options, async (key) => {
-        const res = await gw.client.post(key.secret, { path: plan.path, body: payload });
-        const text = await res.text();
-        if (!res.ok) return { ok: false, status: res.status, body: text };
-        if (plan.kind === "imagen") {
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            return { ok: false, status: 502, body: "Upstream sent invalid JSON" };
-          }
-          return { ok: true, value: { images: imagenImages(json), text: "", usage: undefined } };
-        }
-        const parsed = parseChunk(text);
-        if (!parsed.ok) return parsed;
-        return {
-          ok: true,
-          value: { ...geminiImages(parsed.value), usage: parsed.value.usageMetadata },
-        };
-      });
+    const draw = async (): Promise<Drawn> => {
+      const result = plan.kind === "imagen"
+        ? await predict(gw, { ...target, path: plan.path, body: plan.body })
+        : drawnOf(await generateOnce(gw, { ...target, body: plan.body }));
       attempts.push(...result.attempts);
       if (!result.ok) {
         // The pictures drawn before this one were Gemini's work: their tokens count.
@@ -108,6 +91,41 @@ export function imagesRoutes(gw: Gateway): Hono<AppEnv> {
     })));
   });
   return app;
+}
+
+/** What one call drew: pictures, token usage (Gemini), and what the model said instead. */
+interface Drawn {
+  images: DrawnImage[];
+  text: string;
+  usage?: UsageMetadata;
+}
+
+/** A Gemini image model's answer as what it drew. */
+function drawnOf(result: FailoverResult<GenerateContentResponse>): FailoverResult<Drawn> {
+  if (!result.ok) return result;
+  const drawn = { ...geminiImages(result.value), usage: result.value.usageMetadata };
+  return { ...result, value: drawn };
+}
+
+/** Imagen's `:predict` with failover: the pictures it drew. */
+async function predict(
+  gw: Gateway,
+  call: CallTarget & { path: string; body: unknown },
+): Promise<FailoverResult<Drawn>> {
+  const { path, body, ...target } = call;
+  const payload = JSON.stringify(body);
+  return await runWithFailover(gw.pool, await failoverOptions(gw, target), async (key) => {
+    const res = await gw.client.post(key.secret, { path, body: payload }, target.signal);
+    const text = await res.text();
+    if (!res.ok) return { ok: false, status: res.status, body: text };
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return { ok: false, status: 502, body: "Upstream sent invalid JSON" };
+    }
+    return { ok: true, value: { images: imagenImages(json), text: "" } };
+  });
 }
 
 function usageOf(input: number, output: number) {
