@@ -26,12 +26,12 @@ export type FailureClass =
   /** Upstream trouble (5xx, network, timeout): count an error, try another key. */
   | { kind: "upstream"; reason: string }
   /**
-   * The key cannot be served from where it calls (its free tier is not offered in that country):
-   * rest it, try another key; not an upstream error.
+   * The key cannot be served from where it calls (its free tier is not offered in that country, or
+   * its proxy's place is refused): rest it, try another key; not an upstream error.
    */
-  | { kind: "unserved"; reason: string }
+  | { kind: "unserved"; reason: string; deployment?: DeploymentProblem }
   /** The request itself is bad: answer the client at once, blame no key. */
-  | { kind: "client"; reason: string };
+  | { kind: "client"; reason: string; deployment?: DeploymentProblem };
 
 /** Parses a protobuf Duration string such as `"15s"` or `"2.5s"` into milliseconds. */
 export function parseDuration(text: unknown): number | null {
@@ -78,7 +78,6 @@ const KEY_403_REASONS = new Set([
 /** A 403 about a resource the request names, not about the key. */
 const RESOURCE_403 = /permission to access the File|CachedContent|or it may not exist/i;
 
-/** Classifies an HTTP error answer from Gemini. */
 /** Google refuses this deployment's location: every key (or every free-tier key) fails alike. */
 export interface DeploymentProblem {
   /** `location`: no key can serve from here; `free_tier_location`: free-tier keys cannot. */
@@ -89,17 +88,28 @@ export interface DeploymentProblem {
 const LOCATION_REFUSED = /User location is not supported/i;
 const FREE_TIER_COUNTRY = /free tier is not available in your country/i;
 
-/** The deployment problem an upstream failure reveals, or null (pure). */
-export function deploymentProblem(status: number, bodyText: string): DeploymentProblem | null {
-  if (status !== 400) return null;
-  const err = parseGoogleError(bodyText);
-  const message = err?.error.message ?? bodyText.slice(0, 300);
+/** The deployment problem a 400's message names, or null. */
+function problemOf(message: string): DeploymentProblem | null {
   if (LOCATION_REFUSED.test(message)) return { kind: "location", message };
   if (FREE_TIER_COUNTRY.test(message)) return { kind: "free_tier_location", message };
   return null;
 }
 
-export function classifyHttpFailure(status: number, bodyText: string): FailureClass {
+/** The deployment problem an upstream failure reveals, or null (pure). */
+export function deploymentProblem(status: number, bodyText: string): DeploymentProblem | null {
+  if (status !== 400) return null;
+  return problemOf(parseGoogleError(bodyText)?.error.message ?? bodyText.slice(0, 300));
+}
+
+/**
+ * Classifies an HTTP error answer from Gemini. `proxied`: the key called through its own proxy,
+ * so a refusal of its location is the proxy's place, not the deployment's (no `deployment` then).
+ */
+export function classifyHttpFailure(
+  status: number,
+  bodyText: string,
+  options: { proxied?: boolean } = {},
+): FailureClass {
   const err = parseGoogleError(bodyText);
   const message = err?.error.message ?? (bodyText.slice(0, 200) || `HTTP ${status}`);
   const reasons = detailsOf(err, "google.rpc.ErrorInfo").map((d) => String(d.reason ?? ""));
@@ -123,10 +133,22 @@ export function classifyHttpFailure(status: number, bodyText: string): FailureCl
     if (/permission|billing|consumer/i.test(message)) return { kind: "upstream", reason: message };
     return { kind: "client", reason: message };
   }
-  // A free-tier key called from a country without a free tier: the deployment's location, not the
-  // key, is at fault (the key works from elsewhere), and a billed key may serve. Try another key.
-  if (status === 400 && FREE_TIER_COUNTRY.test(message)) {
-    return { kind: "unserved", reason: message };
+  const problem = status === 400 ? problemOf(message) : null;
+  const deployment = options.proxied ? undefined : problem ?? undefined;
+  if (problem?.kind === "location") {
+    // Every key calling from here is refused alike: answer at once (no key is burned), unless
+    // the key called from its proxy's place, which another key may not share.
+    if (options.proxied) {
+      return { kind: "unserved", reason: `${message} (through the key's proxy)` };
+    }
+    const hint = " (Gemini does not serve the region this gateway runs in; its admin dashboard " +
+      "says what to do)";
+    return { kind: "client", reason: message + hint, deployment };
+  }
+  // A free-tier key called from a country without a free tier: its place, not the key, is at
+  // fault (the key works from elsewhere), and a billed key may serve. Try another key.
+  if (problem?.kind === "free_tier_location") {
+    return { kind: "unserved", reason: message, deployment };
   }
   if (status === 400 && err?.error.status === "FAILED_PRECONDITION" && /billing/i.test(message)) {
     return { kind: "key_invalid", reason: message };

@@ -5,7 +5,7 @@
  * Generic over the API shape: the OpenAI and the Gemini-native routes both use it.
  */
 import { UpstreamTimeoutError } from "../gemini/client.ts";
-import { classifyHttpFailure, deploymentProblem, type FailureClass } from "../gemini/errors.ts";
+import { classifyHttpFailure, type FailureClass } from "../gemini/errors.ts";
 import type { Attempt, ErrorCause } from "../store/usage.ts";
 import type { KeyPool, NoKey, PoolKey } from "./key_pool.ts";
 
@@ -162,21 +162,11 @@ export async function runWithFailover<T>(
       return { ok: true, value: result.value, key: picked, attempts };
     }
     if (result) {
-      failure = classifyHttpFailure(result.status, result.body);
-      const problem = deploymentProblem(result.status, result.body);
-      if (problem && pool.proxyOf(picked.secret) !== undefined) {
-        // The key called through its own proxy: the place refused is the proxy's, not the
-        // deployment's, and another key may call from elsewhere.
-        failure = { kind: "unserved", reason: `${failure.reason} (through the key's proxy)` };
-      } else if (problem) {
-        pool.alerts.note(problem.kind, problem.message);
-        if (problem.kind === "location") {
-          failure = {
-            ...failure,
-            reason: `${failure.reason} (Gemini does not serve the region this gateway runs in; ` +
-              "its admin dashboard says what to do)",
-          };
-        }
+      const proxied = pool.proxyOf(picked.secret) !== undefined;
+      failure = classifyHttpFailure(result.status, result.body, { proxied });
+      // Google refuses the deployment's place: the admin hears of it.
+      if ("deployment" in failure && failure.deployment) {
+        pool.alerts.note(failure.deployment.kind, failure.deployment.message);
       }
     }
     failure = failure!;
