@@ -21,6 +21,7 @@
  * admitted while the budget is not used up, so the request that crosses it is served whole, and
  * requests running at the same time may all cross it.
  */
+import { pacificDayNumber, pacificMonthNumber } from "../pool/calendar.ts";
 import { randomId } from "../secrets.ts";
 import {
   type KnownWindow,
@@ -32,9 +33,9 @@ import {
 import {
   type Budget,
   type BudgetName,
-  budgetPeriod,
   type BudgetRead,
   budgetResetAt,
+  type LimitedBudgets,
   limitedBudgets,
   readBudgets,
 } from "../store/user_budgets.ts";
@@ -107,8 +108,10 @@ interface KeyState {
 }
 
 interface BudgetState {
-  /** Which budgets, in which periods, `reads` holds (`budgetsSignature`). */
-  signature: string;
+  /** Which budgets (`LimitedBudgets.names`), in which Pacific day and month, `reads` holds. */
+  names: string;
+  day: number;
+  month: number;
   budgets: Budget[];
   /** The counters as last read, in the order of `budgets`. */
   reads: BudgetRead[];
@@ -143,15 +146,13 @@ export class UserLimiter {
   /** Admits one request of `key` (expiry is checked by the caller), or says which limit refused. */
   async admit(key: UserKeyRecord): Promise<Admission> {
     const window = key.rpm !== null || key.maxConcurrency !== null;
-    const budgets = key.tokensPerDay === null && key.requestsPerDay === null &&
-        key.tokensPerMonth === null && key.requestsPerMonth === null
-      ? null
-      : limitedBudgets(key);
-    if (!window && !budgets) return UNLIMITED;
+    const limited = limitedBudgets(key);
+    const budgets = limited.budgets;
+    if (!window && !budgets.length) return UNLIMITED;
     const now = this.#options.now();
-    const used = budgets ? this.#budgetsUsed(key.id, budgets, now) : null;
+    const used = budgets.length ? this.#budgetsUsed(key.id, limited, now) : null;
     if (Array.isArray(used)) {
-      const refusal = budgetRefusal(key, budgets!, used, now);
+      const refusal = budgetRefusal(key, budgets, used, now);
       if (refusal) return refusal;
     }
     // The window and a budget read that is due run side by side: one round trip, not two. The
@@ -167,7 +168,7 @@ export class UserLimiter {
         if (admitted.allowed) this.#giveBackLocal(key, admitted);
         throw err;
       }
-      const refusal = budgetRefusal(key, budgets!, counts, now);
+      const refusal = budgetRefusal(key, budgets, counts, now);
       if (refusal) {
         if (admitted.allowed) this.#giveBackLocal(key, admitted);
         return refusal;
@@ -421,14 +422,21 @@ export class UserLimiter {
    * What `userId` used of `budgets` in their current periods (in that order): numbers when known
    * well enough, else after one KV read.
    */
-  #budgetsUsed(userId: string, budgets: Budget[], now: number): number[] | Promise<number[]> {
-    const signature = budgets.map((b) => `${b.name}@${budgetPeriod(b, now)}`).join(",");
+  #budgetsUsed(
+    userId: string,
+    limited: LimitedBudgets,
+    now: number,
+  ): number[] | Promise<number[]> {
+    const day = pacificDayNumber(now);
+    const month = pacificMonthNumber(now);
     let b = this.#budgets.get(userId);
-    if (!b || b.signature !== signature) {
+    if (!b || b.names !== limited.names || b.day !== day || b.month !== month) {
       if (this.#budgets.size >= MAX_STATES) this.#budgets.clear();
       b = {
-        signature,
-        budgets,
+        names: limited.names,
+        day,
+        month,
+        budgets: limited.budgets,
         reads: [],
         readAt: -Infinity,
         loading: null,

@@ -148,9 +148,23 @@ export function budgetIdsOf(userId: string, now: number): { tokens: string[]; re
   return ids;
 }
 
-/** The budgets `userKey` has a limit on. */
-export function limitedBudgets(userKey: UserKeyRecord): Budget[] {
-  return BUDGETS.filter((b) => userKey[b.field] !== null);
+/** The budgets a user key has a limit on, and their names joined (one identity per set). */
+export interface LimitedBudgets {
+  budgets: Budget[];
+  names: string;
+}
+
+const limitedOf = new WeakMap<UserKeyRecord, LimitedBudgets>();
+
+/** The budgets `userKey` has a limit on (worked out once per record: admission runs per request). */
+export function limitedBudgets(userKey: UserKeyRecord): LimitedBudgets {
+  let limited = limitedOf.get(userKey);
+  if (!limited) {
+    const budgets = BUDGETS.filter((b) => userKey[b.field] !== null);
+    limited = { budgets, names: budgets.map((b) => b.name).join(",") };
+    limitedOf.set(userKey, limited);
+  }
+  return limited;
 }
 
 /** One budget counter as read: its id, its value and the versionstamp it was read at. */
