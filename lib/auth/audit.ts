@@ -5,12 +5,13 @@
  * logins, lockouts and logouts. A visitor with no credential at all is not recorded. Wrong
  * passwords are all recorded (the lockout bounds them: 5 per client in 15 minutes); other refusals
  * (a locked-out client, a cookie of no live session) at most once a minute per address on each
- * isolate, so nobody can flood the log. Entries are written in the background: the admin's answer never
- * waits for them.
+ * isolate, so nobody can flood the log. Entries are written in the background: the admin's answer
+ * never waits for them.
  */
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv, Gateway } from "../gateway.ts";
 import { type AuditAction, recordAudit } from "../store/audit_log.ts";
+import { urlPath } from "../url_path.ts";
 import { hasSessionCookie, isUnsafeMethod, peerAddress } from "./sessions.ts";
 
 /** Longest path kept in an entry. */
@@ -55,7 +56,7 @@ export function auditEvent(
     actor: event.actor,
     ip,
     method: req.method,
-    path: new URL(req.url).pathname.slice(0, MAX_PATH),
+    path: urlPath(req.url).slice(0, MAX_PATH),
     status: event.status,
     requestId: gw.requestIdOf(req),
   };
