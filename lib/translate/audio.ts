@@ -5,7 +5,6 @@
  */
 import type { GenerateContentRequest, GenerateContentResponse } from "../gemini/types.ts";
 import { TranslateError } from "./chat_request.ts";
-import { resolveModel } from "./models.ts";
 import { fromBase64 } from "../secrets.ts";
 
 /** The TTS model OpenAI speech model names stand for (unless an alias says else). */
@@ -78,15 +77,6 @@ export function geminiVoice(voice: string): string {
     );
   }
   return found;
-}
-
-/** The upstream model of an audio request (OpenAI model names map to `fallback`). */
-export function audioModel(
-  requested: string | null | undefined,
-  options: { aliases: Readonly<Record<string, string>>; fallback: string; openai: RegExp },
-): string {
-  const resolved = resolveModel(requested ?? options.fallback, options.aliases);
-  return !resolved.alias && options.openai.test(resolved.model) ? options.fallback : resolved.model;
 }
 
 /** The generateContent body that speaks `input` with `voice`, styled by `instructions`. */

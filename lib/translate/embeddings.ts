@@ -3,7 +3,7 @@
  * official OpenAI SDKs ask for by default: little-endian float32 bytes.
  */
 import type { EmbeddingsRequest } from "../openai/embeddings_schema.ts";
-import { resolveModel } from "./models.ts";
+import { defaultedModel } from "./models.ts";
 import { TranslateError } from "./chat_request.ts";
 
 /** Texts per upstream batchEmbedContents call, at most. */
@@ -41,9 +41,11 @@ export function toBatchEmbedRequests(
   req: EmbeddingsRequest,
   aliases: Readonly<Record<string, string>> = {},
 ): { model: string; texts: string[]; batches: BatchEmbedRequest[] } {
-  const resolved = resolveModel(req.model, aliases);
-  let model = resolved.model;
-  if (!resolved.alias && /^text-embedding-(3|ada)/.test(model)) model = DEFAULT_EMBEDDING_MODEL;
+  const model = defaultedModel(req.model, {
+    aliases,
+    fallback: DEFAULT_EMBEDDING_MODEL,
+    openai: /^text-embedding-(3|ada)/,
+  });
   const input = req.input;
   if (Array.isArray(input) && input.some((x) => typeof x !== "string")) {
     throw new TranslateError(

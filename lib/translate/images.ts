@@ -6,7 +6,7 @@
 import type { ImagesRequest } from "../openai/images_schema.ts";
 import type { GenerateContentRequest, GenerateContentResponse } from "../gemini/types.ts";
 import { TranslateError } from "./chat_request.ts";
-import { resolveModel } from "./models.ts";
+import { defaultedModel } from "./models.ts";
 
 /** The model OpenAI image model names (and no model at all) stand for, unless an alias says else. */
 export const DEFAULT_IMAGE_MODEL = "gemini-2.5-flash-image";
@@ -63,9 +63,11 @@ export function toImagePlan(
   req: ImagesRequest,
   aliases: Readonly<Record<string, string>> = {},
 ): ImagePlan {
-  const resolved = resolveModel(req.model ?? DEFAULT_IMAGE_MODEL, aliases);
-  let model = resolved.model;
-  if (!resolved.alias && /^(dall-e|gpt-image)/.test(model)) model = DEFAULT_IMAGE_MODEL;
+  const model = defaultedModel(req.model, {
+    aliases,
+    fallback: DEFAULT_IMAGE_MODEL,
+    openai: /^(dall-e|gpt-image)/,
+  });
   const n = req.n ?? 1;
   const imagen = model.startsWith("imagen-");
   const aspectRatio = aspectRatioOf(req.size, imagen ? IMAGEN_RATIOS : GEMINI_RATIOS);

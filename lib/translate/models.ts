@@ -76,6 +76,18 @@ export function resolveModel(
   return { model: second.name, suffix, search, alias: first.alias ?? second.alias };
 }
 
+/**
+ * The upstream model of a request to an endpoint with a Gemini default (embeddings, images,
+ * audio): aliases apply, and an OpenAI model name (`openai`) or none at all means `fallback`.
+ */
+export function defaultedModel(
+  requested: string | null | undefined,
+  options: { aliases: Readonly<Record<string, string>>; fallback: string; openai: RegExp },
+): string {
+  const resolved = resolveModel(requested ?? options.fallback, options.aliases);
+  return !resolved.alias && options.openai.test(resolved.model) ? options.fallback : resolved.model;
+}
+
 /** Validation of an alias map: names and targets are model-like ids, no alias shadows itself. */
 export function aliasProblem(aliases: Readonly<Record<string, string>>): string | null {
   const id = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/;

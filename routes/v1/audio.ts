@@ -20,7 +20,6 @@ import { failureOutcome } from "../../lib/pool/failover.ts";
 import { toBase64 } from "../../lib/secrets.ts";
 import { splitText } from "../../lib/translate/chat_response.ts";
 import {
-  audioModel,
   audioTypeOf,
   DEFAULT_TRANSCRIBE_MODEL,
   DEFAULT_TTS_MODEL,
@@ -30,6 +29,7 @@ import {
   transcriptionBody,
   wavOf,
 } from "../../lib/translate/audio.ts";
+import { defaultedModel } from "../../lib/translate/models.ts";
 import { markWhole } from "../../lib/whole_body.ts";
 
 /** Audio sent inline, at most (Gemini takes about 20 MB per request, base64 included). */
@@ -86,7 +86,7 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
     }
     const settings = await gw.settings.get();
     const userKey = c.get("userKey");
-    const model = audioModel(req.model, {
+    const model = defaultedModel(req.model, {
       aliases: settings.aliases,
       fallback: DEFAULT_TTS_MODEL,
       openai: /^(tts-|gpt-4o(-mini)?-tts)/,
@@ -158,7 +158,7 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
       const mimeType = translating(() => audioTypeOf(file));
       const settings = await gw.settings.get();
       const userKey = c.get("userKey");
-      const model = audioModel(req.model, {
+      const model = defaultedModel(req.model, {
         aliases: settings.aliases,
         fallback: DEFAULT_TRANSCRIBE_MODEL,
         openai: /^(whisper-|gpt-4o(-mini)?-transcribe)/,
