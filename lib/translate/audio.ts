@@ -4,7 +4,7 @@
  * through a Gemini model that listens to the audio inline and writes what it hears.
  */
 import type { GenerateContentRequest, GenerateContentResponse } from "../gemini/types.ts";
-import { TranslateError } from "./chat_request.ts";
+import { mimeFromFilename, TranslateError } from "./chat_request.ts";
 import { fromBase64 } from "../secrets.ts";
 
 /** The TTS model OpenAI speech model names stand for (unless an alias says else). */
@@ -131,22 +131,6 @@ export function wavOf(pcm: Uint8Array, sampleRate: number): Uint8Array {
   return out;
 }
 
-/** Audio types Gemini understands, by file extension (for uploads sent without a type). */
-const AUDIO_TYPES: Record<string, string> = {
-  wav: "audio/wav",
-  mp3: "audio/mp3",
-  mpeg: "audio/mp3",
-  mpga: "audio/mp3",
-  m4a: "audio/aac",
-  aac: "audio/aac",
-  ogg: "audio/ogg",
-  oga: "audio/ogg",
-  opus: "audio/ogg",
-  flac: "audio/flac",
-  webm: "audio/webm",
-  aiff: "audio/aiff",
-};
-
 /** Other names of the audio types Gemini lists. */
 const TYPE_NAMES: Record<string, string> = {
   "audio/mpeg": "audio/mp3",
@@ -154,18 +138,23 @@ const TYPE_NAMES: Record<string, string> = {
   "audio/x-wav": "audio/wav",
   "audio/wave": "audio/wav",
   "audio/x-flac": "audio/flac",
-  "audio/x-m4a": "audio/aac",
-  "audio/m4a": "audio/aac",
+  "audio/x-m4a": "audio/mp4",
+  "audio/m4a": "audio/mp4",
   "audio/x-aiff": "audio/aiff",
   "video/webm": "audio/webm",
 };
 
-/** The audio type of an uploaded file: its own when it says audio, else by its extension. */
+/**
+ * The audio type of an uploaded file: its own when it says audio, else by its extension (the
+ * table chat attachments use, `mimeFromFilename`).
+ */
 export function audioTypeOf(file: { type: string; name: string }): string {
   const own = file.type.split(";")[0].trim().toLowerCase();
   if (own.startsWith("audio/") || own === "video/webm") return TYPE_NAMES[own] ?? own;
-  const ext = file.name.split(".").pop()?.toLowerCase() ?? "";
-  const type = AUDIO_TYPES[ext];
+  const guessed = mimeFromFilename(file.name) ?? "";
+  const type = guessed.startsWith("audio/") || guessed === "video/webm"
+    ? TYPE_NAMES[guessed] ?? guessed
+    : null;
   if (!type) {
     throw new TranslateError(
       `Unsupported audio file '${file.name}': send wav, mp3, m4a, aac, ogg, opus, flac or webm`,
