@@ -86,6 +86,14 @@ export async function pinnedFailure(
   return new FileAccessError(failure.status, failure.message, { code: "upstream_error" });
 }
 
+/**
+ * What a file helper throws when failover ended because its caller went away: the caller's own
+ * abort (the helpers are steps of a request, which accounts for the client leaving itself).
+ */
+function aborted(signal: AbortSignal | undefined): unknown {
+  return signal?.reason ?? new DOMException("The operation was aborted", "AbortError");
+}
+
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     // An abort that came before this pause (e.g. during a poll) fires no event any more.
@@ -125,6 +133,7 @@ export async function getUpstreamFile(
       : { ok: false, status: 502, body: "Upstream sent an unexpected file shape" };
   });
   if (!result.ok) {
+    if (result.failure.kind === "client_closed") throw aborted(options.signal);
     throw await pinnedFailure(gw, {
       keyId: options.keyId,
       what: options.what,
@@ -246,6 +255,7 @@ export async function uploadStream(
   });
   if (!started.ok) {
     await source.cancel().catch(() => {});
+    if (started.failure.kind === "client_closed") throw aborted(options.signal);
     if (options.pinnedKeyId) {
       throw await pinnedFailure(gw, {
         keyId: options.pinnedKeyId,

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import type OpenAI from "openai";
 import type { GenerateContentRequest } from "../../lib/gemini/types.ts";
 import { MediaFetcher } from "../../lib/media/fetch_media.ts";
+import { getUpstreamFile } from "../../lib/gemini/files.ts";
 import { offloadLargeInline } from "../../lib/openai/chat_inputs.ts";
 import { startGateway, type TestGateway } from "./harness.ts";
 
@@ -290,6 +291,26 @@ Deno.test("a client abort stops the wait for offloaded media at once", async () 
     assert.ok(took < 300, `the wait ended ${Math.round(took)} ms after the abort`);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(polls(), before, "no polling after the abort");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a file helper whose caller went away rejects with the caller's abort, not an upstream error", async () => {
+  const gw = await startGateway({ keys: { "AIzaFiles-1": OK } });
+  try {
+    const keys = await gw.admin<{ data: { id: string }[] }>("GET", "/admin/api/keys");
+    const gone = new AbortController();
+    gone.abort();
+    await assert.rejects(
+      getUpstreamFile(gw.app.gateway, {
+        keyId: keys.json.data[0].id,
+        name: "files/abc",
+        signal: gone.signal,
+        what: "A file",
+      }),
+      (e: unknown) => e instanceof Error && e.name === "AbortError",
+    );
   } finally {
     await gw.close();
   }
