@@ -33,6 +33,7 @@ import { embeddingsRoutes } from "../routes/v1/embeddings.ts";
 import { imagesRoutes } from "../routes/v1/images.ts";
 import { audioRoutes } from "../routes/v1/audio.ts";
 import { filesRoutes } from "../routes/v1/files.ts";
+import { responsesRoutes } from "../routes/v1/responses.ts";
 import { isGeminiNativeRequest, nativeRoutes } from "../routes/v1beta/native.ts";
 import { aliasesRoutes } from "../routes/admin/api/aliases.ts";
 import { healthRoutes } from "../routes/health.ts";
@@ -277,6 +278,7 @@ export function createApp(deps: AppDeps): App {
   hono.route("/v1/images", imagesRoutes(gateway));
   hono.route("/v1/audio", audioRoutes(gateway));
   hono.route("/v1/files", filesRoutes(gateway));
+  hono.route("/v1/responses", responsesRoutes(gateway));
 
   hono.use(
     "/admin/api/*",

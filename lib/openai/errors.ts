@@ -71,9 +71,27 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/**
+ * The issue to report for `issue`: a union none of whose options fit reports the problem of the
+ * option that fit furthest (its deepest issue), so `input[2].type` is named rather than `input`.
+ */
+function reported(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string } {
+  if (issue.code !== "invalid_union" || !issue.errors.length) return issue;
+  let best: z.core.$ZodIssue | null = null;
+  for (const option of issue.errors) {
+    for (const inner of option) {
+      if (!inner.path.length) continue;
+      if (!best || inner.path.length > best.path.length) best = inner;
+    }
+  }
+  if (!best) return issue;
+  const deeper = reported(best);
+  return { path: [...issue.path, ...deeper.path], message: deeper.message };
+}
+
 /** Turns the first zod issue into a 400 naming the field and what was wrong with it. */
 export function validationError(error: z.ZodError): OpenAiError {
-  const issue = error.issues[0];
+  const issue = reported(error.issues[0]);
   const param = formatPath(issue.path);
   const where = param ? `'${param}'` : "request body";
   return new OpenAiError(400, `Invalid value for ${where}: ${issue.message}`, {

@@ -21,7 +21,10 @@ import { heartbeatResponse, SLOW } from "../../lib/heartbeat.ts";
 import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
 import { offloadLargeInline, resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
 import { FileAccessError, pinnedFailure } from "../../lib/gemini/files.ts";
-import { readChatCompletionRequest } from "../../lib/openai/chat_schema.ts";
+import {
+  type ChatCompletionRequest,
+  readChatCompletionRequest,
+} from "../../lib/openai/chat_schema.ts";
 import {
   failureToOpenAi,
   fileErrorToOpenAi,
@@ -107,7 +110,30 @@ export async function chatCompletion(
 ): Promise<Response> {
   const parsed = readChatCompletionRequest(await readJson(raw));
   if (!parsed.success) throw validationError(parsed.error);
-  const req = parsed.data;
+  return answerChat(gw, parsed.data, raw, userKey, { finish });
+}
+
+/** How `answerChat` answers, besides the request. */
+export interface AnswerOptions {
+  /** Gives the response the app's own headers (see `chatCompletion`). */
+  finish?: (res: Response) => Response;
+  /** Where thoughts go; by default the settings' choice (`reasoning_content` or `<think>` tags). */
+  thinkTags?: boolean;
+}
+
+/**
+ * Answers the chat request `req` of `userKey`, read from `raw` (whose client watch and request id
+ * it uses): as one JSON chat completion, or as a chat-completion SSE stream. Other APIs spelled as
+ * a chat request (`/v1/responses`) are answered through here too.
+ */
+export async function answerChat(
+  gw: Gateway,
+  req: ChatCompletionRequest,
+  raw: Request,
+  userKey: UserKeyRecord,
+  options: AnswerOptions = {},
+): Promise<Response> {
+  const finish = options.finish ?? ((res: Response) => res);
   const settings = gw.settings.current() ?? await gw.settings.get();
   const signal = gw.clients.signalOf(raw);
   const startedAt = gw.now();
@@ -141,7 +167,7 @@ export async function chatCompletion(
     created: Math.floor(gw.now() / 1000),
     model: normalizeModel(req.model),
     logprobs: req.logprobs === true,
-    thinkTags: settings.thoughtsFormat === "think_tags",
+    thinkTags: options.thinkTags ?? settings.thoughtsFormat === "think_tags",
   });
   const account = (
     attempts: Attempt[],

@@ -1,0 +1,311 @@
+/**
+ * OpenAI Responses request -> the chat-completions request the gateway already serves (pure).
+ *
+ * The Responses API is a different spelling of the same conversation: items instead of messages,
+ * flat function tools, `text.format` for `response_format`, `reasoning.effort` for
+ * `reasoning_effort`. Spelled as a chat request, it goes through the one chat path (files, images,
+ * thought signatures, thinking, failover, accounting) and its answer is spelled back by
+ * `responses_response.ts`.
+ */
+import type { ChatCompletionRequest, Message, ToolCall, UserPart } from "../openai/chat_schema.ts";
+import type {
+  InputItem,
+  InputPart,
+  ResponsesRequest,
+  ResponsesTool,
+} from "../openai/responses_schema.ts";
+import { TranslateError } from "./chat_request.ts";
+
+/** The parameters of a custom tool, spelled as a function: its free text is one argument. */
+export const CUSTOM_TOOL_INPUT = "input";
+
+/** A chat request made from a Responses request, with what its answer's translation needs. */
+export interface ChatFromResponses {
+  chat: ChatCompletionRequest;
+  /** The conversation's messages after the instructions: what a later turn continues from. */
+  conversation: Message[];
+  /** Names of the custom tools: a call of one is answered as a `custom_tool_call`. */
+  customTools: Set<string>;
+}
+
+/** A part of a user message in chat's spelling. */
+function userPart(part: InputPart, param: string): UserPart {
+  switch (part.type) {
+    case "input_text":
+    case "output_text":
+      return { type: "text", text: part.text };
+    case "refusal":
+      return { type: "text", text: part.refusal };
+    case "input_audio":
+      return part;
+    case "input_image":
+      if (part.image_url) return { type: "image_url", image_url: { url: part.image_url } };
+      if (part.file_id) return { type: "file", file: { file_id: part.file_id } };
+      throw new TranslateError(
+        `'${param}' needs an image_url or a file_id`,
+        param,
+        "missing_image",
+      );
+    case "input_file":
+      if (part.file_id) return { type: "file", file: { file_id: part.file_id } };
+      if (part.file_data) {
+        return { type: "file", file: { file_data: part.file_data, filename: part.filename } };
+      }
+      if (part.file_url) {
+        throw new TranslateError(
+          `'${param}.file_url' is not supported: send the file as file_data (base64) or upload ` +
+            "it with /v1/files and send its file_id",
+          `${param}.file_url`,
+          "unsupported_value",
+        );
+      }
+      throw new TranslateError(`'${param}' needs a file_id or file_data`, param, "missing_file");
+  }
+}
+
+/** The text of a message made only of text parts, or null when it holds media. */
+function textOnly(parts: UserPart[]): string | null {
+  let text = "";
+  for (const p of parts) {
+    if (p.type !== "text") return null;
+    text += text ? `\n${p.text}` : p.text;
+  }
+  return text;
+}
+
+/** One message item in chat's spelling. */
+function messageOf(
+  item: Extract<InputItem, { type: "message" }>,
+  param: string,
+): Message {
+  const parts = typeof item.content === "string"
+    ? [{ type: "text" as const, text: item.content }]
+    : item.content.map((p, i) => userPart(p, `${param}.content[${i}]`));
+  if (item.role === "user") {
+    return { role: "user", content: typeof item.content === "string" ? item.content : parts };
+  }
+  const text = textOnly(parts);
+  if (text === null) {
+    throw new TranslateError(
+      `'${param}.content' of a ${item.role} message can hold only text`,
+      `${param}.content`,
+      "invalid_value",
+    );
+  }
+  if (item.role === "assistant") return { role: "assistant", content: text };
+  return { role: item.role, content: text };
+}
+
+/** A function call's output in chat's spelling: its text, and any media as a user message. */
+function toolOutput(
+  output: Extract<InputItem, { type: "function_call_output" }>["output"],
+  param: string,
+): { text: string; media: UserPart[] } {
+  if (typeof output === "string") return { text: output, media: [] };
+  let text = "";
+  const media: UserPart[] = [];
+  output.forEach((p, i) => {
+    const part = userPart(p, `${param}[${i}]`);
+    if (part.type === "text") text += text ? `\n${part.text}` : part.text;
+    else media.push(part);
+  });
+  return { text, media };
+}
+
+/**
+ * The chat messages of a Responses input: consecutive calls join the assistant turn before them,
+ * and media returned by tools follows their outputs as a user message.
+ */
+export function inputMessages(input: ResponsesRequest["input"]): Message[] {
+  if (typeof input === "string") return [{ role: "user", content: input }];
+  const out: Message[] = [];
+  /** Media of the tool outputs in a row, sent once the row ends. */
+  let toolMedia: UserPart[] = [];
+  const flushMedia = () => {
+    if (!toolMedia.length) return;
+    out.push({ role: "user", content: toolMedia });
+    toolMedia = [];
+  };
+  input.forEach((item, i) => {
+    const param = `input[${i}]`;
+    if (item.type !== "function_call_output" && item.type !== "custom_tool_call_output") {
+      flushMedia();
+    }
+    switch (item.type) {
+      case "message":
+        out.push(messageOf(item, param));
+        return;
+      case "function_call":
+      case "custom_tool_call": {
+        const call: ToolCall = {
+          id: item.call_id,
+          type: "function",
+          function: {
+            name: item.name,
+            arguments: item.type === "function_call"
+              ? item.arguments
+              : JSON.stringify({ [CUSTOM_TOOL_INPUT]: item.input }),
+          },
+        };
+        const last = out.at(-1);
+        if (last?.role === "assistant" && !last.function_call) {
+          last.tool_calls = [...(last.tool_calls ?? []), call];
+        } else out.push({ role: "assistant", content: null, tool_calls: [call] });
+        return;
+      }
+      case "function_call_output":
+      case "custom_tool_call_output": {
+        const { text, media } = toolOutput(item.output, `${param}.output`);
+        out.push({ role: "tool", tool_call_id: item.call_id, content: text });
+        toolMedia.push(...media);
+        return;
+      }
+      case "reasoning":
+      case "web_search_call":
+        return;
+      case "item_reference":
+        throw new TranslateError(
+          `'${param}' refers to item '${item.id}', but the gateway does not keep items: send ` +
+            "the item itself",
+          param,
+          "unsupported_value",
+        );
+    }
+  });
+  flushMedia();
+  return out;
+}
+
+/** Tools in chat's spelling, and whether Google Search is on. */
+function chatTools(
+  tools: ResponsesTool[],
+): { tools: NonNullable<ChatCompletionRequest["tools"]>; search: boolean; custom: Set<string> } {
+  const out: NonNullable<ChatCompletionRequest["tools"]> = [];
+  const custom = new Set<string>();
+  let search = false;
+  tools.forEach((tool, i) => {
+    switch (tool.type) {
+      case "function":
+        out.push({
+          type: "function",
+          function: {
+            name: tool.name,
+            description: tool.description,
+            parameters: tool.parameters,
+            strict: tool.strict,
+          },
+        });
+        return;
+      case "custom": {
+        custom.add(tool.name);
+        const format = tool.format?.type === "grammar"
+          ? " The input must follow this grammar: " + JSON.stringify(tool.format)
+          : "";
+        out.push({
+          type: "function",
+          function: {
+            name: tool.name,
+            description: (tool.description ?? "") + format,
+            parameters: {
+              type: "object",
+              properties: {
+                [CUSTOM_TOOL_INPUT]: { type: "string", description: "The tool's free-text input" },
+              },
+              required: [CUSTOM_TOOL_INPUT],
+            },
+          },
+        });
+        return;
+      }
+      case "web_search":
+      case "web_search_preview":
+      case "web_search_2025_08_26":
+        search = true;
+        return;
+      case "unsupported":
+        throw new TranslateError(
+          `Tool type '${tool.kind}' of 'tools[${i}]' is not supported: Gemini offers function ` +
+            "tools, custom tools and web search here",
+          `tools[${i}].type`,
+          "unsupported_value",
+        );
+    }
+  });
+  return { tools: out, search, custom };
+}
+
+/** `tool_choice` in chat's spelling. */
+function chatToolChoice(
+  choice: NonNullable<ResponsesRequest["tool_choice"]>,
+): ChatCompletionRequest["tool_choice"] {
+  if (typeof choice === "string") return choice;
+  if (choice.type === "function" || choice.type === "custom") {
+    return { type: "function", function: { name: choice.name } };
+  }
+  if (choice.type === "allowed_tools") {
+    return {
+      type: "allowed_tools",
+      allowed_tools: {
+        mode: choice.mode,
+        tools: choice.tools.map((t) => ({ type: "function", function: { name: t.name } })),
+      },
+    };
+  }
+  // A web search choice: search is on with the tools; the model decides when to use it.
+  return "auto";
+}
+
+/** `text.format` in chat's spelling. */
+function responseFormat(
+  format: NonNullable<NonNullable<ResponsesRequest["text"]>["format"]>,
+): ChatCompletionRequest["response_format"] {
+  if (format.type !== "json_schema") return format;
+  return {
+    type: "json_schema",
+    json_schema: {
+      name: format.name,
+      description: format.description,
+      schema: format.schema,
+      strict: format.strict,
+    },
+  };
+}
+
+/**
+ * Spells a Responses request as a chat request. `history` is the conversation of the response it
+ * continues (`previous_response_id`): its instructions are not carried over, as OpenAI documents.
+ */
+export function toChatRequest(
+  req: ResponsesRequest,
+  history: Message[] = [],
+): ChatFromResponses {
+  const conversation = [...history, ...inputMessages(req.input)];
+  if (!conversation.length) {
+    throw new TranslateError("'input' holds no message to answer", "input", "invalid_value");
+  }
+  const { tools, search, custom } = chatTools(req.tools ?? []);
+  const messages: Message[] = req.instructions
+    ? [{ role: "system", content: req.instructions }, ...conversation]
+    : conversation;
+  const chat: ChatCompletionRequest = {
+    model: req.model,
+    messages,
+    stream: req.stream ?? false,
+    ...(req.stream ? { stream_options: { include_usage: true } } : {}),
+    temperature: req.temperature,
+    top_p: req.top_p,
+    max_completion_tokens: req.max_output_tokens,
+    parallel_tool_calls: req.parallel_tool_calls,
+    user: req.safety_identifier ?? req.user,
+    ...(tools.length ? { tools } : {}),
+    ...(req.tool_choice && tools.length ? { tool_choice: chatToolChoice(req.tool_choice) } : {}),
+    ...(search ? { web_search_options: {} } : {}),
+    ...(req.text?.format ? { response_format: responseFormat(req.text.format) } : {}),
+    ...(req.reasoning?.effort ? { reasoning_effort: req.reasoning.effort } : {}),
+    // Asking for a summary asks Gemini for its thought summaries.
+    ...(req.reasoning?.summary
+      ? { extra_body: { google: { thinking_config: { include_thoughts: true } } } }
+      : {}),
+  };
+  return { chat, conversation, customTools: custom };
+}

@@ -1,0 +1,296 @@
+/**
+ * OpenAI's Responses API (`POST /v1/responses`) driven by the real `openai` client: text, streams
+ * through the SDK's strict stream helper, instructions, tools (function and custom) across two
+ * turns with Gemini 3 thought signatures, reasoning summaries, structured output, images, limits
+ * and the errors of what Gemini cannot do.
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { TINY_PNG } from "../fakes/fake_gemini.ts";
+import { post, startGateway, type TestGateway } from "./harness.ts";
+
+const OK = { kind: "ok" } as const;
+const G3 = "gemini-3-flash-preview";
+
+type Json = Record<string, unknown>;
+interface SentBody {
+  contents: { role: string; parts: Json[] }[];
+  systemInstruction?: { parts: { text: string }[] };
+  tools?: Json[];
+  generationConfig?: Json;
+}
+
+function generateBodies(gw: TestGateway): SentBody[] {
+  return gw.fake.requests.filter((r) => /:(stream)?[gG]enerateContent$/.test(r.path))
+    .map((r) => r.body as SentBody);
+}
+
+Deno.test("responses: a text answer, whole and streamed, with instructions and usage", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const whole = await client.responses.create({
+      model: "gemini-2.5-flash",
+      instructions: "Answer briefly",
+      input: "hello there",
+      metadata: { run: "1" },
+    });
+    assert.match(whole.id, /^resp_/);
+    assert.equal(whole.object, "response");
+    assert.equal(whole.status, "completed");
+    assert.equal(whole.model, "gemini-2.5-flash");
+    assert.equal(whole.output_text, "Echo: hello there");
+    assert.equal(whole.instructions, "Answer briefly");
+    assert.deepEqual(whole.metadata, { run: "1" });
+    const message = whole.output.find((o) => o.type === "message");
+    assert.ok(message && message.type === "message");
+    assert.match(message.id, /^msg_/);
+    assert.equal(message.status, "completed");
+    assert.ok(whole.usage && whole.usage.input_tokens > 0 && whole.usage.output_tokens > 0);
+    assert.equal(whole.usage.total_tokens, whole.usage.input_tokens + whole.usage.output_tokens);
+    const sent = generateBodies(gw)[0];
+    assert.equal(sent.systemInstruction?.parts[0].text, "Answer briefly");
+
+    const stream = client.responses.stream({ model: "gemini-2.5-flash", input: "hello there" });
+    const types: string[] = [];
+    const sequence: number[] = [];
+    let deltas = "";
+    for await (const event of stream) {
+      types.push(event.type);
+      sequence.push(event.sequence_number);
+      if (event.type === "response.output_text.delta") deltas += event.delta;
+    }
+    const final = await stream.finalResponse();
+    assert.equal(final.output_text, "Echo: hello there");
+    assert.equal(deltas, "Echo: hello there");
+    assert.equal(final.status, "completed");
+    assert.ok(final.usage && final.usage.output_tokens > 0, "usage on the completed event");
+    assert.deepEqual(sequence, sequence.map((_, i) => i), "sequence numbers count from 0");
+    assert.equal(types[0], "response.created");
+    assert.equal(types[1], "response.in_progress");
+    assert.equal(types.at(-1), "response.completed");
+    for (
+      const t of [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+      ]
+    ) assert.ok(types.includes(t), `${t} in ${types.join(",")}`);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("responses: a Gemini 3 function call and its output make a second turn with the real signature", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK }, fakeOptions: { strict: true } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const tools: OpenAI.Responses.Tool[] = [{
+      type: "function",
+      name: "get_weather",
+      description: "Weather for a city",
+      parameters: { type: "object", properties: { city: { type: "string" } } },
+      strict: false,
+    }];
+    const input: OpenAI.Responses.ResponseInput = [
+      { role: "user", content: 'weather? [[CALL:get_weather:{"city":"Paris"}]]' },
+    ];
+    // The first turn streams: the SDK's helper assembles the call.
+    const stream = client.responses.stream({ model: G3, input, tools });
+    const first = await stream.finalResponse();
+    const call = first.output.find((o) => o.type === "function_call");
+    assert.ok(call && call.type === "function_call", JSON.stringify(first.output));
+    assert.equal(call.name, "get_weather");
+    assert.deepEqual(JSON.parse(call.arguments), { city: "Paris" });
+    assert.match(call.id ?? "", /^fc_/);
+    // The client echoes the whole output back (as the SDK's docs show), then the call's output.
+    const second = await client.responses.create({
+      model: G3,
+      tools,
+      input: [
+        ...input,
+        ...first.output,
+        { type: "function_call_output", call_id: call.call_id, output: '{"temperature":21}' },
+      ] as OpenAI.Responses.ResponseInput,
+    });
+    assert.equal(second.output_text, 'Results: get_weather={"temperature":21}');
+    const replay = generateBodies(gw)[1];
+    const replayed = replay.contents[1].parts[0];
+    assert.ok(replayed.functionCall, JSON.stringify(replay.contents));
+    assert.ok(
+      typeof replayed.thoughtSignature === "string" &&
+        replayed.thoughtSignature !== "skip_thought_signature_validator",
+      "the model's own signature goes back",
+    );
+    assert.ok(replay.contents[2].parts[0].functionResponse, "the output answers the call");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("responses: a custom tool is called with free text and its output goes back", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const tools: OpenAI.Responses.Tool[] = [{
+      type: "custom",
+      name: "apply_patch",
+      description: "Applies a patch",
+    }];
+    const asked = 'fix it [[CALL:apply_patch:{"input":"*** Begin Patch"}]]';
+    for (const streamed of [false, true]) {
+      const res = streamed
+        ? await client.responses.stream({ model: "gemini-2.5-flash", input: asked, tools })
+          .finalResponse()
+        : await client.responses.create({ model: "gemini-2.5-flash", input: asked, tools });
+      const call = res.output.find((o) => o.type === "custom_tool_call");
+      assert.ok(call && call.type === "custom_tool_call", JSON.stringify(res.output));
+      assert.equal(call.input, "*** Begin Patch");
+      assert.equal(call.name, "apply_patch");
+    }
+    const declared = generateBodies(gw)[0].tools?.[0] as { functionDeclarations: Json[] };
+    assert.equal(declared.functionDeclarations[0].name, "apply_patch");
+    const after = await client.responses.create({
+      model: "gemini-2.5-flash",
+      tools,
+      input: [
+        { role: "user", content: asked },
+        { type: "custom_tool_call", call_id: "call_patch1", name: "apply_patch", input: "x" },
+        { type: "custom_tool_call_output", call_id: "call_patch1", output: "Done" },
+      ],
+    });
+    assert.equal(after.output_text, 'Results: apply_patch={"output":"Done"}');
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("responses: reasoning summaries come as reasoning items, streamed or not", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const params = {
+      model: "gemini-2.5-flash",
+      input: "think first",
+      reasoning: { effort: "low" as const, summary: "auto" as const },
+    };
+    const whole = await client.responses.create(params);
+    const streamed = await client.responses.stream(params).finalResponse();
+    for (const res of [whole, streamed]) {
+      assert.equal(res.output[0].type, "reasoning", JSON.stringify(res.output));
+      const reasoning = res.output[0];
+      assert.ok(reasoning.type === "reasoning");
+      assert.deepEqual(reasoning.summary, [{ type: "summary_text", text: "Thinking about it." }]);
+      assert.equal(res.output_text, "Echo: think first");
+      assert.ok((res.usage?.output_tokens_details.reasoning_tokens ?? 0) > 0);
+    }
+    const config = generateBodies(gw)[0].generationConfig?.thinkingConfig as Json;
+    assert.equal(config.includeThoughts, true);
+    assert.equal(config.thinkingBudget, 1024, "effort low maps to a budget");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("responses: structured output, images, token limits", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const json = await client.responses.create({
+      model: "gemini-2.5-flash",
+      input: "a person",
+      text: {
+        format: {
+          type: "json_schema",
+          name: "person",
+          schema: {
+            type: "object",
+            properties: { name: { type: "string" } },
+            required: ["name"],
+            additionalProperties: false,
+          },
+          strict: true,
+        },
+      },
+    });
+    assert.equal(typeof JSON.parse(json.output_text).name, "string");
+    assert.equal(generateBodies(gw)[0].generationConfig?.responseMimeType, "application/json");
+
+    await client.responses.create({
+      model: "gemini-2.5-flash",
+      input: [{
+        role: "user",
+        content: [
+          { type: "input_text", text: "what is this?" },
+          { type: "input_image", image_url: `data:image/png;base64,${TINY_PNG}`, detail: "auto" },
+        ],
+      }],
+    });
+    const parts = generateBodies(gw)[1].contents[0].parts;
+    assert.deepEqual(parts[1], { inlineData: { mimeType: "image/png", data: TINY_PNG } });
+
+    for (const streamed of [false, true]) {
+      const params = {
+        model: "gemini-2.5-flash",
+        input: "one two three four five six",
+        max_output_tokens: 2,
+      };
+      const cut = streamed
+        ? await client.responses.stream(params).finalResponse()
+        : await client.responses.create(params);
+      assert.equal(cut.status, "incomplete");
+      assert.deepEqual(cut.incomplete_details, { reason: "max_output_tokens" });
+    }
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("responses: what Gemini cannot do is a 400 naming the field", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const key = await gw.createUserKey();
+    const cases: [Json, string][] = [
+      [{ input: "hi", tools: [{ type: "file_search", vector_store_ids: ["v"] }] }, "tools[0].type"],
+      [{ input: "hi", tools: [{ type: "function" }] }, "tools[0].name"],
+      [{ input: "hi", previous_response_id: "resp_1" }, "previous_response_id"],
+      [{ input: [{ type: "item_reference", id: "msg_1" }] }, "input[0]"],
+      [
+        { input: [{ role: "user", content: [{ type: "input_file", file_url: "https://x" }] }] },
+        "input[0].content[0].file_url",
+      ],
+      [{ input: [{ type: "computer_call", id: "x" }] }, "input[0].type"],
+      [{ input: [] }, "input"],
+      [{ input: "hi", background: true }, "background"],
+    ];
+    for (const [body, param] of cases) {
+      const res = await post(`${gw.url}/v1/responses`, {
+        apiKey: key,
+        body: { model: "gemini-2.5-flash", ...body },
+      });
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.json.error.param, param, JSON.stringify(res.json));
+    }
+    assert.equal(generateBodies(gw).length, 0, "nothing reached the upstream");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("responses: a stream that breaks part way fails the response and the SDK raises it", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const stream = client.responses.stream({ model: "gemini-2.5-flash", input: "[[MIDERROR]]" });
+    const types: string[] = [];
+    await assert.rejects(async () => {
+      for await (const event of stream) types.push(event.type);
+    }, (err: unknown) => err instanceof OpenAI.APIError && /Internal error/.test(err.message));
+    assert.ok(types.includes("response.output_text.delta"), types.join(","));
+    assert.equal(types.at(-1), "response.failed");
+  } finally {
+    await gw.close();
+  }
+});
