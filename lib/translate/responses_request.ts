@@ -22,8 +22,6 @@ export const CUSTOM_TOOL_INPUT = "input";
 /** A chat request made from a Responses request, with what its answer's translation needs. */
 export interface ChatFromResponses {
   chat: ChatCompletionRequest;
-  /** The conversation's messages after the instructions: what a later turn continues from. */
-  conversation: Message[];
   /** Names of the custom tools: a call of one is answered as a `custom_tool_call`. */
   customTools: Set<string>;
 }
@@ -271,15 +269,21 @@ function responseFormat(
   };
 }
 
+/** The input of a request as items (a string is one user message). */
+export function inputItems(input: ResponsesRequest["input"]): InputItem[] {
+  return typeof input === "string" ? [{ type: "message", role: "user", content: input }] : input;
+}
+
 /**
- * Spells a Responses request as a chat request. `history` is the conversation of the response it
- * continues (`previous_response_id`): its instructions are not carried over, as OpenAI documents.
+ * Spells a Responses request as a chat request. `history` holds the items of the response it
+ * continues (`previous_response_id`: its input and its output); that response's instructions are
+ * not carried over, as OpenAI documents.
  */
 export function toChatRequest(
   req: ResponsesRequest,
-  history: Message[] = [],
+  history: InputItem[] = [],
 ): ChatFromResponses {
-  const conversation = [...history, ...inputMessages(req.input)];
+  const conversation = [...inputMessages(history), ...inputMessages(req.input)];
   if (!conversation.length) {
     throw new TranslateError("'input' holds no message to answer", "input", "invalid_value");
   }
@@ -307,5 +311,5 @@ export function toChatRequest(
       ? { extra_body: { google: { thinking_config: { include_thoughts: true } } } }
       : {}),
   };
-  return { chat, conversation, customTools: custom };
+  return { chat, customTools: custom };
 }

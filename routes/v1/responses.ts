@@ -2,27 +2,34 @@
  * `POST /v1/responses`: OpenAI's Responses API (the OpenAI SDKs' `responses.create`, Codex and the
  * Agents SDK), answered through the chat path: the request is spelled as a chat request, and the
  * chat answer (one JSON body or an SSE stream) is spelled back as a response object or as
- * Responses stream events.
+ * Responses stream events. Answers are stored per user key (unless `store: false`) so that a later
+ * request continues one with `previous_response_id`; `GET` and `DELETE /v1/responses/{id}` read
+ * and remove them.
  */
 import { Hono } from "hono";
+import * as z from "zod";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { OpenAiError, translating } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
 import {
+  type InputItem,
+  InputItemSchema,
   type ResponsesRequest,
   ResponsesRequestSchema,
 } from "../../lib/openai/responses_schema.ts";
+import { deleteResponse, loadResponse, storeResponse } from "../../lib/store/responses.ts";
 import { randomId } from "../../lib/secrets.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
 import type { ChatCompletionChunk } from "../../lib/translate/chat_stream.ts";
-import { toChatRequest } from "../../lib/translate/responses_request.ts";
+import { inputItems, toChatRequest } from "../../lib/translate/responses_request.ts";
 import {
   pushChunk,
   ResponseBuilder,
   type ResponseContext,
   type ResponseEcho,
   type ResponseEvent,
+  type ResponseObject,
   responseSse,
   toResponse,
 } from "../../lib/translate/responses_response.ts";
@@ -33,7 +40,68 @@ import { answerChat } from "./chat_completions.ts";
 export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.post("/", (c) => createResponse(gw, c.req.raw, c.get("userKey")));
+  app.get("/:id", async (c) => {
+    if (c.req.query("stream") === "true") {
+      throw new OpenAiError(400, "Streaming a stored response again is not supported", {
+        param: "stream",
+        code: "unsupported_value",
+      });
+    }
+    const id = c.req.param("id");
+    const stored = await loadResponse(gw.kv, c.get("userKey").id, id, gw.now());
+    if (!stored) throw notFound(id);
+    return c.json(stored.response);
+  });
+  app.delete("/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!await deleteResponse(gw.kv, c.get("userKey").id, id)) throw notFound(id);
+    return c.json({ id, object: "response", deleted: true });
+  });
+  app.post("/:id/cancel", () => {
+    throw new OpenAiError(400, "Only background responses can be cancelled, and there are none", {
+      code: "unsupported_value",
+    });
+  });
   return app;
+}
+
+function notFound(id: string, param: string | null = null): OpenAiError {
+  return new OpenAiError(
+    404,
+    `No stored response found with id '${id}' for this key (responses are kept 30 days, ` +
+      "and not at all with store: false)",
+    { param, code: "response_not_found" },
+  );
+}
+
+const StoredItemsSchema = z.array(InputItemSchema);
+
+/** The items a continued response holds: its input, then its output. */
+async function historyOf(gw: Gateway, userId: string, id: string): Promise<InputItem[]> {
+  const stored = await loadResponse(gw.kv, userId, id, gw.now());
+  if (!stored) throw notFound(id, "previous_response_id");
+  const items = StoredItemsSchema.safeParse([...stored.input, ...stored.response.output]);
+  if (!items.success) throw notFound(id, "previous_response_id");
+  return items.data;
+}
+
+/**
+ * Stores an answer (not a failed one) with the items it answered, and says in it whether it was
+ * stored: one too large to store, or a store that failed, answers `store: false`.
+ */
+async function keep(
+  gw: Gateway,
+  userId: string,
+  response: ResponseObject,
+  input: InputItem[],
+): Promise<void> {
+  if (!response.store || response.status === "failed") return;
+  try {
+    response.store = await storeResponse(gw.kv, userId, { response, input });
+  } catch (err) {
+    console.error("Storing a response failed:", err instanceof Error ? err.message : err);
+    response.store = false;
+  }
 }
 
 /** What the answer echoes of `req`. */
@@ -44,7 +112,7 @@ function echoOf(req: ResponsesRequest): ResponseEcho {
     parallel_tool_calls: req.parallel_tool_calls ?? true,
     previous_response_id: req.previous_response_id ?? null,
     reasoning: { effort: req.reasoning?.effort ?? null, summary: req.reasoning?.summary ?? null },
-    store: false,
+    store: req.store ?? true,
     temperature: req.temperature ?? null,
     text: { format: req.text?.format ?? { type: "text" } },
     tool_choice: req.tool_choice ?? "auto",
@@ -68,15 +136,12 @@ async function createResponse(
       code: "unsupported_value",
     });
   }
-  if (req.previous_response_id) {
-    throw new OpenAiError(
-      400,
-      "'previous_response_id' is not supported: the gateway does not store responses; send the " +
-        "whole conversation in 'input'",
-      { param: "previous_response_id", code: "unsupported_value" },
-    );
-  }
-  const { chat, customTools } = translating(() => toChatRequest(req));
+  const history = req.previous_response_id
+    ? await historyOf(gw, userKey.id, req.previous_response_id)
+    : [];
+  const { chat, customTools } = translating(() => toChatRequest(req, history));
+  // What this answer continues from, for a later turn: the history and this request's input.
+  const answered = [...history, ...inputItems(req.input)];
   const ctx: ResponseContext = {
     id: randomId("resp_", 18),
     createdAt: Math.floor(gw.now() / 1000),
@@ -89,9 +154,13 @@ async function createResponse(
   const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false });
   if (!req.stream) {
     const completion = await answer.json() as ChatCompletion;
-    return markWhole(Response.json(toResponse(completion, ctx)));
+    const response = toResponse(completion, ctx);
+    await keep(gw, userKey.id, response, answered);
+    return markWhole(Response.json(response));
   }
-  return new Response(answer.body!.pipeThrough(responsesStream(new ResponseBuilder(ctx))), {
+  const builder = new ResponseBuilder(ctx);
+  const ended = (response: ResponseObject) => keep(gw, userKey.id, response, answered);
+  return new Response(answer.body!.pipeThrough(responsesStream(builder, ended)), {
     headers: answer.headers,
   });
 }
@@ -100,56 +169,70 @@ const encoder = new TextEncoder();
 
 /**
  * Respells a chat-completion SSE stream as Responses events: chunks become events, comments (the
- * heartbeats of a slow start) pass as they are, an error event fails the response.
+ * heartbeats of a slow start) pass as they are, an error event fails the response. The last event
+ * waits for `ended` (which stores the response and says so in it).
  */
-function responsesStream(builder: ResponseBuilder): TransformStream<Uint8Array, Uint8Array> {
+function responsesStream(
+  builder: ResponseBuilder,
+  ended: (response: ResponseObject) => Promise<void>,
+): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   let buffer = "";
-  let ended = false;
-  const translate = (event: string): string => {
-    if (ended || event === "") return "";
+  let done = false;
+  /** The events of one chat SSE event (a comment passes as text). */
+  const translate = (event: string): ResponseEvent[] | string => {
+    if (done || event === "") return [];
     if (event.startsWith(":")) return `${event}\n\n`;
-    const data = event.startsWith("data: ") ? event.slice(6) : null;
-    if (data === null) return "";
-    let events: ResponseEvent[];
+    if (!event.startsWith("data: ")) return [];
+    const data = event.slice(6);
     if (data === "[DONE]") {
-      ended = true;
-      events = builder.end();
-    } else {
-      const parsed = JSON.parse(data) as ChatCompletionChunk | {
-        error: { message: string; code: string | null };
-      };
-      if ("error" in parsed) {
-        ended = true;
-        events = builder.fail({
-          code: parsed.error.code ?? "upstream_error",
-          message: parsed.error.message,
-        });
-      } else events = pushChunk(builder, parsed);
+      done = true;
+      return builder.end();
     }
-    let out = "";
-    for (const e of events) out += responseSse(e);
-    return out;
+    const parsed = JSON.parse(data) as ChatCompletionChunk | {
+      error: { message: string; code: string | null };
+    };
+    if (!("error" in parsed)) return pushChunk(builder, parsed);
+    done = true;
+    return builder.fail({
+      code: parsed.error.code ?? "upstream_error",
+      message: parsed.error.message,
+    });
   };
-  const drain = (controller: TransformStreamDefaultController<Uint8Array>) => {
+  const drain = async (controller: TransformStreamDefaultController<Uint8Array>) => {
     let out = "";
     let at: number;
     while ((at = buffer.indexOf("\n\n")) !== -1) {
-      out += translate(buffer.slice(0, at));
+      const events = translate(buffer.slice(0, at));
       buffer = buffer.slice(at + 2);
+      if (typeof events === "string") {
+        out += events;
+        continue;
+      }
+      for (const e of events) {
+        const response = e.response as ResponseObject | undefined;
+        if (response && (e.type === "response.completed" || e.type === "response.incomplete")) {
+          // Sent before the store's wait: the client has all but the end meanwhile.
+          if (out) controller.enqueue(encoder.encode(out));
+          out = "";
+          await ended(response);
+        }
+        out += responseSse(e);
+      }
     }
     if (out) controller.enqueue(encoder.encode(out));
   };
   return new TransformStream({
     transform(chunk, controller) {
       buffer += decoder.decode(chunk, { stream: true });
-      drain(controller);
+      return drain(controller);
     },
-    flush(controller) {
+    async flush(controller) {
       buffer += decoder.decode();
-      drain(controller);
-      if (!ended) {
+      await drain(controller);
+      if (!done) {
         // The chat stream ended without its end: say so rather than pass it as complete.
+        done = true;
         const events = builder.fail({
           code: "upstream_stream_error",
           message: "The answer's stream ended early",

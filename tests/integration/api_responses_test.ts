@@ -255,7 +255,6 @@ Deno.test("responses: what Gemini cannot do is a 400 naming the field", async ()
     const cases: [Json, string][] = [
       [{ input: "hi", tools: [{ type: "file_search", vector_store_ids: ["v"] }] }, "tools[0].type"],
       [{ input: "hi", tools: [{ type: "function" }] }, "tools[0].name"],
-      [{ input: "hi", previous_response_id: "resp_1" }, "previous_response_id"],
       [{ input: [{ type: "item_reference", id: "msg_1" }] }, "input[0]"],
       [
         { input: [{ role: "user", content: [{ type: "input_file", file_url: "https://x" }] }] },
@@ -290,6 +289,86 @@ Deno.test("responses: a stream that breaks part way fails the response and the S
     }, (err: unknown) => err instanceof OpenAI.APIError && /Internal error/.test(err.message));
     assert.ok(types.includes("response.output_text.delta"), types.join(","));
     assert.equal(types.at(-1), "response.failed");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("responses: stored answers are continued with previous_response_id, read and deleted", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK }, fakeOptions: { strict: true } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const tools: OpenAI.Responses.Tool[] = [{
+      type: "function",
+      name: "get_weather",
+      parameters: { type: "object", properties: { city: { type: "string" } } },
+      strict: false,
+    }];
+    const first = await client.responses.create({
+      model: G3,
+      instructions: "Be brief",
+      input: 'weather? [[CALL:get_weather:{"city":"Paris"}]]',
+      tools,
+    });
+    assert.equal((first as { store?: boolean }).store, true);
+    const call = first.output.find((o) => o.type === "function_call");
+    assert.ok(call && call.type === "function_call");
+    // The tool loop the Responses API documents: only the call's output, and the previous id.
+    const second = await client.responses.stream({
+      model: G3,
+      previous_response_id: first.id,
+      input: [{ type: "function_call_output", call_id: call.call_id, output: '{"t":21}' }],
+      tools,
+    }).finalResponse();
+    assert.equal(second.output_text, 'Results: get_weather={"t":21}');
+    assert.equal(second.previous_response_id, first.id);
+    assert.equal((second as { store?: boolean }).store, true);
+    const replay = generateBodies(gw)[1];
+    assert.equal(replay.systemInstruction, undefined, "instructions are not carried over");
+    assert.equal(replay.contents.length, 3, JSON.stringify(replay.contents));
+    assert.match(String(replay.contents[0].parts[0].text), /weather\?/);
+    const signature = replay.contents[1].parts[0].thoughtSignature;
+    assert.ok(typeof signature === "string" && signature !== "skip_thought_signature_validator");
+    // A third turn continues the streamed one: the whole conversation goes up again.
+    const third = await client.responses.create({
+      model: G3,
+      previous_response_id: second.id,
+      input: "thanks",
+    });
+    assert.equal(third.output_text, "Echo: thanks");
+    assert.equal(generateBodies(gw)[2].contents.length, 5);
+
+    const read = await client.responses.retrieve(second.id);
+    assert.equal(read.id, second.id);
+    assert.equal(read.output_text, second.output_text);
+    // Another user key sees none of them.
+    const other = gw.openai(await gw.createUserKey({ name: "other" }));
+    await assert.rejects(
+      () => other.responses.retrieve(second.id),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
+    await assert.rejects(
+      () => other.responses.create({ model: G3, previous_response_id: first.id, input: "hi" }),
+      (err: unknown) =>
+        err instanceof OpenAI.NotFoundError &&
+        (err.error as { param?: string }).param === "previous_response_id",
+    );
+    const deleted: unknown = await client.responses.delete(second.id);
+    assert.deepEqual(deleted, { id: second.id, object: "response", deleted: true });
+    await assert.rejects(
+      () => client.responses.retrieve(second.id),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
+    await assert.rejects(
+      () => client.responses.create({ model: G3, previous_response_id: second.id, input: "x" }),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
+    const unstored = await client.responses.create({ model: G3, input: "hi", store: false });
+    assert.equal((unstored as { store?: boolean }).store, false);
+    await assert.rejects(
+      () => client.responses.retrieve(unstored.id),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
   } finally {
     await gw.close();
   }

@@ -3,6 +3,7 @@
  * shown once, for the same key), revoke user keys, with their limits: requests per minute,
  * concurrent requests, budgets of tokens and requests per day and month, allowed models, expiry.
  */
+import { deleteUserResponses } from "../../../lib/store/responses.ts";
 import { Hono } from "hono";
 import * as z from "zod";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
@@ -235,6 +236,9 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
       });
     }
     gw.users.invalidate();
+    // Its stored conversations (`/v1/responses`) go with it.
+    const id = c.req.param("id");
+    gw.background.run("Deleting a user key's responses", () => deleteUserResponses(gw.kv, id));
     return c.body(null, 204);
   });
 

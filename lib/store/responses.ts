@@ -1,0 +1,120 @@
+/**
+ * Stored Responses API answers, for `previous_response_id`, `GET` and `DELETE /v1/responses/{id}`:
+ * `["response", userKeyId, responseId, part]` -> bytes of one JSON record (the response object and
+ * the input items before its output), split in parts under KV's 64 KiB value limit and written in
+ * one atomic commit, kept 30 days as OpenAI keeps them. One `list` reads a record back.
+ */
+import * as z from "zod";
+
+const PREFIX = "response";
+/** How long a stored response can be continued or read. */
+export const RESPONSE_TTL_MS = 30 * 24 * 3_600_000;
+/** Bytes per KV value (the limit is 64 KiB). */
+const PART_BYTES = 60_000;
+/**
+ * The largest record stored: a commit's mutations may total at most 800 KiB, so a conversation
+ * with more inline media than this is answered but not stored.
+ */
+export const MAX_STORED_BYTES = 12 * PART_BYTES;
+
+/** A stored record: what the answer was, and the conversation that led to it. */
+export const StoredResponseSchema = z.object({
+  /** The response object as the client got it. */
+  response: z.looseObject({ id: z.string(), created_at: z.number(), output: z.array(z.unknown()) }),
+  /** The input items (earlier turns' included) that the response answered. */
+  input: z.array(z.unknown()),
+});
+
+/** A stored response. */
+export type StoredResponse = z.infer<typeof StoredResponseSchema>;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function prefixOf(userId: string, id: string): Deno.KvKey {
+  return [PREFIX, userId, id];
+}
+
+/**
+ * Stores `record` for `userId`; false when it is too large to store (nothing is written then).
+ */
+export async function storeResponse(
+  kv: Deno.Kv,
+  userId: string,
+  record: { response: { id: string; created_at: number; output: unknown[] }; input: unknown[] },
+): Promise<boolean> {
+  const bytes = encoder.encode(JSON.stringify(record));
+  if (bytes.length > MAX_STORED_BYTES) return false;
+  const prefix = prefixOf(userId, record.response.id);
+  const op = kv.atomic();
+  for (let i = 0, at = 0; at < bytes.length || i === 0; i++, at += PART_BYTES) {
+    op.set([...prefix, i], bytes.subarray(at, at + PART_BYTES), { expireIn: RESPONSE_TTL_MS });
+  }
+  await op.commit();
+  return true;
+}
+
+/** The stored response `id` of `userId`, or null when there is none (or it has expired). */
+export async function loadResponse(
+  kv: Deno.Kv,
+  userId: string,
+  id: string,
+  now: number,
+): Promise<StoredResponse | null> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const entry of kv.list<Uint8Array>({ prefix: prefixOf(userId, id) })) {
+    if (entry.key.at(-1) !== parts.length || !(entry.value instanceof Uint8Array)) return null;
+    parts.push(entry.value);
+    size += entry.value.length;
+  }
+  if (!parts.length) return null;
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(bytes));
+  } catch {
+    // Parts of an expired record, some already removed.
+    return null;
+  }
+  const parsed = StoredResponseSchema.safeParse(json);
+  if (!parsed.success) return null;
+  // KV removes expired values some time after their expiry: a record past it is gone already.
+  if (parsed.data.response.created_at * 1000 + RESPONSE_TTL_MS <= now) return null;
+  return parsed.data;
+}
+
+/** Deletes the stored response `id` of `userId`; false when there was none. */
+export async function deleteResponse(kv: Deno.Kv, userId: string, id: string): Promise<boolean> {
+  const op = kv.atomic();
+  let found = false;
+  for await (const entry of kv.list({ prefix: prefixOf(userId, id) })) {
+    op.delete(entry.key);
+    found = true;
+  }
+  if (found) await op.commit();
+  return found;
+}
+
+/** Deletes every stored response of `userId` (its key was deleted); returns how many values. */
+export async function deleteUserResponses(kv: Deno.Kv, userId: string): Promise<number> {
+  let deleted = 0;
+  let op = kv.atomic();
+  let pending = 0;
+  for await (const entry of kv.list({ prefix: [PREFIX, userId] })) {
+    op.delete(entry.key);
+    if (++pending === 500) {
+      await op.commit();
+      deleted += pending;
+      op = kv.atomic();
+      pending = 0;
+    }
+  }
+  if (pending) await op.commit();
+  return deleted + pending;
+}

@@ -1,0 +1,189 @@
+/**
+ * The Responses API's pure parts and its store: items spelled as chat messages, the builder's
+ * items and events, and stored records split across KV values.
+ */
+import assert from "node:assert/strict";
+import { ResponsesRequestSchema } from "../../lib/openai/responses_schema.ts";
+import {
+  deleteResponse,
+  deleteUserResponses,
+  loadResponse,
+  MAX_STORED_BYTES,
+  RESPONSE_TTL_MS,
+  storeResponse,
+} from "../../lib/store/responses.ts";
+import { inputMessages, toChatRequest } from "../../lib/translate/responses_request.ts";
+import { ResponseBuilder, type ResponseContext } from "../../lib/translate/responses_response.ts";
+
+const PNG = "data:image/png;base64,iVBORw0KGgo=";
+
+function parse(body: Record<string, unknown>) {
+  return ResponsesRequestSchema.parse({ model: "gemini-2.5-flash", ...body });
+}
+
+Deno.test("input items become chat messages: calls join their assistant turn, tool media follows", () => {
+  const req = parse({
+    input: [
+      { role: "user", content: "hi" },
+      {
+        type: "message",
+        role: "assistant",
+        id: "msg_1",
+        status: "completed",
+        content: [{ type: "output_text", text: "calling", annotations: [] }],
+      },
+      { type: "reasoning", id: "rs_1", summary: [] },
+      { type: "function_call", call_id: "call_a", name: "a", arguments: "{}" },
+      { type: "function_call", call_id: "call_b", name: "b", arguments: '{"x":1}' },
+      { type: "function_call_output", call_id: "call_a", output: "A" },
+      {
+        type: "function_call_output",
+        call_id: "call_b",
+        output: [{ type: "input_text", text: "B" }, { type: "input_image", image_url: PNG }],
+      },
+      { role: "user", content: [{ type: "input_text", text: "and?" }] },
+    ],
+  });
+  assert.deepEqual(inputMessages(req.input), [
+    { role: "user", content: "hi" },
+    {
+      role: "assistant",
+      content: "calling",
+      tool_calls: [
+        { id: "call_a", type: "function", function: { name: "a", arguments: "{}" } },
+        { id: "call_b", type: "function", function: { name: "b", arguments: '{"x":1}' } },
+      ],
+    },
+    { role: "tool", tool_call_id: "call_a", content: "A" },
+    { role: "tool", tool_call_id: "call_b", content: "B" },
+    { role: "user", content: [{ type: "image_url", image_url: { url: PNG } }] },
+    { role: "user", content: [{ type: "text", text: "and?" }] },
+  ]);
+});
+
+Deno.test("a request's settings take chat's names; a history comes before the input", () => {
+  const { chat, customTools } = toChatRequest(
+    parse({
+      instructions: "sys",
+      input: "now",
+      max_output_tokens: 50,
+      tools: [{ type: "custom", name: "patch" }, { type: "web_search" }],
+      tool_choice: { type: "custom", name: "patch" },
+      text: { format: { type: "json_object" } },
+      reasoning: { effort: "high" },
+    }),
+    [{ type: "message", role: "user", content: "before" }],
+  );
+  assert.deepEqual(chat.messages.map((m) => m.content), ["sys", "before", "now"]);
+  assert.equal(chat.max_completion_tokens, 50);
+  assert.equal(chat.tools?.[0].function.name, "patch");
+  assert.deepEqual(chat.tool_choice, { type: "function", function: { name: "patch" } });
+  assert.deepEqual(chat.web_search_options, {});
+  assert.deepEqual(chat.response_format, { type: "json_object" });
+  assert.equal(chat.reasoning_effort, "high");
+  assert.deepEqual([...customTools], ["patch"]);
+});
+
+function context(): ResponseContext {
+  let n = 0;
+  return {
+    id: "resp_1",
+    createdAt: 1,
+    model: "m",
+    echo: {
+      instructions: null,
+      max_output_tokens: null,
+      parallel_tool_calls: true,
+      previous_response_id: null,
+      reasoning: { effort: null, summary: null },
+      store: true,
+      temperature: null,
+      text: { format: { type: "text" } },
+      tool_choice: "auto",
+      tools: [],
+      top_p: null,
+      truncation: "disabled",
+      user: null,
+      metadata: {},
+    },
+    customTools: new Set(),
+    itemId: (prefix) => `${prefix}${++n}`,
+  };
+}
+
+Deno.test("the builder orders items and numbers events; a cut answer ends incomplete", () => {
+  const b = new ResponseBuilder(context());
+  const events = [
+    ...b.reasoning("hm"),
+    ...b.text("Hel"),
+    ...b.text("lo"),
+    ...b.call({ id: "call_1", type: "function", function: { name: "f", arguments: "{}" } }),
+  ];
+  b.finish("length", {
+    prompt_tokens: 3,
+    completion_tokens: 4,
+    total_tokens: 7,
+    prompt_tokens_details: { cached_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: 1 },
+  });
+  events.push(...b.end());
+  assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+  assert.deepEqual(
+    events.filter((e) => e.type === "response.output_item.added").map((e) => e.output_index),
+    [0, 1, 2],
+  );
+  // Every item added is done before the response ends, in order.
+  const done = events.filter((e) => e.type === "response.output_item.done");
+  assert.deepEqual(done.map((e) => e.output_index), [0, 1, 2]);
+  const last = events.at(-1)!;
+  assert.equal(last.type, "response.incomplete");
+  const response = last.response as ReturnType<ResponseBuilder["response"]>;
+  assert.deepEqual(response.incomplete_details, { reason: "max_output_tokens" });
+  assert.deepEqual(response.output.map((o) => o.type), ["reasoning", "message", "function_call"]);
+  const message = response.output[1];
+  assert.ok(message.type === "message");
+  assert.equal(message.content[0].text, "Hello");
+  assert.equal(message.status, "completed", "closed by the call that followed it");
+  assert.equal(response.usage?.output_tokens_details.reasoning_tokens, 1);
+});
+
+Deno.test("stored responses span KV values, stay with their user key, and expire", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.now();
+    const big = "é".repeat(100_000); // 200 kB of UTF-8: four values
+    const record = {
+      response: { id: "resp_a", created_at: Math.floor(now / 1000), output: [big] },
+      input: [{ type: "message", role: "user", content: "hi" }],
+    };
+    assert.equal(await storeResponse(kv, "u1", record), true);
+    const parts = await Array.fromAsync(kv.list({ prefix: ["response", "u1", "resp_a"] }));
+    assert.equal(parts.length, 4);
+    assert.deepEqual(await loadResponse(kv, "u1", "resp_a", now), record);
+    assert.equal(await loadResponse(kv, "u2", "resp_a", now), null, "another key's");
+    assert.equal(await loadResponse(kv, "u1", "resp_a", now + RESPONSE_TTL_MS), null, "expired");
+
+    const huge = { ...record, response: { ...record.response, id: "resp_b" } };
+    huge.input = [{ type: "message", role: "user", content: "x".repeat(MAX_STORED_BYTES) }];
+    assert.equal(await storeResponse(kv, "u1", huge), false);
+    assert.equal(
+      (await Array.fromAsync(kv.list({ prefix: ["response", "u1", "resp_b"] }))).length,
+      0,
+    );
+
+    assert.equal(await deleteResponse(kv, "u1", "resp_a"), true);
+    assert.equal(await loadResponse(kv, "u1", "resp_a", now), null);
+    assert.equal(await deleteResponse(kv, "u1", "resp_a"), false);
+
+    // A deleted user key takes its responses with it, and no one else's.
+    for (const id of ["resp_c", "resp_d"]) {
+      await storeResponse(kv, "u1", { ...record, response: { ...record.response, id } });
+    }
+    await storeResponse(kv, "u2", record);
+    assert.equal(await deleteUserResponses(kv, "u1"), 8);
+    assert.equal((await Array.fromAsync(kv.list({ prefix: ["response", "u1"] }))).length, 0);
+    assert.deepEqual(await loadResponse(kv, "u2", "resp_a", now), record);
+  } finally {
+    kv.close();
+  }
+});
