@@ -54,6 +54,8 @@ const FunctionCallItemSchema = z.object({
   type: z.literal("function_call"),
   call_id: z.string().min(1),
   name: z.string().min(1),
+  /** The namespace tool the function belongs to. */
+  namespace: z.string().min(1).nullish(),
   arguments: z.string(),
 });
 
@@ -72,6 +74,7 @@ const CustomToolCallItemSchema = z.object({
   type: z.literal("custom_tool_call"),
   call_id: z.string().min(1),
   name: z.string().min(1),
+  namespace: z.string().min(1).nullish(),
   input: z.string(),
 });
 
@@ -132,6 +135,14 @@ const CustomToolSchema = z.object({
   format: z.looseObject({ type: z.string() }).nullish(),
 });
 
+/** Function and custom tools grouped under a name (calls name the namespace and the tool). */
+const NamespaceToolSchema = z.object({
+  type: z.literal("namespace"),
+  name: z.string().min(1).max(64),
+  description: z.string().nullish(),
+  tools: z.array(z.discriminatedUnion("type", [FunctionToolSchema, CustomToolSchema])).max(512),
+});
+
 /** OpenAI's built-in web search: Google Search on Gemini (its options do not apply). */
 const WebSearchToolSchema = z.object({
   type: z.enum(["web_search", "web_search_preview", "web_search_2025_08_26"]),
@@ -140,6 +151,7 @@ const WebSearchToolSchema = z.object({
 const KNOWN_TOOLS: Record<string, z.ZodType> = {
   function: FunctionToolSchema,
   custom: CustomToolSchema,
+  namespace: NamespaceToolSchema,
   web_search: WebSearchToolSchema,
   web_search_preview: WebSearchToolSchema,
   web_search_2025_08_26: WebSearchToolSchema,
@@ -148,6 +160,7 @@ const KNOWN_TOOLS: Record<string, z.ZodType> = {
 type KnownTool =
   | z.infer<typeof FunctionToolSchema>
   | z.infer<typeof CustomToolSchema>
+  | z.infer<typeof NamespaceToolSchema>
   | z.infer<typeof WebSearchToolSchema>;
 
 /**
@@ -170,14 +183,21 @@ export const ResponsesToolSchema = z.looseObject({ type: z.string().min(1) }).tr
 /** One tool of a Responses request. */
 export type ResponsesTool = z.infer<typeof ResponsesToolSchema>;
 
+/** One tool named by a choice (a namespaced one with its namespace). */
+const NamedToolSchema = z.object({
+  type: z.enum(["function", "custom"]),
+  name: z.string().min(1),
+  namespace: z.string().min(1).nullish(),
+});
+
 /** `tool_choice`. */
 export const ResponsesToolChoiceSchema = z.union([
   z.enum(["none", "auto", "required"]),
-  z.object({ type: z.enum(["function", "custom"]), name: z.string().min(1) }),
+  NamedToolSchema,
   z.object({
     type: z.literal("allowed_tools"),
     mode: z.enum(["auto", "required"]),
-    tools: z.array(z.object({ type: z.enum(["function", "custom"]), name: z.string().min(1) })),
+    tools: z.array(NamedToolSchema),
   }),
   z.object({ type: z.enum(["web_search", "web_search_preview"]) }),
 ]);

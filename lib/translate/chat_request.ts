@@ -691,8 +691,11 @@ export function toGeminiChatRequest(
   if (systemText) body.systemInstruction = { parts: [{ text: systemText }] };
   const tools = toolConfig(req, declarations(req));
   if (tools.decls.length) body.tools = [{ functionDeclarations: tools.decls }];
-  // Web search: a `-search` model name, or OpenAI's `web_search_options`.
-  if (resolved.search || req.web_search_options) {
+  // Web search: a `-search` model name, or OpenAI's `web_search_options`. Gemini refuses Google
+  // Search beside function declarations unless the server-side tool calls are circulated back
+  // (`includeServerSideToolInvocations`, Gemini 3 only), which OpenAI clients cannot carry: the
+  // declared functions win (agents like Codex declare web search with every request).
+  if ((resolved.search || req.web_search_options) && !tools.decls.length) {
     (body.tools ??= []).push({ googleSearch: {} });
   }
   if (tools.config) body.toolConfig = { functionCallingConfig: tools.config };

@@ -19,11 +19,27 @@ import { TranslateError } from "./chat_request.ts";
 /** The parameters of a custom tool, spelled as a function: its free text is one argument. */
 export const CUSTOM_TOOL_INPUT = "input";
 
+/** A tool the client declared, behind the function name Gemini sees. */
+export interface ToolOrigin {
+  name: string;
+  namespace?: string;
+  /** A custom tool: its call's free text is the function's one argument. */
+  custom: boolean;
+}
+
+/** The function name Gemini sees for a tool (in a namespace: `namespace.name`). */
+export function qualifiedName(name: string, namespace?: string): string {
+  return namespace ? `${namespace}.${name}` : name;
+}
+
 /** A chat request made from a Responses request, with what its answer's translation needs. */
 export interface ChatFromResponses {
   chat: ChatCompletionRequest;
-  /** Names of the custom tools: a call of one is answered as a `custom_tool_call`. */
-  customTools: Set<string>;
+  /**
+   * The tools Gemini knows by another name or shape (custom tools, tools in a namespace), by the
+   * name Gemini calls them: a call is answered as the tool the client declared.
+   */
+  toolOrigins: Map<string, ToolOrigin>;
 }
 
 /** A part of a user message in chat's spelling. */
@@ -139,7 +155,7 @@ export function inputMessages(input: ResponsesRequest["input"]): Message[] {
           id: item.call_id,
           type: "function",
           function: {
-            name: item.name,
+            name: qualifiedName(item.name, item.namespace ?? undefined),
             arguments: item.type === "function_call"
               ? item.arguments
               : JSON.stringify({ [CUSTOM_TOOL_INPUT]: item.input }),
@@ -174,47 +190,69 @@ export function inputMessages(input: ResponsesRequest["input"]): Message[] {
   return out;
 }
 
-/** Tools in chat's spelling, and whether Google Search is on. */
+type ChatTool = NonNullable<ChatCompletionRequest["tools"]>[number];
+type FunctionTool = Extract<ResponsesTool, { type: "function" }>;
+type CustomTool = Extract<ResponsesTool, { type: "custom" }>;
+
+/** A function or custom tool as a chat function, named as Gemini sees it. */
+function chatFunction(tool: FunctionTool | CustomTool, namespace?: string): ChatTool {
+  const name = qualifiedName(tool.name, namespace);
+  if (tool.type === "function") {
+    return {
+      type: "function",
+      function: {
+        name,
+        description: tool.description,
+        parameters: tool.parameters,
+        strict: tool.strict,
+      },
+    };
+  }
+  const format = tool.format?.type === "grammar"
+    ? " The input must follow this grammar: " + JSON.stringify(tool.format)
+    : "";
+  return {
+    type: "function",
+    function: {
+      name,
+      description: (tool.description ?? "") + format,
+      parameters: {
+        type: "object",
+        properties: {
+          [CUSTOM_TOOL_INPUT]: { type: "string", description: "The tool's free-text input" },
+        },
+        required: [CUSTOM_TOOL_INPUT],
+      },
+    },
+  };
+}
+
+/** Tools in chat's spelling, whether Google Search is on, and the origins of renamed tools. */
 function chatTools(
   tools: ResponsesTool[],
-): { tools: NonNullable<ChatCompletionRequest["tools"]>; search: boolean; custom: Set<string> } {
-  const out: NonNullable<ChatCompletionRequest["tools"]> = [];
-  const custom = new Set<string>();
+): { tools: ChatTool[]; search: boolean; origins: Map<string, ToolOrigin> } {
+  const out: ChatTool[] = [];
+  const origins = new Map<string, ToolOrigin>();
   let search = false;
+  const add = (tool: FunctionTool | CustomTool, namespace?: string) => {
+    out.push(chatFunction(tool, namespace));
+    if (tool.type === "custom" || namespace) {
+      origins.set(qualifiedName(tool.name, namespace), {
+        name: tool.name,
+        custom: tool.type === "custom",
+        ...(namespace ? { namespace } : {}),
+      });
+    }
+  };
   tools.forEach((tool, i) => {
     switch (tool.type) {
       case "function":
-        out.push({
-          type: "function",
-          function: {
-            name: tool.name,
-            description: tool.description,
-            parameters: tool.parameters,
-            strict: tool.strict,
-          },
-        });
+      case "custom":
+        add(tool);
         return;
-      case "custom": {
-        custom.add(tool.name);
-        const format = tool.format?.type === "grammar"
-          ? " The input must follow this grammar: " + JSON.stringify(tool.format)
-          : "";
-        out.push({
-          type: "function",
-          function: {
-            name: tool.name,
-            description: (tool.description ?? "") + format,
-            parameters: {
-              type: "object",
-              properties: {
-                [CUSTOM_TOOL_INPUT]: { type: "string", description: "The tool's free-text input" },
-              },
-              required: [CUSTOM_TOOL_INPUT],
-            },
-          },
-        });
+      case "namespace":
+        for (const inner of tool.tools) add(inner, tool.name);
         return;
-      }
       case "web_search":
       case "web_search_preview":
       case "web_search_2025_08_26":
@@ -223,13 +261,13 @@ function chatTools(
       case "unsupported":
         throw new TranslateError(
           `Tool type '${tool.kind}' of 'tools[${i}]' is not supported: Gemini offers function ` +
-            "tools, custom tools and web search here",
+            "tools, custom tools, namespaces of them and web search here",
           `tools[${i}].type`,
           "unsupported_value",
         );
     }
   });
-  return { tools: out, search, custom };
+  return { tools: out, search, origins };
 }
 
 /** `tool_choice` in chat's spelling. */
@@ -238,14 +276,20 @@ function chatToolChoice(
 ): ChatCompletionRequest["tool_choice"] {
   if (typeof choice === "string") return choice;
   if (choice.type === "function" || choice.type === "custom") {
-    return { type: "function", function: { name: choice.name } };
+    return {
+      type: "function",
+      function: { name: qualifiedName(choice.name, choice.namespace ?? undefined) },
+    };
   }
   if (choice.type === "allowed_tools") {
     return {
       type: "allowed_tools",
       allowed_tools: {
         mode: choice.mode,
-        tools: choice.tools.map((t) => ({ type: "function", function: { name: t.name } })),
+        tools: choice.tools.map((t) => ({
+          type: "function",
+          function: { name: qualifiedName(t.name, t.namespace ?? undefined) },
+        })),
       },
     };
   }
@@ -287,7 +331,7 @@ export function toChatRequest(
   if (!conversation.length) {
     throw new TranslateError("'input' holds no message to answer", "input", "invalid_value");
   }
-  const { tools, search, custom } = chatTools(req.tools ?? []);
+  const { tools, search, origins } = chatTools(req.tools ?? []);
   const messages: Message[] = req.instructions
     ? [{ role: "system", content: req.instructions }, ...conversation]
     : conversation;
@@ -311,5 +355,5 @@ export function toChatRequest(
       ? { extra_body: { google: { thinking_config: { include_thoughts: true } } } }
       : {}),
   };
-  return { chat, customTools: custom };
+  return { chat, toolOrigins: origins };
 }

@@ -7,7 +7,7 @@
  */
 import type { ChatCompletion, ChatToolCall, ChatUsage, UrlCitation } from "./chat_response.ts";
 import type { ChatCompletionChunk } from "./chat_stream.ts";
-import { CUSTOM_TOOL_INPUT } from "./responses_request.ts";
+import { CUSTOM_TOOL_INPUT, type ToolOrigin } from "./responses_request.ts";
 
 /** A citation of a web source in an answer's text. */
 export interface ResponseAnnotation {
@@ -47,6 +47,7 @@ export type OutputItem =
     id: string;
     call_id: string;
     name: string;
+    namespace?: string;
     arguments: string;
     status: ItemStatus;
   }
@@ -55,6 +56,7 @@ export type OutputItem =
     id: string;
     call_id: string;
     name: string;
+    namespace?: string;
     input: string;
     status: ItemStatus;
   };
@@ -116,8 +118,8 @@ export interface ResponseContext {
   /** The model as the client named it. */
   model: string;
   echo: ResponseEcho;
-  /** Names of the request's custom tools (their calls are `custom_tool_call` items). */
-  customTools: ReadonlySet<string>;
+  /** Tools declared as custom or in a namespace, by the name Gemini calls them. */
+  toolOrigins: ReadonlyMap<string, ToolOrigin>;
   /** Makes an item id with the given prefix (`msg_`, `fc_`, `rs_`, `ctc_`). */
   itemId: (prefix: string) => string;
 }
@@ -327,14 +329,18 @@ export class ResponseBuilder {
       ...this.#closeReasoning(),
       ...this.#closeMessage("completed"),
     ];
-    const { name, arguments: args } = call.function;
-    if (this.#ctx.customTools.has(name)) {
+    const { arguments: args } = call.function;
+    const origin = this.#ctx.toolOrigins.get(call.function.name);
+    const name = origin?.name ?? call.function.name;
+    const namespace = origin?.namespace ? { namespace: origin.namespace } : {};
+    if (origin?.custom) {
       const input = customInput(args);
       const item: OutputItem = {
         type: "custom_tool_call",
         id: this.#ctx.itemId("ctc_"),
         call_id: call.id,
         name,
+        ...namespace,
         input: "",
         status: "in_progress",
       };
@@ -357,6 +363,7 @@ export class ResponseBuilder {
       id: this.#ctx.itemId("fc_"),
       call_id: call.id,
       name,
+      ...namespace,
       arguments: "",
       status: "in_progress",
     };

@@ -139,7 +139,7 @@ async function createResponse(
   const history = req.previous_response_id
     ? await historyOf(gw, userKey.id, req.previous_response_id)
     : [];
-  const { chat, customTools } = translating(() => toChatRequest(req, history));
+  const { chat, toolOrigins } = translating(() => toChatRequest(req, history));
   // What this answer continues from, for a later turn: the history and this request's input.
   const answered = [...history, ...inputItems(req.input)];
   const ctx: ResponseContext = {
@@ -147,7 +147,7 @@ async function createResponse(
     createdAt: Math.floor(gw.now() / 1000),
     model: req.model,
     echo: echoOf(req),
-    customTools,
+    toolOrigins,
     itemId: (prefix) => randomId(prefix, 18),
   };
   // Thoughts come back as reasoning items, never inside the text.

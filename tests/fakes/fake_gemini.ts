@@ -917,6 +917,20 @@ class FakeGeminiServer implements FakeGemini {
     }
     const fileError = this.#checkFileRefs(contents, project);
     if (fileError !== null) return fileError;
+    // Google Search beside function declarations needs server-side tool circulation (and a
+    // Gemini 3 model); without it Google refuses the request.
+    const toolKinds = arrayField(body, "tools").filter(isRecord);
+    const toolConfig = recordField(body, "toolConfig", "tool_config");
+    if (
+      toolKinds.some((t) => "googleSearch" in t || "google_search" in t) &&
+      toolKinds.some((t) => "functionDeclarations" in t || "function_declarations" in t) &&
+      toolConfig?.includeServerSideToolInvocations !== true
+    ) {
+      return badRequest(
+        "Please enable tool_config.include_server_side_tool_invocations to use Built-in tools " +
+          "with Function calling.",
+      );
+    }
     // This fake keeps no context caches: whatever cache a request names is not this project's.
     if (typeof body.cachedContent === "string") {
       return errorResponse(

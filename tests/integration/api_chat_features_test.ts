@@ -592,6 +592,17 @@ Deno.test("web search: a -search model name or web_search_options turns on Googl
     const plain = await chatAnswer(client, { model: "gemini-2.5-flash", messages: [asked] }, false);
     assert.equal(plain.content, "Echo: What is new today?");
     assert.equal(tools(2), undefined);
+
+    // Beside function tools, which Gemini refuses to mix with it, search gives way: the request is
+    // answered, with the functions only.
+    const withTools = await chatAnswer(client, {
+      model: "gemini-2.5-flash-search",
+      messages: [asked],
+      web_search_options: {},
+      tools: [{ type: "function", function: { name: "lookup", parameters: { type: "object" } } }],
+    }, false);
+    assert.equal(withTools.content, "Echo: What is new today?");
+    assert.deepEqual(tools(3)?.map((t) => Object.keys(t)), [["functionDeclarations"]]);
   } finally {
     await gw.close();
   }

@@ -167,6 +167,46 @@ Deno.test("responses: a custom tool is called with free text and its output goes
   }
 });
 
+Deno.test("responses: a namespace's tools are called by name and namespace, as Codex declares them", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const tools = [{
+      type: "namespace",
+      name: "crm",
+      description: "Customer records",
+      tools: [{
+        type: "function",
+        name: "find",
+        description: "Finds a customer",
+        parameters: { type: "object", properties: { q: { type: "string" } } },
+        strict: false,
+      }],
+    }] as unknown as OpenAI.Responses.Tool[];
+    const asked = 'who? [[CALL:crm.find:{"q":"Ada"}]]';
+    const first = await client.responses.stream({ model: "gemini-2.5-flash", input: asked, tools })
+      .finalResponse();
+    const call = first.output.find((o) => o.type === "function_call");
+    assert.ok(call && call.type === "function_call", JSON.stringify(first.output));
+    assert.equal(call.name, "find");
+    assert.equal((call as { namespace?: string }).namespace, "crm");
+    const declared = generateBodies(gw)[0].tools?.[0] as { functionDeclarations: Json[] };
+    assert.equal(declared.functionDeclarations[0].name, "crm.find");
+    const second = await client.responses.create({
+      model: "gemini-2.5-flash",
+      tools,
+      input: [
+        { role: "user", content: asked },
+        ...first.output,
+        { type: "function_call_output", call_id: call.call_id, output: "found" },
+      ] as OpenAI.Responses.ResponseInput,
+    });
+    assert.equal(second.output_text, 'Results: crm.find={"output":"found"}');
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("responses: reasoning summaries come as reasoning items, streamed or not", async () => {
   const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
   try {
@@ -368,6 +408,68 @@ Deno.test("responses: stored answers are continued with previous_response_id, re
     await assert.rejects(
       () => client.responses.retrieve(unstored.id),
       (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
+  } finally {
+    await gw.close();
+  }
+});
+
+/** Reads an SSE body of Responses events. */
+async function events(res: Response): Promise<{ type: string; [k: string]: unknown }[]> {
+  const out = [];
+  for (const block of (await res.text()).split("\n\n")) {
+    const data = block.split("\n").find((l) => l.startsWith("data: "));
+    if (data) out.push(JSON.parse(data.slice(6)));
+  }
+  return out;
+}
+
+Deno.test("responses: Codex's own requests (recorded from Codex CLI 0.171) run a tool loop", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK }, fakeOptions: { strict: true } });
+  try {
+    const key = await gw.createUserKey();
+    // Codex's first turn as it sent it: developer instructions, function tools, a namespace, web
+    // search (with options), store: false, include, prompt_cache_key, client_metadata, ids on
+    // input items.
+    const recorded = JSON.parse(
+      await Deno.readTextFile(new URL("./fixtures/codex_0.171_request.json", import.meta.url)),
+    );
+    const send = (body: unknown) =>
+      fetch(`${gw.url}/v1/responses`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const first = await send(recorded);
+    assert.equal(first.status, 200);
+    const turn1 = await events(first);
+    const done = turn1.at(-1)!;
+    assert.equal(done.type, "response.completed", JSON.stringify(done));
+    const output = (done.response as { output: Json[] }).output;
+    const call = output.find((o) => o.type === "function_call")!;
+    assert.equal(call.name, "exec_command");
+    const sent = generateBodies(gw)[0];
+    assert.deepEqual(sent.tools?.map((t) => Object.keys(t)), [["functionDeclarations"]]);
+    // Codex's second turn: everything again, the answer's items, and the command's output.
+    const second = await send({
+      ...recorded,
+      input: [
+        ...recorded.input,
+        ...output,
+        { type: "function_call_output", id: "fco_1", call_id: call.call_id, output: "hi" },
+      ],
+    });
+    const turn2 = await events(second);
+    const end = turn2.at(-1)!;
+    assert.equal(end.type, "response.completed", JSON.stringify(end));
+    const message = (end.response as { output: { type: string; content?: { text: string }[] }[] })
+      .output.find((o) => o.type === "message");
+    assert.equal(message?.content?.[0].text, 'Results: exec_command={"output":"hi"}');
+    const replayed = generateBodies(gw)[1].contents.flatMap((c) => c.parts)
+      .find((p) => p.functionCall);
+    assert.ok(
+      typeof replayed?.thoughtSignature === "string" &&
+        replayed.thoughtSignature !== "skip_thought_signature_validator",
     );
   } finally {
     await gw.close();

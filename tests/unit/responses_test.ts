@@ -62,7 +62,7 @@ Deno.test("input items become chat messages: calls join their assistant turn, to
 });
 
 Deno.test("a request's settings take chat's names; a history comes before the input", () => {
-  const { chat, customTools } = toChatRequest(
+  const { chat, toolOrigins } = toChatRequest(
     parse({
       instructions: "sys",
       input: "now",
@@ -81,7 +81,7 @@ Deno.test("a request's settings take chat's names; a history comes before the in
   assert.deepEqual(chat.web_search_options, {});
   assert.deepEqual(chat.response_format, { type: "json_object" });
   assert.equal(chat.reasoning_effort, "high");
-  assert.deepEqual([...customTools], ["patch"]);
+  assert.deepEqual([...toolOrigins], [["patch", { name: "patch", custom: true }]]);
 });
 
 function context(): ResponseContext {
@@ -106,7 +106,7 @@ function context(): ResponseContext {
       user: null,
       metadata: {},
     },
-    customTools: new Set(),
+    toolOrigins: new Map(),
     itemId: (prefix) => `${prefix}${++n}`,
   };
 }
