@@ -113,6 +113,7 @@ const en = {
   "quick.snippet": "OpenAI SDK (Python)",
   "quick.snippetJs": "OpenAI SDK (JavaScript)",
   "quick.curl": "curl",
+  "quick.codex": "Codex CLI (~/.codex/config.toml, key in GATEWAY_KEY)",
 
   "keys.title": "Gemini keys",
   "keys.addTitle": "Add keys",
@@ -533,6 +534,7 @@ const zhCN: Messages = {
   "quick.snippet": "OpenAI SDK（Python）",
   "quick.snippetJs": "OpenAI SDK（JavaScript）",
   "quick.curl": "curl",
+  "quick.codex": "Codex CLI（~/.codex/config.toml，密钥放在环境变量 GATEWAY_KEY）",
 
   "keys.title": "Gemini 密钥",
   "keys.addTitle": "添加密钥",

@@ -16,7 +16,9 @@ export function baseUrl(req: Request, options: { onDeploy: boolean }): string {
 }
 
 /** The snippets for a base URL, by name. */
-export function snippets(base: string): { python: string; js: string; curl: string } {
+export function snippets(
+  base: string,
+): { python: string; js: string; curl: string; codex: string } {
   return {
     python: `from openai import OpenAI
 
@@ -38,6 +40,14 @@ console.log(reply.choices[0].message.content);`,
   -H "Authorization: Bearer sk-..." \\
   -H "Content-Type: application/json" \\
   -d '{"model": "${SNIPPET_MODEL}", "messages": [{"role": "user", "content": "Hello!"}]}'`,
+    codex: `model = "${SNIPPET_MODEL}"
+model_provider = "gateway"
+
+[model_providers.gateway]
+name = "Gemini gateway"
+base_url = "${base}"
+env_key = "GATEWAY_KEY"
+wire_api = "responses"`,
   };
 }
 
@@ -74,6 +84,10 @@ export function QuickStart(props: { t: Translator; base: string }) {
       <details>
         <summary>{t("quick.curl")}</summary>
         <CodeBlock code={code.curl} label={t("quick.curl")} id="snippet-curl" />
+      </details>
+      <details>
+        <summary>{t("quick.codex")}</summary>
+        <CodeBlock code={code.codex} label={t("quick.codex")} id="snippet-codex" />
       </details>
     </section>
   );
