@@ -350,10 +350,11 @@ export function toChatRequest(
     ...(search ? { web_search_options: {} } : {}),
     ...(req.text?.format ? { response_format: responseFormat(req.text.format) } : {}),
     ...(req.reasoning?.effort ? { reasoning_effort: req.reasoning.effort } : {}),
-    // Asking for a summary asks Gemini for its thought summaries.
-    ...(req.reasoning?.summary
-      ? { extra_body: { google: { thinking_config: { include_thoughts: true } } } }
-      : {}),
+    // Asking for a summary asks Gemini for its thought summaries; as at OpenAI, there are none
+    // otherwise (the model may think all the same).
+    extra_body: {
+      google: { thinking_config: { include_thoughts: req.reasoning?.summary != null } },
+    },
   };
   return { chat, toolOrigins: origins };
 }

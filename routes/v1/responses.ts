@@ -21,7 +21,6 @@ import { deleteResponse, loadResponse, storeResponse } from "../../lib/store/res
 import { randomId } from "../../lib/secrets.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
-import type { ChatCompletionChunk } from "../../lib/translate/chat_stream.ts";
 import { inputItems, toChatRequest } from "../../lib/translate/responses_request.ts";
 import {
   pushChunk,
@@ -34,6 +33,7 @@ import {
   toResponse,
 } from "../../lib/translate/responses_response.ts";
 import { markWhole } from "../../lib/whole_body.ts";
+import { respellChatStream, type Respeller } from "../../lib/respell_stream.ts";
 import { answerChat } from "./chat_completions.ts";
 
 /** Builds the Responses API routes. */
@@ -160,85 +160,30 @@ async function createResponse(
   }
   const builder = new ResponseBuilder(ctx);
   const ended = (response: ResponseObject) => keep(gw, userKey.id, response, answered);
-  return new Response(answer.body!.pipeThrough(responsesStream(builder, ended)), {
-    headers: answer.headers,
-  });
+  return new Response(
+    answer.body!.pipeThrough(respellChatStream(responsesRespeller(builder, ended))),
+    {
+      headers: answer.headers,
+    },
+  );
 }
 
-const encoder = new TextEncoder();
-
-/**
- * Respells a chat-completion SSE stream as Responses events: chunks become events, comments (the
- * heartbeats of a slow start) pass as they are, an error event fails the response. The last event
- * waits for `ended` (which stores the response and says so in it).
- */
-function responsesStream(
+/** The Responses events of a chat stream; the response is stored before its last event. */
+function responsesRespeller(
   builder: ResponseBuilder,
   ended: (response: ResponseObject) => Promise<void>,
-): TransformStream<Uint8Array, Uint8Array> {
-  const decoder = new TextDecoder();
-  let buffer = "";
-  let done = false;
-  /** The events of one chat SSE event (a comment passes as text). */
-  const translate = (event: string): ResponseEvent[] | string => {
-    if (done || event === "") return [];
-    if (event.startsWith(":")) return `${event}\n\n`;
-    if (!event.startsWith("data: ")) return [];
-    const data = event.slice(6);
-    if (data === "[DONE]") {
-      done = true;
-      return builder.end();
-    }
-    const parsed = JSON.parse(data) as ChatCompletionChunk | {
-      error: { message: string; code: string | null };
-    };
-    if (!("error" in parsed)) return pushChunk(builder, parsed);
-    done = true;
-    return builder.fail({
-      code: parsed.error.code ?? "upstream_error",
-      message: parsed.error.message,
-    });
-  };
-  const drain = async (controller: TransformStreamDefaultController<Uint8Array>) => {
-    let out = "";
-    let at: number;
-    while ((at = buffer.indexOf("\n\n")) !== -1) {
-      const events = translate(buffer.slice(0, at));
-      buffer = buffer.slice(at + 2);
-      if (typeof events === "string") {
-        out += events;
-        continue;
-      }
-      for (const e of events) {
-        const response = e.response as ResponseObject | undefined;
-        if (response && (e.type === "response.completed" || e.type === "response.incomplete")) {
-          // Sent before the store's wait: the client has all but the end meanwhile.
-          if (out) controller.enqueue(encoder.encode(out));
-          out = "";
-          await ended(response);
-        }
-        out += responseSse(e);
-      }
-    }
-    if (out) controller.enqueue(encoder.encode(out));
-  };
-  return new TransformStream({
-    transform(chunk, controller) {
-      buffer += decoder.decode(chunk, { stream: true });
-      return drain(controller);
+): Respeller {
+  const sse = (events: ResponseEvent[]) => events.map(responseSse).join("");
+  return {
+    chunk: (chunk) => sse(pushChunk(builder, chunk)),
+    async end(send) {
+      const events = builder.end();
+      const last = events.pop()!;
+      // The client has all but the end while the store is written.
+      send(sse(events));
+      await ended(last.response as ResponseObject);
+      return responseSse(last);
     },
-    async flush(controller) {
-      buffer += decoder.decode();
-      await drain(controller);
-      if (!done) {
-        // The chat stream ended without its end: say so rather than pass it as complete.
-        done = true;
-        const events = builder.fail({
-          code: "upstream_stream_error",
-          message: "The answer's stream ended early",
-        });
-        controller.enqueue(encoder.encode(events.map(responseSse).join("")));
-      }
-    },
-  });
+    fail: (error) => sse(builder.fail(error)),
+  };
 }
