@@ -34,6 +34,8 @@ import { imagesRoutes } from "../routes/v1/images.ts";
 import { audioRoutes } from "../routes/v1/audio.ts";
 import { filesRoutes } from "../routes/v1/files.ts";
 import { responsesRoutes } from "../routes/v1/responses.ts";
+import { messagesRoutes } from "../routes/v1/messages.ts";
+import { anthropicErrorResponse, isAnthropicRequest } from "./anthropic/errors.ts";
 import { isGeminiNativeRequest, nativeRoutes } from "../routes/v1beta/native.ts";
 import { aliasesRoutes } from "../routes/admin/api/aliases.ts";
 import { healthRoutes } from "../routes/health.ts";
@@ -157,14 +159,20 @@ const finished = new WeakSet<Response>();
 
 /** The answer to an error no route turned into a response: its own, or a logged 500. */
 function errorResponse(err: unknown, req: Request): Response {
-  if (err instanceof OpenAiError) return err.toResponse();
+  const error = err instanceof OpenAiError ? err : unexpected(err, req);
+  // Anthropic's clients (Claude Code) read errors in Anthropic's shape.
+  return isAnthropicRequest(req) ? anthropicErrorResponse(error) : error.toResponse();
+}
+
+/** The 500 of an error no route expected (logged, unless the client went away). */
+function unexpected(err: unknown, req: Request): OpenAiError {
   // A client that went away comes back as its own abort reason: nothing failed here, and nobody
   // is left to answer.
   const clientLeft = req.signal.aborted && err === req.signal.reason;
   if (!clientLeft) console.error(`Unhandled error on ${req.method} ${urlPath(req.url)}:`, err);
   return new OpenAiError(500, "The gateway failed to handle this request", {
     code: "internal_error",
-  }).toResponse();
+  });
 }
 
 /**
@@ -279,6 +287,7 @@ export function createApp(deps: AppDeps): App {
   hono.route("/v1/audio", audioRoutes(gateway));
   hono.route("/v1/files", filesRoutes(gateway));
   hono.route("/v1/responses", responsesRoutes(gateway));
+  hono.route("/v1/messages", messagesRoutes(gateway));
 
   hono.use(
     "/admin/api/*",

@@ -17,9 +17,14 @@ import {
 import { bearerCredential, bearerToken } from "./user_auth.ts";
 import type { UserKeyRecord } from "../store/user_keys.ts";
 
-/** The user key of `Authorization: Bearer sk-…`; a 401 in OpenAI's shape when there is none. */
+/**
+ * The user key of `Authorization: Bearer sk-…`, or of `x-api-key: sk-…` (how Anthropic's clients
+ * send it); a 401 in OpenAI's shape when there is none.
+ */
 export async function authenticateUser(gw: Gateway, req: Request): Promise<UserKeyRecord> {
-  const result = await gw.users.verify(bearerToken(req.headers.get("authorization")));
+  const result = await gw.users.verify(
+    bearerToken(req.headers.get("authorization")) ?? req.headers.get("x-api-key"),
+  );
   if (result === "missing") {
     throw new OpenAiError(401, "Missing API key: send it as 'Authorization: Bearer sk-...'", {
       code: "missing_api_key",

@@ -114,6 +114,7 @@ const en = {
   "quick.snippetJs": "OpenAI SDK (JavaScript)",
   "quick.curl": "curl",
   "quick.codex": "Codex CLI (~/.codex/config.toml, key in GATEWAY_KEY)",
+  "quick.claude": "Claude Code (environment)",
 
   "keys.title": "Gemini keys",
   "keys.addTitle": "Add keys",
@@ -535,6 +536,7 @@ const zhCN: Messages = {
   "quick.snippetJs": "OpenAI SDK（JavaScript）",
   "quick.curl": "curl",
   "quick.codex": "Codex CLI（~/.codex/config.toml，密钥放在环境变量 GATEWAY_KEY）",
+  "quick.claude": "Claude Code（环境变量）",
 
   "keys.title": "Gemini 密钥",
   "keys.addTitle": "添加密钥",

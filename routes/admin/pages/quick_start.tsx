@@ -18,7 +18,7 @@ export function baseUrl(req: Request, options: { onDeploy: boolean }): string {
 /** The snippets for a base URL, by name. */
 export function snippets(
   base: string,
-): { python: string; js: string; curl: string; codex: string } {
+): { python: string; js: string; curl: string; codex: string; claude: string } {
   return {
     python: `from openai import OpenAI
 
@@ -48,6 +48,10 @@ name = "Gemini gateway"
 base_url = "${base}"
 env_key = "GATEWAY_KEY"
 wire_api = "responses"`,
+    claude: `export ANTHROPIC_BASE_URL="${base.replace(/\/v1$/, "")}"
+export ANTHROPIC_API_KEY="sk-..."
+export ANTHROPIC_MODEL="${SNIPPET_MODEL}"
+claude`,
   };
 }
 
@@ -88,6 +92,10 @@ export function QuickStart(props: { t: Translator; base: string }) {
       <details>
         <summary>{t("quick.codex")}</summary>
         <CodeBlock code={code.codex} label={t("quick.codex")} id="snippet-codex" />
+      </details>
+      <details>
+        <summary>{t("quick.claude")}</summary>
+        <CodeBlock code={code.claude} label={t("quick.claude")} id="snippet-claude" />
       </details>
     </section>
   );

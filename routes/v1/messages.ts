@@ -1,0 +1,91 @@
+/**
+ * `POST /v1/messages`: Anthropic's Messages API (Claude Code, `@anthropic-ai/sdk`), answered through
+ * the chat path: the request is spelled as a chat request, and the chat answer (one JSON body or
+ * an SSE stream) is spelled back as an Anthropic message or as its stream events. Claude model
+ * names run on an alias of that name, else on `CLAUDE_STANDIN_MODEL`.
+ * `POST /v1/messages/count_tokens` estimates. Errors take Anthropic's shape (see `lib/app.ts`).
+ */
+import { Hono } from "hono";
+import {
+  CountTokensRequestSchema,
+  MessagesRequestSchema,
+} from "../../lib/anthropic/messages_schema.ts";
+import type { AppEnv, Gateway } from "../../lib/gateway.ts";
+import { resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
+import { translating } from "../../lib/openai/errors.ts";
+import { readBody } from "../../lib/openai/request.ts";
+import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
+import { respellChatStream } from "../../lib/respell_stream.ts";
+import { randomId } from "../../lib/secrets.ts";
+import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
+import {
+  chatRequestRefs,
+  chatSettingsOf,
+  toGeminiChatRequest,
+} from "../../lib/translate/chat_request.ts";
+import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
+import { messagesModel, toChatRequest } from "../../lib/translate/messages_request.ts";
+import {
+  MessageBuilder,
+  type MessageEvent,
+  messageSse,
+  pushChunk,
+  toMessage,
+} from "../../lib/translate/messages_response.ts";
+import { markWhole } from "../../lib/whole_body.ts";
+import { answerChat } from "./chat_completions.ts";
+
+/** Builds the Messages API routes. */
+export function messagesRoutes(gw: Gateway): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.post("/", (c) => createMessage(gw, c.req.raw, c.get("userKey")));
+  app.post("/count_tokens", (c) => countTokens(gw, c.req.raw, c.get("userKey")));
+  return app;
+}
+
+async function createMessage(
+  gw: Gateway,
+  raw: Request,
+  userKey: UserKeyRecord,
+): Promise<Response> {
+  const req = await readBody(raw, MessagesRequestSchema);
+  const settings = gw.settings.current() ?? await gw.settings.get();
+  const chat = translating(() => toChatRequest(req, messagesModel(req.model, settings.aliases)));
+  const context = { id: randomId("msg_", 18), model: req.model };
+  // Thoughts come back as thinking blocks, never inside the text.
+  const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false });
+  if (!req.stream) {
+    const completion = await answer.json() as ChatCompletion;
+    return markWhole(Response.json(toMessage(completion, context)));
+  }
+  const builder = new MessageBuilder(context);
+  const sse = (events: MessageEvent[]) => events.map(messageSse).join("");
+  const stream = respellChatStream({
+    chunk: (chunk) => sse(pushChunk(builder, chunk)),
+    end: () => sse(builder.end()),
+    fail: (error) => sse(builder.fail({ type: "api_error", message: error.message })),
+  });
+  return new Response(answer.body!.pipeThrough(stream), { headers: answer.headers });
+}
+
+/**
+ * `POST /v1/messages/count_tokens`: the gateway's estimate of the request's input tokens, as sent
+ * to Gemini (no upstream call, so no quota spent; see `lib/pool/estimate.ts`).
+ */
+async function countTokens(
+  gw: Gateway,
+  raw: Request,
+  userKey: UserKeyRecord,
+): Promise<Response> {
+  const req = await readBody(raw, CountTokensRequestSchema);
+  const settings = gw.settings.current() ?? await gw.settings.get();
+  const chat = translating(() => toChatRequest(req, messagesModel(req.model, settings.aliases)));
+  const inputs = await resolveChatInputs(gw, chatRequestRefs(chat), {
+    userId: userKey.id,
+    signal: gw.clients.signalOf(raw),
+  });
+  const { body } = translating(() =>
+    toGeminiChatRequest(chat, { settings: chatSettingsOf(settings), refs: inputs.refs })
+  );
+  return Response.json({ input_tokens: estimateRequestTokens(body) });
+}

@@ -1,0 +1,364 @@
+/**
+ * Anthropic's Messages API (`POST /v1/messages`) driven by the real `@anthropic-ai/sdk` client, as
+ * Claude Code speaks it: text, streams through the SDK's message stream, system prompts, tools
+ * across two turns with Gemini 3 signatures, thinking, Claude model names, count_tokens, and
+ * errors in Anthropic's shape.
+ */
+import assert from "node:assert/strict";
+import Anthropic from "@anthropic-ai/sdk";
+import { TINY_PNG } from "../fakes/fake_gemini.ts";
+import { startGateway, type TestGateway } from "./harness.ts";
+
+const OK = { kind: "ok" } as const;
+const G3 = "gemini-3-flash-preview";
+
+type Json = Record<string, unknown>;
+interface SentBody {
+  contents: { role: string; parts: Json[] }[];
+  systemInstruction?: { parts: { text: string }[] };
+  tools?: Json[];
+  generationConfig?: Json;
+}
+
+function generateBodies(gw: TestGateway): SentBody[] {
+  return gw.fake.requests.filter((r) => /:(stream)?[gG]enerateContent$/.test(r.path))
+    .map((r) => r.body as SentBody);
+}
+
+function paths(gw: TestGateway): string[] {
+  return gw.fake.requests.filter((r) => /:(stream)?[gG]enerateContent$/.test(r.path))
+    .map((r) => r.path);
+}
+
+function anthropic(gw: TestGateway, apiKey: string): Anthropic {
+  return new Anthropic({ apiKey, baseURL: gw.url, maxRetries: 0 });
+}
+
+Deno.test("messages: a text answer, whole and streamed, with a system prompt and usage", async () => {
+  const gw = await startGateway({ keys: { "AIzaMsg-1": OK } });
+  try {
+    const client = anthropic(gw, await gw.createUserKey());
+    const whole = await client.messages.create({
+      model: "gemini-2.5-flash",
+      max_tokens: 1024,
+      system: [{ type: "text", text: "Answer briefly", cache_control: { type: "ephemeral" } }],
+      messages: [{ role: "user", content: "hello there" }],
+    });
+    assert.match(whole.id, /^msg_/);
+    assert.equal(whole.type, "message");
+    assert.equal(whole.role, "assistant");
+    assert.equal(whole.model, "gemini-2.5-flash");
+    assert.deepEqual(whole.content, [{ type: "text", text: "Echo: hello there" }]);
+    assert.equal(whole.stop_reason, "end_turn");
+    assert.ok(whole.usage.input_tokens > 0 && whole.usage.output_tokens > 0);
+    assert.equal(generateBodies(gw)[0].systemInstruction?.parts[0].text, "Answer briefly");
+
+    const stream = client.messages.stream({
+      model: "gemini-2.5-flash",
+      max_tokens: 1024,
+      messages: [{ role: "user", content: "hello there" }],
+    });
+    let text = "";
+    stream.on("text", (t) => text += t);
+    const final = await stream.finalMessage();
+    assert.equal(text, "Echo: hello there");
+    assert.deepEqual(final.content, [{ type: "text", text: "Echo: hello there" }]);
+    assert.equal(final.stop_reason, "end_turn");
+    assert.ok(final.usage.input_tokens > 0 && final.usage.output_tokens > 0, "usage at the end");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("messages: a Gemini 3 tool_use and its tool_result make a second turn with the real signature", async () => {
+  const gw = await startGateway({ keys: { "AIzaMsg-1": OK }, fakeOptions: { strict: true } });
+  try {
+    const client = anthropic(gw, await gw.createUserKey());
+    const tools: Anthropic.Tool[] = [{
+      name: "get_weather",
+      description: "Weather for a city",
+      input_schema: { type: "object", properties: { city: { type: "string" } } },
+    }];
+    const asked: Anthropic.MessageParam = {
+      role: "user",
+      content: 'weather? [[CALL:get_weather:{"city":"Paris"}]]',
+    };
+    const first = await client.messages.stream({
+      model: G3,
+      max_tokens: 1024,
+      tools,
+      messages: [asked],
+    }).finalMessage();
+    assert.equal(first.stop_reason, "tool_use");
+    const use = first.content.find((b) => b.type === "tool_use");
+    assert.ok(use && use.type === "tool_use", JSON.stringify(first.content));
+    assert.equal(use.name, "get_weather");
+    assert.deepEqual(use.input, { city: "Paris" });
+    const second = await client.messages.create({
+      model: G3,
+      max_tokens: 1024,
+      tools,
+      messages: [
+        asked,
+        { role: "assistant", content: first.content },
+        {
+          role: "user",
+          content: [{ type: "tool_result", tool_use_id: use.id, content: '{"temperature":21}' }],
+        },
+      ],
+    });
+    assert.deepEqual(second.content, [{
+      type: "text",
+      text: 'Results: get_weather={"temperature":21}',
+    }]);
+    const replay = generateBodies(gw)[1];
+    const call = replay.contents[1].parts[0];
+    assert.ok(call.functionCall, JSON.stringify(replay.contents));
+    assert.ok(
+      typeof call.thoughtSignature === "string" &&
+        call.thoughtSignature !== "skip_thought_signature_validator",
+    );
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("messages: thinking comes as thinking blocks; Claude names run on an alias or the stand-in", async () => {
+  const gw = await startGateway({ keys: { "AIzaMsg-1": OK } });
+  try {
+    const client = anthropic(gw, await gw.createUserKey());
+    const params = {
+      model: "claude-sonnet-4-5-20250929",
+      max_tokens: 4096,
+      thinking: { type: "enabled" as const, budget_tokens: 2048 },
+      messages: [{ role: "user" as const, content: "think first" }],
+    };
+    const whole = await client.messages.create(params);
+    const streamed = await client.messages.stream(params).finalMessage();
+    for (const m of [whole, streamed]) {
+      assert.equal(m.model, "claude-sonnet-4-5-20250929");
+      assert.deepEqual(m.content.map((b) => b.type), ["thinking", "text"]);
+      const thought = m.content[0];
+      assert.ok(thought.type === "thinking");
+      assert.equal(thought.thinking, "Thinking about it.");
+    }
+    assert.match(paths(gw)[0], /\/models\/gemini-2\.5-flash:generateContent$/);
+    const config = generateBodies(gw)[0].generationConfig?.thinkingConfig as Json;
+    assert.deepEqual(config, { thinkingBudget: 2048, includeThoughts: true });
+
+    // An alias of the Claude name decides its model.
+    await gw.admin("PUT", "/admin/api/aliases", {
+      aliases: { "claude-haiku-4-5": "gemini-2.5-flash-lite" },
+    });
+    await client.messages.create({
+      model: "claude-haiku-4-5",
+      max_tokens: 100,
+      messages: [{ role: "user", content: "hi" }],
+    });
+    assert.match(paths(gw).at(-1)!, /\/models\/gemini-2\.5-flash-lite:generateContent$/);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("messages: images, stop sequences, token limits and count_tokens", async () => {
+  const gw = await startGateway({ keys: { "AIzaMsg-1": OK } });
+  try {
+    const key = await gw.createUserKey();
+    const client = anthropic(gw, key);
+    await client.messages.create({
+      model: "gemini-2.5-flash",
+      max_tokens: 100,
+      stop_sequences: ["END"],
+      messages: [{
+        role: "user",
+        content: [
+          { type: "text", text: "what is this?" },
+          { type: "image", source: { type: "base64", media_type: "image/png", data: TINY_PNG } },
+        ],
+      }],
+    });
+    const sent = generateBodies(gw)[0];
+    assert.deepEqual(sent.contents[0].parts[1], {
+      inlineData: { mimeType: "image/png", data: TINY_PNG },
+    });
+    assert.deepEqual(sent.generationConfig?.stopSequences, ["END"]);
+    assert.equal(sent.generationConfig?.maxOutputTokens, 100);
+
+    for (const streamed of [false, true]) {
+      const params = {
+        model: "gemini-2.5-flash",
+        max_tokens: 2,
+        messages: [{ role: "user" as const, content: "one two three four five six" }],
+      };
+      const cut = streamed
+        ? await client.messages.stream(params).finalMessage()
+        : await client.messages.create(params);
+      assert.equal(cut.stop_reason, "max_tokens");
+    }
+
+    const counted = await client.messages.countTokens({
+      model: "claude-sonnet-4-5",
+      system: "x".repeat(400),
+      messages: [{ role: "user", content: "y".repeat(400) }],
+    });
+    assert.ok(
+      counted.input_tokens >= 200 && counted.input_tokens < 260,
+      String(counted.input_tokens),
+    );
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("messages: errors come in Anthropic's shape, and the key may come as x-api-key", async () => {
+  const gw = await startGateway({ keys: { "AIzaMsg-1": OK } });
+  try {
+    const key = await gw.createUserKey();
+    const send = (body: unknown, headers: Record<string, string>) =>
+      fetch(`${gw.url}/v1/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify(body),
+      });
+    const ok = await send(
+      { model: "gemini-2.5-flash", max_tokens: 10, messages: [{ role: "user", content: "hi" }] },
+      { "x-api-key": key, "anthropic-version": "2023-06-01" },
+    );
+    assert.equal(ok.status, 200);
+    assert.equal((await ok.json()).type, "message");
+
+    const cases: [unknown, Record<string, string>, number, string][] = [
+      [{ model: "m", max_tokens: 1, messages: [] }, {}, 401, "authentication_error"],
+      [
+        { model: "m", max_tokens: 1, messages: [] },
+        { "x-api-key": "sk-wrong" },
+        401,
+        "authentication_error",
+      ],
+      [
+        { model: "gemini-2.5-flash", messages: [{ role: "user", content: "hi" }] },
+        { "x-api-key": key },
+        400,
+        "invalid_request_error",
+      ],
+      [
+        {
+          model: "gemini-2.5-flash",
+          max_tokens: 10,
+          tools: [{ type: "bash_20250124", name: "bash" }],
+          messages: [{ role: "user", content: "hi" }],
+        },
+        { "x-api-key": key },
+        400,
+        "invalid_request_error",
+      ],
+      [
+        { model: "gemini-nope", max_tokens: 10, messages: [{ role: "user", content: "hi" }] },
+        { "x-api-key": key },
+        404,
+        "not_found_error",
+      ],
+    ];
+    for (const [body, headers, status, type] of cases) {
+      const res = await send(body, headers);
+      const json = await res.json();
+      assert.equal(res.status, status, JSON.stringify(json));
+      assert.equal(json.type, "error");
+      assert.equal(json.error.type, type, JSON.stringify(json));
+      assert.equal(typeof json.error.message, "string");
+    }
+
+    // The SDK raises a stream that breaks part way.
+    const client = anthropic(gw, key);
+    await assert.rejects(
+      () =>
+        client.messages.stream({
+          model: "gemini-2.5-flash",
+          max_tokens: 100,
+          messages: [{ role: "user", content: "[[MIDERROR]]" }],
+        }).finalMessage(),
+      (err: unknown) => err instanceof Anthropic.APIError && /Internal error/.test(err.message),
+    );
+  } finally {
+    await gw.close();
+  }
+});
+
+/** Reads an SSE body of Anthropic events. */
+async function sseEvents(res: Response): Promise<Json[]> {
+  const out: Json[] = [];
+  for (const block of (await res.text()).split("\n\n")) {
+    const data = block.split("\n").find((l) => l.startsWith("data: "));
+    if (data) out.push(JSON.parse(data.slice(6)));
+  }
+  return out;
+}
+
+Deno.test("messages: Claude Code's own requests (recorded from 2.1.197) run a tool loop", async () => {
+  const gw = await startGateway({ keys: { "AIzaMsg-1": OK }, fakeOptions: { strict: true } });
+  try {
+    const key = await gw.createUserKey();
+    // As Claude Code sent it: system blocks with cache_control, a system message between turns,
+    // adaptive thinking, output_config.effort, context_management, metadata, ?beta=true.
+    const recorded = JSON.parse(
+      await Deno.readTextFile(
+        new URL("./fixtures/claude_code_2.1.197_request.json", import.meta.url),
+      ),
+    );
+    const send = (body: unknown) =>
+      fetch(`${gw.url}/v1/messages?beta=true`, {
+        method: "POST",
+        headers: {
+          "x-api-key": key,
+          "anthropic-version": "2023-06-01",
+          "content-type": "application/json",
+        },
+        body: JSON.stringify(body),
+      });
+    const first = await sseEvents(await send(recorded));
+    assert.deepEqual(first.at(-1), { type: "message_stop" });
+    const blocks = first.filter((e) => e.type === "content_block_start")
+      .map((e) => e.content_block as Json);
+    const use = blocks.find((b) => b.type === "tool_use")!;
+    assert.equal(use.name, "Bash");
+    const input = first.filter((e) => e.type === "content_block_delta")
+      .map((e) => e.delta as Json).filter((d) => d.type === "input_json_delta")
+      .map((d) => d.partial_json).join("");
+    assert.deepEqual(JSON.parse(input), { command: "echo hi-from-claude", description: "say hi" });
+    const sent = generateBodies(gw)[0];
+    assert.ok(sent.systemInstruction?.parts[0].text.includes("Claude agent"));
+    // Claude Code's second turn: the answer, then the tool's result.
+    const second = await sseEvents(
+      await send({
+        ...recorded,
+        messages: [
+          ...recorded.messages,
+          { role: "assistant", content: [{ ...use, input: JSON.parse(input) }] },
+          {
+            role: "user",
+            content: [{
+              type: "tool_result",
+              tool_use_id: use.id,
+              content: "hi-from-claude",
+              is_error: false,
+              cache_control: { type: "ephemeral" },
+            }],
+          },
+        ],
+      }),
+    );
+    const text = second.filter((e) => e.type === "content_block_delta")
+      .map((e) => e.delta as Json).filter((d) => d.type === "text_delta").map((d) => d.text)
+      .join("");
+    assert.equal(text, 'Results: Bash={"output":"hi-from-claude"}');
+    const replayed = generateBodies(gw)[1].contents.flatMap((c) => c.parts)
+      .find((p) => p.functionCall);
+    assert.ok(
+      typeof replayed?.thoughtSignature === "string" &&
+        replayed.thoughtSignature !== "skip_thought_signature_validator",
+    );
+  } finally {
+    await gw.close();
+  }
+});
