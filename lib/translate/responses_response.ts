@@ -333,47 +333,28 @@ export class ResponseBuilder {
     const origin = this.#ctx.toolOrigins.get(call.function.name);
     const name = origin?.name ?? call.function.name;
     const namespace = origin?.namespace ? { namespace: origin.namespace } : {};
-    if (origin?.custom) {
-      const input = customInput(args);
-      const item: OutputItem = {
-        type: "custom_tool_call",
-        id: this.#ctx.itemId("ctc_"),
-        call_id: call.id,
-        name,
-        ...namespace,
-        input: "",
-        status: "in_progress",
-      };
-      out.push(this.#add(item));
-      const at = { item_id: item.id, output_index: this.output.length - 1 };
-      item.input = input;
-      item.status = "completed";
-      out.push(
-        this.#event("response.custom_tool_call_input.delta", { ...at, delta: input }),
-        this.#event("response.custom_tool_call_input.done", { ...at, input }),
-        this.#event("response.output_item.done", {
-          output_index: at.output_index,
-          item: structuredClone(item),
-        }),
-      );
-      return out;
-    }
-    const item: OutputItem = {
-      type: "function_call",
-      id: this.#ctx.itemId("fc_"),
+    // A custom tool's call carries free text (`input`), a function's JSON (`arguments`); both
+    // are announced as added (empty), one delta of all of it, done.
+    const custom = origin?.custom === true;
+    const field = custom ? "input" : "arguments";
+    const value = custom ? customInput(args) : args;
+    const item = {
+      type: custom ? "custom_tool_call" : "function_call",
+      id: this.#ctx.itemId(custom ? "ctc_" : "fc_"),
       call_id: call.id,
       name,
       ...namespace,
-      arguments: "",
+      [field]: "",
       status: "in_progress",
-    };
+    } as OutputItem & { [field: string]: unknown };
     out.push(this.#add(item));
     const at = { item_id: item.id, output_index: this.output.length - 1 };
-    item.arguments = args;
+    item[field] = value;
     item.status = "completed";
+    const events = custom ? "response.custom_tool_call_input" : "response.function_call_arguments";
     out.push(
-      this.#event("response.function_call_arguments.delta", { ...at, delta: args }),
-      this.#event("response.function_call_arguments.done", { ...at, name, arguments: args }),
+      this.#event(`${events}.delta`, { ...at, delta: value }),
+      this.#event(`${events}.done`, { ...at, ...(custom ? {} : { name }), [field]: value }),
       this.#event("response.output_item.done", {
         output_index: at.output_index,
         item: structuredClone(item),

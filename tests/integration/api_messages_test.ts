@@ -7,23 +7,12 @@
 import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
 import { TINY_PNG } from "../fakes/fake_gemini.ts";
-import { startGateway, type TestGateway } from "./harness.ts";
+import { generateBodies, sseData, startGateway, type TestGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 const G3 = "gemini-3-flash-preview";
 
 type Json = Record<string, unknown>;
-interface SentBody {
-  contents: { role: string; parts: Json[] }[];
-  systemInstruction?: { parts: { text: string }[] };
-  tools?: Json[];
-  generationConfig?: Json;
-}
-
-function generateBodies(gw: TestGateway): SentBody[] {
-  return gw.fake.requests.filter((r) => /:(stream)?[gG]enerateContent$/.test(r.path))
-    .map((r) => r.body as SentBody);
-}
 
 function paths(gw: TestGateway): string[] {
   return gw.fake.requests.filter((r) => /:(stream)?[gG]enerateContent$/.test(r.path))
@@ -285,16 +274,6 @@ Deno.test("messages: errors come in Anthropic's shape, and the key may come as x
   }
 });
 
-/** Reads an SSE body of Anthropic events. */
-async function sseEvents(res: Response): Promise<Json[]> {
-  const out: Json[] = [];
-  for (const block of (await res.text()).split("\n\n")) {
-    const data = block.split("\n").find((l) => l.startsWith("data: "));
-    if (data) out.push(JSON.parse(data.slice(6)));
-  }
-  return out;
-}
-
 Deno.test("messages: Claude Code's own requests (recorded from 2.1.197) run a tool loop", async () => {
   const gw = await startGateway({ keys: { "AIzaMsg-1": OK }, fakeOptions: { strict: true } });
   try {
@@ -316,7 +295,7 @@ Deno.test("messages: Claude Code's own requests (recorded from 2.1.197) run a to
         },
         body: JSON.stringify(body),
       });
-    const first = await sseEvents(await send(recorded));
+    const first = await sseData(await send(recorded));
     assert.deepEqual(first.at(-1), { type: "message_stop" });
     const blocks = first.filter((e) => e.type === "content_block_start")
       .map((e) => e.content_block as Json);
@@ -329,7 +308,7 @@ Deno.test("messages: Claude Code's own requests (recorded from 2.1.197) run a to
     const sent = generateBodies(gw)[0];
     assert.ok(sent.systemInstruction?.parts[0].text.includes("Claude agent"));
     // Claude Code's second turn: the answer, then the tool's result.
-    const second = await sseEvents(
+    const second = await sseData(
       await send({
         ...recorded,
         messages: [

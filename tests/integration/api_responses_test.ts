@@ -7,23 +7,20 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { TINY_PNG } from "../fakes/fake_gemini.ts";
-import { post, startGateway, type TestGateway } from "./harness.ts";
+import { generateBodies, post, sseData, startGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 const G3 = "gemini-3-flash-preview";
 
-type Json = Record<string, unknown>;
-interface SentBody {
-  contents: { role: string; parts: Json[] }[];
-  systemInstruction?: { parts: { text: string }[] };
-  tools?: Json[];
-  generationConfig?: Json;
-}
+const weatherTool: OpenAI.Responses.Tool = {
+  type: "function",
+  name: "get_weather",
+  description: "Weather for a city",
+  parameters: { type: "object", properties: { city: { type: "string" } } },
+  strict: false,
+};
 
-function generateBodies(gw: TestGateway): SentBody[] {
-  return gw.fake.requests.filter((r) => /:(stream)?[gG]enerateContent$/.test(r.path))
-    .map((r) => r.body as SentBody);
-}
+type Json = Record<string, unknown>;
 
 Deno.test("responses: a text answer, whole and streamed, with instructions and usage", async () => {
   const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
@@ -87,13 +84,7 @@ Deno.test("responses: a Gemini 3 function call and its output make a second turn
   const gw = await startGateway({ keys: { "AIzaResp-1": OK }, fakeOptions: { strict: true } });
   try {
     const client = gw.openai(await gw.createUserKey());
-    const tools: OpenAI.Responses.Tool[] = [{
-      type: "function",
-      name: "get_weather",
-      description: "Weather for a city",
-      parameters: { type: "object", properties: { city: { type: "string" } } },
-      strict: false,
-    }];
+    const tools = [weatherTool];
     const input: OpenAI.Responses.ResponseInput = [
       { role: "user", content: 'weather? [[CALL:get_weather:{"city":"Paris"}]]' },
     ];
@@ -338,12 +329,7 @@ Deno.test("responses: stored answers are continued with previous_response_id, re
   const gw = await startGateway({ keys: { "AIzaResp-1": OK }, fakeOptions: { strict: true } });
   try {
     const client = gw.openai(await gw.createUserKey());
-    const tools: OpenAI.Responses.Tool[] = [{
-      type: "function",
-      name: "get_weather",
-      parameters: { type: "object", properties: { city: { type: "string" } } },
-      strict: false,
-    }];
+    const tools = [weatherTool];
     const first = await client.responses.create({
       model: G3,
       instructions: "Be brief",
@@ -414,16 +400,6 @@ Deno.test("responses: stored answers are continued with previous_response_id, re
   }
 });
 
-/** Reads an SSE body of Responses events. */
-async function events(res: Response): Promise<{ type: string; [k: string]: unknown }[]> {
-  const out = [];
-  for (const block of (await res.text()).split("\n\n")) {
-    const data = block.split("\n").find((l) => l.startsWith("data: "));
-    if (data) out.push(JSON.parse(data.slice(6)));
-  }
-  return out;
-}
-
 Deno.test("responses: Codex's own requests (recorded from Codex CLI 0.171) run a tool loop", async () => {
   const gw = await startGateway({ keys: { "AIzaResp-1": OK }, fakeOptions: { strict: true } });
   try {
@@ -442,7 +418,7 @@ Deno.test("responses: Codex's own requests (recorded from Codex CLI 0.171) run a
       });
     const first = await send(recorded);
     assert.equal(first.status, 200);
-    const turn1 = await events(first);
+    const turn1 = await sseData(first);
     const done = turn1.at(-1)!;
     assert.equal(done.type, "response.completed", JSON.stringify(done));
     const output = (done.response as { output: Json[] }).output;
@@ -459,7 +435,7 @@ Deno.test("responses: Codex's own requests (recorded from Codex CLI 0.171) run a
         { type: "function_call_output", id: "fco_1", call_id: call.call_id, output: "hi" },
       ],
     });
-    const turn2 = await events(second);
+    const turn2 = await sseData(second);
     const end = turn2.at(-1)!;
     assert.equal(end.type, "response.completed", JSON.stringify(end));
     const message = (end.response as { output: { type: string; content?: { text: string }[] }[] })

@@ -207,3 +207,29 @@ export async function post<T = OpenAiErrorBody>(
   }
   return { status: res.status, headers: res.headers, json: json as T };
 }
+
+type Json = Record<string, unknown>;
+
+/** A generateContent body as the fake upstream received it. */
+export interface SentGenerateBody {
+  contents: { role: string; parts: Json[] }[];
+  systemInstruction?: { parts: { text: string }[] };
+  tools?: Json[];
+  generationConfig?: Json;
+}
+
+/** The generate(Stream)Content bodies the fake upstream received, in order. */
+export function generateBodies(gw: TestGateway): SentGenerateBody[] {
+  return gw.fake.requests.filter((r) => /:(stream)?[gG]enerateContent$/.test(r.path))
+    .map((r) => r.body as SentGenerateBody);
+}
+
+/** The `data:` payloads of an SSE body, parsed. */
+export async function sseData(res: Response): Promise<Json[]> {
+  const out: Json[] = [];
+  for (const block of (await res.text()).split("\n\n")) {
+    const data = block.split("\n").find((l) => l.startsWith("data: "));
+    if (data) out.push(JSON.parse(data.slice(6)));
+  }
+  return out;
+}
