@@ -34,8 +34,12 @@ export function anthropicErrorResponse(err: OpenAiError): Response {
   return Response.json(anthropicErrorBody(err), { status: err.status, headers: err.headers });
 }
 
-/** Whether `req` is on Anthropic's API surface (its errors take Anthropic's shape). */
+/**
+ * Whether `req` is on Anthropic's API surface, or comes from Anthropic's SDK (which sends its API
+ * version): its errors take Anthropic's shape.
+ */
 export function isAnthropicRequest(req: Request): boolean {
   const path = urlPath(req.url);
-  return path === "/v1/messages" || path.startsWith("/v1/messages/");
+  if (path === "/v1/messages" || path.startsWith("/v1/messages/")) return true;
+  return path.startsWith("/v1/") && req.headers.has("anthropic-version");
 }

@@ -1,7 +1,8 @@
 /**
  * `GET /v1/models` and `GET /v1/models/{id}`: the live model list of the upstream (fetched through
- * the key pool, cached briefly), in OpenAI's shape with the `models/` prefix stripped, without the
- * models disabled in the model configuration or not allowed for the caller's user key.
+ * the key pool, cached briefly), in OpenAI's shape (Anthropic's for a request with an
+ * `anthropic-version` header) with the `models/` prefix stripped, without the models disabled in
+ * the model configuration or not allowed for the caller's user key.
  */
 import { Hono } from "hono";
 import type { AppEnv, Gateway, ModelEntry } from "../../lib/gateway.ts";
@@ -80,7 +81,10 @@ export async function visibleModels(gw: Gateway, userKey: UserKeyRecord): Promis
 export function modelsRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get("/", async (c) => {
-    return markWhole(c.json({ object: "list", data: await visibleModels(gw, c.get("userKey")) }));
+    const models = await visibleModels(gw, c.get("userKey"));
+    // Anthropic's SDK (it sends its API version) reads its own list shape.
+    if (c.req.header("anthropic-version")) return markWhole(c.json(anthropicModelList(models)));
+    return markWhole(c.json({ object: "list", data: models }));
   });
   app.get("/:id{.+}", async (c) => {
     const id = normalizeModel(decodeURIComponent(c.req.param("id")));
@@ -91,7 +95,27 @@ export function modelsRoutes(gw: Gateway): Hono<AppEnv> {
         code: "model_not_found",
       });
     }
-    return markWhole(c.json(found));
+    return markWhole(c.json(c.req.header("anthropic-version") ? anthropicModel(found) : found));
   });
   return app;
+}
+
+/** A model as Anthropic's API lists it. */
+function anthropicModel(m: ModelEntry) {
+  return {
+    type: "model",
+    id: m.id,
+    display_name: m.display_name ?? m.id,
+    created_at: new Date(m.created * 1000).toISOString(),
+  };
+}
+
+/** The model list in Anthropic's shape (one page: all of it). */
+function anthropicModelList(models: ModelEntry[]) {
+  return {
+    data: models.map(anthropicModel),
+    has_more: false,
+    first_id: models[0]?.id ?? null,
+    last_id: models.at(-1)?.id ?? null,
+  };
 }

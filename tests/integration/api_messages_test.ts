@@ -258,8 +258,19 @@ Deno.test("messages: errors come in Anthropic's shape, and the key may come as x
       assert.equal(typeof json.error.message, "string");
     }
 
-    // The SDK raises a stream that breaks part way.
+    // The SDK lists models in its own shape, and raises a missing one as its NotFoundError.
     const client = anthropic(gw, key);
+    const models = await client.models.list();
+    const ids = models.data.map((m) => m.id);
+    assert.ok(ids.includes("gemini-2.5-flash"), ids.join(","));
+    assert.equal(models.data[0].type, "model");
+    assert.equal((await client.models.retrieve("gemini-2.5-flash")).id, "gemini-2.5-flash");
+    await assert.rejects(
+      () => client.models.retrieve("gemini-nope"),
+      (err: unknown) => err instanceof Anthropic.NotFoundError,
+    );
+
+    // The SDK raises a stream that breaks part way.
     await assert.rejects(
       () =>
         client.messages.stream({
