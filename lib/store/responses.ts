@@ -2,13 +2,14 @@
  * Stored Responses API answers, for `previous_response_id`, `GET` and `DELETE /v1/responses/{id}`:
  * `["response", userKeyId, responseId, part]` -> bytes of one JSON record (the response object and
  * the input items before its output), split in parts under KV's 64 KiB value limit and written in
- * one atomic commit, kept 30 days as OpenAI keeps them. One `list` reads a record back.
+ * one atomic commit, kept for the retention the settings give (30 days by default, as OpenAI keeps
+ * them). One `list` reads a record back.
  */
 import * as z from "zod";
 
 const PREFIX = "response";
-/** How long a stored response can be continued or read. */
-export const RESPONSE_TTL_MS = 30 * 24 * 3_600_000;
+/** One day, the unit of the retention setting. */
+export const DAY_MS = 24 * 3_600_000;
 /** Bytes per KV value (the limit is 64 KiB). */
 const PART_BYTES = 60_000;
 /**
@@ -36,30 +37,35 @@ function prefixOf(userId: string, id: string): Deno.KvKey {
 }
 
 /**
- * Stores `record` for `userId`; false when it is too large to store (nothing is written then).
+ * Stores `record` for `userId` for `ttlMs`; false when it is too large to store (nothing is
+ * written then).
  */
 export async function storeResponse(
   kv: Deno.Kv,
   userId: string,
   record: { response: { id: string; created_at: number; output: unknown[] }; input: unknown[] },
+  ttlMs: number,
 ): Promise<boolean> {
   const bytes = encoder.encode(JSON.stringify(record));
   if (bytes.length > MAX_STORED_BYTES) return false;
   const prefix = prefixOf(userId, record.response.id);
   const op = kv.atomic();
   for (let i = 0, at = 0; at < bytes.length || i === 0; i++, at += PART_BYTES) {
-    op.set([...prefix, i], bytes.subarray(at, at + PART_BYTES), { expireIn: RESPONSE_TTL_MS });
+    op.set([...prefix, i], bytes.subarray(at, at + PART_BYTES), { expireIn: ttlMs });
   }
   await op.commit();
   return true;
 }
 
-/** The stored response `id` of `userId`, or null when there is none (or it has expired). */
+/**
+ * The stored response `id` of `userId`, or null when there is none, or when it is older than
+ * `ttlMs` (the retention now, which may be shorter than when it was stored).
+ */
 export async function loadResponse(
   kv: Deno.Kv,
   userId: string,
   id: string,
-  now: number,
+  options: { now: number; ttlMs: number },
 ): Promise<StoredResponse | null> {
   const parts: Uint8Array[] = [];
   let size = 0;
@@ -85,7 +91,7 @@ export async function loadResponse(
   const parsed = StoredResponseSchema.safeParse(json);
   if (!parsed.success) return null;
   // KV removes expired values some time after their expiry: a record past it is gone already.
-  if (parsed.data.response.created_at * 1000 + RESPONSE_TTL_MS <= now) return null;
+  if (parsed.data.response.created_at * 1000 + options.ttlMs <= options.now) return null;
   return parsed.data;
 }
 

@@ -20,6 +20,8 @@ const FIELDS = {
   healthChecks: z.boolean(),
   /** Requests kept in the request log (0: no log). */
   requestLogSize: z.number().int().min(0).max(10_000),
+  /** Days a `/v1/responses` answer is kept for `previous_response_id` (0: none is kept). */
+  responsesRetentionDays: z.number().int().min(0).max(30),
   /** Warn when at least this many keys share one Google Cloud project. */
   projectKeyWarning: z.number().int().min(2).max(10_000),
   /** Thinking when the client does not say: `auto` (model decides), `off` (least possible), `budget`. */
@@ -70,6 +72,7 @@ export const SettingsSchema = z.object({
   removeFailingKeysAfterDays: FIELDS.removeFailingKeysAfterDays.default(3),
   healthChecks: FIELDS.healthChecks.default(true),
   requestLogSize: FIELDS.requestLogSize.default(1000),
+  responsesRetentionDays: FIELDS.responsesRetentionDays.default(30),
   projectKeyWarning: FIELDS.projectKeyWarning.default(3),
   thinkingMode: FIELDS.thinkingMode.default("auto"),
   thinkingBudget: FIELDS.thinkingBudget.default(8_192),
@@ -95,6 +98,7 @@ export const SettingsPatchSchema = z.strictObject({
   removeFailingKeysAfterDays: FIELDS.removeFailingKeysAfterDays.optional(),
   healthChecks: FIELDS.healthChecks.optional(),
   requestLogSize: FIELDS.requestLogSize.optional(),
+  responsesRetentionDays: FIELDS.responsesRetentionDays.optional(),
   projectKeyWarning: FIELDS.projectKeyWarning.optional(),
   thinkingMode: FIELDS.thinkingMode.optional(),
   thinkingBudget: FIELDS.thinkingBudget.optional(),

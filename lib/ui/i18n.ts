@@ -313,6 +313,9 @@ const en = {
   "setting.healthChecks.help": "Probe every key regularly with a free model-list call.",
   "setting.requestLogSize": "Requests kept in the request log",
   "setting.requestLogSize.help": "0 turns the request log off.",
+  "setting.responsesRetentionDays": "Days /v1/responses answers are kept",
+  "setting.responsesRetentionDays.help":
+    "For previous_response_id and GET /v1/responses/{id} (Codex and the Agents SDK). 0 keeps none: every answer says store: false.",
   "setting.projectKeyWarning": "Warn when this many keys share one Google Cloud project",
   "setting.projectKeyWarning.help": "Keys of one project share its quota.",
   "setting.thinkingMode": "Thinking when the client does not ask",
@@ -730,6 +733,9 @@ const zhCN: Messages = {
   "setting.healthChecks.help": "定期用免费的模型列表请求检测每个密钥。",
   "setting.requestLogSize": "请求日志保留条数",
   "setting.requestLogSize.help": "0 表示关闭请求日志。",
+  "setting.responsesRetentionDays": "/v1/responses 回答保留天数",
+  "setting.responsesRetentionDays.help":
+    "用于 previous_response_id 和 GET /v1/responses/{id}（Codex、Agents SDK）。0 表示不保存：每个回答都标明 store: false。",
   "setting.projectKeyWarning": "同一 Google Cloud 项目的密钥达到多少个时提醒",
   "setting.projectKeyWarning.help": "同一项目的密钥共享该项目的配额。",
   "setting.thinkingMode": "客户端未指定时的思考模式",

@@ -17,7 +17,7 @@ import {
   type ResponsesRequest,
   ResponsesRequestSchema,
 } from "../../lib/openai/responses_schema.ts";
-import { deleteResponse, loadResponse, storeResponse } from "../../lib/store/responses.ts";
+import { DAY_MS, deleteResponse, loadResponse, storeResponse } from "../../lib/store/responses.ts";
 import { randomId } from "../../lib/secrets.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
@@ -48,7 +48,7 @@ export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
       });
     }
     const id = c.req.param("id");
-    const stored = await loadResponse(gw.kv, c.get("userKey").id, id, gw.now());
+    const stored = await loadResponse(gw.kv, c.get("userKey").id, id, await stillKept(gw));
     if (!stored) throw notFound(id);
     return c.json(stored.response);
   });
@@ -65,11 +65,22 @@ export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
   return app;
 }
 
+/** How long answers are kept now (the admin's setting), in milliseconds. */
+async function retentionMs(gw: Gateway): Promise<number> {
+  const settings = gw.settings.current() ?? await gw.settings.get();
+  return settings.responsesRetentionDays * DAY_MS;
+}
+
+/** What `loadResponse` needs to tell a kept answer from one past its time. */
+async function stillKept(gw: Gateway): Promise<{ now: number; ttlMs: number }> {
+  return { now: gw.now(), ttlMs: await retentionMs(gw) };
+}
+
 function notFound(id: string, param: string | null = null): OpenAiError {
   return new OpenAiError(
     404,
-    `No stored response found with id '${id}' for this key (responses are kept 30 days, ` +
-      "and not at all with store: false)",
+    `No stored response found with id '${id}' for this key (answers are kept for the days the ` +
+      "admin set, 30 by default, and not at all with store: false)",
     { param, code: "response_not_found" },
   );
 }
@@ -78,7 +89,7 @@ const StoredItemsSchema = z.array(InputItemSchema);
 
 /** The items a continued response holds: its input, then its output. */
 async function historyOf(gw: Gateway, userId: string, id: string): Promise<InputItem[]> {
-  const stored = await loadResponse(gw.kv, userId, id, gw.now());
+  const stored = await loadResponse(gw.kv, userId, id, await stillKept(gw));
   if (!stored) throw notFound(id, "previous_response_id");
   const items = StoredItemsSchema.safeParse([...stored.input, ...stored.response.output]);
   if (!items.success) throw notFound(id, "previous_response_id");
@@ -97,22 +108,23 @@ async function keep(
 ): Promise<void> {
   if (!response.store || response.status === "failed") return;
   try {
-    response.store = await storeResponse(gw.kv, userId, { response, input });
+    const ttlMs = await retentionMs(gw);
+    response.store = ttlMs > 0 && await storeResponse(gw.kv, userId, { response, input }, ttlMs);
   } catch (err) {
     console.error("Storing a response failed:", err instanceof Error ? err.message : err);
     response.store = false;
   }
 }
 
-/** What the answer echoes of `req`. */
-function echoOf(req: ResponsesRequest): ResponseEcho {
+/** What the answer echoes of `req` (`store`: whether it will be stored). */
+function echoOf(req: ResponsesRequest, store: boolean): ResponseEcho {
   return {
     instructions: req.instructions ?? null,
     max_output_tokens: req.max_output_tokens ?? null,
     parallel_tool_calls: req.parallel_tool_calls ?? true,
     previous_response_id: req.previous_response_id ?? null,
     reasoning: { effort: req.reasoning?.effort ?? null, summary: req.reasoning?.summary ?? null },
-    store: req.store ?? true,
+    store,
     temperature: req.temperature ?? null,
     text: { format: req.text?.format ?? { type: "text" } },
     tool_choice: req.tool_choice ?? "auto",
@@ -146,7 +158,7 @@ async function createResponse(
     id: randomId("resp_", 18),
     createdAt: Math.floor(gw.now() / 1000),
     model: req.model,
-    echo: echoOf(req),
+    echo: echoOf(req, (req.store ?? true) && await retentionMs(gw) > 0),
     toolOrigins,
     itemId: (prefix) => randomId(prefix, 18),
   };

@@ -395,6 +395,14 @@ Deno.test("responses: stored answers are continued with previous_response_id, re
       () => client.responses.retrieve(unstored.id),
       (err: unknown) => err instanceof OpenAI.NotFoundError,
     );
+    // With retention 0 the admin keeps none: answers say so, and earlier ones are gone.
+    await gw.admin("PATCH", "/admin/api/settings", { responsesRetentionDays: 0 });
+    const none = await client.responses.create({ model: G3, input: "hi" });
+    assert.equal((none as { store?: boolean }).store, false);
+    await assert.rejects(
+      () => client.responses.retrieve(first.id),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
   } finally {
     await gw.close();
   }

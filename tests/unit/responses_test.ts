@@ -5,11 +5,11 @@
 import assert from "node:assert/strict";
 import { ResponsesRequestSchema } from "../../lib/openai/responses_schema.ts";
 import {
+  DAY_MS,
   deleteResponse,
   deleteUserResponses,
   loadResponse,
   MAX_STORED_BYTES,
-  RESPONSE_TTL_MS,
   storeResponse,
 } from "../../lib/store/responses.ts";
 import { inputMessages, toChatRequest } from "../../lib/translate/responses_request.ts";
@@ -156,33 +156,39 @@ Deno.test("stored responses span KV values, stay with their user key, and expire
       response: { id: "resp_a", created_at: Math.floor(now / 1000), output: [big] },
       input: [{ type: "message", role: "user", content: "hi" }],
     };
-    assert.equal(await storeResponse(kv, "u1", record), true);
+    const ttlMs = 30 * DAY_MS;
+    const kept = { now, ttlMs };
+    assert.equal(await storeResponse(kv, "u1", record, ttlMs), true);
     const parts = await Array.fromAsync(kv.list({ prefix: ["response", "u1", "resp_a"] }));
     assert.equal(parts.length, 4);
-    assert.deepEqual(await loadResponse(kv, "u1", "resp_a", now), record);
-    assert.equal(await loadResponse(kv, "u2", "resp_a", now), null, "another key's");
-    assert.equal(await loadResponse(kv, "u1", "resp_a", now + RESPONSE_TTL_MS), null, "expired");
+    assert.deepEqual(await loadResponse(kv, "u1", "resp_a", kept), record);
+    assert.equal(await loadResponse(kv, "u2", "resp_a", kept), null, "another key's");
+    const later = { now: now + ttlMs, ttlMs };
+    assert.equal(await loadResponse(kv, "u1", "resp_a", later), null, "expired");
+    // A retention shortened since: the record is past it already.
+    const shorter = { now: now + 2 * DAY_MS, ttlMs: DAY_MS };
+    assert.equal(await loadResponse(kv, "u1", "resp_a", shorter), null, "past a shorter retention");
 
     const huge = { ...record, response: { ...record.response, id: "resp_b" } };
     huge.input = [{ type: "message", role: "user", content: "x".repeat(MAX_STORED_BYTES) }];
-    assert.equal(await storeResponse(kv, "u1", huge), false);
+    assert.equal(await storeResponse(kv, "u1", huge, ttlMs), false);
     assert.equal(
       (await Array.fromAsync(kv.list({ prefix: ["response", "u1", "resp_b"] }))).length,
       0,
     );
 
     assert.equal(await deleteResponse(kv, "u1", "resp_a"), true);
-    assert.equal(await loadResponse(kv, "u1", "resp_a", now), null);
+    assert.equal(await loadResponse(kv, "u1", "resp_a", kept), null);
     assert.equal(await deleteResponse(kv, "u1", "resp_a"), false);
 
     // A deleted user key takes its responses with it, and no one else's.
     for (const id of ["resp_c", "resp_d"]) {
-      await storeResponse(kv, "u1", { ...record, response: { ...record.response, id } });
+      await storeResponse(kv, "u1", { ...record, response: { ...record.response, id } }, ttlMs);
     }
-    await storeResponse(kv, "u2", record);
+    await storeResponse(kv, "u2", record, ttlMs);
     assert.equal(await deleteUserResponses(kv, "u1"), 8);
     assert.equal((await Array.fromAsync(kv.list({ prefix: ["response", "u1"] }))).length, 0);
-    assert.deepEqual(await loadResponse(kv, "u2", "resp_a", now), record);
+    assert.deepEqual(await loadResponse(kv, "u2", "resp_a", kept), record);
   } finally {
     kv.close();
   }
