@@ -1,7 +1,8 @@
 /**
  * Stored Responses API answers, for `previous_response_id`, `GET` and `DELETE /v1/responses/{id}`:
- * `["response", userKeyId, responseId, part]` -> bytes of one JSON record (the response object and
- * the input items before its output), split in parts under KV's 64 KiB value limit and written in
+ * `["response", userKeyId, responseId, part]` -> bytes of one JSON record (the response object, the
+ * input items of its own turn and the ids of the earlier answers it continues), split in parts
+ * under KV's 64 KiB value limit and written in
  * one atomic commit, kept for the retention the settings give (30 days by default, as OpenAI keeps
  * them). One `list` reads a record back.
  */
@@ -17,13 +18,17 @@ const PART_BYTES = 60_000;
  * with more inline media than this is answered but not stored.
  */
 export const MAX_STORED_BYTES = 12 * PART_BYTES;
+/** Earlier answers a conversation continued by `previous_response_id` may have, at the most. */
+export const MAX_CHAIN = 200;
 
 /** A stored record: what the answer was, and the conversation that led to it. */
 export const StoredResponseSchema = z.object({
   /** The response object as the client got it. */
   response: z.looseObject({ id: z.string(), created_at: z.number(), output: z.array(z.unknown()) }),
-  /** The input items (earlier turns' included) that the response answered. */
+  /** The input items of its own turn. */
   input: z.array(z.unknown()),
+  /** The earlier answers of its conversation, oldest first (each holds its own turn). */
+  ancestors: z.array(z.string()).default([]),
 });
 
 /** A stored response. */
@@ -43,7 +48,11 @@ function prefixOf(userId: string, id: string): Deno.KvKey {
 export async function storeResponse(
   kv: Deno.Kv,
   userId: string,
-  record: { response: { id: string; created_at: number; output: unknown[] }; input: unknown[] },
+  record: {
+    response: { id: string; created_at: number; output: unknown[] };
+    input: unknown[];
+    ancestors: string[];
+  },
   ttlMs: number,
 ): Promise<boolean> {
   const bytes = encoder.encode(JSON.stringify(record));
@@ -93,6 +102,36 @@ export async function loadResponse(
   // KV removes expired values some time after their expiry: a record past it is gone already.
   if (parsed.data.response.created_at * 1000 + options.ttlMs <= options.now) return null;
   return parsed.data;
+}
+
+/** A conversation read back, or the first of its answers no longer stored. */
+export type Conversation =
+  | { ok: true; items: unknown[]; chain: string[] }
+  | { ok: false; missing: string };
+
+/**
+ * The conversation up to and including the stored response `id`: the items of every turn (input,
+ * then output), oldest first, and the ids of its answers. Two round trips of waiting: the answer,
+ * then all earlier ones at once.
+ */
+export async function loadConversation(
+  kv: Deno.Kv,
+  userId: string,
+  id: string,
+  kept: { now: number; ttlMs: number },
+): Promise<Conversation> {
+  const last = await loadResponse(kv, userId, id, kept);
+  if (!last) return { ok: false, missing: id };
+  const earlier = await Promise.all(
+    last.ancestors.map((a) => loadResponse(kv, userId, a, kept)),
+  );
+  const items: unknown[] = [];
+  for (const [i, record] of earlier.entries()) {
+    if (!record) return { ok: false, missing: last.ancestors[i] };
+    items.push(...record.input, ...record.response.output);
+  }
+  items.push(...last.input, ...last.response.output);
+  return { ok: true, items, chain: [...last.ancestors, id] };
 }
 
 /** Deletes the stored response `id` of `userId`; false when there was none. */

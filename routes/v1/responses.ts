@@ -17,7 +17,14 @@ import {
   type ResponsesRequest,
   ResponsesRequestSchema,
 } from "../../lib/openai/responses_schema.ts";
-import { DAY_MS, deleteResponse, loadResponse, storeResponse } from "../../lib/store/responses.ts";
+import {
+  DAY_MS,
+  deleteResponse,
+  loadConversation,
+  loadResponse,
+  MAX_CHAIN,
+  storeResponse,
+} from "../../lib/store/responses.ts";
 import { randomId } from "../../lib/secrets.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
@@ -48,13 +55,17 @@ export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
       });
     }
     const id = c.req.param("id");
-    const stored = await loadResponse(gw.kv, c.get("userKey").id, id, await stillKept(gw));
+    const stored = isResponseId(id)
+      ? await loadResponse(gw.kv, c.get("userKey").id, id, await stillKept(gw))
+      : null;
     if (!stored) throw notFound(id);
     return c.json(stored.response);
   });
   app.delete("/:id", async (c) => {
     const id = c.req.param("id");
-    if (!await deleteResponse(gw.kv, c.get("userKey").id, id)) throw notFound(id);
+    if (!isResponseId(id) || !await deleteResponse(gw.kv, c.get("userKey").id, id)) {
+      throw notFound(id);
+    }
     return c.json({ id, object: "response", deleted: true });
   });
   app.post("/:id/cancel", () => {
@@ -76,40 +87,75 @@ async function stillKept(gw: Gateway): Promise<{ now: number; ttlMs: number }> {
   return { now: gw.now(), ttlMs: await retentionMs(gw) };
 }
 
+/** The ids the gateway gives answers (anything else names none, and goes nowhere near KV). */
+const RESPONSE_ID = /^resp_[A-Za-z0-9_-]{1,64}$/;
+
+function isResponseId(id: string): boolean {
+  return RESPONSE_ID.test(id);
+}
+
 function notFound(id: string, param: string | null = null): OpenAiError {
+  const shown = id.length > 80 ? `${id.slice(0, 80)}…` : id;
   return new OpenAiError(
     404,
-    `No stored response found with id '${id}' for this key (answers are kept for the days the ` +
-      "admin set, 30 by default, and not at all with store: false)",
+    `No stored response found with id '${shown}' for this key (answers are kept for the days ` +
+      "the admin set, 30 by default; not at all with store: false, or when a turn's own input " +
+      "and output exceed 720 kB)",
     { param, code: "response_not_found" },
   );
 }
 
 const StoredItemsSchema = z.array(InputItemSchema);
 
-/** The items a continued response holds: its input, then its output. */
-async function historyOf(gw: Gateway, userId: string, id: string): Promise<InputItem[]> {
-  const stored = await loadResponse(gw.kv, userId, id, await stillKept(gw));
-  if (!stored) throw notFound(id, "previous_response_id");
-  const items = StoredItemsSchema.safeParse([...stored.input, ...stored.response.output]);
-  if (!items.success) throw notFound(id, "previous_response_id");
-  return items.data;
+/** A conversation a request continues: the items of its turns, and the ids of its answers. */
+interface History {
+  items: InputItem[];
+  chain: string[];
+}
+
+/** The conversation up to the stored answer `id`, oldest turn first. */
+async function historyOf(gw: Gateway, userId: string, id: string): Promise<History> {
+  const param = "previous_response_id";
+  if (!isResponseId(id)) throw notFound(id, param);
+  const conversation = await loadConversation(gw.kv, userId, id, await stillKept(gw));
+  if (!conversation.ok) {
+    if (conversation.missing === id) throw notFound(id, param);
+    throw new OpenAiError(
+      404,
+      `An earlier answer of this conversation ('${conversation.missing}') is no longer stored ` +
+        "(deleted, or past the retention): send the whole conversation in 'input' instead",
+      { param, code: "response_not_found" },
+    );
+  }
+  if (conversation.chain.length >= MAX_CHAIN) {
+    throw new OpenAiError(
+      400,
+      `This conversation has ${conversation.chain.length} answers, the most the gateway chains ` +
+        "by previous_response_id: send the whole conversation in 'input' instead",
+      { param, code: "conversation_too_long" },
+    );
+  }
+  const items = StoredItemsSchema.safeParse(conversation.items);
+  if (!items.success) throw notFound(id, param);
+  return { items: items.data, chain: conversation.chain };
 }
 
 /**
- * Stores an answer (not a failed one) with the items it answered, and says in it whether it was
- * stored: one too large to store, or a store that failed, answers `store: false`.
+ * Stores an answer (not a failed one) with its turn's input and the answers before it, and says
+ * in it whether it was stored: one too large to store, or a store that failed, answers
+ * `store: false`.
  */
 async function keep(
   gw: Gateway,
   userId: string,
   response: ResponseObject,
-  input: InputItem[],
+  turn: { input: InputItem[]; ancestors: string[] },
 ): Promise<void> {
   if (!response.store || response.status === "failed") return;
   try {
     const ttlMs = await retentionMs(gw);
-    response.store = ttlMs > 0 && await storeResponse(gw.kv, userId, { response, input }, ttlMs);
+    response.store = ttlMs > 0 &&
+      await storeResponse(gw.kv, userId, { response, ...turn }, ttlMs);
   } catch (err) {
     console.error("Storing a response failed:", err instanceof Error ? err.message : err);
     response.store = false;
@@ -150,10 +196,10 @@ async function createResponse(
   }
   const history = req.previous_response_id
     ? await historyOf(gw, userKey.id, req.previous_response_id)
-    : [];
-  const { chat, toolOrigins } = translating(() => toChatRequest(req, history));
-  // What this answer continues from, for a later turn: the history and this request's input.
-  const answered = [...history, ...inputItems(req.input)];
+    : { items: [], chain: [] };
+  const { chat, toolOrigins } = translating(() => toChatRequest(req, history.items));
+  // What is stored of this turn: its own input, and the answers it continues.
+  const turn = { input: inputItems(req.input), ancestors: history.chain };
   const ctx: ResponseContext = {
     id: randomId("resp_", 18),
     createdAt: Math.floor(gw.now() / 1000),
@@ -167,11 +213,11 @@ async function createResponse(
   if (!req.stream) {
     const completion = await answer.json() as ChatCompletion;
     const response = toResponse(completion, ctx);
-    await keep(gw, userKey.id, response, answered);
+    await keep(gw, userKey.id, response, turn);
     return markWhole(Response.json(response));
   }
   const builder = new ResponseBuilder(ctx);
-  const ended = (response: ResponseObject) => keep(gw, userKey.id, response, answered);
+  const ended = (response: ResponseObject) => keep(gw, userKey.id, response, turn);
   return new Response(
     answer.body!.pipeThrough(respellChatStream(responsesRespeller(builder, ended))),
     {

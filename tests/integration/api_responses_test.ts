@@ -364,6 +364,14 @@ Deno.test("responses: stored answers are continued with previous_response_id, re
     assert.equal(third.output_text, "Echo: thanks");
     assert.equal(generateBodies(gw)[2].contents.length, 5);
 
+    // Each answer keeps its own turn only: the third holds one input item, not the conversation.
+    const thirdParts = await Array.fromAsync(gw.kv.list<Uint8Array>({ prefix: ["response"] }));
+    const thirdRecord = thirdParts.filter((e) => e.key[2] === third.id)
+      .map((e) => new TextDecoder().decode(e.value)).join("");
+    const stored = JSON.parse(thirdRecord);
+    assert.equal(stored.input.length, 1);
+    assert.deepEqual(stored.ancestors, [first.id, second.id]);
+
     const read = await client.responses.retrieve(second.id);
     assert.equal(read.id, second.id);
     assert.equal(read.output_text, second.output_text);
@@ -381,6 +389,24 @@ Deno.test("responses: stored answers are continued with previous_response_id, re
     );
     const deleted: unknown = await client.responses.delete(second.id);
     assert.deepEqual(deleted, { id: second.id, object: "response", deleted: true });
+    // The third continues the deleted second: continuing it says which answer is gone.
+    await assert.rejects(
+      () => client.responses.create({ model: G3, previous_response_id: third.id, input: "x" }),
+      (err: unknown) =>
+        err instanceof OpenAI.NotFoundError && err.message.includes(second.id) &&
+        (err.error as { param?: string }).param === "previous_response_id",
+    );
+    // An id the gateway never gives is a plain 404, whatever its length.
+    const long = `resp_${"a".repeat(3000)}`;
+    for (
+      const call of [
+        () => client.responses.retrieve(long),
+        () => client.responses.delete(long),
+        () => client.responses.create({ model: G3, previous_response_id: long, input: "x" }),
+      ]
+    ) {
+      await assert.rejects(call, (err: unknown) => err instanceof OpenAI.NotFoundError);
+    }
     await assert.rejects(
       () => client.responses.retrieve(second.id),
       (err: unknown) => err instanceof OpenAI.NotFoundError,

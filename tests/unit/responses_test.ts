@@ -8,6 +8,7 @@ import {
   DAY_MS,
   deleteResponse,
   deleteUserResponses,
+  loadConversation,
   loadResponse,
   MAX_STORED_BYTES,
   storeResponse,
@@ -155,6 +156,7 @@ Deno.test("stored responses span KV values, stay with their user key, and expire
     const record = {
       response: { id: "resp_a", created_at: Math.floor(now / 1000), output: [big] },
       input: [{ type: "message", role: "user", content: "hi" }],
+      ancestors: [],
     };
     const ttlMs = 30 * DAY_MS;
     const kept = { now, ttlMs };
@@ -189,6 +191,39 @@ Deno.test("stored responses span KV values, stay with their user key, and expire
     assert.equal(await deleteUserResponses(kv, "u1"), 8);
     assert.equal((await Array.fromAsync(kv.list({ prefix: ["response", "u1"] }))).length, 0);
     assert.deepEqual(await loadResponse(kv, "u2", "resp_a", kept), record);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a conversation is read back turn by turn, and a missing earlier answer is named", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.now();
+    const kept = { now, ttlMs: DAY_MS };
+    const turn = (id: string, text: string, ancestors: string[]) =>
+      storeResponse(kv, "u", {
+        response: { id, created_at: Math.floor(now / 1000), output: [`out ${text}`] },
+        input: [`in ${text}`],
+        ancestors,
+      }, DAY_MS);
+    await turn("resp_1", "1", []);
+    await turn("resp_2", "2", ["resp_1"]);
+    await turn("resp_3", "3", ["resp_1", "resp_2"]);
+    assert.deepEqual(await loadConversation(kv, "u", "resp_3", kept), {
+      ok: true,
+      items: ["in 1", "out 1", "in 2", "out 2", "in 3", "out 3"],
+      chain: ["resp_1", "resp_2", "resp_3"],
+    });
+    await deleteResponse(kv, "u", "resp_2");
+    assert.deepEqual(await loadConversation(kv, "u", "resp_3", kept), {
+      ok: false,
+      missing: "resp_2",
+    });
+    assert.deepEqual(await loadConversation(kv, "v", "resp_3", kept), {
+      ok: false,
+      missing: "resp_3",
+    });
   } finally {
     kv.close();
   }
