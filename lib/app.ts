@@ -256,8 +256,12 @@ export function createApp(deps: AppDeps): App {
   hono.use(requestScope(gateway.clients, idOf));
   hono.onError((err, c) => errorResponse(err, c.req.raw));
   const unknownRoute = (c: Context<AppEnv>) =>
-    new OpenAiError(404, `Unknown route: ${c.req.method} ${c.req.path}`, { code: "unknown_route" })
-      .toResponse();
+    errorResponse(
+      new OpenAiError(404, `Unknown route: ${c.req.method} ${c.req.path}`, {
+        code: "unknown_route",
+      }),
+      c.req.raw,
+    );
   hono.notFound(unknownRoute);
 
   hono.route("/health", healthRoutes(gateway));

@@ -14,8 +14,8 @@ export interface Respeller {
    * store, say).
    */
   end(send: (text: string) => void): string | Promise<string>;
-  /** The events of an answer that failed part way. */
-  fail(error: { code: string; message: string }): string;
+  /** The events of an answer that failed part way (`type`: OpenAI's error type). */
+  fail(error: { code: string; message: string; type: string }): string;
 }
 
 const encoder = new TextEncoder();
@@ -38,13 +38,14 @@ export function respellChatStream(respeller: Respeller): TransformStream<Uint8Ar
       return respeller.end(send);
     }
     const parsed = JSON.parse(data) as ChatCompletionChunk | {
-      error: { message: string; code: string | null };
+      error: { message: string; code: string | null; type?: string };
     };
     if (!("error" in parsed)) return respeller.chunk(parsed);
     done = true;
     return respeller.fail({
       code: parsed.error.code ?? "upstream_error",
       message: parsed.error.message,
+      type: parsed.error.type ?? "server_error",
     });
   };
   const drain = async (controller: TransformStreamDefaultController<Uint8Array>) => {
@@ -78,6 +79,7 @@ export function respellChatStream(respeller: Respeller): TransformStream<Uint8Ar
         const text = respeller.fail({
           code: "upstream_stream_error",
           message: "The answer's stream ended early",
+          type: "server_error",
         });
         controller.enqueue(encoder.encode(text));
       }

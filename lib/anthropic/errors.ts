@@ -24,6 +24,22 @@ export function anthropicErrorType(status: number): string {
   return "invalid_request_error";
 }
 
+/** Anthropic's error `type` for an OpenAI error `type` (of an error inside a chat stream). */
+export function anthropicTypeOf(openAiType: string): string {
+  switch (openAiType) {
+    case "invalid_request_error":
+    case "authentication_error":
+    case "permission_error":
+    case "not_found_error":
+    case "rate_limit_error":
+      return openAiType;
+    case "service_unavailable_error":
+      return "overloaded_error";
+    default:
+      return "api_error";
+  }
+}
+
 /** The Anthropic body of an error. */
 export function anthropicErrorBody(err: { status: number; message: string }): AnthropicErrorBody {
   return { type: "error", error: { type: anthropicErrorType(err.status), message: err.message } };

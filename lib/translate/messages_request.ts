@@ -236,9 +236,14 @@ function chatToolChoice(choice: MessagesRequest["tool_choice"]): {
 /** The thinking settings in chat's spelling (Gemini's thinking config). */
 function thinking(req: Pick<MessagesRequest, "thinking">): Partial<ChatCompletionRequest> {
   const t = req.thinking;
-  // As at Anthropic, thoughts come back only when asked for (the model may think all the same).
-  if (!t) return { extra_body: { google: { thinking_config: { include_thoughts: false } } } };
-  if (t.type === "disabled") return { reasoning_effort: "none" };
+  // Without thinking asked for (or with it off), Claude does not think: Gemini thinks as little as
+  // the model allows (its thoughts would count against max_tokens), and shows none.
+  if (!t || t.type === "disabled") {
+    return {
+      reasoning_effort: "none",
+      extra_body: { google: { thinking_config: { include_thoughts: false } } },
+    };
+  }
   const config = t.type === "enabled"
     ? { thinking_budget: t.budget_tokens, include_thoughts: true }
     : { include_thoughts: true };

@@ -6,6 +6,7 @@
  * `POST /v1/messages/count_tokens` estimates. Errors take Anthropic's shape (see `lib/app.ts`).
  */
 import { Hono } from "hono";
+import { anthropicTypeOf } from "../../lib/anthropic/errors.ts";
 import {
   CountTokensRequestSchema,
   MessagesRequestSchema,
@@ -63,7 +64,9 @@ async function createMessage(
   const stream = respellChatStream({
     chunk: (chunk) => sse(pushChunk(builder, chunk)),
     end: () => sse(builder.end()),
-    fail: (error) => sse(builder.fail({ type: "api_error", message: error.message })),
+    // Its type tells Claude Code whether to retry (rate limited, overloaded).
+    fail: (error) =>
+      sse(builder.fail({ type: anthropicTypeOf(error.type), message: error.message })),
   });
   return new Response(answer.body!.pipeThrough(stream), { headers: answer.headers });
 }

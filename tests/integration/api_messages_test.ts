@@ -352,3 +352,38 @@ Deno.test("messages: Claude Code's own requests (recorded from 2.1.197) run a to
     await gw.close();
   }
 });
+
+Deno.test("messages: a failure after the heartbeats began keeps its kind, so Claude Code can retry", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaMsg-1": { kind: "unavailable" } },
+    fakeOptions: { quiet: true, latencyMs: 2_500 },
+  });
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { streamHeartbeatSeconds: 1, maxAttempts: 1 });
+    const key = await gw.createUserKey();
+    const res = await fetch(`${gw.url}/v1/messages`, {
+      method: "POST",
+      headers: { "x-api-key": key, "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "gemini-2.5-flash",
+        max_tokens: 100,
+        stream: true,
+        messages: [{ role: "user", content: "x" }],
+      }),
+    });
+    assert.equal(res.status, 200, "the stream had begun");
+    const events = await sseData(res);
+    assert.equal(events.length, 1, JSON.stringify(events));
+    assert.equal(events[0].type, "error");
+    assert.equal((events[0].error as Json).type, "overloaded_error");
+
+    // An unknown route under /v1/messages answers in Anthropic's shape too.
+    const unknown = await fetch(`${gw.url}/v1/messages/nope`, { headers: { "x-api-key": key } });
+    assert.equal(unknown.status, 404);
+    const body = await unknown.json();
+    assert.equal(body.type, "error", JSON.stringify(body));
+    assert.equal(body.error.type, "not_found_error");
+  } finally {
+    await gw.close();
+  }
+});

@@ -104,6 +104,15 @@ Deno.test("settings take chat's names; more than 5 stop sequences is refused by 
     thinking_budget: 512,
     include_thoughts: true,
   });
+  // Without thinking asked for, or with it off, Gemini thinks least and shows nothing.
+  for (const thinking of [undefined, { type: "disabled" }]) {
+    const quiet = toChatRequest(
+      parse({ messages: [{ role: "user", content: "x" }], ...(thinking ? { thinking } : {}) }),
+      "gemini-2.5-flash",
+    );
+    assert.equal(quiet.reasoning_effort, "none");
+    assert.deepEqual(quiet.extra_body?.google?.thinking_config, { include_thoughts: false });
+  }
   assert.throws(
     () =>
       toChatRequest(
