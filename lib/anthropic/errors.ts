@@ -40,9 +40,15 @@ export function anthropicTypeOf(openAiType: string): string {
   }
 }
 
-/** The Anthropic body of an error. */
-export function anthropicErrorBody(err: { status: number; message: string }): AnthropicErrorBody {
-  return { type: "error", error: { type: anthropicErrorType(err.status), message: err.message } };
+/**
+ * The Anthropic body of an error. Anthropic's errors have no `param`: the field leads the message,
+ * as in Anthropic's own (`messages[1].content[0]: ...`).
+ */
+export function anthropicErrorBody(
+  err: { status: number; message: string; param?: string | null },
+): AnthropicErrorBody {
+  const message = err.param ? `${err.param}: ${err.message}` : err.message;
+  return { type: "error", error: { type: anthropicErrorType(err.status), message } };
 }
 
 /** An `OpenAiError` answered in Anthropic's shape (its status and headers kept). */

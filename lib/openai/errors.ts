@@ -148,3 +148,17 @@ export function translating<T>(fn: () => T): T {
     throw err;
   }
 }
+
+/**
+ * `err` naming its field as `paramOf` does (the caller's name of a chat request's field, for
+ * requests spelled as chat requests); other errors as they are.
+ */
+export function renamingParam(err: unknown, paramOf: (param: string) => string | null): unknown {
+  if (!(err instanceof OpenAiError) || err.param === null) return err;
+  return new OpenAiError(err.status, err.message, {
+    type: err.type,
+    code: err.code,
+    headers: err.headers,
+    param: paramOf(err.param),
+  });
+}

@@ -16,6 +16,7 @@ import type {
 import type { ChatCompletionRequest, Message, ToolCall, UserPart } from "../openai/chat_schema.ts";
 import { TranslateError } from "./chat_request.ts";
 import { resolveModel } from "./models.ts";
+import { type MessageSource, paramMapper, SourceTrail } from "./param_map.ts";
 
 /** What a Claude model name stands for when no alias names it. */
 export const CLAUDE_STANDIN_MODEL = "gemini-2.5-flash";
@@ -76,7 +77,7 @@ function textOf(parts: UserPart[]): string | null {
 }
 
 /** One user turn: its tool results (as tool messages, first), then what the user said. */
-function userMessages(blocks: ContentBlock[], param: string): Message[] {
+function userMessages(blocks: ContentBlock[], param: string, trail: SourceTrail): Message[] {
   const tools: Message[] = [];
   const parts: UserPart[] = [];
   blocks.forEach((block, i) => {
@@ -100,6 +101,7 @@ function userMessages(blocks: ContentBlock[], param: string): Message[] {
         let text = content.filter((p) => p.type === "text").map((p) => p.text).join("\n");
         if (block.is_error) text = `Error: ${text}`;
         tools.push({ role: "tool", tool_call_id: block.tool_use_id, content: text });
+        trail.message(at);
         // Pictures a tool returned follow the results, as the user's.
         parts.push(...content.filter((p) => p.type !== "text"));
         return;
@@ -116,13 +118,19 @@ function userMessages(blocks: ContentBlock[], param: string): Message[] {
   });
   if (!parts.length) return tools;
   const text = textOf(parts);
+  trail.message(param.replace(/\.content$/, ""));
   return [...tools, { role: "user", content: text ?? parts }];
 }
 
 /** One assistant turn: its text and its tool calls. */
-function assistantMessage(blocks: ContentBlock[], param: string): Message | null {
+function assistantMessage(
+  blocks: ContentBlock[],
+  param: string,
+  trail: SourceTrail,
+): Message | null {
   let text = "";
   const calls: ToolCall[] = [];
+  const callParams: string[] = [];
   blocks.forEach((block, i) => {
     switch (block.type) {
       case "text":
@@ -134,6 +142,7 @@ function assistantMessage(blocks: ContentBlock[], param: string): Message | null
           type: "function",
           function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) },
         });
+        callParams.push(`${param}[${i}]`);
         return;
       case "image":
       case "document":
@@ -148,6 +157,8 @@ function assistantMessage(blocks: ContentBlock[], param: string): Message | null
     }
   });
   if (!text && !calls.length) return null;
+  trail.message(param.replace(/\.content$/, ""));
+  for (const call of callParams) trail.call(call, true);
   return {
     role: "assistant",
     content: text || null,
@@ -155,8 +166,11 @@ function assistantMessage(blocks: ContentBlock[], param: string): Message | null
   };
 }
 
-/** The conversation in chat's spelling. */
-export function chatMessages(messages: AnthropicMessage[]): Message[] {
+/** The conversation in chat's spelling (`trail` learns where each message came from). */
+export function chatMessages(
+  messages: AnthropicMessage[],
+  trail = new SourceTrail(),
+): Message[] {
   const out: Message[] = [];
   messages.forEach((m, i) => {
     const param = `messages[${i}].content`;
@@ -165,19 +179,43 @@ export function chatMessages(messages: AnthropicMessage[]): Message[] {
         ? m.content
         : m.content.map((b) => b.type === "text" ? b.text : "").join("\n\n");
       out.push({ role: "system", content: text });
+      trail.message(`messages[${i}]`);
       return;
     }
     if (typeof m.content === "string") {
       out.push({ role: m.role, content: m.content });
+      trail.message(`messages[${i}]`);
       return;
     }
-    if (m.role === "user") out.push(...userMessages(m.content, param));
+    if (m.role === "user") out.push(...userMessages(m.content, param, trail));
     else {
-      const message = assistantMessage(m.content, param);
+      const message = assistantMessage(m.content, param, trail);
       if (message) out.push(message);
     }
   });
   return out;
+}
+
+/** Chat request fields by their Messages names. */
+const MESSAGES_FIELDS: Record<string, string> = {
+  model: "model",
+  max_completion_tokens: "max_tokens",
+  temperature: "temperature",
+  top_p: "top_p",
+  top_k: "top_k",
+  stop: "stop_sequences",
+  tools: "tools",
+  tool_choice: "tool_choice",
+  response_format: "output_config.format",
+  reasoning_effort: "output_config.effort",
+  extra_body: "thinking",
+};
+
+/** A chat request made from a Messages request, and the caller's names of its fields. */
+export interface ChatFromMessages {
+  chat: ChatCompletionRequest;
+  /** The caller's name of a chat request's field (for errors the chat path raises). */
+  paramOf: (chatParam: string) => string | null;
 }
 
 /** Tools in chat's spelling, and whether Google Search is on. */
@@ -263,12 +301,13 @@ function systemText(system: MessagesRequest["system"]): string {
 export function toChatRequest(
   req: MessagesRequest | CountTokensRequest,
   model: string,
-): ChatCompletionRequest {
-  const messages = chatMessages(req.messages);
+): ChatFromMessages {
+  const system = systemText(req.system);
+  const sources: MessageSource[] = system ? [{ message: "system", calls: [] }] : [];
+  const messages = chatMessages(req.messages, new SourceTrail(sources));
   if (!messages.length) {
     throw new TranslateError("'messages' holds nothing to answer", "messages", "invalid_value");
   }
-  const system = systemText(req.system);
   const { tools, search } = chatTools(req.tools ?? []);
   const { choice, parallel } = tools ? chatToolChoice(req.tool_choice) : {};
   const out: ChatCompletionRequest = {
@@ -310,5 +349,5 @@ export function toChatRequest(
       user: req.metadata?.user_id,
     });
   }
-  return out;
+  return { chat: out, paramOf: paramMapper(sources, MESSAGES_FIELDS) };
 }

@@ -15,6 +15,7 @@ import type {
   ResponsesTool,
 } from "../openai/responses_schema.ts";
 import { TranslateError } from "./chat_request.ts";
+import { type MessageSource, paramMapper, SourceTrail } from "./param_map.ts";
 
 /** The parameters of a custom tool, spelled as a function: its free text is one argument. */
 export const CUSTOM_TOOL_INPUT = "input";
@@ -40,7 +41,21 @@ export interface ChatFromResponses {
    * name Gemini calls them: a call is answered as the tool the client declared.
    */
   toolOrigins: Map<string, ToolOrigin>;
+  /** The caller's name of a chat request's field (for errors the chat path raises). */
+  paramOf: (chatParam: string) => string | null;
 }
+
+/** Chat request fields by their Responses names. */
+const RESPONSES_FIELDS: Record<string, string> = {
+  model: "model",
+  max_completion_tokens: "max_output_tokens",
+  temperature: "temperature",
+  top_p: "top_p",
+  tools: "tools",
+  tool_choice: "tool_choice",
+  response_format: "text.format",
+  reasoning_effort: "reasoning.effort",
+};
 
 /** A part of a user message in chat's spelling. */
 function userPart(part: InputPart, param: string): UserPart {
@@ -130,14 +145,22 @@ function toolOutput(
  * The chat messages of a Responses input: consecutive calls join the assistant turn before them,
  * and media returned by tools follows their outputs as a user message.
  */
-export function inputMessages(input: ResponsesRequest["input"]): Message[] {
-  if (typeof input === "string") return [{ role: "user", content: input }];
+export function inputMessages(
+  input: ResponsesRequest["input"],
+  trail = new SourceTrail(),
+): Message[] {
+  if (typeof input === "string") {
+    trail.message("input");
+    return [{ role: "user", content: input }];
+  }
   const out: Message[] = [];
-  /** Media of the tool outputs in a row, sent once the row ends. */
+  /** Media of the tool outputs in a row, sent once the row ends, and the first output's field. */
   let toolMedia: UserPart[] = [];
+  let mediaParam = "";
   const flushMedia = () => {
     if (!toolMedia.length) return;
     out.push({ role: "user", content: toolMedia });
+    trail.message(mediaParam);
     toolMedia = [];
   };
   input.forEach((item, i) => {
@@ -148,6 +171,7 @@ export function inputMessages(input: ResponsesRequest["input"]): Message[] {
     switch (item.type) {
       case "message":
         out.push(messageOf(item, param));
+        trail.message(param);
         return;
       case "function_call":
       case "custom_tool_call": {
@@ -162,15 +186,18 @@ export function inputMessages(input: ResponsesRequest["input"]): Message[] {
           },
         };
         const last = out.at(-1);
-        if (last?.role === "assistant" && !last.function_call) {
-          last.tool_calls = [...(last.tool_calls ?? []), call];
-        } else out.push({ role: "assistant", content: null, tool_calls: [call] });
+        const joined = last?.role === "assistant" && !last.function_call;
+        if (joined) last.tool_calls = [...(last.tool_calls ?? []), call];
+        else out.push({ role: "assistant", content: null, tool_calls: [call] });
+        trail.call(param, joined);
         return;
       }
       case "function_call_output":
       case "custom_tool_call_output": {
         const { text, media } = toolOutput(item.output, `${param}.output`);
         out.push({ role: "tool", tool_call_id: item.call_id, content: text });
+        trail.message(param);
+        if (media.length && !toolMedia.length) mediaParam = param;
         toolMedia.push(...media);
         return;
       }
@@ -327,7 +354,11 @@ export function toChatRequest(
   req: ResponsesRequest,
   history: InputItem[] = [],
 ): ChatFromResponses {
-  const conversation = [...inputMessages(history), ...inputMessages(req.input)];
+  const sources: MessageSource[] = [];
+  if (req.instructions) sources.push({ message: "instructions", calls: [] });
+  const earlier = inputMessages(history);
+  for (const _ of earlier) sources.push({ message: "previous_response_id", calls: [] });
+  const conversation = [...earlier, ...inputMessages(req.input, new SourceTrail(sources))];
   if (!conversation.length) {
     throw new TranslateError("'input' holds no message to answer", "input", "invalid_value");
   }
@@ -356,5 +387,5 @@ export function toChatRequest(
       google: { thinking_config: { include_thoughts: req.reasoning?.summary != null } },
     },
   };
-  return { chat, toolOrigins: origins };
+  return { chat, toolOrigins: origins, paramOf: paramMapper(sources, RESPONSES_FIELDS) };
 }

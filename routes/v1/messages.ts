@@ -13,7 +13,7 @@ import {
 } from "../../lib/anthropic/messages_schema.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
-import { translating } from "../../lib/openai/errors.ts";
+import { renamingParam, translating } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
 import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
 import { respellChatStream } from "../../lib/respell_stream.ts";
@@ -51,10 +51,14 @@ async function createMessage(
 ): Promise<Response> {
   const req = await readBody(raw, MessagesRequestSchema);
   const settings = gw.settings.current() ?? await gw.settings.get();
-  const chat = translating(() => toChatRequest(req, messagesModel(req.model, settings.aliases)));
+  const { chat, paramOf } = translating(() =>
+    toChatRequest(req, messagesModel(req.model, settings.aliases))
+  );
   const context = { id: randomId("msg_", 18), model: req.model };
-  // Thoughts come back as thinking blocks, never inside the text.
-  const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false });
+  // Thoughts come back as thinking blocks, never inside the text; errors name the caller's fields.
+  const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false }).catch((err) => {
+    throw renamingParam(err, paramOf);
+  });
   if (!req.stream) {
     const completion = await answer.json() as ChatCompletion;
     return markWhole(Response.json(toMessage(completion, context)));
@@ -82,13 +86,19 @@ async function countTokens(
 ): Promise<Response> {
   const req = await readBody(raw, CountTokensRequestSchema);
   const settings = gw.settings.current() ?? await gw.settings.get();
-  const chat = translating(() => toChatRequest(req, messagesModel(req.model, settings.aliases)));
-  const inputs = await resolveChatInputs(gw, chatRequestRefs(chat), {
-    userId: userKey.id,
-    signal: gw.clients.signalOf(raw),
-  });
-  const { body } = translating(() =>
-    toGeminiChatRequest(chat, { settings: chatSettingsOf(settings), refs: inputs.refs })
+  const { chat, paramOf } = translating(() =>
+    toChatRequest(req, messagesModel(req.model, settings.aliases))
   );
+  const body = await (async () => {
+    const inputs = await resolveChatInputs(gw, chatRequestRefs(chat), {
+      userId: userKey.id,
+      signal: gw.clients.signalOf(raw),
+    });
+    return translating(() =>
+      toGeminiChatRequest(chat, { settings: chatSettingsOf(settings), refs: inputs.refs }).body
+    );
+  })().catch((err) => {
+    throw renamingParam(err, paramOf);
+  });
   return Response.json({ input_tokens: estimateRequestTokens(body) });
 }

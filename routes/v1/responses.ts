@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import * as z from "zod";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
-import { OpenAiError, translating } from "../../lib/openai/errors.ts";
+import { OpenAiError, renamingParam, translating } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
 import {
   type InputItem,
@@ -197,7 +197,7 @@ async function createResponse(
   const history = req.previous_response_id
     ? await historyOf(gw, userKey.id, req.previous_response_id)
     : { items: [], chain: [] };
-  const { chat, toolOrigins } = translating(() => toChatRequest(req, history.items));
+  const { chat, toolOrigins, paramOf } = translating(() => toChatRequest(req, history.items));
   // What is stored of this turn: its own input, and the answers it continues.
   const turn = { input: inputItems(req.input), ancestors: history.chain };
   const ctx: ResponseContext = {
@@ -208,8 +208,10 @@ async function createResponse(
     toolOrigins,
     itemId: (prefix) => randomId(prefix, 18),
   };
-  // Thoughts come back as reasoning items, never inside the text.
-  const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false });
+  // Thoughts come back as reasoning items, never inside the text; errors name the caller's fields.
+  const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false }).catch((err) => {
+    throw renamingParam(err, paramOf);
+  });
   if (!req.stream) {
     const completion = await answer.json() as ChatCompletion;
     const response = toResponse(completion, ctx);

@@ -249,6 +249,20 @@ Deno.test("messages: errors come in Anthropic's shape, and the key may come as x
         "not_found_error",
       ],
     ];
+    // A problem the chat path finds is named in the request's own fields.
+    const orphan = await send({
+      model: "gemini-2.5-flash",
+      max_tokens: 10,
+      system: "sys",
+      messages: [
+        { role: "user", content: "hi" },
+        { role: "user", content: [{ type: "tool_result", tool_use_id: "zz", content: "x" }] },
+      ],
+    }, { "x-api-key": key });
+    const orphanError = await orphan.json();
+    assert.equal(orphan.status, 400, JSON.stringify(orphanError));
+    assert.equal(orphanError.type, "error");
+    assert.match(orphanError.error.message, /^messages\[1\]\.content\[0\]: /);
     for (const [body, headers, status, type] of cases) {
       const res = await send(body, headers);
       const json = await res.json();

@@ -293,6 +293,16 @@ Deno.test("responses: what Gemini cannot do is a 400 naming the field", async ()
       ],
       [{ input: [{ type: "computer_call", id: "x" }] }, "input[0].type"],
       [{ input: [] }, "input"],
+      // Problems the chat path finds are named in the request's own fields.
+      [{
+        instructions: "sys",
+        input: [
+          { role: "user", content: "hi" },
+          { type: "function_call", call_id: "call_1", name: "f", arguments: "{nope" },
+          { type: "function_call_output", call_id: "call_1", output: "x" },
+        ],
+      }, "input[1]"],
+      [{ input: [{ type: "function_call_output", call_id: "call_zz", output: "x" }] }, "input[0]"],
       [{ input: "hi", background: true }, "background"],
     ];
     for (const [body, param] of cases) {

@@ -80,7 +80,7 @@ Deno.test("Claude names run on an alias or the stand-in; Gemini names on themsel
 });
 
 Deno.test("settings take chat's names; more than 5 stop sequences is refused by name", () => {
-  const chat = toChatRequest(
+  const { chat } = toChatRequest(
     parse({
       system: "sys",
       messages: [{ role: "user", content: "x" }],
@@ -106,7 +106,7 @@ Deno.test("settings take chat's names; more than 5 stop sequences is refused by 
   });
   // Without thinking asked for, or with it off, Gemini thinks least and shows nothing.
   for (const thinking of [undefined, { type: "disabled" }]) {
-    const quiet = toChatRequest(
+    const { chat: quiet } = toChatRequest(
       parse({ messages: [{ role: "user", content: "x" }], ...(thinking ? { thinking } : {}) }),
       "gemini-2.5-flash",
     );
