@@ -26,9 +26,13 @@ export async function authenticateUser(gw: Gateway, req: Request): Promise<UserK
     bearerToken(req.headers.get("authorization")) ?? req.headers.get("x-api-key"),
   );
   if (result === "missing") {
-    throw new OpenAiError(401, "Missing API key: send it as 'Authorization: Bearer sk-...'", {
-      code: "missing_api_key",
-    });
+    throw new OpenAiError(
+      401,
+      "Missing API key: send it as 'Authorization: Bearer sk-...' (or 'x-api-key: sk-...')",
+      {
+        code: "missing_api_key",
+      },
+    );
   }
   if (result === "invalid") {
     throw new OpenAiError(401, "Incorrect API key provided", { code: "invalid_api_key" });
