@@ -38,18 +38,24 @@ export interface ChatInputs {
   pinnedKeyId?: string;
 }
 
-async function fetchImages(
+/** Whether Gemini reads a fetched file of this type inline (documents, text, media). */
+function readableFile(mime: string): boolean {
+  return /^(image|audio|video|text)\//.test(mime) || mime === "application/pdf" ||
+    mime === "application/json";
+}
+
+async function fetchMedia(
   gw: Gateway,
   urls: ChatRefs["urls"],
   signal: AbortSignal,
 ): Promise<Map<string, InlineData>> {
   const out = new Map<string, InlineData>();
-  const unique = new Map<string, string>();
-  for (const u of urls) if (!unique.has(u.value)) unique.set(u.value, u.param);
-  await Promise.all([...unique].map(async ([url, param]) => {
+  const unique = new Map<string, ChatRefs["urls"][number]>();
+  for (const u of urls) if (!unique.has(u.value)) unique.set(u.value, u);
+  await Promise.all([...unique].map(async ([url, { param, kind }]) => {
     try {
       const media = await gw.media.fetch(url, {
-        accept: (mime) => mime.startsWith("image/"),
+        accept: kind === "image" ? (mime) => mime.startsWith("image/") : readableFile,
         signal,
       });
       out.set(url, { mimeType: media.mimeType, data: media.data });
@@ -86,7 +92,7 @@ async function resolveRefs(
       fileIds: refs.fileIds.map((r) => r.value),
       hashes: refs.toolCallHashes,
     }),
-    refs.urls.length ? fetchImages(gw, refs.urls, options.signal) : new Map<string, InlineData>(),
+    refs.urls.length ? fetchMedia(gw, refs.urls, options.signal) : new Map<string, InlineData>(),
   ]);
   const now = gw.now();
   const records = new Map<string, FileRecord>();

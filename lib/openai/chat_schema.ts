@@ -19,12 +19,16 @@ export const AudioPartSchema = z.object({
   input_audio: z.object({ data: z.string().min(1), format: z.string().min(1) }),
 });
 
-/** OpenAI's file part: an uploaded file by id, or inline base64 data with a file name. */
+/**
+ * OpenAI's file part: an uploaded file by id, or inline base64 data with a file name; or, the
+ * gateway's addition, an http(s) URL it fetches (a PDF, say).
+ */
 export const FilePartSchema = z.object({
   type: z.literal("file"),
   file: z.object({
     file_id: z.string().min(1).nullish(),
     file_data: z.string().min(1).nullish(),
+    file_url: z.string().min(1).nullish(),
     filename: z.string().nullish(),
   }),
 });

@@ -136,10 +136,15 @@ export interface Ref {
   param: string;
 }
 
+/** An http(s) media URL to fetch: an image (`image_url`) or any file Gemini reads (`file_url`). */
+export interface UrlRef extends Ref {
+  kind: "image" | "file";
+}
+
 /** Everything a request references that the route must resolve. */
 export interface ChatRefs {
   /** http(s) media URLs. */
-  urls: Ref[];
+  urls: UrlRef[];
   /** Gateway file ids. */
   fileIds: Ref[];
   /** Hashes of stored tool-call records. */
@@ -212,7 +217,17 @@ export function chatRequestRefs(req: ChatCompletionRequest): ChatRefs {
       message.content.forEach((part, j) => {
         const param = `messages[${i}].content[${j}]`;
         if (part.type === "image_url" && isHttpUrl(part.image_url.url)) {
-          refs.urls.push({ value: part.image_url.url, param: `${param}.image_url.url` });
+          refs.urls.push({
+            value: part.image_url.url,
+            param: `${param}.image_url.url`,
+            kind: "image",
+          });
+        } else if (part.type === "file" && !part.file.file_id && part.file.file_url) {
+          refs.urls.push({
+            value: part.file.file_url,
+            param: `${param}.file.file_url`,
+            kind: "file",
+          });
         } else if (part.type === "file" && part.file.file_id) {
           refs.fileIds.push({ value: part.file.file_id, param: `${param}.file.file_id` });
         } else if (
@@ -320,8 +335,19 @@ function userParts(
           }
           return { inlineData: { mimeType, data: parsed?.data ?? part.file.file_data.trim() } };
         }
+        if (part.file.file_url) {
+          const url = part.file.file_url;
+          const fetched = isHttpUrl(url) ? refs.media?.get(url) : undefined;
+          if (fetched) return { inlineData: fetched };
+          throw new TranslateError(
+            isHttpUrl(url)
+              ? `The file at ${url.slice(0, 200)} could not be fetched`
+              : "file.file_url must be an http(s) URL",
+            `${param}.file.file_url`,
+          );
+        }
         throw new TranslateError(
-          "A file part needs file.file_id or file.file_data",
+          "A file part needs file.file_id, file.file_data or file.file_url",
           `${param}.file`,
         );
       }

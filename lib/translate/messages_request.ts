@@ -34,10 +34,7 @@ export function messagesModel(requested: string, aliases: Readonly<Record<string
 }
 
 /** A media block as a chat part. */
-function mediaPart(
-  block: Extract<ContentBlock, { type: "image" | "document" }>,
-  param: string,
-): UserPart {
+function mediaPart(block: Extract<ContentBlock, { type: "image" | "document" }>): UserPart {
   const source = block.source;
   switch (source.type) {
     case "base64":
@@ -51,12 +48,9 @@ function mediaPart(
           file: { file_data: `data:${source.media_type};base64,${source.data}` },
         };
     case "url":
-      if (block.type === "image") return { type: "image_url", image_url: { url: source.url } };
-      throw new TranslateError(
-        `'${param}.source' by URL is not supported for documents: send the document as base64`,
-        `${param}.source`,
-        "unsupported_value",
-      );
+      return block.type === "image"
+        ? { type: "image_url", image_url: { url: source.url } }
+        : { type: "file", file: { file_url: source.url } };
     case "file":
       return { type: "file", file: { file_id: source.file_id } };
     case "text": {
@@ -88,15 +82,13 @@ function userMessages(blocks: ContentBlock[], param: string, trail: SourceTrail)
         return;
       case "image":
       case "document":
-        parts.push(mediaPart(block, at));
+        parts.push(mediaPart(block));
         return;
       case "tool_result": {
         const content = typeof block.content === "string"
           ? [{ type: "text" as const, text: block.content }]
-          : (block.content ?? []).map((b, j) =>
-            b.type === "text"
-              ? { type: "text" as const, text: b.text }
-              : mediaPart(b, `${at}.content[${j}]`)
+          : (block.content ?? []).map((b) =>
+            b.type === "text" ? { type: "text" as const, text: b.text } : mediaPart(b)
           );
         let text = content.filter((p) => p.type === "text").map((p) => p.text).join("\n");
         if (block.is_error) text = `Error: ${text}`;

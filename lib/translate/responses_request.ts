@@ -81,14 +81,13 @@ function userPart(part: InputPart, param: string): UserPart {
         return { type: "file", file: { file_data: part.file_data, filename: part.filename } };
       }
       if (part.file_url) {
-        throw new TranslateError(
-          `'${param}.file_url' is not supported: send the file as file_data (base64) or upload ` +
-            "it with /v1/files and send its file_id",
-          `${param}.file_url`,
-          "unsupported_value",
-        );
+        return { type: "file", file: { file_url: part.file_url, filename: part.filename } };
       }
-      throw new TranslateError(`'${param}' needs a file_id or file_data`, param, "missing_file");
+      throw new TranslateError(
+        `'${param}' needs a file_id, file_data or file_url`,
+        param,
+        "missing_file",
+      );
   }
 }
 

@@ -10,7 +10,7 @@ import type { GenerateContentRequest } from "../../lib/gemini/types.ts";
 import { MediaFetcher } from "../../lib/media/fetch_media.ts";
 import { getUpstreamFile } from "../../lib/gemini/files.ts";
 import { offloadLargeInline } from "../../lib/openai/chat_inputs.ts";
-import { startGateway, type TestGateway } from "./harness.ts";
+import { post, startGateway, type TestGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
@@ -39,6 +39,9 @@ function imageHost() {
         });
       }
       if (path === "/blob") return new Response(PNG); // no type: sniffed
+      if (path === "/doc.pdf") {
+        return new Response(PDF, { headers: { "content-type": "application/pdf" } });
+      }
       if (path === "/page.html") {
         return new Response("<html></html>", { headers: { "content-type": "text/html" } });
       }
@@ -55,6 +58,9 @@ function imageHost() {
     },
   };
 }
+
+/** The start of a PDF file. */
+const PDF = new TextEncoder().encode("%PDF-1.4\n%fake\n");
 
 function imageMessage(url: string): OpenAI.Chat.ChatCompletionMessageParam[] {
   return [{
@@ -313,5 +319,59 @@ Deno.test("a file helper whose caller went away rejects with the caller's abort,
     );
   } finally {
     await gw.close();
+  }
+});
+
+Deno.test("files by http URL (a PDF) are fetched server-side on chat, responses and messages", async () => {
+  const host = imageHost();
+  const gw = await startGateway({ keys: { "AIzaMedia-1": OK } });
+  try {
+    gw.app.gateway.media = new MediaFetcher({ allowHosts: ["127.0.0.1"] });
+    const key = await gw.createUserKey();
+    const url = `${host.url}/doc.pdf`;
+    const pdf = {
+      inlineData: { mimeType: "application/pdf", data: btoa(String.fromCharCode(...PDF)) },
+    };
+    const bodies: [string, unknown][] = [
+      ["/v1/chat/completions", {
+        model: "gemini-2.5-flash",
+        messages: [{
+          role: "user",
+          content: [{ type: "text", text: "sum up" }, { type: "file", file: { file_url: url } }],
+        }],
+      }],
+      ["/v1/responses", {
+        model: "gemini-2.5-flash",
+        input: [{
+          role: "user",
+          content: [{ type: "input_text", text: "sum up" }, { type: "input_file", file_url: url }],
+        }],
+      }],
+      ["/v1/messages", {
+        model: "gemini-2.5-flash",
+        max_tokens: 100,
+        messages: [{
+          role: "user",
+          content: [
+            { type: "text", text: "sum up" },
+            { type: "document", source: { type: "url", url } },
+          ],
+        }],
+      }],
+    ];
+    for (const [path, body] of bodies) {
+      const res = await post(`${gw.url}${path}`, { apiKey: key, body });
+      assert.equal(res.status, 200, `${path} ${JSON.stringify(res.json)}`);
+      assert.deepEqual(lastParts(gw)[1], pdf, path);
+    }
+    // A web page is no image: refused where an image is asked for, read where a file is.
+    const page = await post(`${gw.url}/v1/chat/completions`, {
+      apiKey: key,
+      body: { model: "gemini-2.5-flash", messages: imageMessage(`${host.url}/page.html`) },
+    });
+    assert.equal(page.status, 400);
+  } finally {
+    await gw.close();
+    await host.close();
   }
 });
