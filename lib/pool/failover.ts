@@ -129,6 +129,8 @@ export async function runWithFailover<T>(
   let upstreamErrors = 0;
 
   while (attempts.length < options.maxAttempts && upstreamErrors < MAX_UPSTREAM_ERROR_ATTEMPTS) {
+    // A caller gone before a key was picked costs no key anything: nothing was sent.
+    if (options.signal?.aborted) return { ok: false, attempts, failure: CLIENT_CLOSED };
     const picked = await pool.pick(options.model, tried, {
       estimatedTokens: options.estimatedTokens,
       pinnedKeyId: options.pinnedKeyId,

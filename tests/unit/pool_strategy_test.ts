@@ -361,6 +361,18 @@ Deno.test("an attempt the caller aborted ends the failover at once, blaming no k
     for (const key of await listGeminiKeys(s.kv)) {
       assert.equal(key.consecutiveErrors, 0, "no key was blamed");
     }
+    // A caller gone before the first pick: nothing is sent, nothing is booked.
+    calls = 0;
+    const gone = new AbortController();
+    gone.abort();
+    const early = await runWithFailover(s.pool, { ...options, signal: gone.signal }, () => {
+      calls++;
+      return Promise.resolve({ ok: true as const, value: 1 });
+    });
+    assert.equal(calls, 0);
+    assert.ok(!early.ok);
+    assert.equal(early.failure.kind, "client_closed");
+    assert.deepEqual(early.attempts, []);
     // A timeout is the key's: counted, and the next key is asked.
     calls = 0;
     const timedOut = await runWithFailover(s.pool, options, () => {
