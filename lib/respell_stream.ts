@@ -14,6 +14,11 @@ export interface Respeller {
    * store, say).
    */
   end(send: (text: string) => void): string | Promise<string>;
+  /**
+   * What a heartbeat of a slow start (an SSE comment, given) becomes: the API's own keep-alive,
+   * or the opening events, so that the client sees the answer begin. Default: the comment.
+   */
+  beat?(comment: string): string;
   /** The events of an answer that failed part way (`type`: OpenAI's error type). */
   fail(error: { code: string; message: string; type: string }): string;
 }
@@ -30,7 +35,10 @@ export function respellChatStream(respeller: Respeller): TransformStream<Uint8Ar
     send: (text: string) => void,
   ): string | Promise<string> => {
     if (done || event === "") return "";
-    if (event.startsWith(":")) return `${event}\n\n`;
+    if (event.startsWith(":")) {
+      const comment = `${event}\n\n`;
+      return respeller.beat ? respeller.beat(comment) : comment;
+    }
     if (!event.startsWith("data: ")) return "";
     const data = event.slice(6);
     if (data === "[DONE]") {

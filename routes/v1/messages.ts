@@ -67,6 +67,8 @@ async function createMessage(
   const sse = (events: MessageEvent[]) => events.map(messageSse).join("");
   const stream = respellChatStream({
     chunk: (chunk) => sse(pushChunk(builder, chunk)),
+    // A slow start: the message starts (once), and Anthropic's own ping keeps the line alive.
+    beat: () => sse([...builder.start(), { type: "ping" }]),
     end: () => sse(builder.end()),
     // Its type tells Claude Code whether to retry (rate limited, overloaded).
     fail: (error) =>

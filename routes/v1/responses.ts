@@ -236,6 +236,8 @@ function responsesRespeller(
   const sse = (events: ResponseEvent[]) => events.map(responseSse).join("");
   return {
     chunk: (chunk) => sse(pushChunk(builder, chunk)),
+    // A slow start: the response is created (once), and the comment keeps the line alive.
+    beat: (comment) => sse(builder.start()) + comment,
     async end(send) {
       const events = builder.end();
       const last = events.pop()!;

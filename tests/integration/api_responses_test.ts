@@ -495,3 +495,28 @@ Deno.test("responses: Codex's own requests (recorded from Codex CLI 0.171) run a
     await gw.close();
   }
 });
+
+Deno.test("responses: a slow start shows the response created with the first heartbeat", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaResp-1": OK },
+    fakeOptions: { latencyMs: 1_600 },
+  });
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { streamHeartbeatSeconds: 1 });
+    const key = await gw.createUserKey();
+    const res = await fetch(`${gw.url}/v1/responses`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "gemini-2.5-flash", input: "slowly", stream: true }),
+    });
+    const text = await res.text();
+    const created = text.indexOf("event: response.created");
+    const beat = text.indexOf(": keep-alive");
+    assert.ok(created >= 0 && beat > created, text.slice(0, 300));
+    assert.equal(text.split("event: response.created").length - 1, 1, "created once");
+    assert.match(text, /event: response\.completed/);
+    assert.match(text, /Echo: slowly/);
+  } finally {
+    await gw.close();
+  }
+});
