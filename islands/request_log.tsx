@@ -187,7 +187,10 @@ export function RequestLog(props: RequestLogProps) {
                       )
                       : null}
                   </td>
-                  <td data-label={t("logs.model")} class="mono">{e.model}</td>
+                  <td data-label={t("logs.model")} class="mono">
+                    {e.model}
+                    {e.api ? <span class="cell-sub" title="API">{e.api}</span> : null}
+                  </td>
                   <td data-label={t("logs.user")}>{e.user_key_name ?? e.user_key_id ?? "–"}</td>
                   <td data-label={t("logs.key")} class="key-text">{e.key ?? "–"}</td>
                   <td data-label={t("logs.statusCode")}>

@@ -19,6 +19,8 @@
  * concurrency leases are not affected (they live in KV). While it runs, an isolate counts its own
  * unwritten requests in both (pool reservations, `budgetSince`).
  */
+import { apiOf } from "./api_of.ts";
+import { urlPath } from "./url_path.ts";
 import type { Gateway } from "./gateway.ts";
 import type { UsageMetadata } from "./gemini/types.ts";
 import type { Settings } from "./store/settings.ts";
@@ -54,6 +56,8 @@ export interface RequestOutcome {
   usage?: UsageMetadata;
   /** The request's `X-Request-Id`, for the request log. */
   requestId?: string | null;
+  /** The API the request used (`apiOf`), for the request log. */
+  api?: string | null;
 }
 
 /** Settling of the pool's reservations, done once the request's usage is in KV. */
@@ -126,6 +130,7 @@ export class UsageRecorder {
         attempts: outcome.attempts.length,
         errorClass: outcome.errorClass ?? null,
         requestId: outcome.requestId ?? null,
+        api: outcome.api ?? null,
       });
     }
     this.#batch.add({
@@ -302,7 +307,15 @@ export function requestAccount(
       ok: true,
       status: 200,
       startedAt: fixed.startedAt,
-      requestId: gw.requestIdOf(req),
+      ...requestTags(gw, req),
       ...outcome,
     });
+}
+
+/** What the request log says of the request `req`: its `X-Request-Id` and its API. */
+export function requestTags(
+  gw: Gateway,
+  req: Request,
+): { requestId: string | null; api: string | null } {
+  return { requestId: gw.requestIdOf(req), api: apiOf(urlPath(req.url)) };
 }

@@ -39,6 +39,8 @@ export const RequestLogEntrySchema = z.object({
   errorClass: z.string().nullable(),
   /** The request's `X-Request-Id` (null in entries of versions that did not log it). */
   requestId: z.string().nullable().default(null),
+  /** The API it used (`chat`, `responses`, `messages`, `gemini`, ...; null in older entries). */
+  api: z.string().nullable().default(null),
 });
 
 /** A request log entry. */
@@ -60,7 +62,8 @@ const RowSchema = z.tuple([
   z.number(),
   z.number(),
   nullableString,
-  // Added later: rows written before have 11 elements.
+  // Added later: rows written before have 11 or 12 elements.
+  nullableString.optional(),
   nullableString.optional(),
 ]);
 type Row = z.infer<typeof RowSchema>;
@@ -81,6 +84,7 @@ function rowOf(e: NewRequestLogEntry): Row {
     e.attempts,
     e.errorClass,
     e.requestId,
+    e.api,
   ];
 }
 
@@ -99,6 +103,7 @@ function entryOf(id: string, r: Row): RequestLogEntry {
     attempts: r[9],
     errorClass: r[10],
     requestId: r[11] ?? null,
+    api: r[12] ?? null,
   };
 }
 
@@ -121,7 +126,8 @@ export function requestLogMutations(entries: readonly NewRequestLogEntry[]): Den
   for (const e of entries) {
     // An upper bound of the row's JSON text: the strings and the numbers around them.
     const size = 120 + (e.userId?.length ?? 0) + e.model.length + (e.keyId?.length ?? 0) +
-      (e.key?.length ?? 0) + (e.errorClass?.length ?? 0) + (e.requestId?.length ?? 0);
+      (e.key?.length ?? 0) + (e.errorClass?.length ?? 0) + (e.requestId?.length ?? 0) +
+      (e.api?.length ?? 0);
     if (page.length && chars + size > PAGE_CHARS) {
       out.push(pageMutation(page));
       page = [];

@@ -270,6 +270,7 @@ export const RequestLogEntrySchema = z.looseObject({
   attempts: z.number().optional(),
   error_class: z.string().nullable().optional(),
   request_id: z.string().nullable().optional(),
+  api: z.string().nullable().optional(),
 });
 
 /** A request log entry. */

@@ -4,7 +4,7 @@
  * translate back as one JSON body or a live SSE stream, and record usage once the answer is done.
  */
 import { Hono } from "hono";
-import { accountRequest } from "../../lib/accounting.ts";
+import { accountRequest, requestTags } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
@@ -178,7 +178,7 @@ export async function answerChat(
       userId: userKey.id,
       attempts: [...offload.attempts, ...attempts],
       startedAt,
-      requestId: gw.requestIdOf(raw),
+      ...requestTags(gw, raw),
       ...outcome,
     });
   const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {

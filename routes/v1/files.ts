@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import * as z from "zod";
-import { accountRequest } from "../../lib/accounting.ts";
+import { accountRequest, requestTags } from "../../lib/accounting.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import {
   assertFileKeyUsable,
@@ -153,7 +153,7 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
       ok: true,
       status: 200,
       startedAt,
-      requestId: gw.requestIdOf(c.req.raw),
+      ...requestTags(gw, c.req.raw),
     });
     return c.json(toOpenAiFile(record));
   });

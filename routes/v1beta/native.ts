@@ -8,7 +8,7 @@
  */
 import { type Context, Hono } from "hono";
 import { declaredBodyLimit } from "../../lib/body_limit.ts";
-import { accountRequest } from "../../lib/accounting.ts";
+import { accountRequest, requestTags } from "../../lib/accounting.ts";
 import {
   assertNativeModelAllowed,
   hasNativeCredential,
@@ -372,7 +372,7 @@ async function modelCall(
       userId: userKey.id,
       attempts,
       startedAt,
-      requestId: gw.requestIdOf(c.req.raw),
+      ...requestTags(gw, c.req.raw),
       ...outcome,
     });
   const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
@@ -773,7 +773,7 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
     ok: result.ok,
     status: result.ok ? 200 : result.failure.status,
     startedAt,
-    requestId: gw.requestIdOf(c.req.raw),
+    ...requestTags(gw, c.req.raw),
   });
   if (!result.ok) throw googleErrorOf(result.failure);
   const token = randomId("", 24);

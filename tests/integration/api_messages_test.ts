@@ -404,3 +404,43 @@ Deno.test("messages: a failure after the heartbeats began keeps its kind, so Cla
     await gw.close();
   }
 });
+
+Deno.test("the request log says which API each request used", async () => {
+  const gw = await startGateway({ keys: { "AIzaMsg-1": OK } });
+  try {
+    const key = await gw.createUserKey();
+    const body = { model: "gemini-2.5-flash", messages: [{ role: "user", content: "hi" }] };
+    const calls: [string, unknown][] = [
+      ["/v1/chat/completions", body],
+      ["/v1/responses", { model: "gemini-2.5-flash", input: "hi" }],
+      ["/v1/messages", { ...body, max_tokens: 10 }],
+      ["/v1beta/models/gemini-2.5-flash:generateContent", {
+        contents: [{ role: "user", parts: [{ text: "hi" }] }],
+      }],
+    ];
+    for (const [path, json] of calls) {
+      const res = await fetch(`${gw.url}${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify(json),
+      });
+      assert.equal(res.status, 200, `${path}: ${await res.text()}`);
+    }
+    await gw.app.drain();
+    const log = await gw.admin<{ data: { api: string | null }[] }>("GET", "/admin/api/request-log");
+    assert.deepEqual(log.json.data.map((e) => e.api).sort(), [
+      "chat",
+      "gemini",
+      "messages",
+      "responses",
+    ]);
+    const csv = await fetch(`${gw.url}/admin/api/request-log?format=csv`, {
+      headers: { authorization: "Bearer test-admin-password" },
+    });
+    const [head, first] = (await csv.text()).split("\r\n");
+    assert.ok(head.endsWith(",api"), head);
+    assert.match(first, /,(chat|gemini|messages|responses)$/);
+  } finally {
+    await gw.close();
+  }
+});

@@ -280,7 +280,7 @@ Deno.test("a request id a user quotes finds its request in the log: theirs, or t
     assert.equal(
       lines[0],
       "time,request_id,user_key_name,user_key_id,model,key,key_id,status," +
-        "latency_ms,input_tokens,output_tokens,attempts,error_class",
+        "latency_ms,input_tokens,output_tokens,attempts,error_class,api",
     );
     assert.equal(lines.length, 1 + ids.length);
     const first = lines[1].split(",");

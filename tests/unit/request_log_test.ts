@@ -21,6 +21,7 @@ function entry(t: number, extra: Partial<NewRequestLogEntry> = {}): NewRequestLo
     attempts: 1,
     errorClass: null,
     requestId: `rq-${t}`,
+    api: "chat",
     ...extra,
   };
 }

@@ -1,6 +1,6 @@
 /**
  * `GET /admin/api/request-log`: the last requests, newest first (time, user key name, model, key
- * masked, status, latency, tokens, error class, request id); redacted: no prompt, answer or secret
+ * masked, status, latency, tokens, error class, request id, API); redacted: no prompt, answer or secret
  * is stored. `?request_id=` finds the entries of one `X-Request-Id`; `?format=csv` answers a CSV
  * file for export.
  */
@@ -36,6 +36,7 @@ const CSV_COLUMNS = [
   "output_tokens",
   "attempts",
   "error_class",
+  "api",
 ] as const;
 
 /** One CSV field (RFC 4180), with formula-looking text defused for spreadsheets. */
@@ -85,6 +86,7 @@ export function requestLogRoutes(gw: Gateway): Hono<AppEnv> {
       attempts: e.attempts,
       error_class: e.errorClass,
       request_id: e.requestId,
+      api: e.api,
     }));
     if (q.format === "csv") {
       const lines = [CSV_COLUMNS.join(",")];
