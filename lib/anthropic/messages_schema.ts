@@ -141,6 +141,9 @@ export const MessagesRequestSchema = z.object({
   }).nullish(),
   /** The older spelling of `output_config.format`. */
   output_format: OutputFormatSchema.nullish(),
+  /** Anthropic-side tools the gateway does not run (refused by name, not ignored). */
+  mcp_servers: z.unknown().optional(),
+  container: z.unknown().optional(),
 });
 
 /** A validated Messages request. */

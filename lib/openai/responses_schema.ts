@@ -240,6 +240,9 @@ export const ResponsesRequestSchema = z.object({
   safety_identifier: z.string().nullish(),
   truncation: z.enum(["auto", "disabled"]).nullish(),
   background: z.boolean().nullish(),
+  /** OpenAI-side state the gateway does not keep (refused by name, not ignored). */
+  conversation: z.unknown().optional(),
+  prompt: z.unknown().optional(),
 });
 
 /** A validated Responses request. */

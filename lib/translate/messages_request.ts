@@ -294,6 +294,16 @@ export function toChatRequest(
   req: MessagesRequest | CountTokensRequest,
   model: string,
 ): ChatFromMessages {
+  for (const field of ["mcp_servers", "container"] as const) {
+    const value = req[field];
+    if (value != null && !(Array.isArray(value) && value.length === 0)) {
+      throw new TranslateError(
+        `'${field}' is not supported: Anthropic runs those tools, the gateway cannot`,
+        field,
+        "unsupported_value",
+      );
+    }
+  }
   const system = systemText(req.system);
   const sources: MessageSource[] = system ? [{ message: "system", calls: [] }] : [];
   const messages = chatMessages(req.messages, new SourceTrail(sources));

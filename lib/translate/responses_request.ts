@@ -345,6 +345,25 @@ export function inputItems(input: ResponsesRequest["input"]): InputItem[] {
 }
 
 /**
+ * Refuses what asks for state OpenAI keeps and the gateway does not: silently left out, it would
+ * make an answer without the conversation or prompt the caller meant.
+ */
+function refuseUnkept(req: ResponsesRequest): void {
+  const refuse = (param: string, what: string) => {
+    throw new TranslateError(`${what} are not supported here`, param, "unsupported_value");
+  };
+  if (req.background) refuse("background", "Background responses (leave 'background' unset)");
+  if (req.conversation != null) {
+    refuse(
+      "conversation",
+      "Conversations (continue an answer with 'previous_response_id', or send the whole " +
+        "conversation in 'input')",
+    );
+  }
+  if (req.prompt != null) refuse("prompt", "Stored prompt templates (send 'instructions')");
+}
+
+/**
  * Spells a Responses request as a chat request. `history` holds the items of the response it
  * continues (`previous_response_id`: its input and its output); that response's instructions are
  * not carried over, as OpenAI documents.
@@ -353,6 +372,7 @@ export function toChatRequest(
   req: ResponsesRequest,
   history: InputItem[] = [],
 ): ChatFromResponses {
+  refuseUnkept(req);
   const sources: MessageSource[] = [];
   if (req.instructions) sources.push({ message: "instructions", calls: [] });
   const earlier = inputMessages(history);

@@ -188,12 +188,6 @@ async function createResponse(
   userKey: UserKeyRecord,
 ): Promise<Response> {
   const req = await readBody(raw, ResponsesRequestSchema);
-  if (req.background) {
-    throw new OpenAiError(400, "Background responses are not supported: leave 'background' unset", {
-      param: "background",
-      code: "unsupported_value",
-    });
-  }
   const history = req.previous_response_id
     ? await historyOf(gw, userKey.id, req.previous_response_id)
     : { items: [], chain: [] };

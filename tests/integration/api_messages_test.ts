@@ -248,6 +248,17 @@ Deno.test("messages: errors come in Anthropic's shape, and the key may come as x
         404,
         "not_found_error",
       ],
+      [
+        {
+          model: "gemini-2.5-flash",
+          max_tokens: 10,
+          mcp_servers: [{ type: "url", url: "https://mcp.example", name: "x" }],
+          messages: [{ role: "user", content: "hi" }],
+        },
+        { "x-api-key": key },
+        400,
+        "invalid_request_error",
+      ],
     ];
     // A problem the chat path finds is named in the request's own fields.
     const orphan = await send({

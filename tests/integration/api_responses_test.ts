@@ -304,6 +304,8 @@ Deno.test("responses: what Gemini cannot do is a 400 naming the field", async ()
       }, "input[1]"],
       [{ input: [{ type: "function_call_output", call_id: "call_zz", output: "x" }] }, "input[0]"],
       [{ input: "hi", background: true }, "background"],
+      [{ input: "hi", conversation: "conv_1" }, "conversation"],
+      [{ input: "hi", prompt: { id: "pmpt_1" } }, "prompt"],
     ];
     for (const [body, param] of cases) {
       const res = await post(`${gw.url}/v1/responses`, {
