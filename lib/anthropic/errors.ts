@@ -47,7 +47,9 @@ export function anthropicTypeOf(openAiType: string): string {
 export function anthropicErrorBody(
   err: { status: number; message: string; param?: string | null },
 ): AnthropicErrorBody {
-  const message = err.param ? `${err.param}: ${err.message}` : err.message;
+  const message = err.param && !err.message.includes(err.param)
+    ? `${err.param}: ${err.message}`
+    : err.message;
   return { type: "error", error: { type: anthropicErrorType(err.status), message } };
 }
 

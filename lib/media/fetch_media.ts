@@ -110,10 +110,20 @@ export class MediaFetcher {
     return addresses[0];
   }
 
-  /** Fetches `url`; `accept` decides whether the MIME type is usable (e.g. images only). */
+  /**
+   * Fetches `url`; `accept` decides whether the MIME type is usable (e.g. images only).
+   * `fallbackType` is the type of a body the server does not type (none, or octet-stream) and
+   * whose bytes do not tell (a text file from object storage, named `.md`); `kind` names what
+   * was asked for in errors (`image`, `file`).
+   */
   async fetch(
     url: string,
-    options: { accept: (mimeType: string) => boolean; signal?: AbortSignal },
+    options: {
+      accept: (mimeType: string) => boolean;
+      signal?: AbortSignal;
+      fallbackType?: string | null;
+      kind?: "image" | "file";
+    },
   ): Promise<FetchedMedia> {
     const shown = url.length > 200 ? `${url.slice(0, 200)}…` : url;
     const controller = new AbortController();
@@ -145,7 +155,7 @@ export class MediaFetcher {
           await res.body?.cancel();
           throw new MediaFetchError(`Fetching ${shown} failed with HTTP ${res.status}`);
         }
-        return await this.#read(res, shown, options.accept);
+        return await this.#read(res, shown, options);
       }
     } catch (err) {
       if (err instanceof MediaFetchError) throw err;
@@ -217,14 +227,20 @@ export class MediaFetcher {
   async #read(
     res: Response,
     shown: string,
-    accept: (mimeType: string) => boolean,
+    options: {
+      accept: (mimeType: string) => boolean;
+      fallbackType?: string | null;
+      kind?: "image" | "file";
+    },
   ): Promise<FetchedMedia> {
+    const { accept } = options;
+    const tooLarge = `${options.kind ?? "image"}_too_large`;
     const declared = Number(res.headers.get("content-length"));
     if (Number.isFinite(declared) && declared > this.#maxBytes) {
       await res.body?.cancel();
       throw new MediaFetchError(
         `${shown} is ${declared} bytes, more than the ${this.#maxBytes} bytes allowed`,
-        "image_too_large",
+        tooLarge,
       );
     }
     const chunks: Uint8Array[] = [];
@@ -238,7 +254,7 @@ export class MediaFetcher {
         if (size > this.#maxBytes) {
           throw new MediaFetchError(
             `${shown} is larger than the ${this.#maxBytes} bytes allowed`,
-            "image_too_large",
+            tooLarge,
           );
         }
         chunks.push(value);
@@ -253,13 +269,13 @@ export class MediaFetcher {
       offset += c.byteLength;
     }
     const header = (res.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
-    const mimeType =
-      header && header !== "application/octet-stream" && header !== "binary/octet-stream"
-        ? header
-        : sniff(bytes) ?? header;
+    const untyped = !header || header === "application/octet-stream" ||
+      header === "binary/octet-stream";
+    const mimeType = untyped ? sniff(bytes) ?? options.fallbackType ?? header : header;
     if (!mimeType || !accept(mimeType)) {
       throw new MediaFetchError(
         `${shown} did not return a usable file (content type '${mimeType || "none"}')`,
+        `invalid_${options.kind ?? "image"}_url`,
       );
     }
     return { mimeType, data: toBase64(bytes), bytes: size };

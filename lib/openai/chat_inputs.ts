@@ -19,14 +19,17 @@ import { fromBase64 } from "../secrets.ts";
 import { lookupChatRefs } from "../store/chat_lookup.ts";
 import type { FileRecord } from "../store/files.ts";
 import type { Attempt } from "../store/usage.ts";
-import type {
-  ChatRefs,
-  FileRef,
-  InlineData,
-  ResolvedRefs,
-  ToolCallRecord,
+import {
+  type ChatRefs,
+  type FileRef,
+  type InlineData,
+  mediaKey,
+  mimeFromFilename,
+  type ResolvedRefs,
+  type ToolCallRecord,
 } from "../translate/chat_request.ts";
 import { fileErrorToOpenAi, OpenAiError } from "./errors.ts";
+import { urlPath } from "../url_path.ts";
 
 /** Largest request body sent to Gemini with inline media; bigger media goes through Files. */
 export const INLINE_REQUEST_LIMIT = 19 * 1024 * 1024;
@@ -44,6 +47,17 @@ function readableFile(mime: string): boolean {
     mime === "application/json";
 }
 
+/** http(s) media URLs one request may have fetched. */
+export const MAX_MEDIA_URLS = 16;
+/** Bytes all of one request's fetched media may take together. */
+export const MAX_MEDIA_REQUEST_BYTES = 64 * 1024 * 1024;
+/** Fetches of one request under way at once. */
+const MEDIA_CONCURRENCY = 4;
+
+/**
+ * Fetches a request's media URLs (each once per kind), a few at a time, within a count and a
+ * total size; the first failure stops the others.
+ */
 async function fetchMedia(
   gw: Gateway,
   urls: ChatRefs["urls"],
@@ -51,21 +65,62 @@ async function fetchMedia(
 ): Promise<Map<string, InlineData>> {
   const out = new Map<string, InlineData>();
   const unique = new Map<string, ChatRefs["urls"][number]>();
-  for (const u of urls) if (!unique.has(u.value)) unique.set(u.value, u);
-  await Promise.all([...unique].map(async ([url, { param, kind }]) => {
+  for (const u of urls) {
+    const key = mediaKey(u.kind, u.value);
+    if (!unique.has(key)) unique.set(key, u);
+  }
+  if (unique.size > MAX_MEDIA_URLS) {
+    throw new OpenAiError(
+      400,
+      `A request may have at most ${MAX_MEDIA_URLS} media URLs fetched; this one has ` +
+        `${unique.size}: upload large sets with /v1/files`,
+      { param: [...unique.values()][MAX_MEDIA_URLS].param, code: "too_many_media_urls" },
+    );
+  }
+  // One failure (or the client's going) stops the fetches still under way.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  let total = 0;
+  const queue = [...unique];
+  const fetchOne = async ([key, { value: url, param, kind, filename }]: typeof queue[number]) => {
     try {
       const media = await gw.media.fetch(url, {
         accept: kind === "image" ? (mime) => mime.startsWith("image/") : readableFile,
-        signal,
+        signal: stop.signal,
+        kind,
+        fallbackType: kind === "file"
+          ? mimeFromFilename(filename) ?? mimeFromFilename(urlPath(url))
+          : null,
       });
-      out.set(url, { mimeType: media.mimeType, data: media.data });
+      total += media.bytes;
+      if (total > MAX_MEDIA_REQUEST_BYTES) {
+        throw new OpenAiError(
+          413,
+          `The media URLs of this request add up to more than ${MAX_MEDIA_REQUEST_BYTES} bytes`,
+          { param, code: "media_too_large" },
+        );
+      }
+      out.set(key, { mimeType: media.mimeType, data: media.data });
     } catch (err) {
       if (err instanceof MediaFetchError) {
-        throw new OpenAiError(400, err.message, { param, code: err.code });
+        const code = kind === "file" ? err.code.replace("image", "file") : err.code;
+        throw new OpenAiError(400, err.message, { param, code });
       }
       throw err;
     }
-  }));
+  };
+  const worker = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) await fetchOne(next);
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(MEDIA_CONCURRENCY, queue.length) }, worker));
+  } catch (err) {
+    stop.abort(err);
+    throw err;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
   return out;
 }
 

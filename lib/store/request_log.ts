@@ -62,13 +62,24 @@ const RowSchema = z.tuple([
   z.number(),
   z.number(),
   nullableString,
-  // Added later: rows written before have 11 or 12 elements.
+  // Added later: rows written before have 11 elements.
   nullableString.optional(),
-  nullableString.optional(),
-]);
+]).rest(z.unknown());
+// Rows keep 12 elements, and what came later goes in arrays beside them: a version that reads a
+// row with more elements than it knows would drop the whole page (a rolling deploy, a rollback).
+// `.rest` lets this version read rows of later ones.
 type Row = z.infer<typeof RowSchema>;
 /** A page's value (stored as JSON text). */
-const PageSchema = z.object({ rows: z.array(RowSchema) });
+const PageSchema = z.object({
+  rows: z.array(RowSchema),
+  /** Each row's API (added later), by position. */
+  api: z.array(nullableString).optional(),
+});
+
+/** A page's stored text. */
+function pageText(entries: readonly NewRequestLogEntry[]): string {
+  return JSON.stringify({ rows: entries.map(rowOf), api: entries.map((e) => e.api) });
+}
 
 function rowOf(e: NewRequestLogEntry): Row {
   return [
@@ -84,11 +95,10 @@ function rowOf(e: NewRequestLogEntry): Row {
     e.attempts,
     e.errorClass,
     e.requestId,
-    e.api,
   ];
 }
 
-function entryOf(id: string, r: Row): RequestLogEntry {
+function entryOf(id: string, r: Row, api: string | null): RequestLogEntry {
   return {
     id,
     t: r[0],
@@ -103,17 +113,17 @@ function entryOf(id: string, r: Row): RequestLogEntry {
     attempts: r[9],
     errorClass: r[10],
     requestId: r[11] ?? null,
-    api: r[12] ?? null,
+    api,
   };
 }
 
 /** The KV mutation of one page of `entries` (newest first inside). */
 function pageMutation(entries: NewRequestLogEntry[]): Deno.KvMutation {
-  const rows = entries.map(rowOf).sort((a, b) => b[0] - a[0]);
+  const sorted = [...entries].sort((a, b) => b.t - a.t);
   return {
     type: "set",
-    key: [PREFIX, rows[0][0], randomId("r", 6)],
-    value: JSON.stringify({ rows }),
+    key: [PREFIX, sorted[0].t, randomId("r", 6)],
+    value: pageText(sorted),
     expireIn: REQUEST_LOG_TTL_MS,
   };
 }
@@ -155,7 +165,8 @@ function entriesOf(entry: Deno.KvEntry<unknown>): RequestLogEntry[] {
   }
   const page = PageSchema.safeParse(json);
   if (!page.success) return [];
-  return page.data.rows.map((r, i) => entryOf(`${pageId}.${i}`, r));
+  const apis = page.data.api ?? [];
+  return page.data.rows.map((r, i) => entryOf(`${pageId}.${i}`, r, apis[i] ?? null));
 }
 
 const newestFirst = (a: RequestLogEntry, b: RequestLogEntry) => b.t - a.t;
@@ -210,9 +221,8 @@ export async function trimRequestLog(kv: Deno.Kv, keep: number): Promise<number>
     if (left === 0 || typeof e.value !== "string") op = op.delete(e.key);
     else {
       // The page on the boundary keeps its newest entries (its key, the newest time, stays).
-      const rows = entries.slice(0, left).map((x) => rowOf(x));
       const expireIn = Math.max(60_000, Number(e.key[1]) + REQUEST_LOG_TTL_MS - Date.now());
-      op = op.set(e.key, JSON.stringify({ rows }), { expireIn });
+      op = op.set(e.key, pageText(entries.slice(0, left)), { expireIn });
     }
     if (++pending >= 500) await flush();
   }

@@ -139,6 +139,13 @@ export interface Ref {
 /** An http(s) media URL to fetch: an image (`image_url`) or any file Gemini reads (`file_url`). */
 export interface UrlRef extends Ref {
   kind: "image" | "file";
+  /** The file's name, when the part gives one (its extension types an untyped download). */
+  filename?: string | null;
+}
+
+/** The key of fetched media in `ResolvedRefs.media`: the same URL may be an image and a file. */
+export function mediaKey(kind: UrlRef["kind"], url: string): string {
+  return kind === "image" ? url : `file ${url}`;
 }
 
 /** Everything a request references that the route must resolve. */
@@ -222,11 +229,14 @@ export function chatRequestRefs(req: ChatCompletionRequest): ChatRefs {
             param: `${param}.image_url.url`,
             kind: "image",
           });
-        } else if (part.type === "file" && !part.file.file_id && part.file.file_url) {
+        } else if (
+          part.type === "file" && !part.file.file_id && !part.file.file_data && part.file.file_url
+        ) {
           refs.urls.push({
             value: part.file.file_url,
             param: `${param}.file.file_url`,
             kind: "file",
+            filename: part.file.filename,
           });
         } else if (part.type === "file" && part.file.file_id) {
           refs.fileIds.push({ value: part.file.file_id, param: `${param}.file.file_id` });
@@ -295,7 +305,7 @@ function userParts(
         const url = part.image_url.url;
         const data = parseDataUrl(url);
         if (data) return { inlineData: data };
-        const fetched = isHttpUrl(url) ? refs.media?.get(url) : undefined;
+        const fetched = isHttpUrl(url) ? refs.media?.get(mediaKey("image", url)) : undefined;
         if (fetched) return { inlineData: fetched };
         throw new TranslateError(
           isHttpUrl(url)
@@ -337,7 +347,7 @@ function userParts(
         }
         if (part.file.file_url) {
           const url = part.file.file_url;
-          const fetched = isHttpUrl(url) ? refs.media?.get(url) : undefined;
+          const fetched = isHttpUrl(url) ? refs.media?.get(mediaKey("file", url)) : undefined;
           if (fetched) return { inlineData: fetched };
           throw new TranslateError(
             isHttpUrl(url)

@@ -74,15 +74,19 @@ function textOf(parts: UserPart[]): string | null {
 function userMessages(blocks: ContentBlock[], param: string, trail: SourceTrail): Message[] {
   const tools: Message[] = [];
   const parts: UserPart[] = [];
+  /** Each part's field, for errors about it. */
+  const fields: string[] = [];
   blocks.forEach((block, i) => {
     const at = `${param}[${i}]`;
     switch (block.type) {
       case "text":
         parts.push({ type: "text", text: block.text });
+        fields.push(at);
         return;
       case "image":
       case "document":
         parts.push(mediaPart(block));
+        fields.push(at);
         return;
       case "tool_result": {
         const content = typeof block.content === "string"
@@ -95,7 +99,11 @@ function userMessages(blocks: ContentBlock[], param: string, trail: SourceTrail)
         tools.push({ role: "tool", tool_call_id: block.tool_use_id, content: text });
         trail.message(at);
         // Pictures a tool returned follow the results, as the user's.
-        parts.push(...content.filter((p) => p.type !== "text"));
+        content.forEach((p, j) => {
+          if (p.type === "text") return;
+          parts.push(p);
+          fields.push(`${at}.content[${j}]`);
+        });
         return;
       }
       case "tool_use":
@@ -110,7 +118,7 @@ function userMessages(blocks: ContentBlock[], param: string, trail: SourceTrail)
   });
   if (!parts.length) return tools;
   const text = textOf(parts);
-  trail.message(param.replace(/\.content$/, ""));
+  trail.message(param.replace(/\.content$/, ""), text === null ? fields : undefined);
   return [...tools, { role: "user", content: text ?? parts }];
 }
 
@@ -263,17 +271,29 @@ function chatToolChoice(choice: MessagesRequest["tool_choice"]): {
   }
 }
 
+/** What decides thinking when a request does not: the model name and the admin's settings. */
+export interface ThinkingDefaults {
+  /** The model's name asks for thinking (a `-thinking`, `-high`... suffix, maybe via an alias). */
+  suffixed?: boolean;
+  /** The admin's thinking mode when the client does not say (`auto`: the gateway decides). */
+  mode?: string;
+}
+
 /** The thinking settings in chat's spelling (Gemini's thinking config). */
-function thinking(req: Pick<MessagesRequest, "thinking">): Partial<ChatCompletionRequest> {
+function thinking(
+  req: Pick<MessagesRequest, "thinking">,
+  defaults: ThinkingDefaults,
+): Partial<ChatCompletionRequest> {
   const t = req.thinking;
-  // Without thinking asked for (or with it off), Claude does not think: Gemini thinks as little as
-  // the model allows (its thoughts would count against max_tokens), and shows none.
-  if (!t || t.type === "disabled") {
-    return {
-      reasoning_effort: "none",
-      extra_body: { google: { thinking_config: { include_thoughts: false } } },
-    };
+  const quiet = { extra_body: { google: { thinking_config: { include_thoughts: false } } } };
+  // Without thinking asked for, Claude does not think: Gemini thinks as little as the model allows
+  // (its thoughts would count against max_tokens), and shows none; unless the model's name or the
+  // admin asked for thinking, which then decides (its thoughts still not shown).
+  if (!t) {
+    const decided = defaults.suffixed || (defaults.mode !== undefined && defaults.mode !== "auto");
+    return decided ? quiet : { reasoning_effort: "none", ...quiet };
   }
+  if (t.type === "disabled") return { reasoning_effort: "none", ...quiet };
   const config = t.type === "enabled"
     ? { thinking_budget: t.budget_tokens, include_thoughts: true }
     : { include_thoughts: true };
@@ -288,11 +308,12 @@ function systemText(system: MessagesRequest["system"]): string {
 
 /**
  * Spells a Messages request (or a count-tokens request, without output settings) as a chat
- * request for `model` (see `messagesModel`).
+ * request for `model` (see `messagesModel`; `defaults` see `ThinkingDefaults`).
  */
 export function toChatRequest(
   req: MessagesRequest | CountTokensRequest,
   model: string,
+  defaults: ThinkingDefaults = {},
 ): ChatFromMessages {
   for (const field of ["mcp_servers", "container"] as const) {
     const value = req[field];
@@ -319,7 +340,7 @@ export function toChatRequest(
     ...(choice ? { tool_choice: choice } : {}),
     ...(parallel === false ? { parallel_tool_calls: false } : {}),
     ...(search ? { web_search_options: {} } : {}),
-    ...thinking(req),
+    ...thinking(req, defaults),
   };
   const format = req.output_config?.format ?? req.output_format;
   if (format) {

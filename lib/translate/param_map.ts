@@ -3,10 +3,12 @@
  * `/v1/messages`), for the errors the chat path raises about it (pure).
  */
 
-/** Where one chat message came from: the caller's field, and each of its tool calls'. */
+/** Where one chat message came from: the caller's field, each of its tool calls', parts'. */
 export interface MessageSource {
   message: string;
   calls: string[];
+  /** Each content part's field, when the parts came from fields of their own. */
+  parts?: string[];
 }
 
 /** Records message sources while chat messages are made; `into` is filled in order. */
@@ -17,9 +19,9 @@ export class SourceTrail {
     this.into = into;
   }
 
-  /** A message made from `param`. */
-  message(param: string): void {
-    this.into.push({ message: param, calls: [] });
+  /** A message made from `param` (its content parts from `parts`, when they are known). */
+  message(param: string, parts?: string[]): void {
+    this.into.push(parts ? { message: param, calls: [], parts } : { message: param, calls: [] });
   }
 
   /** A tool call from `param`, joined to the last message (`joined`) or in a message of its own. */
@@ -39,11 +41,13 @@ export function paramMapper(
   fields: Readonly<Record<string, string>>,
 ): (param: string) => string | null {
   return (param) => {
-    const m = /^messages\[(\d+)\](?:\.tool_calls\[(\d+)\])?/.exec(param);
+    const m = /^messages\[(\d+)\](?:\.tool_calls\[(\d+)\]|\.content\[(\d+)\])?/.exec(param);
     if (m) {
       const source = sources[Number(m[1])];
       if (!source) return null;
-      return m[2] === undefined ? source.message : source.calls[Number(m[2])] ?? source.message;
+      if (m[2] !== undefined) return source.calls[Number(m[2])] ?? source.message;
+      if (m[3] !== undefined) return source.parts?.[Number(m[3])] ?? source.message;
+      return source.message;
     }
     const top = /^[A-Za-z_]+/.exec(param)?.[0];
     return top !== undefined && Object.hasOwn(fields, top) ? fields[top] : null;

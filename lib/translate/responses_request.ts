@@ -124,18 +124,18 @@ function messageOf(
   return { role: item.role, content: text };
 }
 
-/** A function call's output in chat's spelling: its text, and any media as a user message. */
+/** A function call's output in chat's spelling: its text, and its media (with their fields). */
 function toolOutput(
   output: Extract<InputItem, { type: "function_call_output" }>["output"],
   param: string,
-): { text: string; media: UserPart[] } {
+): { text: string; media: { part: UserPart; param: string }[] } {
   if (typeof output === "string") return { text: output, media: [] };
   let text = "";
-  const media: UserPart[] = [];
+  const media: { part: UserPart; param: string }[] = [];
   output.forEach((p, i) => {
     const part = userPart(p, `${param}[${i}]`);
     if (part.type === "text") text += text ? `\n${part.text}` : part.text;
-    else media.push(part);
+    else media.push({ part, param: `${param}[${i}]` });
   });
   return { text, media };
 }
@@ -153,13 +153,12 @@ export function inputMessages(
     return [{ role: "user", content: input }];
   }
   const out: Message[] = [];
-  /** Media of the tool outputs in a row, sent once the row ends, and the first output's field. */
-  let toolMedia: UserPart[] = [];
-  let mediaParam = "";
+  /** Media of the tool outputs in a row (with their fields), sent once the row ends. */
+  let toolMedia: { part: UserPart; param: string }[] = [];
   const flushMedia = () => {
     if (!toolMedia.length) return;
-    out.push({ role: "user", content: toolMedia });
-    trail.message(mediaParam);
+    out.push({ role: "user", content: toolMedia.map((m) => m.part) });
+    trail.message(toolMedia[0].param, toolMedia.map((m) => m.param));
     toolMedia = [];
   };
   input.forEach((item, i) => {
@@ -170,7 +169,12 @@ export function inputMessages(
     switch (item.type) {
       case "message":
         out.push(messageOf(item, param));
-        trail.message(param);
+        trail.message(
+          param,
+          typeof item.content === "string"
+            ? undefined
+            : item.content.map((_, j) => `${param}.content[${j}]`),
+        );
         return;
       case "function_call":
       case "custom_tool_call": {
@@ -196,7 +200,6 @@ export function inputMessages(
         const { text, media } = toolOutput(item.output, `${param}.output`);
         out.push({ role: "tool", tool_call_id: item.call_id, content: text });
         trail.message(param);
-        if (media.length && !toolMedia.length) mediaParam = param;
         toolMedia.push(...media);
         return;
       }

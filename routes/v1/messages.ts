@@ -22,10 +22,17 @@ import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import {
   chatRequestRefs,
   chatSettingsOf,
+  mediaKey,
   toGeminiChatRequest,
 } from "../../lib/translate/chat_request.ts";
 import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
-import { messagesModel, toChatRequest } from "../../lib/translate/messages_request.ts";
+import {
+  messagesModel,
+  type ThinkingDefaults,
+  toChatRequest,
+} from "../../lib/translate/messages_request.ts";
+import { resolveModel } from "../../lib/translate/models.ts";
+import type { Settings } from "../../lib/store/settings.ts";
 import {
   MessageBuilder,
   type MessageEvent,
@@ -52,7 +59,7 @@ async function createMessage(
   const req = await readBody(raw, MessagesRequestSchema);
   const settings = gw.settings.current() ?? await gw.settings.get();
   const { chat, paramOf } = translating(() =>
-    toChatRequest(req, messagesModel(req.model, settings.aliases))
+    toChatRequest(req, messagesModel(req.model, settings.aliases), thinkingDefaults(req, settings))
   );
   const context = { id: randomId("msg_", 18), model: req.model };
   // Thoughts come back as thinking blocks, never inside the text; errors name the caller's fields.
@@ -89,18 +96,35 @@ async function countTokens(
   const req = await readBody(raw, CountTokensRequestSchema);
   const settings = gw.settings.current() ?? await gw.settings.get();
   const { chat, paramOf } = translating(() =>
-    toChatRequest(req, messagesModel(req.model, settings.aliases))
+    toChatRequest(req, messagesModel(req.model, settings.aliases), thinkingDefaults(req, settings))
   );
   const body = await (async () => {
-    const inputs = await resolveChatInputs(gw, chatRequestRefs(chat), {
+    // Files are looked up, but media URLs are not downloaded to be counted: each counts as one
+    // picture does.
+    const { urls, ...refs } = chatRequestRefs(chat);
+    const inputs = await resolveChatInputs(gw, { ...refs, urls: [] }, {
       userId: userKey.id,
       signal: gw.clients.signalOf(raw),
     });
+    const media = new Map(inputs.refs.media);
+    for (const u of urls) media.set(mediaKey(u.kind, u.value), { mimeType: "image/png", data: "" });
     return translating(() =>
-      toGeminiChatRequest(chat, { settings: chatSettingsOf(settings), refs: inputs.refs }).body
+      toGeminiChatRequest(chat, {
+        settings: chatSettingsOf(settings),
+        refs: { ...inputs.refs, media },
+      }).body
     );
   })().catch((err) => {
     throw renamingParam(err, paramOf);
   });
   return Response.json({ input_tokens: estimateRequestTokens(body) });
+}
+
+/** What decides thinking when the request does not (see `ThinkingDefaults`). */
+function thinkingDefaults(req: { model: string }, settings: Settings): ThinkingDefaults {
+  const model = messagesModel(req.model, settings.aliases);
+  return {
+    suffixed: resolveModel(model, settings.aliases).suffix !== null,
+    mode: settings.thinkingMode,
+  };
 }

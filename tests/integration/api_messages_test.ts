@@ -195,6 +195,18 @@ Deno.test("messages: images, stop sequences, token limits and count_tokens", asy
       counted.input_tokens >= 200 && counted.input_tokens < 260,
       String(counted.input_tokens),
     );
+    // A document by URL is counted without being downloaded (this host does not exist).
+    const withUrl = await client.messages.countTokens({
+      model: "gemini-2.5-flash",
+      messages: [{
+        role: "user",
+        content: [{
+          type: "document",
+          source: { type: "url", url: "https://nowhere.invalid/a.pdf" },
+        }],
+      }],
+    });
+    assert.ok(withUrl.input_tokens >= 258, String(withUrl.input_tokens));
   } finally {
     await gw.close();
   }
@@ -281,6 +293,8 @@ Deno.test("messages: errors come in Anthropic's shape, and the key may come as x
       assert.equal(json.type, "error");
       assert.equal(json.error.type, type, JSON.stringify(json));
       assert.equal(typeof json.error.message, "string");
+      // The field is named once, not again before a message that names it.
+      assert.doesNotMatch(json.error.message, /^([^:\s]+): .*'\1'/, json.error.message);
     }
 
     // The SDK lists models in its own shape, and raises a missing one as its NotFoundError.

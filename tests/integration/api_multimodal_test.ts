@@ -42,6 +42,10 @@ function imageHost() {
       if (path === "/doc.pdf") {
         return new Response(PDF, { headers: { "content-type": "application/pdf" } });
       }
+      // Object storage often types nothing: the name tells.
+      if (path === "/notes.md") {
+        return new Response("# notes", { headers: { "content-type": "application/octet-stream" } });
+      }
       if (path === "/page.html") {
         return new Response("<html></html>", { headers: { "content-type": "text/html" } });
       }
@@ -364,12 +368,52 @@ Deno.test("files by http URL (a PDF) are fetched server-side on chat, responses 
       assert.equal(res.status, 200, `${path} ${JSON.stringify(res.json)}`);
       assert.deepEqual(lastParts(gw)[1], pdf, path);
     }
-    // A web page is no image: refused where an image is asked for, read where a file is.
-    const page = await post(`${gw.url}/v1/chat/completions`, {
+    // A web page is no image: read where a file is asked for, refused where an image is, also
+    // when the same URL is both in one request.
+    const pageUrl = `${host.url}/page.html`;
+    const both = await post(`${gw.url}/v1/chat/completions`, {
       apiKey: key,
-      body: { model: "gemini-2.5-flash", messages: imageMessage(`${host.url}/page.html`) },
+      body: {
+        model: "gemini-2.5-flash",
+        messages: [{
+          role: "user",
+          content: [
+            { type: "file", file: { file_url: pageUrl } },
+            { type: "image_url", image_url: { url: pageUrl } },
+          ],
+        }],
+      },
     });
-    assert.equal(page.status, 400);
+    assert.equal(both.status, 400, JSON.stringify(both.json));
+    assert.equal(both.json.error.param, "messages[0].content[1].image_url.url");
+    const chatFile = (content: unknown[]) =>
+      post(`${gw.url}/v1/chat/completions`, {
+        apiKey: key,
+        body: { model: "gemini-2.5-flash", messages: [{ role: "user", content }] },
+      });
+    // An untyped download takes its type from its name.
+    const md = await chatFile([{ type: "file", file: { file_url: `${host.url}/notes.md` } }]);
+    assert.equal(md.status, 200, JSON.stringify(md.json));
+    assert.equal(lastParts(gw)[0].inlineData?.mimeType, "text/markdown");
+    // Inline data wins over a URL beside it (nothing is fetched), as before URLs were read.
+    const inline = await chatFile([{
+      type: "file",
+      file: {
+        file_data: `data:application/pdf;base64,${pdf.inlineData.data}`,
+        file_url: `${host.url}/missing`,
+      },
+    }]);
+    assert.equal(inline.status, 200, JSON.stringify(inline.json));
+    // A file that fails says so in a file's words.
+    const missing = await chatFile([{ type: "file", file: { file_url: `${host.url}/missing` } }]);
+    assert.equal(missing.status, 400);
+    assert.equal(missing.json.error.code, "invalid_file_url");
+    // At most 16 URLs are fetched for one request.
+    const many = await chatFile(
+      Array.from({ length: 17 }, (_, i) => ({ type: "file", file: { file_url: `${url}?${i}` } })),
+    );
+    assert.equal(many.status, 400);
+    assert.equal(many.json.error.code, "too_many_media_urls");
   } finally {
     await gw.close();
     await host.close();

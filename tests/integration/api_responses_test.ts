@@ -289,7 +289,7 @@ Deno.test("responses: what Gemini cannot do is a 400 naming the field", async ()
       [{ input: [{ type: "item_reference", id: "msg_1" }] }, "input[0]"],
       [
         { input: [{ role: "user", content: [{ type: "input_file", file_url: "ftp://x/a.pdf" }] }] },
-        "input[0]",
+        "input[0].content[0]",
       ],
       [{ input: [{ type: "computer_call", id: "x" }] }, "input[0].type"],
       [{ input: [] }, "input"],

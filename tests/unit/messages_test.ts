@@ -104,6 +104,16 @@ Deno.test("settings take chat's names; more than 5 stop sequences is refused by 
     thinking_budget: 512,
     include_thoughts: true,
   });
+  // A thinking model name, or the admin's thinking mode, decides when the request does not.
+  for (const defaults of [{ suffixed: true }, { mode: "budget" }]) {
+    const { chat: decided } = toChatRequest(
+      parse({ messages: [{ role: "user", content: "x" }] }),
+      "gemini-2.5-pro-thinking",
+      defaults,
+    );
+    assert.equal(decided.reasoning_effort, undefined);
+    assert.deepEqual(decided.extra_body?.google?.thinking_config, { include_thoughts: false });
+  }
   // Without thinking asked for, or with it off, Gemini thinks least and shows nothing.
   for (const thinking of [undefined, { type: "disabled" }]) {
     const { chat: quiet } = toChatRequest(
@@ -174,4 +184,42 @@ Deno.test("the builder opens and closes blocks in order and ends with the stop r
     { type: "text", text: "Hello" },
     { type: "tool_use", id: "call_1", name: "f", input: { a: 1 } },
   ]);
+});
+
+Deno.test("errors about chat fields name the request's own blocks", () => {
+  const png = { type: "image", source: { type: "base64", media_type: "image/png", data: "AA==" } };
+  const { paramOf } = toChatRequest(
+    parse({
+      system: "sys",
+      messages: [
+        { role: "user", content: "hi" },
+        {
+          role: "assistant",
+          content: [{ type: "text", text: "x" }, {
+            type: "tool_use",
+            id: "c1",
+            name: "f",
+            input: {},
+          }],
+        },
+        {
+          role: "user",
+          content: [
+            { type: "tool_result", tool_use_id: "c1", content: [png] },
+            { type: "text", text: "and" },
+          ],
+        },
+      ],
+    }),
+    "gemini-2.5-flash",
+  );
+  assert.equal(paramOf("messages[0].content"), "system");
+  assert.equal(paramOf("messages[2].tool_calls[0].function.arguments"), "messages[1].content[1]");
+  assert.equal(paramOf("messages[3].tool_call_id"), "messages[2].content[0]");
+  assert.equal(
+    paramOf("messages[4].content[0].image_url.url"),
+    "messages[2].content[0].content[0]",
+  );
+  assert.equal(paramOf("messages[4].content[1].text"), "messages[2].content[1]");
+  assert.equal(paramOf("stop"), "stop_sequences");
 });

@@ -1,5 +1,6 @@
 import { csvField } from "../../routes/admin/api/request_log.ts";
 import assert from "node:assert/strict";
+import * as z from "zod";
 import {
   type NewRequestLogEntry,
   readRequestLog,
@@ -143,4 +144,30 @@ Deno.test("CSV fields are quoted as RFC 4180 says, and formulas are defused in e
     assert.ok(csvField(formula).replace(/^"/, "").startsWith("'"), JSON.stringify(formula));
   }
   assert.equal(csvField(-5), "-5", "numbers are numbers");
+});
+
+Deno.test("request-log pages stay readable across versions: rows keep 12 values, later fields go beside", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await write(kv, [entry(900, { api: "responses" })]);
+    const [stored] = await Array.fromAsync(kv.list<string>({ prefix: ["rlog"] }));
+    // The previous version read each row as exactly 12 values, and dropped a page it could not.
+    const s = z.string().nullable();
+    const n = z.number();
+    const previousRow = z.tuple([n, s, z.string(), s, s, n, n, n, n, n, s, s.optional()]);
+    const page = z.object({ rows: z.array(previousRow) }).safeParse(JSON.parse(stored.value));
+    assert.ok(page.success, "the previous version reads this page");
+    assert.equal((await readRequestLog(kv, { limit: 5 }))[0].api, "responses");
+    // A later version's longer rows are read here.
+    await kv.set(
+      ["rlog", 950, "rLater"],
+      JSON.stringify({
+        rows: [[950, "uk_1", "m", "k1", "AIza…0001", 200, 12, 7, 5, 1, null, "rq", "more"]],
+      }),
+    );
+    const later = await readRequestLog(kv, { limit: 5 });
+    assert.deepEqual(later.map((e) => [e.t, e.requestId]), [[950, "rq"], [900, "rq-900"]]);
+  } finally {
+    kv.close();
+  }
 });

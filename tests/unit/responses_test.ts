@@ -228,3 +228,26 @@ Deno.test("a conversation is read back turn by turn, and a missing earlier answe
     kv.close();
   }
 });
+
+Deno.test("errors about chat fields name the request's own: items, calls, media from tool outputs", () => {
+  const image = { type: "input_image", image_url: PNG };
+  const { paramOf } = toChatRequest(
+    parse({
+      instructions: "sys",
+      input: [
+        { role: "user", content: [{ type: "input_text", text: "hi" }, image] },
+        { type: "function_call", call_id: "call_a", name: "a", arguments: "{}" },
+        { type: "function_call", call_id: "call_b", name: "b", arguments: "{}" },
+        { type: "function_call_output", call_id: "call_a", output: [image] },
+        { type: "function_call_output", call_id: "call_b", output: [image] },
+      ],
+    }),
+  );
+  assert.equal(paramOf("messages[0].content"), "instructions");
+  assert.equal(paramOf("messages[1].content[1].image_url.url"), "input[0].content[1]");
+  assert.equal(paramOf("messages[2].tool_calls[1].function.arguments"), "input[2]");
+  assert.equal(paramOf("messages[4].tool_call_id"), "input[4]");
+  assert.equal(paramOf("messages[5].content[1].image_url.url"), "input[4].output[0]");
+  assert.equal(paramOf("max_completion_tokens"), "max_output_tokens");
+  assert.equal(paramOf("stream_options"), null);
+});
