@@ -17,6 +17,7 @@ import type { ChatCompletionRequest, Message, ToolCall, UserPart } from "../open
 import { TranslateError } from "./chat_request.ts";
 import { resolveModel } from "./models.ts";
 import { type MessageSource, paramMapper, SourceTrail } from "./param_map.ts";
+import { textOnly } from "./responses_request.ts";
 
 /** What a Claude model name stands for when no alias names it. */
 export const CLAUDE_STANDIN_MODEL = "gemini-2.5-flash";
@@ -58,16 +59,6 @@ function mediaPart(block: Extract<ContentBlock, { type: "image" | "document" }>)
       return { type: "text", text: title ? `${title}\n\n${source.data}` : source.data };
     }
   }
-}
-
-/** The text of `parts` when they are all text, else null. */
-function textOf(parts: UserPart[]): string | null {
-  let text = "";
-  for (const p of parts) {
-    if (p.type !== "text") return null;
-    text += text ? `\n${p.text}` : p.text;
-  }
-  return text;
 }
 
 /** One user turn: its tool results (as tool messages, first), then what the user said. */
@@ -117,7 +108,7 @@ function userMessages(blocks: ContentBlock[], param: string, trail: SourceTrail)
     }
   });
   if (!parts.length) return tools;
-  const text = textOf(parts);
+  const text = textOnly(parts);
   trail.message(param.replace(/\.content$/, ""), text === null ? fields : undefined);
   return [...tools, { role: "user", content: text ?? parts }];
 }

@@ -91,8 +91,8 @@ function userPart(part: InputPart, param: string): UserPart {
   }
 }
 
-/** The text of a message made only of text parts, or null when it holds media. */
-function textOnly(parts: UserPart[]): string | null {
+/** The text of a message made only of text parts (one per line), or null when it holds media. */
+export function textOnly(parts: UserPart[]): string | null {
   let text = "";
   for (const p of parts) {
     if (p.type !== "text") return null;

@@ -8,7 +8,9 @@
 import { Hono } from "hono";
 import { anthropicTypeOf } from "../../lib/anthropic/errors.ts";
 import {
+  type CountTokensRequest,
   CountTokensRequestSchema,
+  type MessagesRequest,
   MessagesRequestSchema,
 } from "../../lib/anthropic/messages_schema.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
@@ -57,10 +59,7 @@ async function createMessage(
   userKey: UserKeyRecord,
 ): Promise<Response> {
   const req = await readBody(raw, MessagesRequestSchema);
-  const settings = gw.settings.current() ?? await gw.settings.get();
-  const { chat, paramOf } = translating(() =>
-    toChatRequest(req, messagesModel(req.model, settings.aliases), thinkingDefaults(req, settings))
-  );
+  const { chat, paramOf } = await chatOf(gw, req);
   const context = { id: randomId("msg_", 18), model: req.model };
   // Thoughts come back as thinking blocks, never inside the text; errors name the caller's fields.
   const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false }).catch((err) => {
@@ -94,10 +93,7 @@ async function countTokens(
   userKey: UserKeyRecord,
 ): Promise<Response> {
   const req = await readBody(raw, CountTokensRequestSchema);
-  const settings = gw.settings.current() ?? await gw.settings.get();
-  const { chat, paramOf } = translating(() =>
-    toChatRequest(req, messagesModel(req.model, settings.aliases), thinkingDefaults(req, settings))
-  );
+  const { chat, paramOf, settings } = await chatOf(gw, req);
   const body = await (async () => {
     // Files are looked up, but media URLs are not downloaded to be counted: each counts as one
     // picture does.
@@ -118,6 +114,16 @@ async function countTokens(
     throw renamingParam(err, paramOf);
   });
   return Response.json({ input_tokens: estimateRequestTokens(body) });
+}
+
+/** `req` spelled as a chat request, under the current settings (aliases, thinking defaults). */
+async function chatOf(gw: Gateway, req: MessagesRequest | CountTokensRequest) {
+  const settings = gw.settings.current() ?? await gw.settings.get();
+  const model = messagesModel(req.model, settings.aliases);
+  return {
+    ...translating(() => toChatRequest(req, model, thinkingDefaults(req, settings))),
+    settings,
+  };
 }
 
 /** What decides thinking when the request does not (see `ThinkingDefaults`). */
