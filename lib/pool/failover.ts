@@ -138,6 +138,11 @@ export async function runWithFailover<T>(
     if (!("secret" in picked)) {
       return { ok: false, attempts, failure: noKeyFailure(picked, last, options.now()) };
     }
+    if (options.signal?.aborted) {
+      // Gone while the key was picked: nothing is sent, and the key's windows take it back.
+      pool.cancelPick(picked);
+      return { ok: false, attempts, failure: CLIENT_CLOSED };
+    }
     tried.add(picked.id);
     const started = options.now();
     let result: AttemptResult<T> | null = null;

@@ -778,6 +778,11 @@ export class KeyPool {
     );
   }
 
+  /** Takes back the reservation of a pick whose request was never sent. */
+  cancelPick(picked: PoolKey): void {
+    this.#tracker.cancel(picked.reservation);
+  }
+
   /**
    * Settles the reservations of a request's attempts once its usage is in KV: the served attempt
    * (the last, when `ok`) used `promptTokens` input tokens, the others none.

@@ -228,6 +228,13 @@ export class UsageTracker {
     bump(day, r.model, r.keyId, att, 0);
   }
 
+  /** Takes back a reservation whose request was never sent (its caller left first). */
+  cancel(r: Reservation): void {
+    if (!this.#reservations.delete(r) || r.committed !== null) return;
+    this.#apply(r, -1, -r.tokens);
+    this.#changed.set(r.model, ++this.#tick);
+  }
+
   /**
    * Marks reservations as written to KV, with `tokens` the real input tokens each one used (the
    * served attempt has the request's prompt tokens, failed attempts none).

@@ -373,6 +373,30 @@ Deno.test("an attempt the caller aborted ends the failover at once, blaming no k
     assert.ok(!early.ok);
     assert.equal(early.failure.kind, "client_closed");
     assert.deepEqual(early.attempts, []);
+    // Gone while the key was being picked: the pick's reservation is taken back.
+    const keys = await listGeminiKeys(s.kv);
+    const requests = async () => {
+      let n = 0;
+      for (const k of keys) n += (await s.pool.usageOf(k, "m")).rpd;
+      return n;
+    };
+    const before = await requests();
+    const during = new AbortController();
+    const pick = s.pool.pick.bind(s.pool);
+    s.pool.pick = async (...args: Parameters<typeof pick>) => {
+      const picked = await pick(...args);
+      during.abort();
+      return picked;
+    };
+    const mid = await runWithFailover(s.pool, { ...options, signal: during.signal }, () => {
+      calls++;
+      return Promise.resolve({ ok: true as const, value: 1 });
+    });
+    s.pool.pick = pick;
+    assert.equal(calls, 0);
+    assert.ok(!mid.ok && mid.failure.kind === "client_closed");
+    assert.deepEqual(mid.attempts, []);
+    assert.equal(await requests(), before, "no request is left counted");
     // A timeout is the key's: counted, and the next key is asked.
     calls = 0;
     const timedOut = await runWithFailover(s.pool, options, () => {
