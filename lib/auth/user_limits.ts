@@ -52,21 +52,8 @@ export async function admitUserRequest(
   userKey: UserKeyRecord,
   peer: string,
 ): Promise<UserAdmission | UserRefusal> {
-  const now = gw.now();
-  if (userKey.expiresAt !== null && userKey.expiresAt <= now) {
-    return {
-      status: 403,
-      code: "api_key_expired",
-      message: `This API key expired at ${new Date(userKey.expiresAt).toISOString()}`,
-    };
-  }
-  if (userKey.allowedIps !== null && !ipAllowed(userKey.allowedIps, peer)) {
-    return {
-      status: 403,
-      code: "ip_not_allowed",
-      message: `This API key may not be used from this address (${peer})`,
-    };
-  }
+  const refused = keyRefusal(userKey, peer, gw.now());
+  if (refused) return refused;
   const admission = await gw.limiter.admit(userKey);
   if (admission.allowed) return { release: admission.release };
   const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
@@ -115,6 +102,29 @@ function releasingBody(
       await reader.cancel(reason);
     },
   });
+}
+
+/**
+ * Why `userKey` may not be used at `now` from `peer` (it expired, or the address is not among
+ * its allowed ones), or null. The checks of admission that are not limits: also what a
+ * request continuing an earlier one (an upload's chunks) must pass.
+ */
+export function keyRefusal(userKey: UserKeyRecord, peer: string, now: number): UserRefusal | null {
+  if (userKey.expiresAt !== null && userKey.expiresAt <= now) {
+    return {
+      status: 403,
+      code: "api_key_expired",
+      message: `This API key expired at ${new Date(userKey.expiresAt).toISOString()}`,
+    };
+  }
+  if (userKey.allowedIps !== null && !ipAllowed(userKey.allowedIps, peer)) {
+    return {
+      status: 403,
+      code: "ip_not_allowed",
+      message: `This API key may not be used from this address (${peer})`,
+    };
+  }
+  return null;
 }
 
 /** Options of `runUnderUserLimits`. */

@@ -13,8 +13,10 @@ import {
   assertNativeModelAllowed,
   hasNativeCredential,
   nativeKeyAuth,
+  refusalToGoogle,
 } from "../../lib/auth/native_auth.ts";
-import { modelVisible } from "../../lib/auth/user_limits.ts";
+import { keyRefusal, modelVisible } from "../../lib/auth/user_limits.ts";
+import { peerAddress } from "../../lib/auth/sessions.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import type { ByteSource } from "../../lib/gemini/byte_source.ts";
 import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
@@ -57,7 +59,7 @@ import {
   getUploadSession,
   putUploadSession,
 } from "../../lib/store/upload_sessions.ts";
-import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
+import { getUserKey, type UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
 import { expiryOf, fileStateOf } from "../../lib/translate/files.ts";
 import { normalizeModel } from "../../lib/translate/models.ts";
@@ -817,6 +819,16 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
     throw new GoogleApiError(404, "Upload session not found or already finalized.");
   }
   try {
+    // The chunks carry no key: the one that started the upload must still be usable, from here.
+    const owner = await getUserKey(gw.kv, session.userId);
+    if (!owner || !owner.enabled) {
+      throw new GoogleApiError(
+        403,
+        "The gateway key that started this upload was deleted or disabled; upload the file again",
+      );
+    }
+    const refusal = keyRefusal(owner, peerAddress(c.env), gw.now());
+    if (refusal) throw refusalToGoogle(refusal);
     await assertFileKeyUsable(gw, { keyId: session.keyId, what: "This upload session" });
   } catch (err) {
     await req.body?.cancel();

@@ -498,6 +498,58 @@ Deno.test("a native upload whose Gemini key was disabled after it started is ref
   }
 });
 
+Deno.test("a native upload's chunks need the key that started it: still enabled, and from an allowed address", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-upload": OK } });
+  try {
+    const userKey = await gw.createUserKey();
+    const users = await gw.admin<{ data: { id: string }[] }>("GET", "/admin/api/user-keys");
+    const ownerId = users.json.data[0].id;
+    const start = async () => {
+      const res = await fetch(`${gw.url}/upload/v1beta/files`, {
+        method: "POST",
+        headers: {
+          "x-goog-api-key": userKey,
+          "content-type": "application/json",
+          "x-goog-upload-protocol": "resumable",
+          "x-goog-upload-command": "start",
+          "x-goog-upload-header-content-length": "5",
+          "x-goog-upload-header-content-type": "text/plain",
+        },
+        body: JSON.stringify({ file: { display_name: "notes" } }),
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+      return res.headers.get("x-goog-upload-url")!;
+    };
+    const chunk = async (url: string) => {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { "x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0" },
+        body: "hello",
+      });
+      return { status: res.status, json: await res.json() };
+    };
+    const patch = (body: unknown) => gw.admin("PATCH", `/admin/api/user-keys/${ownerId}`, body);
+    // The address list changes after the upload started: its chunks are refused.
+    const first = await start();
+    assert.equal((await patch({ allowed_ips: ["10.0.0.0/8"] })).status, 200);
+    const refused = await chunk(first);
+    assert.equal(refused.status, 403, JSON.stringify(refused.json));
+    assert.match(refused.json.error.message, /may not be used from this address/);
+    // Allowed again, the same session goes on.
+    assert.equal((await patch({ allowed_ips: null })).status, 200);
+    assert.equal((await chunk(first)).status, 200);
+    // A disabled key's upload stops.
+    const second = await start();
+    assert.equal((await patch({ enabled: false })).status, 200);
+    const disabled = await chunk(second);
+    assert.equal(disabled.status, 403);
+    assert.match(disabled.json.error.message, /deleted or disabled/);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("a native stream slow to start gets heartbeats Google's SDK skips, then its answer or its error", async () => {
   const gw = await startGateway({
     keys: { "AIzaNative-slow": { kind: "slow", delayMs: 2_500 } },
