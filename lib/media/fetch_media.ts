@@ -125,6 +125,25 @@ export class MediaFetcher {
       kind?: "image" | "file";
     },
   ): Promise<FetchedMedia> {
+    try {
+      return await this.#fetchMedia(url, options);
+    } catch (err) {
+      // Errors are coded for images; a file's say "file" instead (`invalid_file_url`, ...).
+      if (err instanceof MediaFetchError && options.kind === "file") {
+        throw new MediaFetchError(err.message, err.code.replace("image", "file"));
+      }
+      throw err;
+    }
+  }
+
+  async #fetchMedia(
+    url: string,
+    options: {
+      accept: (mimeType: string) => boolean;
+      signal?: AbortSignal;
+      fallbackType?: string | null;
+    },
+  ): Promise<FetchedMedia> {
     const shown = url.length > 200 ? `${url.slice(0, 200)}…` : url;
     const controller = new AbortController();
     let timedOut = false;
@@ -227,20 +246,15 @@ export class MediaFetcher {
   async #read(
     res: Response,
     shown: string,
-    options: {
-      accept: (mimeType: string) => boolean;
-      fallbackType?: string | null;
-      kind?: "image" | "file";
-    },
+    options: { accept: (mimeType: string) => boolean; fallbackType?: string | null },
   ): Promise<FetchedMedia> {
     const { accept } = options;
-    const tooLarge = `${options.kind ?? "image"}_too_large`;
     const declared = Number(res.headers.get("content-length"));
     if (Number.isFinite(declared) && declared > this.#maxBytes) {
       await res.body?.cancel();
       throw new MediaFetchError(
         `${shown} is ${declared} bytes, more than the ${this.#maxBytes} bytes allowed`,
-        tooLarge,
+        "image_too_large",
       );
     }
     const chunks: Uint8Array[] = [];
@@ -254,7 +268,7 @@ export class MediaFetcher {
         if (size > this.#maxBytes) {
           throw new MediaFetchError(
             `${shown} is larger than the ${this.#maxBytes} bytes allowed`,
-            tooLarge,
+            "image_too_large",
           );
         }
         chunks.push(value);
@@ -275,7 +289,6 @@ export class MediaFetcher {
     if (!mimeType || !accept(mimeType)) {
       throw new MediaFetchError(
         `${shown} did not return a usable file (content type '${mimeType || "none"}')`,
-        `invalid_${options.kind ?? "image"}_url`,
       );
     }
     return { mimeType, data: toBase64(bytes), bytes: size };

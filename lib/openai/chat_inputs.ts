@@ -104,8 +104,7 @@ async function fetchMedia(
       out.set(key, { mimeType: media.mimeType, data: media.data });
     } catch (err) {
       if (err instanceof MediaFetchError) {
-        const code = kind === "file" ? err.code.replace("image", "file") : err.code;
-        throw new OpenAiError(400, err.message, { param, code });
+        throw new OpenAiError(400, err.message, { param, code: err.code });
       }
       throw err;
     }

@@ -409,8 +409,8 @@ export function toResponse(completion: ChatCompletion, ctx: ResponseContext): Re
   }
   for (const call of message?.tool_calls ?? []) builder.call(call);
   builder.finish(choice?.finish_reason ?? null, completion.usage);
-  builder.end();
-  return builder.response(builder.incomplete ? "incomplete" : "completed");
+  // The last event carries the finished response.
+  return builder.end().at(-1)!.response as ResponseObject;
 }
 
 /** Feeds one streamed chat chunk to `builder`; returns the events it makes. */

@@ -94,7 +94,8 @@ async function countTokens(
 ): Promise<Response> {
   const req = await readBody(raw, CountTokensRequestSchema);
   const { chat, paramOf, settings } = await chatOf(gw, req);
-  const body = await (async () => {
+  let body: unknown;
+  try {
     // Files are looked up, but media URLs are not downloaded to be counted: each counts as one
     // picture does.
     const { urls, ...refs } = chatRequestRefs(chat);
@@ -104,15 +105,15 @@ async function countTokens(
     });
     const media = new Map(inputs.refs.media);
     for (const u of urls) media.set(mediaKey(u.kind, u.value), { mimeType: "image/png", data: "" });
-    return translating(() =>
+    body = translating(() =>
       toGeminiChatRequest(chat, {
         settings: chatSettingsOf(settings),
         refs: { ...inputs.refs, media },
       }).body
     );
-  })().catch((err) => {
+  } catch (err) {
     throw renamingParam(err, paramOf);
-  });
+  }
   return Response.json({ input_tokens: estimateRequestTokens(body) });
 }
 

@@ -56,7 +56,10 @@ export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
     }
     const id = c.req.param("id");
     const stored = isResponseId(id)
-      ? await loadResponse(gw.kv, c.get("userKey").id, id, await stillKept(gw))
+      ? await loadResponse(gw.kv, c.get("userKey").id, id, {
+        now: gw.now(),
+        ttlMs: await retentionMs(gw),
+      })
       : null;
     if (!stored) throw notFound(id);
     return c.json(stored.response);
@@ -80,11 +83,6 @@ export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
 async function retentionMs(gw: Gateway): Promise<number> {
   const settings = gw.settings.current() ?? await gw.settings.get();
   return settings.responsesRetentionDays * DAY_MS;
-}
-
-/** What `loadResponse` needs to tell a kept answer from one past its time. */
-async function stillKept(gw: Gateway): Promise<{ now: number; ttlMs: number }> {
-  return { now: gw.now(), ttlMs: await retentionMs(gw) };
 }
 
 /** The ids the gateway gives answers (anything else names none, and goes nowhere near KV). */
@@ -113,11 +111,16 @@ interface History {
   chain: string[];
 }
 
-/** The conversation up to the stored answer `id`, oldest turn first. */
-async function historyOf(gw: Gateway, userId: string, id: string): Promise<History> {
+/** The conversation up to the stored answer `id` (kept `ttlMs`), oldest turn first. */
+async function historyOf(
+  gw: Gateway,
+  userId: string,
+  id: string,
+  ttlMs: number,
+): Promise<History> {
   const param = "previous_response_id";
   if (!isResponseId(id)) throw notFound(id, param);
-  const conversation = await loadConversation(gw.kv, userId, id, await stillKept(gw));
+  const conversation = await loadConversation(gw.kv, userId, id, { now: gw.now(), ttlMs });
   if (!conversation.ok) {
     if (conversation.missing === id) throw notFound(id, param);
     throw new OpenAiError(
@@ -141,21 +144,20 @@ async function historyOf(gw: Gateway, userId: string, id: string): Promise<Histo
 }
 
 /**
- * Stores an answer (not a failed one) with its turn's input and the answers before it, and says
- * in it whether it was stored: one too large to store, or a store that failed, answers
- * `store: false`.
+ * Stores an answer (not a failed one) for `ttlMs` with its turn's input and the answers before
+ * it, and says in it whether it was stored: one too large to store, or a store that failed,
+ * answers `store: false`.
  */
 async function keep(
   gw: Gateway,
   userId: string,
   response: ResponseObject,
-  turn: { input: InputItem[]; ancestors: string[] },
+  turn: { input: InputItem[]; ancestors: string[]; ttlMs: number },
 ): Promise<void> {
   if (!response.store || response.status === "failed") return;
+  const { ttlMs, ...record } = turn;
   try {
-    const ttlMs = await retentionMs(gw);
-    response.store = ttlMs > 0 &&
-      await storeResponse(gw.kv, userId, { response, ...turn }, ttlMs);
+    response.store = await storeResponse(gw.kv, userId, { response, ...record }, ttlMs);
   } catch (err) {
     console.error("Storing a response failed:", err instanceof Error ? err.message : err);
     response.store = false;
@@ -188,17 +190,19 @@ async function createResponse(
   userKey: UserKeyRecord,
 ): Promise<Response> {
   const req = await readBody(raw, ResponsesRequestSchema);
+  const ttlMs = await retentionMs(gw);
   const history = req.previous_response_id
-    ? await historyOf(gw, userKey.id, req.previous_response_id)
+    ? await historyOf(gw, userKey.id, req.previous_response_id, ttlMs)
     : { items: [], chain: [] };
   const { chat, toolOrigins, paramOf } = translating(() => toChatRequest(req, history.items));
   // What is stored of this turn: its own input, and the answers it continues.
-  const turn = { input: inputItems(req.input), ancestors: history.chain };
+  const turn = { input: inputItems(req.input), ancestors: history.chain, ttlMs };
   const ctx: ResponseContext = {
     id: randomId("resp_", 18),
     createdAt: Math.floor(gw.now() / 1000),
     model: req.model,
-    echo: echoOf(req, (req.store ?? true) && await retentionMs(gw) > 0),
+    // Stored unless the caller says not to, or the admin keeps none.
+    echo: echoOf(req, (req.store ?? true) && ttlMs > 0),
     toolOrigins,
     itemId: (prefix) => randomId(prefix, 18),
   };

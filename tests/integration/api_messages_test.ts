@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
 import { TINY_PNG } from "../fakes/fake_gemini.ts";
-import { generateBodies, sseData, startGateway, type TestGateway } from "./harness.ts";
+import {
+  assertOwnSignature,
+  generateBodies,
+  sentCall,
+  sseData,
+  startGateway,
+  type TestGateway,
+} from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 const G3 = "gemini-3-flash-preview";
@@ -103,10 +110,7 @@ Deno.test("messages: a Gemini 3 tool_use and its tool_result make a second turn 
     const replay = generateBodies(gw)[1];
     const call = replay.contents[1].parts[0];
     assert.ok(call.functionCall, JSON.stringify(replay.contents));
-    assert.ok(
-      typeof call.thoughtSignature === "string" &&
-        call.thoughtSignature !== "skip_thought_signature_validator",
-    );
+    assertOwnSignature(call);
   } finally {
     await gw.close();
   }
@@ -381,12 +385,7 @@ Deno.test("messages: Claude Code's own requests (recorded from 2.1.197) run a to
       .map((e) => e.delta as Json).filter((d) => d.type === "text_delta").map((d) => d.text)
       .join("");
     assert.equal(text, 'Results: Bash={"output":"hi-from-claude"}');
-    const replayed = generateBodies(gw)[1].contents.flatMap((c) => c.parts)
-      .find((p) => p.functionCall);
-    assert.ok(
-      typeof replayed?.thoughtSignature === "string" &&
-        replayed.thoughtSignature !== "skip_thought_signature_validator",
-    );
+    assertOwnSignature(sentCall(gw, 1));
   } finally {
     await gw.close();
   }

@@ -456,26 +456,31 @@ Deno.test("native model lists and lookups show a user key only the models it may
   }
 });
 
+/** Starts a resumable native upload of a 5-byte text file; its upload URL (asserted 200). */
+async function startUpload(gw: TestGateway, userKey: string): Promise<string> {
+  const res = await fetch(`${gw.url}/upload/v1beta/files`, {
+    method: "POST",
+    headers: {
+      "x-goog-api-key": userKey,
+      "content-type": "application/json",
+      "x-goog-upload-protocol": "resumable",
+      "x-goog-upload-command": "start",
+      "x-goog-upload-header-content-length": "5",
+      "x-goog-upload-header-content-type": "text/plain",
+    },
+    body: JSON.stringify({ file: { display_name: "notes" } }),
+  });
+  await res.body?.cancel();
+  assert.equal(res.status, 200);
+  return res.headers.get("x-goog-upload-url") ?? "";
+}
+
 Deno.test("a native upload whose Gemini key was disabled after it started is refused with a 400 that says so", async () => {
   const gw = await startGateway({ keys: { "AIzaNative-upload": OK } });
   try {
     const userKey = await gw.createUserKey();
-    const started = await fetch(`${gw.url}/upload/v1beta/files`, {
-      method: "POST",
-      headers: {
-        "x-goog-api-key": userKey,
-        "content-type": "application/json",
-        "x-goog-upload-protocol": "resumable",
-        "x-goog-upload-command": "start",
-        "x-goog-upload-header-content-length": "5",
-        "x-goog-upload-header-content-type": "text/plain",
-      },
-      body: JSON.stringify({ file: { display_name: "notes" } }),
-    });
-    await started.body?.cancel();
-    assert.equal(started.status, 200);
-    const uploadUrl = started.headers.get("x-goog-upload-url");
-    assert.ok(uploadUrl?.startsWith(`${gw.url}/upload/`), String(uploadUrl));
+    const uploadUrl = await startUpload(gw, userKey);
+    assert.ok(uploadUrl.startsWith(`${gw.url}/upload/`), uploadUrl);
     const keys = await gw.admin<{ data: { id: string }[] }>("GET", "/admin/api/keys");
     const id = keys.json.data[0].id;
     assert.equal(
@@ -504,23 +509,7 @@ Deno.test("a native upload's chunks need the key that started it: still enabled,
     const userKey = await gw.createUserKey();
     const users = await gw.admin<{ data: { id: string }[] }>("GET", "/admin/api/user-keys");
     const ownerId = users.json.data[0].id;
-    const start = async () => {
-      const res = await fetch(`${gw.url}/upload/v1beta/files`, {
-        method: "POST",
-        headers: {
-          "x-goog-api-key": userKey,
-          "content-type": "application/json",
-          "x-goog-upload-protocol": "resumable",
-          "x-goog-upload-command": "start",
-          "x-goog-upload-header-content-length": "5",
-          "x-goog-upload-header-content-type": "text/plain",
-        },
-        body: JSON.stringify({ file: { display_name: "notes" } }),
-      });
-      await res.body?.cancel();
-      assert.equal(res.status, 200);
-      return res.headers.get("x-goog-upload-url")!;
-    };
+    const start = () => startUpload(gw, userKey);
     const chunk = async (url: string) => {
       const res = await fetch(url, {
         method: "POST",

@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { TINY_PNG } from "../fakes/fake_gemini.ts";
-import { generateBodies, post, sseData, startGateway } from "./harness.ts";
+import {
+  assertOwnSignature,
+  generateBodies,
+  post,
+  sentCall,
+  sseData,
+  startGateway,
+} from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 const G3 = "gemini-3-flash-preview";
@@ -110,11 +117,7 @@ Deno.test("responses: a Gemini 3 function call and its output make a second turn
     const replay = generateBodies(gw)[1];
     const replayed = replay.contents[1].parts[0];
     assert.ok(replayed.functionCall, JSON.stringify(replay.contents));
-    assert.ok(
-      typeof replayed.thoughtSignature === "string" &&
-        replayed.thoughtSignature !== "skip_thought_signature_validator",
-      "the model's own signature goes back",
-    );
+    assertOwnSignature(replayed);
     assert.ok(replay.contents[2].parts[0].functionResponse, "the output answers the call");
   } finally {
     await gw.close();
@@ -365,8 +368,7 @@ Deno.test("responses: stored answers are continued with previous_response_id, re
     assert.equal(replay.systemInstruction, undefined, "instructions are not carried over");
     assert.equal(replay.contents.length, 3, JSON.stringify(replay.contents));
     assert.match(String(replay.contents[0].parts[0].text), /weather\?/);
-    const signature = replay.contents[1].parts[0].thoughtSignature;
-    assert.ok(typeof signature === "string" && signature !== "skip_thought_signature_validator");
+    assertOwnSignature(replay.contents[1].parts[0]);
     // A third turn continues the streamed one: the whole conversation goes up again.
     const third = await client.responses.create({
       model: G3,
@@ -487,12 +489,7 @@ Deno.test("responses: Codex's own requests (recorded from Codex CLI 0.171) run a
     const message = (end.response as { output: { type: string; content?: { text: string }[] }[] })
       .output.find((o) => o.type === "message");
     assert.equal(message?.content?.[0].text, 'Results: exec_command={"output":"hi"}');
-    const replayed = generateBodies(gw)[1].contents.flatMap((c) => c.parts)
-      .find((p) => p.functionCall);
-    assert.ok(
-      typeof replayed?.thoughtSignature === "string" &&
-        replayed.thoughtSignature !== "skip_thought_signature_validator",
-    );
+    assertOwnSignature(sentCall(gw, 1));
   } finally {
     await gw.close();
   }

@@ -2,12 +2,14 @@
  * Integration harness: a fake Gemini upstream, the gateway built on KV (`:memory:` or a file)
  * served on 127.0.0.1 port 0, an admin password, and helpers for the admin API and user keys.
  */
+import assert from "node:assert/strict";
 import OpenAI from "openai";
 import type { App } from "../../lib/app.ts";
 import type { OpenAiErrorBody } from "../../lib/openai/errors.ts";
 import { openGateway, type StartupReport } from "../../lib/bootstrap.ts";
 import { parseConfig } from "../../lib/config.ts";
 import {
+  DUMMY_THOUGHT_SIGNATURE,
   type FakeGemini,
   type FakeGeminiOptions,
   type KeyBehavior,
@@ -232,4 +234,18 @@ export async function sseData(res: Response): Promise<Json[]> {
     if (data) out.push(JSON.parse(data.slice(6)));
   }
   return out;
+}
+
+/** The first function-call part of generate body `n` (a call the client sent back). */
+export function sentCall(gw: TestGateway, n: number): Json | undefined {
+  return generateBodies(gw)[n]?.contents.flatMap((c) => c.parts).find((p) => p.functionCall);
+}
+
+/** Asserts `part` carries the model's own thought signature, not Google's dummy stand-in. */
+export function assertOwnSignature(part: Json | undefined, message?: string): void {
+  const signature = part?.thoughtSignature;
+  assert.ok(
+    typeof signature === "string" && signature !== DUMMY_THOUGHT_SIGNATURE,
+    message ?? `the model's own signature goes back: ${JSON.stringify(part)}`,
+  );
 }
