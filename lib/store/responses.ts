@@ -104,15 +104,19 @@ export async function loadResponse(
   return parsed.data;
 }
 
+/** One turn of a conversation: the answer's id, its turn's input items and its output items. */
+export interface Turn {
+  id: string;
+  input: unknown[];
+  output: unknown[];
+}
+
 /** A conversation read back, or the first of its answers no longer stored. */
-export type Conversation =
-  | { ok: true; items: unknown[]; chain: string[] }
-  | { ok: false; missing: string };
+export type Conversation = { ok: true; turns: Turn[] } | { ok: false; missing: string };
 
 /**
- * The conversation up to and including the stored response `id`: the items of every turn (input,
- * then output), oldest first, and the ids of its answers. Two round trips of waiting: the answer,
- * then all earlier ones at once.
+ * The conversation up to and including the stored response `id`, oldest turn first. Two round
+ * trips of waiting: the answer, then all earlier ones at once.
  */
 export async function loadConversation(
   kv: Deno.Kv,
@@ -125,13 +129,12 @@ export async function loadConversation(
   const earlier = await Promise.all(
     last.ancestors.map((a) => loadResponse(kv, userId, a, kept)),
   );
-  const items: unknown[] = [];
-  for (const [i, record] of earlier.entries()) {
+  const turns: Turn[] = [];
+  for (const [i, record] of [...earlier, last].entries()) {
     if (!record) return { ok: false, missing: last.ancestors[i] };
-    items.push(...record.input, ...record.response.output);
+    turns.push({ id: record.response.id, input: record.input, output: record.response.output });
   }
-  items.push(...last.input, ...last.response.output);
-  return { ok: true, items, chain: [...last.ancestors, id] };
+  return { ok: true, turns };
 }
 
 /** Deletes the stored response `id` of `userId`; false when there was none. */

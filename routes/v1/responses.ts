@@ -4,12 +4,17 @@
  * chat answer (one JSON body or an SSE stream) is spelled back as a response object or as
  * Responses stream events. Answers are stored per user key (unless `store: false`) so that a later
  * request continues one with `previous_response_id`; `GET` and `DELETE /v1/responses/{id}` read
- * and remove them.
+ * and remove them, and `GET /v1/responses/{id}/input_items` lists what one was made from.
  */
 import { Hono } from "hono";
 import * as z from "zod";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
-import { OpenAiError, renamingParam, translating } from "../../lib/openai/errors.ts";
+import {
+  OpenAiError,
+  renamingParam,
+  translating,
+  validationError,
+} from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
 import {
   type InputItem,
@@ -28,6 +33,12 @@ import {
 import { randomId } from "../../lib/secrets.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
+import {
+  inputItemsOf,
+  InputItemsQuerySchema,
+  type ListedTurn,
+  pageOf,
+} from "../../lib/translate/responses_items.ts";
 import { inputItems, toChatRequest } from "../../lib/translate/responses_request.ts";
 import {
   pushChunk,
@@ -64,6 +75,10 @@ export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
     if (!stored) throw notFound(id);
     return c.json(stored.response);
   });
+  app.get(
+    "/:id/input_items",
+    (c) => listInputItems(gw, c.get("userKey").id, c.req.param("id"), c.req.query()),
+  );
   app.delete("/:id", async (c) => {
     const id = c.req.param("id");
     if (!isResponseId(id) || !await deleteResponse(gw.kv, c.get("userKey").id, id)) {
@@ -105,20 +120,17 @@ function notFound(id: string, param: string | null = null): OpenAiError {
 
 const StoredItemsSchema = z.array(InputItemSchema);
 
-/** A conversation a request continues: the items of its turns, and the ids of its answers. */
-interface History {
-  items: InputItem[];
-  chain: string[];
-}
-
-/** The conversation up to the stored answer `id` (kept `ttlMs`), oldest turn first. */
-async function historyOf(
+/**
+ * The stored conversation up to the answer `id` (kept `ttlMs`), oldest turn first; a 404 (naming
+ * `param`) when it or an earlier answer is no longer stored.
+ */
+async function conversationOf(
   gw: Gateway,
   userId: string,
   id: string,
   ttlMs: number,
-): Promise<History> {
-  const param = "previous_response_id";
+  param: string | null,
+): Promise<ListedTurn[]> {
   if (!isResponseId(id)) throw notFound(id, param);
   const conversation = await loadConversation(gw.kv, userId, id, { now: gw.now(), ttlMs });
   if (!conversation.ok) {
@@ -126,21 +138,70 @@ async function historyOf(
     throw new OpenAiError(
       404,
       `An earlier answer of this conversation ('${conversation.missing}') is no longer stored ` +
-        "(deleted, or past the retention): send the whole conversation in 'input' instead",
+        "(deleted, or past the retention)" +
+        (param ? ": send the whole conversation in 'input' instead" : ""),
       { param, code: "response_not_found" },
     );
   }
-  if (conversation.chain.length >= MAX_CHAIN) {
+  return conversation.turns.map((turn) => {
+    const input = StoredItemsSchema.safeParse(turn.input);
+    if (!input.success) throw notFound(id, param);
+    return { id: turn.id, input: input.data, output: turn.output };
+  });
+}
+
+/** A conversation a request continues: the items of its turns, and the ids of its answers. */
+interface History {
+  items: InputItem[];
+  chain: string[];
+}
+
+/** The conversation a request continues from the stored answer `id` (kept `ttlMs`). */
+async function historyOf(
+  gw: Gateway,
+  userId: string,
+  id: string,
+  ttlMs: number,
+): Promise<History> {
+  const param = "previous_response_id";
+  const turns = await conversationOf(gw, userId, id, ttlMs, param);
+  if (turns.length >= MAX_CHAIN) {
     throw new OpenAiError(
       400,
-      `This conversation has ${conversation.chain.length} answers, the most the gateway chains ` +
+      `This conversation has ${turns.length} answers, the most the gateway chains ` +
         "by previous_response_id: send the whole conversation in 'input' instead",
       { param, code: "conversation_too_long" },
     );
   }
-  const items = StoredItemsSchema.safeParse(conversation.items);
+  const items = StoredItemsSchema.safeParse(turns.flatMap((t) => [...t.input, ...t.output]));
   if (!items.success) throw notFound(id, param);
-  return { items: items.data, chain: conversation.chain };
+  return { items: items.data, chain: turns.map((t) => t.id) };
+}
+
+/** `GET /v1/responses/{id}/input_items`: a page of what the stored answer `id` was made from. */
+async function listInputItems(
+  gw: Gateway,
+  userId: string,
+  id: string,
+  query: Record<string, string>,
+): Promise<Response> {
+  const q = InputItemsQuerySchema.safeParse(query);
+  if (!q.success) throw validationError(q.error);
+  const turns = await conversationOf(gw, userId, id, await retentionMs(gw), null);
+  const page = pageOf(inputItemsOf(turns), q.data);
+  if (!page.ok) {
+    throw new OpenAiError(400, `No input item '${page.id}' in response '${id}'`, {
+      param: page.param,
+      code: "invalid_value",
+    });
+  }
+  return Response.json({
+    object: "list",
+    data: page.data,
+    first_id: page.data[0]?.id ?? null,
+    last_id: page.data.at(-1)?.id ?? null,
+    has_more: page.has_more,
+  });
 }
 
 /**

@@ -448,6 +448,87 @@ Deno.test("responses: stored answers are continued with previous_response_id, re
   }
 });
 
+Deno.test("responses: input_items lists what an answer was made from, page by page", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const first = await client.responses.create({
+      model: G3,
+      input: [{ role: "developer", content: "Be brief" }, { role: "user", content: "one" }],
+    });
+    const second = await client.responses.create({
+      model: G3,
+      previous_response_id: first.id,
+      input: [{ role: "user", content: [{ type: "input_text", text: "two" }] }],
+    });
+    // Oldest first: the first turn's input and answer, then the second's own input.
+    const asc = await client.responses.inputItems.list(second.id, { order: "asc" });
+    assert.equal(asc.has_more, false);
+    const items = asc.data as unknown as Array<Record<string, unknown>>;
+    assert.deepEqual(items.map((i) => [i.type, i.role]), [
+      ["message", "developer"],
+      ["message", "user"],
+      ["message", "assistant"],
+      ["message", "user"],
+    ]);
+    assert.deepEqual(items[0].content, [{ type: "input_text", text: "Be brief" }]);
+    assert.deepEqual(items[3].content, [{ type: "input_text", text: "two" }]);
+    assert.equal(items[2].id, first.output[0].id, "an answer's items keep their ids");
+    assert.equal(new Set(items.map((i) => i.id)).size, 4);
+    // The same input item has the same id in every later answer's list.
+    const own = await client.responses.inputItems.list(first.id, { order: "asc" });
+    assert.deepEqual(own.data.map((i) => i.id), items.slice(0, 2).map((i) => i.id));
+
+    // Newest first by default; the SDK walks the pages with the `after` cursor.
+    const walked = [];
+    for await (const item of client.responses.inputItems.list(second.id, { limit: 1 })) {
+      walked.push(item.id);
+    }
+    assert.deepEqual(walked, items.map((i) => i.id).reverse());
+    const before = await client.get(`/responses/${second.id}/input_items`, {
+      query: { order: "asc", limit: 1, before: items[2].id },
+    });
+    assert.deepEqual(before, {
+      object: "list",
+      data: [items[1]],
+      first_id: items[1].id,
+      last_id: items[1].id,
+      has_more: true,
+    });
+
+    // Bad queries are 400s naming the field; other keys and gone answers are 404s.
+    for (
+      const [query, param] of [
+        ["limit=0", "limit"],
+        ["limit=101", "limit"],
+        ["order=sideways", "order"],
+        ["after=msg_nope", "after"],
+        ["before=msg_nope", "before"],
+      ]
+    ) {
+      await assert.rejects(
+        () => client.get(`/responses/${second.id}/input_items?${query}`),
+        (err: unknown) =>
+          err instanceof OpenAI.BadRequestError &&
+          (err.error as { param?: string }).param === param,
+        query,
+      );
+    }
+    const other = gw.openai(await gw.createUserKey({ name: "other" }));
+    await assert.rejects(
+      () => other.responses.inputItems.list(second.id),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
+    await client.responses.delete(first.id);
+    await assert.rejects(
+      () => client.responses.inputItems.list(second.id),
+      (err: unknown) => err instanceof OpenAI.NotFoundError && err.message.includes(first.id),
+    );
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("responses: Codex's own requests (recorded from Codex CLI 0.171) run a tool loop", async () => {
   const gw = await startGateway({ keys: { "AIzaResp-1": OK }, fakeOptions: { strict: true } });
   try {

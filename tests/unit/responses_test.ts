@@ -14,6 +14,11 @@ import {
   storeResponse,
 } from "../../lib/store/responses.ts";
 import { inputMessages, toChatRequest } from "../../lib/translate/responses_request.ts";
+import {
+  inputItemsOf,
+  InputItemsQuerySchema,
+  pageOf,
+} from "../../lib/translate/responses_items.ts";
 import { ResponseBuilder, type ResponseContext } from "../../lib/translate/responses_response.ts";
 
 const PNG = "data:image/png;base64,iVBORw0KGgo=";
@@ -212,8 +217,11 @@ Deno.test("a conversation is read back turn by turn, and a missing earlier answe
     await turn("resp_3", "3", ["resp_1", "resp_2"]);
     assert.deepEqual(await loadConversation(kv, "u", "resp_3", kept), {
       ok: true,
-      items: ["in 1", "out 1", "in 2", "out 2", "in 3", "out 3"],
-      chain: ["resp_1", "resp_2", "resp_3"],
+      turns: [
+        { id: "resp_1", input: ["in 1"], output: ["out 1"] },
+        { id: "resp_2", input: ["in 2"], output: ["out 2"] },
+        { id: "resp_3", input: ["in 3"], output: ["out 3"] },
+      ],
     });
     await deleteResponse(kv, "u", "resp_2");
     assert.deepEqual(await loadConversation(kv, "u", "resp_3", kept), {
@@ -250,4 +258,66 @@ Deno.test("errors about chat fields name the request's own: items, calls, media 
   assert.equal(paramOf("messages[5].content[1].image_url.url"), "input[4].output[0]");
   assert.equal(paramOf("max_completion_tokens"), "max_output_tokens");
   assert.equal(paramOf("stream_options"), null);
+});
+
+Deno.test("input items are listed with ids of their turn, echoes left out, and paged both ways", () => {
+  const input = parse({
+    input: [
+      { type: "function_call", call_id: "call_1", name: "f", arguments: "{}" },
+      { type: "reasoning", id: "rs_echo", summary: [] },
+      { type: "function_call_output", call_id: "call_1", output: "42" },
+      { type: "custom_tool_call_output", call_id: "call_2", output: "done" },
+      { role: "assistant", content: "said" },
+    ],
+  }).input;
+  assert.ok(Array.isArray(input));
+  const items = inputItemsOf([
+    { id: "resp_a", input, output: [{ id: "rs_1", type: "reasoning" }, "not an item"] },
+    { id: "resp_b", input: [], output: [{ id: "msg_last", type: "message" }] },
+  ]);
+  assert.deepEqual(items, [
+    {
+      id: "fc_a_0",
+      type: "function_call",
+      call_id: "call_1",
+      name: "f",
+      arguments: "{}",
+      status: "completed",
+    },
+    {
+      id: "fco_a_2",
+      type: "function_call_output",
+      call_id: "call_1",
+      output: "42",
+      status: "completed",
+    },
+    {
+      id: "ctco_a_3",
+      type: "custom_tool_call_output",
+      call_id: "call_2",
+      output: "done",
+      status: "completed",
+    },
+    {
+      id: "msg_a_4",
+      type: "message",
+      role: "assistant",
+      content: [{ type: "output_text", text: "said", annotations: [] }],
+      status: "completed",
+    },
+    { id: "rs_1", type: "reasoning" },
+  ]);
+  const ids = (query: Record<string, string>) => {
+    const page = pageOf(items, InputItemsQuerySchema.parse(query));
+    return page.ok ? [page.data.map((i) => i.id), page.has_more] : page;
+  };
+  assert.deepEqual(ids({ limit: "2" }), [["rs_1", "msg_a_4"], true]);
+  assert.deepEqual(ids({ order: "asc", after: "fc_a_0", before: "msg_a_4" }), [
+    ["fco_a_2", "ctco_a_3"],
+    false,
+  ]);
+  assert.deepEqual(ids({ order: "asc", before: "rs_1", limit: "1" }), [["msg_a_4"], true]);
+  assert.deepEqual(ids({ order: "asc", before: "fc_a_0" }), [[], false]);
+  assert.deepEqual(ids({ order: "asc", after: "rs_1", before: "fc_a_0" }), [[], false]);
+  assert.deepEqual(ids({ after: "nope" }), { ok: false, param: "after", id: "nope" });
 });
