@@ -247,3 +247,15 @@ export const ResponsesRequestSchema = z.object({
 
 /** A validated Responses request. */
 export type ResponsesRequest = z.infer<typeof ResponsesRequestSchema>;
+
+/** The model a token count is made for when its request names none. */
+export const COUNT_MODEL = "gemini-2.5-flash";
+
+/**
+ * `POST /v1/responses/input_tokens`: a Responses request to count the input of, without what only
+ * answering uses (its `model`, when absent, is `COUNT_MODEL`).
+ */
+export const InputTokensRequestSchema = ResponsesRequestSchema.extend({
+  model: z.string().min(1).nullish().transform((m) => m ?? COUNT_MODEL),
+  input: z.union([z.string(), z.array(InputItemSchema)]).nullish().transform((i) => i ?? []),
+});

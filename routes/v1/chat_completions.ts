@@ -40,9 +40,11 @@ import type { Attempt } from "../../lib/store/usage.ts";
 import {
   chatRequestRefs,
   chatSettingsOf,
+  mediaKey,
   normalizeModel,
   toGeminiChatRequest,
 } from "../../lib/translate/chat_request.ts";
+import type { Settings } from "../../lib/store/settings.ts";
 import {
   type CompletionContext,
   hasFunctionCalls,
@@ -111,6 +113,32 @@ export async function chatCompletion(
   const parsed = readChatCompletionRequest(await readJson(raw));
   if (!parsed.success) throw validationError(parsed.error);
   return answerChat(gw, parsed.data, raw, userKey, { finish });
+}
+
+/**
+ * The gateway's estimate of the input tokens of the chat request `req` of `userId` as it would be
+ * sent to Gemini (see `lib/pool/estimate.ts`), for the APIs' token counting: files are looked up,
+ * but media URLs are not downloaded (each counts as a picture does), and no upstream call is made,
+ * so no quota is spent. Throws what the translation finds wrong with the request.
+ */
+export async function estimateChatInput(
+  gw: Gateway,
+  req: ChatCompletionRequest,
+  settings: Settings,
+  userId: string,
+  signal: AbortSignal,
+): Promise<number> {
+  const { urls, ...refs } = chatRequestRefs(req);
+  const inputs = await resolveChatInputs(gw, { ...refs, urls: [] }, { userId, signal });
+  const media = new Map(inputs.refs.media);
+  for (const u of urls) media.set(mediaKey(u.kind, u.value), { mimeType: "image/png", data: "" });
+  const body = translating(() =>
+    toGeminiChatRequest(req, {
+      settings: chatSettingsOf(settings),
+      refs: { ...inputs.refs, media },
+    }).body
+  );
+  return estimateRequestTokens(body);
 }
 
 /** How `answerChat` answers, besides the request. */

@@ -14,19 +14,11 @@ import {
   MessagesRequestSchema,
 } from "../../lib/anthropic/messages_schema.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
-import { resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
 import { renamingParam, translating } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
-import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
 import { respellChatStream } from "../../lib/respell_stream.ts";
 import { randomId } from "../../lib/secrets.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
-import {
-  chatRequestRefs,
-  chatSettingsOf,
-  mediaKey,
-  toGeminiChatRequest,
-} from "../../lib/translate/chat_request.ts";
 import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
 import {
   messagesModel,
@@ -43,7 +35,7 @@ import {
   toMessage,
 } from "../../lib/translate/messages_response.ts";
 import { markWhole } from "../../lib/whole_body.ts";
-import { answerChat } from "./chat_completions.ts";
+import { answerChat, estimateChatInput } from "./chat_completions.ts";
 
 /** Builds the Messages API routes. */
 export function messagesRoutes(gw: Gateway): Hono<AppEnv> {
@@ -94,27 +86,11 @@ async function countTokens(
 ): Promise<Response> {
   const req = await readBody(raw, CountTokensRequestSchema);
   const { chat, paramOf, settings } = await chatOf(gw, req);
-  let body: unknown;
-  try {
-    // Files are looked up, but media URLs are not downloaded to be counted: each counts as one
-    // picture does.
-    const { urls, ...refs } = chatRequestRefs(chat);
-    const inputs = await resolveChatInputs(gw, { ...refs, urls: [] }, {
-      userId: userKey.id,
-      signal: gw.clients.signalOf(raw),
-    });
-    const media = new Map(inputs.refs.media);
-    for (const u of urls) media.set(mediaKey(u.kind, u.value), { mimeType: "image/png", data: "" });
-    body = translating(() =>
-      toGeminiChatRequest(chat, {
-        settings: chatSettingsOf(settings),
-        refs: { ...inputs.refs, media },
-      }).body
-    );
-  } catch (err) {
+  const signal = gw.clients.signalOf(raw);
+  const tokens = await estimateChatInput(gw, chat, settings, userKey.id, signal).catch((err) => {
     throw renamingParam(err, paramOf);
-  }
-  return Response.json({ input_tokens: estimateRequestTokens(body) });
+  });
+  return Response.json({ input_tokens: tokens });
 }
 
 /** `req` spelled as a chat request, under the current settings (aliases, thinking defaults). */

@@ -5,6 +5,7 @@
  * Responses stream events. Answers are stored per user key (unless `store: false`) so that a later
  * request continues one with `previous_response_id`; `GET` and `DELETE /v1/responses/{id}` read
  * and remove them, and `GET /v1/responses/{id}/input_items` lists what one was made from.
+ * `POST /v1/responses/input_tokens` estimates a request's input tokens.
  */
 import { Hono } from "hono";
 import * as z from "zod";
@@ -19,6 +20,7 @@ import { readBody } from "../../lib/openai/request.ts";
 import {
   type InputItem,
   InputItemSchema,
+  InputTokensRequestSchema,
   type ResponsesRequest,
   ResponsesRequestSchema,
 } from "../../lib/openai/responses_schema.ts";
@@ -52,12 +54,13 @@ import {
 } from "../../lib/translate/responses_response.ts";
 import { markWhole } from "../../lib/whole_body.ts";
 import { respellChatStream, type Respeller } from "../../lib/respell_stream.ts";
-import { answerChat } from "./chat_completions.ts";
+import { answerChat, estimateChatInput } from "./chat_completions.ts";
 
 /** Builds the Responses API routes. */
 export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.post("/", (c) => createResponse(gw, c.req.raw, c.get("userKey")));
+  app.post("/input_tokens", (c) => countInputTokens(gw, c.req.raw, c.get("userKey")));
   app.get("/:id", async (c) => {
     if (c.req.query("stream") === "true") {
       throw new OpenAiError(400, "Streaming a stored response again is not supported", {
@@ -285,6 +288,29 @@ async function createResponse(
       headers: answer.headers,
     },
   );
+}
+
+/**
+ * `POST /v1/responses/input_tokens`: the gateway's estimate of a request's input tokens, with the
+ * conversation its `previous_response_id` continues, as it would be sent to Gemini (no upstream
+ * call, see `estimateChatInput`).
+ */
+async function countInputTokens(
+  gw: Gateway,
+  raw: Request,
+  userKey: UserKeyRecord,
+): Promise<Response> {
+  const req = await readBody(raw, InputTokensRequestSchema);
+  const history = req.previous_response_id
+    ? await historyOf(gw, userKey.id, req.previous_response_id, await retentionMs(gw))
+    : { items: [] };
+  const { chat, paramOf } = translating(() => toChatRequest(req, history.items));
+  const settings = gw.settings.current() ?? await gw.settings.get();
+  const signal = gw.clients.signalOf(raw);
+  const tokens = await estimateChatInput(gw, chat, settings, userKey.id, signal).catch((err) => {
+    throw renamingParam(err, paramOf);
+  });
+  return Response.json({ object: "response.input_tokens", input_tokens: tokens });
 }
 
 /** The Responses events of a chat stream; the response is stored before its last event. */

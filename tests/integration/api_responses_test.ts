@@ -529,6 +529,62 @@ Deno.test("responses: input_items lists what an answer was made from, page by pa
   }
 });
 
+Deno.test("responses: input_tokens estimates a request, with the conversation it continues", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const counted = await client.responses.inputTokens.count({
+      model: G3,
+      instructions: "x".repeat(400),
+      input: "y".repeat(400),
+    });
+    assert.equal(counted.object, "response.input_tokens");
+    assert.ok(
+      counted.input_tokens >= 200 && counted.input_tokens < 260,
+      String(counted.input_tokens),
+    );
+    // No upstream call is made, so no quota is spent.
+    assert.equal(generateBodies(gw).length, 0);
+    const first = await client.responses.create({ model: G3, input: "z".repeat(2000) });
+    const alone = await client.responses.inputTokens.count({ input: "next" });
+    const continued = await client.responses.inputTokens.count({
+      input: "next",
+      previous_response_id: first.id,
+    });
+    assert.ok(continued.input_tokens >= alone.input_tokens + 500, JSON.stringify(continued));
+    // An image by URL is counted without being downloaded (this host does not exist).
+    const withUrl = await client.responses.inputTokens.count({
+      input: [{
+        role: "user",
+        content: [{
+          type: "input_image",
+          image_url: "https://nowhere.invalid/a.png",
+          detail: "auto",
+        }],
+      }],
+    });
+    assert.ok(withUrl.input_tokens >= 258, String(withUrl.input_tokens));
+    await assert.rejects(
+      () => client.responses.inputTokens.count({ input: "x", previous_response_id: "resp_gone" }),
+      (err: unknown) =>
+        err instanceof OpenAI.NotFoundError &&
+        (err.error as { param?: string }).param === "previous_response_id",
+    );
+    await assert.rejects(
+      () =>
+        client.responses.inputTokens.count({
+          input: "x",
+          tools: [{ type: "file_search", vector_store_ids: ["vs_1"] }],
+        }),
+      (err: unknown) =>
+        err instanceof OpenAI.BadRequestError &&
+        (err.error as { param?: string }).param === "tools[0].type",
+    );
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("responses: Codex's own requests (recorded from Codex CLI 0.171) run a tool loop", async () => {
   const gw = await startGateway({ keys: { "AIzaResp-1": OK }, fakeOptions: { strict: true } });
   try {
