@@ -1,13 +1,16 @@
 /**
  * The cleanup job: moves keys that failed for N consecutive days (setting
  * `removeFailingKeysAfterDays`, null turns it off) to the recoverable removed area, trims the
- * request log to its configured size, removes expired file records, and rolls usage buckets up
+ * request log to its configured size, removes expired file records and the storage counters of
+ * stored responses no longer kept, and rolls usage buckets up
  * (minute -> hour -> day) so KV does not grow without bound.
  */
 import type { Gateway } from "../gateway.ts";
 import { consecutiveFailingDays } from "../pool/health.ts";
 import { deleteExpiredFiles } from "../store/file_cleanup.ts";
+import { DAY_MS, deleteStaleResponseUsage } from "../store/responses.ts";
 import { listGeminiKeys, removeGeminiKey } from "../store/gemini_keys.ts";
+import { MAX_RESPONSES_RETENTION_DAYS } from "../store/settings.ts";
 import { trimRequestLog } from "../store/request_log.ts";
 import { type RollUpReport, rollUpUsage } from "../store/usage.ts";
 
@@ -19,6 +22,7 @@ export interface CleanupReport {
   removedKeys: number;
   logEntriesDeleted: number;
   filesDeleted: number;
+  responseCountersDeleted: number;
 }
 
 /** Moves keys failing for N consecutive days to the removed area; returns how many. */
@@ -48,6 +52,11 @@ export async function runCleanup(gw: Gateway): Promise<CleanupReport> {
     removedKeys: await removeFailingKeys(gw),
     logEntriesDeleted: await trimRequestLog(gw.kv, settings.requestLogSize),
     filesDeleted: await deleteExpiredFiles(gw.kv, { now: gw.now(), graceMs: FILE_GRACE_MS }),
+    responseCountersDeleted: await deleteStaleResponseUsage(
+      gw.kv,
+      gw.now(),
+      MAX_RESPONSES_RETENTION_DAYS * DAY_MS,
+    ),
   };
 }
 

@@ -5,6 +5,10 @@
  * under KV's 64 KiB value limit and written in
  * one atomic commit, kept for the retention the settings give (30 days by default, as OpenAI keeps
  * them). One `list` reads a record back.
+ *
+ * What each user key keeps is counted per day in `["response_usage", userId, "stored" | "freed",
+ * day]` (bytes stored, and bytes of those days' answers deleted since), for the settings' cap on
+ * stored bytes per key.
  */
 import * as z from "zod";
 
@@ -37,13 +41,52 @@ export type StoredResponse = z.infer<typeof StoredResponseSchema>;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+const USAGE = "response_usage";
+
 function prefixOf(userId: string, id: string): Deno.KvKey {
   return [PREFIX, userId, id];
 }
 
+/** The day (since the epoch) an answer created at `createdAt` (seconds) is counted on. */
+function dayOf(createdAt: number): number {
+  return Math.floor(createdAt * 1000 / DAY_MS);
+}
+
 /**
- * Stores `record` for `userId` for `ttlMs`; false when it is too large to store (nothing is
- * written then).
+ * Bytes of answers `userId` has stored and not deleted that are still within the retention
+ * (`ttlMs`) at `now`: one `list` of at most two counters per day.
+ */
+export async function storedBytes(
+  kv: Deno.Kv,
+  userId: string,
+  kept: { now: number; ttlMs: number },
+): Promise<number> {
+  // Answers of the oldest day still kept may be only partly expired: that day counts whole.
+  const first = Math.floor((kept.now - kept.ttlMs) / DAY_MS);
+  let bytes = 0n;
+  for await (const entry of kv.list<Deno.KvU64>({ prefix: [USAGE, userId] })) {
+    const [, , kind, day] = entry.key;
+    if (typeof day !== "number" || day < first || !(entry.value instanceof Deno.KvU64)) continue;
+    bytes += kind === "stored" ? entry.value.value : -entry.value.value;
+  }
+  return Math.max(0, Number(bytes));
+}
+
+/** Counts `bytes` on the `kind` counter of `day` for `userId`, kept as long as such answers. */
+function count(
+  op: Deno.AtomicOperation,
+  userId: string,
+  kind: "stored" | "freed",
+  day: number,
+  bytes: number,
+): void {
+  // The counter outlives the longest retention by a day: reads skip days past the retention.
+  op.sum([USAGE, userId, kind, day], BigInt(bytes));
+}
+
+/**
+ * Stores `record` for `userId` for `ttlMs`; false when it is too large to store, or larger than
+ * `roomBytes` (what the key's cap leaves): nothing is written then.
  */
 export async function storeResponse(
   kv: Deno.Kv,
@@ -54,14 +97,16 @@ export async function storeResponse(
     ancestors: string[];
   },
   ttlMs: number,
+  roomBytes = Infinity,
 ): Promise<boolean> {
   const bytes = encoder.encode(JSON.stringify(record));
-  if (bytes.length > MAX_STORED_BYTES) return false;
+  if (bytes.length > Math.min(MAX_STORED_BYTES, roomBytes)) return false;
   const prefix = prefixOf(userId, record.response.id);
   const op = kv.atomic();
   for (let i = 0, at = 0; at < bytes.length || i === 0; i++, at += PART_BYTES) {
     op.set([...prefix, i], bytes.subarray(at, at + PART_BYTES), { expireIn: ttlMs });
   }
+  count(op, userId, "stored", dayOf(record.response.created_at), bytes.length);
   await op.commit();
   return true;
 }
@@ -77,22 +122,14 @@ export async function loadResponse(
   options: { now: number; ttlMs: number },
 ): Promise<StoredResponse | null> {
   const parts: Uint8Array[] = [];
-  let size = 0;
   for await (const entry of kv.list<Uint8Array>({ prefix: prefixOf(userId, id) })) {
     if (entry.key.at(-1) !== parts.length || !(entry.value instanceof Uint8Array)) return null;
     parts.push(entry.value);
-    size += entry.value.length;
   }
   if (!parts.length) return null;
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    bytes.set(p, at);
-    at += p.length;
-  }
   let json: unknown;
   try {
-    json = JSON.parse(decoder.decode(bytes));
+    json = JSON.parse(decoder.decode(concat(parts)));
   } catch {
     // Parts of an expired record, some already removed.
     return null;
@@ -140,13 +177,40 @@ export async function loadConversation(
 /** Deletes the stored response `id` of `userId`; false when there was none. */
 export async function deleteResponse(kv: Deno.Kv, userId: string, id: string): Promise<boolean> {
   const op = kv.atomic();
-  let found = false;
+  const parts: Uint8Array[] = [];
   for await (const entry of kv.list({ prefix: prefixOf(userId, id) })) {
     op.delete(entry.key);
-    found = true;
+    if (entry.value instanceof Uint8Array) parts.push(entry.value);
   }
-  if (found) await op.commit();
-  return found;
+  if (!parts.length) return false;
+  // Its bytes no longer count against the key's cap (on the day they were counted on).
+  const createdAt = createdAtOf(parts);
+  if (createdAt !== null) {
+    count(op, userId, "freed", dayOf(createdAt), parts.reduce((n, p) => n + p.length, 0));
+  }
+  await op.commit();
+  return true;
+}
+
+/** The `created_at` of a stored record's parts, or null when they do not make one. */
+function createdAtOf(parts: Uint8Array[]): number | null {
+  try {
+    const record = JSON.parse(decoder.decode(concat(parts)));
+    const createdAt = record?.response?.created_at;
+    return typeof createdAt === "number" ? createdAt : null;
+  } catch {
+    return null;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  return bytes;
 }
 
 /** Deletes every stored response of `userId` (its key was deleted); returns how many values. */
@@ -154,7 +218,37 @@ export async function deleteUserResponses(kv: Deno.Kv, userId: string): Promise<
   let deleted = 0;
   let op = kv.atomic();
   let pending = 0;
-  for await (const entry of kv.list({ prefix: [PREFIX, userId] })) {
+  for (const prefix of [[PREFIX, userId], [USAGE, userId]]) {
+    for await (const entry of kv.list({ prefix })) {
+      op.delete(entry.key);
+      if (++pending === 500) {
+        await op.commit();
+        deleted += pending;
+        op = kv.atomic();
+        pending = 0;
+      }
+    }
+  }
+  if (pending) await op.commit();
+  return deleted + pending;
+}
+
+/**
+ * Deletes the storage counters of days whose answers are all gone at `now` (past the longest
+ * retention, `maxTtlMs`); returns how many.
+ */
+export async function deleteStaleResponseUsage(
+  kv: Deno.Kv,
+  now: number,
+  maxTtlMs: number,
+): Promise<number> {
+  const first = Math.floor((now - maxTtlMs) / DAY_MS) - 1;
+  let deleted = 0;
+  let op = kv.atomic();
+  let pending = 0;
+  for await (const entry of kv.list({ prefix: [USAGE] })) {
+    const day = entry.key[3];
+    if (typeof day === "number" && day >= first) continue;
     op.delete(entry.key);
     if (++pending === 500) {
       await op.commit();

@@ -6,6 +6,9 @@ import { updateWithRetry } from "./kv_util.ts";
 
 const KEY: Deno.KvKey = ["settings"];
 
+/** The most days `/v1/responses` answers may be kept (OpenAI keeps them 30). */
+export const MAX_RESPONSES_RETENTION_DAYS = 30;
+
 /** Validators of every setting, shared by the stored record and the admin API's patch. */
 const FIELDS = {
   /** How the pool picks among usable keys. */
@@ -21,7 +24,9 @@ const FIELDS = {
   /** Requests kept in the request log (0: no log). */
   requestLogSize: z.number().int().min(0).max(10_000),
   /** Days a `/v1/responses` answer is kept for `previous_response_id` (0: none is kept). */
-  responsesRetentionDays: z.number().int().min(0).max(30),
+  responsesRetentionDays: z.number().int().min(0).max(MAX_RESPONSES_RETENTION_DAYS),
+  /** Megabytes of `/v1/responses` answers one user key may keep (0: no cap). */
+  responsesStorageMb: z.number().int().min(0).max(100_000),
   /** Warn when at least this many keys share one Google Cloud project. */
   projectKeyWarning: z.number().int().min(2).max(10_000),
   /** Thinking when the client does not say: `auto` (model decides), `off` (least possible), `budget`. */
@@ -73,6 +78,7 @@ export const SettingsSchema = z.object({
   healthChecks: FIELDS.healthChecks.default(true),
   requestLogSize: FIELDS.requestLogSize.default(1000),
   responsesRetentionDays: FIELDS.responsesRetentionDays.default(30),
+  responsesStorageMb: FIELDS.responsesStorageMb.default(50),
   projectKeyWarning: FIELDS.projectKeyWarning.default(3),
   thinkingMode: FIELDS.thinkingMode.default("auto"),
   thinkingBudget: FIELDS.thinkingBudget.default(8_192),
@@ -99,6 +105,7 @@ export const SettingsPatchSchema = z.strictObject({
   healthChecks: FIELDS.healthChecks.optional(),
   requestLogSize: FIELDS.requestLogSize.optional(),
   responsesRetentionDays: FIELDS.responsesRetentionDays.optional(),
+  responsesStorageMb: FIELDS.responsesStorageMb.optional(),
   projectKeyWarning: FIELDS.projectKeyWarning.optional(),
   thinkingMode: FIELDS.thinkingMode.optional(),
   thinkingBudget: FIELDS.thinkingBudget.optional(),

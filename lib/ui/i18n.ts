@@ -316,6 +316,9 @@ const en = {
   "setting.responsesRetentionDays": "Days /v1/responses answers are kept",
   "setting.responsesRetentionDays.help":
     "For previous_response_id and GET /v1/responses/{id} (Codex and the Agents SDK). 0 keeps none: every answer says store: false.",
+  "setting.responsesStorageMb": "Megabytes of /v1/responses answers each user key may keep",
+  "setting.responsesStorageMb.help":
+    "Past it, new answers are given but not stored (they say store: false) until older ones expire or are deleted. 0: no cap.",
   "setting.projectKeyWarning": "Warn when this many keys share one Google Cloud project",
   "setting.projectKeyWarning.help": "Keys of one project share its quota.",
   "setting.thinkingMode": "Thinking when the client does not ask",
@@ -736,6 +739,9 @@ const zhCN: Messages = {
   "setting.responsesRetentionDays": "/v1/responses 回答保留天数",
   "setting.responsesRetentionDays.help":
     "用于 previous_response_id 和 GET /v1/responses/{id}（Codex、Agents SDK）。0 表示不保存：每个回答都标明 store: false。",
+  "setting.responsesStorageMb": "每个用户密钥可保存的 /v1/responses 回答（MB）",
+  "setting.responsesStorageMb.help":
+    "超过后，新回答照常返回但不保存（标明 store: false），直到旧回答过期或被删除。0 表示不限。",
   "setting.projectKeyWarning": "同一 Google Cloud 项目的密钥达到多少个时提醒",
   "setting.projectKeyWarning.help": "同一项目的密钥共享该项目的配额。",
   "setting.thinkingMode": "客户端未指定时的思考模式",

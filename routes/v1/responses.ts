@@ -30,8 +30,10 @@ import {
   loadConversation,
   loadResponse,
   MAX_CHAIN,
+  storedBytes,
   storeResponse,
 } from "../../lib/store/responses.ts";
+import type { Settings } from "../../lib/store/settings.ts";
 import { randomId } from "../../lib/secrets.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
@@ -97,10 +99,13 @@ export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
   return app;
 }
 
+async function settingsOf(gw: Gateway): Promise<Settings> {
+  return gw.settings.current() ?? await gw.settings.get();
+}
+
 /** How long answers are kept now (the admin's setting), in milliseconds. */
 async function retentionMs(gw: Gateway): Promise<number> {
-  const settings = gw.settings.current() ?? await gw.settings.get();
-  return settings.responsesRetentionDays * DAY_MS;
+  return (await settingsOf(gw)).responsesRetentionDays * DAY_MS;
 }
 
 /** The ids the gateway gives answers (anything else names none, and goes nowhere near KV). */
@@ -115,8 +120,8 @@ function notFound(id: string, param: string | null = null): OpenAiError {
   return new OpenAiError(
     404,
     `No stored response found with id '${shown}' for this key (answers are kept for the days ` +
-      "the admin set, 30 by default; not at all with store: false, or when a turn's own input " +
-      "and output exceed 720 kB)",
+      "the admin set, 30 by default; not at all with store: false, when a turn's own input " +
+      "and output exceed 720 kB, or past the key's storage cap)",
     { param, code: "response_not_found" },
   );
 }
@@ -207,25 +212,51 @@ async function listInputItems(
   });
 }
 
+/** What is stored of a turn, and for how long. */
+interface Turn {
+  input: InputItem[];
+  ancestors: string[];
+  ttlMs: number;
+  /** Bytes the user key's cap leaves for it (read while the answer is made). */
+  room: Promise<number>;
+}
+
 /**
  * Stores an answer (not a failed one) for `ttlMs` with its turn's input and the answers before
- * it, and says in it whether it was stored: one too large to store, or a store that failed,
- * answers `store: false`.
+ * it, and says in it whether it was stored: one too large to store, past the key's cap, or whose
+ * store failed answers `store: false`.
  */
 async function keep(
   gw: Gateway,
   userId: string,
   response: ResponseObject,
-  turn: { input: InputItem[]; ancestors: string[]; ttlMs: number },
+  turn: Turn,
 ): Promise<void> {
   if (!response.store || response.status === "failed") return;
-  const { ttlMs, ...record } = turn;
+  const { ttlMs, room, ...record } = turn;
   try {
-    response.store = await storeResponse(gw.kv, userId, { response, ...record }, ttlMs);
+    const stored = await storeResponse(gw.kv, userId, { response, ...record }, ttlMs, await room);
+    response.store = stored;
   } catch (err) {
     console.error("Storing a response failed:", err instanceof Error ? err.message : err);
     response.store = false;
   }
+}
+
+/**
+ * Bytes the cap of `settings` leaves `userId` for one more answer; read from KV only when the
+ * answer is to be stored and there is a cap (a failed read leaves room: the store decides).
+ */
+function roomOf(
+  gw: Gateway,
+  userId: string,
+  settings: Settings,
+  store: boolean,
+): Promise<number> {
+  const cap = settings.responsesStorageMb * 1_000_000;
+  if (!store || cap === 0) return Promise.resolve(Infinity);
+  const kept = { now: gw.now(), ttlMs: settings.responsesRetentionDays * DAY_MS };
+  return storedBytes(gw.kv, userId, kept).then((used) => cap - used, () => Infinity);
 }
 
 /** What the answer echoes of `req` (`store`: whether it will be stored). */
@@ -254,19 +285,26 @@ async function createResponse(
   userKey: UserKeyRecord,
 ): Promise<Response> {
   const req = await readBody(raw, ResponsesRequestSchema);
-  const ttlMs = await retentionMs(gw);
+  const settings = await settingsOf(gw);
+  const ttlMs = settings.responsesRetentionDays * DAY_MS;
   const history = req.previous_response_id
     ? await historyOf(gw, userKey.id, req.previous_response_id, ttlMs)
     : { items: [], chain: [] };
   const { chat, toolOrigins, paramOf } = translating(() => toChatRequest(req, history.items));
+  // Stored unless the caller says not to, or the admin keeps none.
+  const store = (req.store ?? true) && ttlMs > 0;
   // What is stored of this turn: its own input, and the answers it continues.
-  const turn = { input: inputItems(req.input), ancestors: history.chain, ttlMs };
+  const turn: Turn = {
+    input: inputItems(req.input),
+    ancestors: history.chain,
+    ttlMs,
+    room: roomOf(gw, userKey.id, settings, store),
+  };
   const ctx: ResponseContext = {
     id: randomId("resp_", 18),
     createdAt: Math.floor(gw.now() / 1000),
     model: req.model,
-    // Stored unless the caller says not to, or the admin keeps none.
-    echo: echoOf(req, (req.store ?? true) && ttlMs > 0),
+    echo: echoOf(req, store),
     toolOrigins,
     itemId: (prefix) => randomId(prefix, 18),
   };
@@ -305,7 +343,7 @@ async function countInputTokens(
     ? await historyOf(gw, userKey.id, req.previous_response_id, await retentionMs(gw))
     : { items: [] };
   const { chat, paramOf } = translating(() => toChatRequest(req, history.items));
-  const settings = gw.settings.current() ?? await gw.settings.get();
+  const settings = await settingsOf(gw);
   const signal = gw.clients.signalOf(raw);
   const tokens = await estimateChatInput(gw, chat, settings, userKey.id, signal).catch((err) => {
     throw renamingParam(err, paramOf);

@@ -529,6 +529,39 @@ Deno.test("responses: input_items lists what an answer was made from, page by pa
   }
 });
 
+Deno.test("responses: a user key's stored answers stop at the admin's cap, and deletes make room", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const other = gw.openai(await gw.createUserKey({ name: "other" }));
+    const res = await gw.admin("PATCH", "/admin/api/settings", { responsesStorageMb: 1 });
+    assert.equal(res.status, 200);
+    // Each turn keeps ~600 kB (its input, and the echo of it): the second is past 1 MB.
+    const input = "x".repeat(300_000);
+    const stored = (r: unknown) => (r as { store?: boolean }).store;
+    const first = await client.responses.create({ model: G3, input });
+    assert.equal(stored(first), true);
+    const second = await client.responses.create({ model: G3, input });
+    assert.equal(stored(second), false, "past the cap: answered, not stored");
+    await assert.rejects(
+      () => client.responses.retrieve(second.id),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
+    const streamed = await client.responses.stream({ model: G3, input }).finalResponse();
+    assert.equal(stored(streamed), false, "streamed answers too");
+    assert.equal(stored(await other.responses.create({ model: G3, input })), true, "per key");
+    await client.responses.delete(first.id);
+    assert.equal(stored(await client.responses.create({ model: G3, input })), true);
+    // 0 lifts the cap.
+    await gw.admin("PATCH", "/admin/api/settings", { responsesStorageMb: 0 });
+    assert.equal(stored(await client.responses.create({ model: G3, input })), true);
+    const bad = await gw.admin("PATCH", "/admin/api/settings", { responsesStorageMb: -1 });
+    assert.equal(bad.status, 400);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("responses: input_tokens estimates a request, with the conversation it continues", async () => {
   const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
   try {

@@ -7,10 +7,12 @@ import { ResponsesRequestSchema } from "../../lib/openai/responses_schema.ts";
 import {
   DAY_MS,
   deleteResponse,
+  deleteStaleResponseUsage,
   deleteUserResponses,
   loadConversation,
   loadResponse,
   MAX_STORED_BYTES,
+  storedBytes,
   storeResponse,
 } from "../../lib/store/responses.ts";
 import { inputMessages, toChatRequest } from "../../lib/translate/responses_request.ts";
@@ -193,9 +195,50 @@ Deno.test("stored responses span KV values, stay with their user key, and expire
       await storeResponse(kv, "u1", { ...record, response: { ...record.response, id } }, ttlMs);
     }
     await storeResponse(kv, "u2", record, ttlMs);
-    assert.equal(await deleteUserResponses(kv, "u1"), 8);
+    // 8 parts, and the key's two storage counters (stored, freed).
+    assert.equal(await deleteUserResponses(kv, "u1"), 10);
     assert.equal((await Array.fromAsync(kv.list({ prefix: ["response", "u1"] }))).length, 0);
+    assert.equal(await storedBytes(kv, "u1", kept), 0);
     assert.deepEqual(await loadResponse(kv, "u2", "resp_a", kept), record);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("each key's stored bytes are counted by day: deletes free them, expired days drop out", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.UTC(2026, 11, 6, 12);
+    const ttlMs = 3 * DAY_MS;
+    const record = (id: string, daysAgo: number, text: string) => ({
+      response: { id, created_at: Math.floor((now - daysAgo * DAY_MS) / 1000), output: [] },
+      input: [text],
+      ancestors: [],
+    });
+    const size = (r: ReturnType<typeof record>) =>
+      new TextEncoder().encode(JSON.stringify(r)).length;
+    const a = record("resp_a", 0, "a".repeat(1000));
+    const b = record("resp_b", 2, "b".repeat(2000));
+    const c = record("resp_c", 5, "c".repeat(4000)); // its day is past the retention
+    for (const r of [a, b, c]) assert.equal(await storeResponse(kv, "u", r, 30 * DAY_MS), true);
+    await storeResponse(kv, "v", a, ttlMs);
+    const kept = { now, ttlMs };
+    assert.equal(await storedBytes(kv, "u", kept), size(a) + size(b));
+    // A retention shortened to one day counts today and yesterday (partly kept) only.
+    assert.equal(await storedBytes(kv, "u", { now, ttlMs: DAY_MS }), size(a));
+    assert.equal(await deleteResponse(kv, "u", "resp_b"), true);
+    assert.equal(await storedBytes(kv, "u", kept), size(a));
+    assert.equal(await storedBytes(kv, "v", kept), size(a), "each key counts its own");
+    // What the cap leaves: a record larger than the room is not stored, and not counted.
+    const d = record("resp_d", 0, "d".repeat(500));
+    assert.equal(await storeResponse(kv, "u", d, ttlMs, size(d) - 1), false);
+    assert.equal(await loadResponse(kv, "u", "resp_d", kept), null);
+    assert.equal(await storeResponse(kv, "u", d, ttlMs, size(d)), true);
+    assert.equal(await storedBytes(kv, "u", kept), size(a) + size(d));
+    // The cleanup drops counters of days no answer can be kept for (c's day, 5 days ago).
+    assert.equal(await deleteStaleResponseUsage(kv, now, ttlMs), 1);
+    assert.equal(await deleteStaleResponseUsage(kv, now, ttlMs), 0);
+    assert.equal(await storedBytes(kv, "u", { now, ttlMs: 30 * DAY_MS }), size(a) + size(d));
   } finally {
     kv.close();
   }
