@@ -54,7 +54,8 @@ async function resolveHost(host: string): Promise<string[]> {
   return lookups.flatMap((r) => (r.status === "fulfilled" ? r.value : []));
 }
 
-function sniff(bytes: Uint8Array): string | null {
+/** The type of media whose first bytes name it (PNG, JPEG, GIF, WebP, PDF), or null. */
+export function sniff(bytes: Uint8Array): string | null {
   const starts = (...sig: number[]) => sig.every((b, i) => bytes[i] === b);
   if (starts(0x89, 0x50, 0x4e, 0x47)) return "image/png";
   if (starts(0xff, 0xd8, 0xff)) return "image/jpeg";

@@ -1,5 +1,6 @@
 /**
- * Zod schema of the OpenAI image generation request (`POST /v1/images/generations`).
+ * Zod schemas of OpenAI's image requests: generation (`POST /v1/images/generations`, JSON) and
+ * editing (`POST /v1/images/edits`, the text fields of a multipart form).
  */
 import * as z from "zod";
 
@@ -24,3 +25,22 @@ export const ImagesRequestSchema = z.object({
 
 /** A validated image generation request. */
 export type ImagesRequest = z.infer<typeof ImagesRequestSchema>;
+
+/** The text fields of an image edit form (its pictures are the form's files). */
+export const ImageEditFieldsSchema = z.object({
+  model: z.string().min(1).nullish(),
+  prompt: z.string().trim().min(1, "must not be empty").max(32_000),
+  n: z.coerce.number().int().min(1).max(4).nullish(),
+  size: z.string().min(1).nullish(),
+  response_format: z.enum(["b64_json", "url"]).nullish(),
+  // Accepted for compatibility; Gemini has no counterpart for these.
+  quality: z.string().nullish(),
+  background: z.string().nullish(),
+  input_fidelity: z.string().nullish(),
+  output_format: z.string().nullish(),
+  output_compression: z.string().nullish(),
+  user: z.string().nullish(),
+});
+
+/** A validated image edit request's fields. */
+export type ImageEditFields = z.infer<typeof ImageEditFieldsSchema>;

@@ -1,9 +1,10 @@
 /**
- * OpenAI image generation <-> Gemini (pure): Imagen models through `:predict` (one call, `n`
- * samples), Gemini image models through `generateContent` with image output (one call per image).
- * The requested size becomes the nearest aspect ratio Gemini draws.
+ * OpenAI image generation and editing <-> Gemini (pure): Imagen models through `:predict` (one
+ * call, `n` samples), Gemini image models through `generateContent` with image output (one call
+ * per image; an edit sends its pictures before the prompt). The requested size becomes the
+ * nearest aspect ratio Gemini draws.
  */
-import type { ImagesRequest } from "../openai/images_schema.ts";
+import type { ImageEditFields, ImagesRequest } from "../openai/images_schema.ts";
 import type { GenerateContentRequest, GenerateContentResponse } from "../gemini/types.ts";
 import { TranslateError } from "./chat_request.ts";
 import { defaultedModel } from "./models.ts";
@@ -58,16 +59,23 @@ export type ImagePlan =
   }
   | { kind: "gemini"; model: string; n: number; path: string; body: GenerateContentRequest };
 
+function imageModel(
+  model: string | null | undefined,
+  aliases: Readonly<Record<string, string>>,
+): string {
+  return defaultedModel(model, {
+    aliases,
+    fallback: DEFAULT_IMAGE_MODEL,
+    openai: /^(dall-e|gpt-image)/,
+  });
+}
+
 /** The upstream calls of an image generation request. */
 export function toImagePlan(
   req: ImagesRequest,
   aliases: Readonly<Record<string, string>> = {},
 ): ImagePlan {
-  const model = defaultedModel(req.model, {
-    aliases,
-    fallback: DEFAULT_IMAGE_MODEL,
-    openai: /^(dall-e|gpt-image)/,
-  });
+  const model = imageModel(req.model, aliases);
   const n = req.n ?? 1;
   const imagen = model.startsWith("imagen-");
   const aspectRatio = aspectRatioOf(req.size, imagen ? IMAGEN_RATIOS : GEMINI_RATIOS);
@@ -95,6 +103,54 @@ export function toImagePlan(
     n,
     path: `/v1beta/models/${encodeURIComponent(model)}:generateContent`,
     body,
+  };
+}
+
+/** The image types Gemini reads. */
+export const EDITABLE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"];
+
+/** What an edit asks Gemini to do with a mask (it takes none of its own). */
+export const MASK_NOTE =
+  "The last picture is a mask, not a picture to edit: change the picture only where the mask " +
+  "is transparent, and keep everything else as it is.";
+
+/**
+ * The upstream calls of an image edit: the pictures to edit (and the mask, as guidance, like
+ * gpt-image's own masks), then the prompt, to a Gemini image model. Imagen cannot edit on the
+ * Gemini API.
+ */
+export function toImageEditPlan(
+  req: ImageEditFields,
+  pictures: { images: readonly DrawnImage[]; mask: DrawnImage | null },
+  aliases: Readonly<Record<string, string>> = {},
+): ImagePlan & { kind: "gemini" } {
+  const model = imageModel(req.model, aliases);
+  if (model.startsWith("imagen-")) {
+    throw new TranslateError(
+      `Model '${model}' cannot edit pictures on the Gemini API: use a Gemini image model, such as ` +
+        `'${DEFAULT_IMAGE_MODEL}'`,
+      "model",
+    );
+  }
+  const aspectRatio = aspectRatioOf(req.size);
+  const inline = (img: DrawnImage) => ({ inlineData: { mimeType: img.mimeType, data: img.data } });
+  const parts = [
+    ...pictures.images.map(inline),
+    ...(pictures.mask ? [inline(pictures.mask), { text: MASK_NOTE }] : []),
+    { text: req.prompt },
+  ];
+  return {
+    kind: "gemini",
+    model,
+    n: req.n ?? 1,
+    path: `/v1beta/models/${encodeURIComponent(model)}:generateContent`,
+    body: {
+      contents: [{ role: "user", parts }],
+      generationConfig: {
+        responseModalities: ["TEXT", "IMAGE"],
+        ...(aspectRatio ? { imageConfig: { aspectRatio } } : {}),
+      },
+    },
   };
 }
 

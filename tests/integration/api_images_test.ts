@@ -1,10 +1,10 @@
 /**
  * Image output: an image model's pictures in chat answers (as Markdown data-URL images, streamed or
- * not), `modalities`, and `POST /v1/images/generations` on Gemini image models and Imagen, driven
- * by the official `openai` client.
+ * not), `modalities`, `POST /v1/images/generations` on Gemini image models and Imagen, and
+ * `POST /v1/images/edits`, driven by the official `openai` client.
  */
 import assert from "node:assert/strict";
-import OpenAI from "openai";
+import OpenAI, { toFile } from "openai";
 import { TINY_PNG } from "../fakes/fake_gemini.ts";
 import { post, startGateway, type TestGateway } from "./harness.ts";
 
@@ -220,6 +220,103 @@ Deno.test("bad image requests get 400s naming the field; a model that draws noth
         /Echo: draw/.test(e.message),
     );
     assert.equal(gw.fake.requests.filter((r) => r.path.includes(":generateContent")).length, 1);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("images.edit sends the pictures (and the mask, as guidance) with the prompt to a Gemini image model", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-0001": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const png = Uint8Array.from(atob(TINY_PNG), (ch) => ch.charCodeAt(0));
+    const file = (name: string, type?: string) => toFile(png, name, type ? { type } : {});
+    const one = await client.images.edit({
+      model: "gpt-image-1",
+      image: await file("cat.png", "image/png"),
+      prompt: "make it blue",
+    });
+    assert.equal(one.data?.length, 1);
+    const drawn = Uint8Array.from(atob(one.data![0].b64_json!), (ch) => ch.charCodeAt(0));
+    assert.deepEqual([...drawn.slice(0, 4)], PNG_MAGIC);
+    const parts = (b: unknown) =>
+      (b as { contents: { parts: Record<string, unknown>[] }[] })
+        .contents[0].parts;
+    assert.deepEqual(parts(generateBodies(gw)[0]), [
+      { inlineData: { mimeType: "image/png", data: TINY_PNG } },
+      { text: "make it blue" },
+    ]);
+    assert.match(gw.fake.requests[0].path, /gemini-2\.5-flash-image:generateContent$/);
+
+    // Several pictures (`image[]`), one untyped (its bytes say PNG), a mask, n and a size.
+    const many = await client.images.edit({
+      image: [await file("a.png", "image/png"), await file("b.bin")],
+      mask: await file("mask.png", "image/png"),
+      prompt: "put them together",
+      n: 2,
+      size: "1024x1536",
+      response_format: "url",
+    });
+    assert.equal(many.data?.length, 2);
+    assert.equal(many.data![0].url, `data:image/png;base64,${TINY_PNG}`);
+    const sent = parts(generateBodies(gw).at(-1));
+    assert.equal(sent.length, 5);
+    assert.deepEqual(sent.slice(0, 3).map((p) => (p.inlineData as { mimeType: string }).mimeType), [
+      "image/png",
+      "image/png",
+      "image/png",
+    ]);
+    assert.match(String(sent[3].text), /mask/);
+    assert.equal(sent[4].text, "put them together");
+    assert.deepEqual(generateBodies(gw).at(-1)!.generationConfig!.imageConfig, {
+      aspectRatio: "2:3",
+    });
+    assert.equal(generateBodies(gw).length, 3, "one call per picture");
+
+    // Bad edits are 400s (or a 413) naming the field, before any upstream call.
+    const bad: [() => Promise<unknown>, number, string][] = [
+      [
+        async () =>
+          client.images.edit({
+            image: await toFile(new TextEncoder().encode("hello"), "notes.txt", {
+              type: "text/plain",
+            }),
+            prompt: "x",
+          }),
+        400,
+        "image",
+      ],
+      [async () => client.images.edit({ image: await file("a.png"), prompt: " " }), 400, "prompt"],
+      [
+        async () =>
+          client.images.edit({
+            image: await file("a.png"),
+            prompt: "x",
+            model: "imagen-4.0-generate-001",
+          }),
+        400,
+        "model",
+      ],
+      [async () => client.images.edit({ image: await file("a.png"), prompt: "x", n: 9 }), 400, "n"],
+      [
+        async () =>
+          client.images.edit({
+            image: await toFile(new Uint8Array(15 * 1024 * 1024), "big.png", { type: "image/png" }),
+            prompt: "x",
+          }),
+        413,
+        "image",
+      ],
+      [() => client.post("/images/edits", { body: { prompt: "x" } }), 400, "image"],
+    ];
+    for (const [call, status, param] of bad) {
+      await assert.rejects(
+        call,
+        (e: unknown) => e instanceof OpenAI.APIError && e.status === status && e.param === param,
+        `${status} ${param}`,
+      );
+    }
+    assert.equal(generateBodies(gw).length, 3, "nothing more reached the upstream");
   } finally {
     await gw.close();
   }
