@@ -27,6 +27,7 @@ import type { Settings } from "./store/settings.ts";
 import { type NewRequestLogEntry, requestLogMutations } from "./store/request_log.ts";
 import { type Attempt, type BatchChunk, commitChunks, UsageBatch } from "./store/usage.ts";
 import { budgetIdsOf } from "./store/user_budgets.ts";
+import { MAX_MODEL_NAME } from "./translate/models.ts";
 
 /** How long completed requests are held in memory before they are written to KV. */
 export const FLUSH_INTERVAL_MS = 1_000;
@@ -47,6 +48,11 @@ export interface RequestOutcome {
   attempts: Attempt[];
   /** True when a key served the request. */
   ok: boolean;
+  /**
+   * True when the client got (part of) an answer: a stream that broke after content came is not
+   * `ok`, but its tokens count and the user key's budgets are charged. Defaults to `ok`.
+   */
+  served?: boolean;
   /** HTTP status the client got (200 for a stream that started). */
   status: number;
   /** When the request started, from `gw.now()`. */
@@ -85,7 +91,19 @@ export interface UsageRecorderOptions {
   settle: (attempts: readonly Attempt[], options: { ok: boolean; promptTokens: number }) => void;
   /** Masked form of a pool key, for the request log. */
   maskedOf: (keyId: string) => string | null;
+  /**
+   * Whether the upstream lists `model` (true when the list is not known yet): requests no key
+   * served for a model it does not list are counted under `OTHER_MODEL`.
+   */
+  knownModel?: (model: string) => boolean;
 }
+
+/**
+ * The model usage counts a request under when its own name cannot be kept: a name longer than
+ * `MAX_MODEL_NAME` (usage keys carry it), or one the upstream does not list that no key served
+ * (made-up names would each add counters forever).
+ */
+export const OTHER_MODEL = "(other)";
 
 /** Per-isolate buffer of completed requests, written to KV in batches. */
 export class UsageRecorder {
@@ -111,6 +129,8 @@ export class UsageRecorder {
 
   /** Adds a completed request to the batch (synchronous; the write happens later). */
   record(outcome: RequestOutcome, now: number): void {
+    const served = outcome.served ?? outcome.ok;
+    const model = this.#counted(outcome.model, served);
     const u = outcome.usage;
     const promptTokens = (u?.promptTokenCount ?? 0) + (u?.toolUsePromptTokenCount ?? 0);
     const completionTokens = (u?.candidatesTokenCount ?? 0) + (u?.thoughtsTokenCount ?? 0);
@@ -120,7 +140,7 @@ export class UsageRecorder {
       this.#log.push({
         t: outcome.startedAt,
         userId: outcome.userId,
-        model: outcome.model,
+        model: outcome.model.slice(0, MAX_MODEL_NAME),
         keyId: lastKey,
         key: lastKey ? this.#options.maskedOf(lastKey) : null,
         status: outcome.status,
@@ -135,18 +155,19 @@ export class UsageRecorder {
     }
     this.#batch.add({
       now,
-      model: outcome.model,
+      model,
       userId: outcome.userId,
       attempts: outcome.attempts,
       ok: outcome.ok,
+      served,
       promptTokens,
       completionTokens,
       thinkingTokens: u?.thoughtsTokenCount ?? 0,
     });
     if (outcome.attempts.length) {
-      this.#settlements.push({ attempts: outcome.attempts, ok: outcome.ok, promptTokens });
+      this.#settlements.push({ attempts: outcome.attempts, ok: served, promptTokens });
     }
-    if (outcome.userId && outcome.ok) {
+    if (outcome.userId && served) {
       const ids = budgetIdsOf(outcome.userId, now);
       const pending = this.#pendingBudgets;
       const tokens = promptTokens + completionTokens;
@@ -158,6 +179,13 @@ export class UsageRecorder {
     if (this.#batch.groups >= FLUSH_SOON_SIZE || this.#log.length >= FLUSH_SOON_LOG) {
       this.#schedule(0);
     } else this.#schedule(FLUSH_INTERVAL_MS);
+  }
+
+  /** The model name usage counts a request of `model` under (see `OTHER_MODEL`). */
+  #counted(model: string, served: boolean): string {
+    if (model.length > MAX_MODEL_NAME) return OTHER_MODEL;
+    if (served || (this.#options.knownModel?.(model) ?? true)) return model;
+    return OTHER_MODEL;
   }
 
   #schedule(ms: number): void {
@@ -231,10 +259,14 @@ export class UsageRecorder {
     const waiting = [...(retry?.settlements ?? []), ...settlements];
     const { written, error } = await commitChunks(this.#options.kv, chunks);
     const at = performance.now();
+    const dropped = new Set<LedgerEntry>();
     written.forEach((versionstamp, i) => {
+      if (versionstamp === null) dropped.add(ledger[i]);
       ledger[i].versionstamp = versionstamp;
       ledger[i].writtenAt = at;
     });
+    // What KV could never take is not counted as pending any longer.
+    if (dropped.size) this.#ledger = this.#ledger.filter((e) => !dropped.has(e));
     this.#pruneLedger(at);
     if (error === null) {
       this.#settle(waiting);

@@ -28,7 +28,8 @@ import { readSettings } from "./store/settings.ts";
 import { ToolCallStore } from "./store/tool_calls.ts";
 import { MediaFetcher } from "./media/fetch_media.ts";
 import { chatCompletion, chatCompletionsRoutes } from "../routes/v1/chat_completions.ts";
-import { loadModels, modelsRoutes } from "../routes/v1/models.ts";
+import { LIST_MODEL, loadModels, modelsRoutes } from "../routes/v1/models.ts";
+import { FILES_MODEL } from "./gemini/files.ts";
 import { embeddingsRoutes } from "../routes/v1/embeddings.ts";
 import { imagesRoutes } from "../routes/v1/images.ts";
 import { audioRoutes } from "../routes/v1/audio.ts";
@@ -211,6 +212,11 @@ export function createApp(deps: AppDeps): App {
     settings: () => settings.peek(),
     settle: (attempts, options) => pool.settleUsage(attempts, options),
     maskedOf: (keyId) => pool.maskedOf(keyId),
+    knownModel: (model) => {
+      if (model === FILES_MODEL || model === LIST_MODEL) return true;
+      const models = gateway.models.peek();
+      return !models || models.some((m) => m.id === model);
+    },
   });
   const requestIdsByRequest = new WeakMap<Request, string>();
   const gateway: Gateway = {

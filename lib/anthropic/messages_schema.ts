@@ -5,6 +5,7 @@
  * (`lib/translate/messages_request.ts`), which names them.
  */
 import * as z from "zod";
+import { ModelNameSchema } from "../openai/model_name.ts";
 
 const CacheControl = { cache_control: z.unknown().optional() };
 
@@ -117,7 +118,7 @@ const OutputFormatSchema = z.object({
 
 /** The Messages API request body. */
 export const MessagesRequestSchema = z.object({
-  model: z.string().min(1),
+  model: ModelNameSchema,
   max_tokens: z.number().int().positive(),
   messages: z.array(AnthropicMessageSchema),
   system: z.union([z.string(), z.array(TextBlockSchema)]).nullish(),

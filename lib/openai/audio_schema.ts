@@ -3,11 +3,12 @@
  * fields of a multipart form besides its file).
  */
 import * as z from "zod";
+import { ModelNameSchema } from "./model_name.ts";
 
 /** `POST /v1/audio/speech`. */
 export const SpeechRequestSchema = z.object({
   /** Absent, or an OpenAI speech model name: the default Gemini TTS model. */
-  model: z.string().min(1).nullish(),
+  model: ModelNameSchema.nullish(),
   input: z.string().min(1, "must not be empty").max(8_000),
   voice: z.string().min(1),
   /** Speaking style, as a TTS model takes it ("Say cheerfully"). */
@@ -24,7 +25,7 @@ export type SpeechRequest = z.infer<typeof SpeechRequestSchema>;
 
 /** The text fields of `POST /v1/audio/transcriptions` and `/v1/audio/translations`. */
 export const TranscriptionFieldsSchema = z.object({
-  model: z.string().min(1).optional(),
+  model: ModelNameSchema.optional(),
   language: z.string().min(2).max(32).optional(),
   prompt: z.string().max(4_000).optional(),
   response_format: z.enum(["json", "text", "verbose_json", "srt", "vtt"]).optional(),

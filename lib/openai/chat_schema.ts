@@ -3,6 +3,8 @@
  * types of known fields are a 400 naming the field.
  */
 import * as z from "zod";
+import { ModelNameSchema } from "./model_name.ts";
+import { MAX_MODEL_NAME } from "../translate/models.ts";
 
 /** A text content part. */
 export const TextPartSchema = z.object({ type: z.literal("text"), text: z.string() });
@@ -193,7 +195,7 @@ export type ReasoningEffort = z.infer<typeof ReasoningEffortSchema>;
 
 /** The chat-completions request body. */
 export const ChatCompletionRequestSchema = z.object({
-  model: z.string().min(1),
+  model: ModelNameSchema,
   messages: z.array(MessageSchema).min(1),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
@@ -268,7 +270,7 @@ function plainMessage(m: unknown): boolean {
  * outside this table sends the request through the schema).
  */
 const PLAIN_FIELDS = new Map<string, (v: unknown) => boolean>(Object.entries({
-  model: (v) => typeof v === "string" && v.length >= 1,
+  model: (v) => typeof v === "string" && v.length >= 1 && v.length <= MAX_MODEL_NAME,
   messages: (v) => Array.isArray(v) && v.length >= 1 && v.every(plainMessage),
   stream: (v) => nullishType(v, "boolean"),
   stream_options: (v) =>

@@ -2,10 +2,11 @@
  * Zod schema of the OpenAI embeddings request.
  */
 import * as z from "zod";
+import { ModelNameSchema } from "./model_name.ts";
 
 /** The embeddings request body. */
 export const EmbeddingsRequestSchema = z.object({
-  model: z.string().min(1),
+  model: ModelNameSchema,
   input: z.union([
     z.string().min(1, "must not be empty"),
     z.array(z.string().min(1, "must not be empty")).min(1).max(2048),

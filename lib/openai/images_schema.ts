@@ -3,11 +3,12 @@
  * editing (`POST /v1/images/edits`, the text fields of a multipart form).
  */
 import * as z from "zod";
+import { ModelNameSchema } from "./model_name.ts";
 
 /** The image generation request body. */
 export const ImagesRequestSchema = z.object({
   /** Absent, or an OpenAI image model name: the default Gemini image model. */
-  model: z.string().min(1).nullish(),
+  model: ModelNameSchema.nullish(),
   prompt: z.string().trim().min(1, "must not be empty").max(32_000),
   n: z.number().int().min(1).max(4).nullish(),
   /** `auto`, or `<width>x<height>`: sets the picture's aspect ratio. */
@@ -28,7 +29,7 @@ export type ImagesRequest = z.infer<typeof ImagesRequestSchema>;
 
 /** The text fields of an image edit form (its pictures are the form's files). */
 export const ImageEditFieldsSchema = z.object({
-  model: z.string().min(1).nullish(),
+  model: ModelNameSchema.nullish(),
   prompt: z.string().trim().min(1, "must not be empty").max(32_000),
   n: z.coerce.number().int().min(1).max(4).nullish(),
   size: z.string().min(1).nullish(),

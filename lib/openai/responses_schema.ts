@@ -4,6 +4,7 @@
  * are refused by the translation (`lib/translate/responses_request.ts`), which names them.
  */
 import * as z from "zod";
+import { ModelNameSchema } from "./model_name.ts";
 import { ReasoningEffortSchema } from "./chat_schema.ts";
 
 const InputTextSchema = z.object({ type: z.literal("input_text"), text: z.string() });
@@ -217,7 +218,7 @@ export const TextFormatSchema = z.discriminatedUnion("type", [
 
 /** The Responses API request body. */
 export const ResponsesRequestSchema = z.object({
-  model: z.string().min(1),
+  model: ModelNameSchema,
   input: z.union([z.string(), z.array(InputItemSchema)]),
   instructions: z.string().nullish(),
   stream: z.boolean().nullish(),
@@ -256,6 +257,6 @@ export const COUNT_MODEL = "gemini-2.5-flash";
  * answering uses (its `model`, when absent, is `COUNT_MODEL`).
  */
 export const InputTokensRequestSchema = ResponsesRequestSchema.extend({
-  model: z.string().min(1).nullish().transform((m) => m ?? COUNT_MODEL),
+  model: ModelNameSchema.nullish().transform((m) => m ?? COUNT_MODEL),
   input: z.union([z.string(), z.array(InputItemSchema)]).nullish().transform((i) => i ?? []),
 });

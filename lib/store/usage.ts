@@ -88,6 +88,12 @@ export interface UsageEvent {
   attempts: Attempt[];
   /** True when a key served the request (the last attempt's key). */
   ok: boolean;
+  /**
+   * True when the client got (part of) an answer from the last attempt's key: a stream that broke
+   * after content came is not `ok`, but its tokens count and the user key's budgets are charged.
+   * Defaults to `ok`.
+   */
+  served?: boolean;
   promptTokens: number;
   completionTokens: number;
   thinkingTokens: number;
@@ -113,6 +119,7 @@ interface EventGroup {
   userId: string | null;
   attempts: readonly { keyId: string; ok: boolean; cause?: ErrorCause }[];
   ok: boolean;
+  served: boolean;
   /** Requests in the group. */
   n: number;
   promptTokens: number;
@@ -145,14 +152,15 @@ function eachCounter(g: EventGroup, add: (key: Deno.KvKey, n: number) => void): 
       }
     }
   }
-  const served = g.ok ? g.attempts.at(-1)?.keyId ?? "-" : "-";
-  const totals: [Metric, number][] = g.ok
-    ? [["req", g.n], ["in", g.promptTokens], ["out", g.completionTokens], [
-      "think",
-      g.thinkingTokens,
-    ]]
-    : [["fail", g.n]];
-  for (const [metric, n] of totals) bucketed(served, metric, n);
+  // The tokens of an answer count on the key that gave it (its TPM window), even one that broke.
+  const tokens: [Metric, number][] = g.served
+    ? [["in", g.promptTokens], ["out", g.completionTokens], ["think", g.thinkingTokens]]
+    : [];
+  const servedBy = g.attempts.at(-1)?.keyId ?? "-";
+  for (const [metric, n] of tokens) bucketed(servedBy, metric, n);
+  if (g.ok) bucketed(servedBy, "req", g.n);
+  else bucketed("-", "fail", g.n);
+  const totals: [Metric, number][] = [g.ok ? ["req", g.n] : ["fail", g.n], ...tokens];
   // The model, overall and user-key totals count the request's attempts and errors too.
   const errors = g.attempts.filter((a) => !a.ok).length;
   const overall: [Metric, number][] = [
@@ -165,7 +173,7 @@ function eachCounter(g: EventGroup, add: (key: Deno.KvKey, n: number) => void): 
     put(["usage_total", "all", metric], n);
     if (g.userId) put(["usage_total", "user", g.userId, metric], n);
   }
-  if (g.userId && g.ok) {
+  if (g.userId && g.served) {
     const amounts = { tokens: g.promptTokens + g.completionTokens, requests: g.n };
     for (const b of budgetIncrements(g.userId, g.now, amounts)) put(b.key, b.n);
   }
@@ -178,6 +186,7 @@ function groupOf(event: UsageEvent, n: number): EventGroup {
     userId: event.userId,
     attempts: event.attempts.map((a) => ({ keyId: a.keyId, ok: a.ok, cause: a.cause })),
     ok: event.ok,
+    served: event.served ?? event.ok,
     n,
     promptTokens: Math.round(event.promptTokens),
     completionTokens: Math.round(event.completionTokens),
@@ -232,6 +241,7 @@ function valueBytes(value: unknown): number {
   return n;
 }
 
+/** At least the bytes KV counts for `key` (a UTF-16 unit is at most 3 bytes of UTF-8). */
 function keyBytes(key: Deno.KvKey): number {
   let n = 4;
   for (const part of key) n += typeof part === "string" ? part.length * 3 + 2 : 10;
@@ -267,7 +277,7 @@ export class UsageBatch {
     this.#events++;
     // Gateway-made ids first, the client-chosen model last: no two shapes share an id.
     let id = `${Math.floor(event.now / MINUTE)}\u0000${event.userId ?? ""}\u0000${
-      event.ok ? 1 : 0
+      event.ok ? 1 : event.served ? 2 : 0
     }`;
     for (const a of event.attempts) {
       id += `\u0000${a.ok ? "+" : `-${a.cause ?? ""}-`}${a.keyId}`;
@@ -340,21 +350,28 @@ export class UsageBatch {
 }
 
 /**
- * Writes `chunks` in order, one atomic operation each; returns each chunk's versionstamp. Stops at
- * the first failure and reports which chunks were written.
+ * Writes `chunks` in order, one atomic operation each; returns each chunk's versionstamp, or null
+ * for a chunk KV can never take (its mutations break KV's limits: a `TypeError` before anything
+ * is written), which is dropped and logged rather than retried forever. Stops at the first other
+ * failure and reports which chunks were done.
  */
 export async function commitChunks(
   kv: Deno.Kv,
   chunks: readonly BatchChunk[],
-): Promise<{ written: string[]; error: unknown | null }> {
-  const written: string[] = [];
+): Promise<{ written: (string | null)[]; error: unknown | null }> {
+  const written: (string | null)[] = [];
   for (const chunk of chunks) {
     try {
       const res = await kv.atomic().mutate(...chunk.mutations).commit();
       if (!res.ok) throw new Error("A usage write was refused by KV");
       written.push(res.versionstamp);
     } catch (error) {
-      return { written, error };
+      if (!(error instanceof TypeError)) return { written, error };
+      console.error(
+        `Usage accounting dropped ${chunk.mutations.length} counter updates KV cannot take:`,
+        error.message,
+      );
+      written.push(null);
     }
   }
   return { written, error: null };
@@ -566,9 +583,13 @@ export interface RollUpReport {
 const DELETE_BATCH = 500;
 const ROLL_BATCH = 100;
 
+/** Bytes of keys one atomic operation may touch (KV allows 81,920), with room to spare. */
+const ATOMIC_KEY_BYTES = 60_000;
+
 async function deleteRange(kv: Deno.Kv, selector: Deno.KvListSelector): Promise<number> {
   let deleted = 0;
   let batch: Deno.KvKey[] = [];
+  let bytes = 0;
   const flush = async () => {
     if (!batch.length) return;
     let op = kv.atomic();
@@ -576,9 +597,13 @@ async function deleteRange(kv: Deno.Kv, selector: Deno.KvListSelector): Promise<
     await op.commit();
     deleted += batch.length;
     batch = [];
+    bytes = 0;
   };
   for await (const e of kv.list(selector, { batchSize: 1000 })) {
+    const size = keyBytes(e.key);
+    if (bytes + size > ATOMIC_KEY_BYTES) await flush();
     batch.push(e.key);
+    bytes += size;
     if (batch.length >= DELETE_BATCH) await flush();
   }
   await flush();
@@ -600,15 +625,30 @@ async function rollUpHours(kv: Deno.Kv, beforeHour: number): Promise<number> {
       })
     ) entries.push(e);
     if (!entries.length) break;
+    // One atomic operation per batch of entries whose keys fit KV's limit (each entry's key is
+    // checked and deleted, and its day bucket's key summed).
     let op = kv.atomic();
+    let bytes = 0;
+    let inOp = 0;
+    const commit = async () => {
+      if (inOp && (await op.commit()).ok) rolled += inOp;
+      op = kv.atomic();
+      bytes = 0;
+      inOp = 0;
+    };
     for (const e of entries) {
       const [, , hour, keyId, model, metric] = e.key;
       const day = Math.floor((Number(hour) * HOUR) / DAY);
+      const dayKey = ["usage", "d", day, keyId, model, metric] as Deno.KvKey;
+      const size = 2 * keyBytes(e.key) + keyBytes(dayKey);
+      if (bytes + size > ATOMIC_KEY_BYTES) await commit();
       op = op.check(e).delete(e.key);
       const n = valueOf(e.value);
-      if (n > 0) op = op.mutate(sum(["usage", "d", day, keyId, model, metric], n));
+      if (n > 0) op = op.mutate(sum(dayKey, n));
+      bytes += size;
+      inOp++;
     }
-    if ((await op.commit()).ok) rolled += entries.length;
+    await commit();
   }
   return rolled;
 }
@@ -619,30 +659,44 @@ async function deleteBudgetCounters(kv: Deno.Kv, now: number): Promise<number> {
   return n;
 }
 
-/** Prunes and rolls up usage buckets (see the layout above); safe to run concurrently and repeatedly. */
+/**
+ * Prunes and rolls up usage buckets (see the layout above); safe to run concurrently and
+ * repeatedly. Each step runs even when one before it failed; then the run throws what failed.
+ */
 export async function rollUpUsage(kv: Deno.Kv, now: number): Promise<RollUpReport> {
   const minuteCut = Math.floor((now - MINUTE_RETENTION_MS) / MINUTE);
   const hourCut = Math.floor((now - HOUR_RETENTION_MS) / HOUR);
   const dayCut = Math.floor((now - DAY_RETENTION_MS) / DAY);
   const pdayCut = pacificDayNumber(now) - 1;
-  return {
-    minuteBucketsDeleted: await deleteRange(kv, {
-      start: ["usage", "m"],
-      end: ["usage", "m", minuteCut],
-    }),
-    hourBucketsRolledUp: await rollUpHours(kv, hourCut),
-    causeBucketsDeleted: await deleteRange(kv, {
-      start: ["usage_cause"],
-      end: ["usage_cause", hourCut],
-    }),
-    dayBucketsDeleted: await deleteRange(kv, {
-      start: ["usage", "d"],
-      end: ["usage", "d", dayCut],
-    }),
-    pacificDayBucketsDeleted: await deleteRange(kv, {
-      start: ["usage", "pd"],
-      end: ["usage", "pd", pdayCut],
-    }),
-    budgetCountersDeleted: await deleteBudgetCounters(kv, now),
+  const failures: string[] = [];
+  const step = async (name: string, run: () => Promise<number>): Promise<number> => {
+    try {
+      return await run();
+    } catch (err) {
+      failures.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+      return 0;
+    }
   };
+  const report: RollUpReport = {
+    minuteBucketsDeleted: await step(
+      "minute buckets",
+      () => deleteRange(kv, { start: ["usage", "m"], end: ["usage", "m", minuteCut] }),
+    ),
+    hourBucketsRolledUp: await step("hour buckets", () => rollUpHours(kv, hourCut)),
+    causeBucketsDeleted: await step(
+      "cause buckets",
+      () => deleteRange(kv, { start: ["usage_cause"], end: ["usage_cause", hourCut] }),
+    ),
+    dayBucketsDeleted: await step(
+      "day buckets",
+      () => deleteRange(kv, { start: ["usage", "d"], end: ["usage", "d", dayCut] }),
+    ),
+    pacificDayBucketsDeleted: await step(
+      "Pacific day buckets",
+      () => deleteRange(kv, { start: ["usage", "pd"], end: ["usage", "pd", pdayCut] }),
+    ),
+    budgetCountersDeleted: await step("budget counters", () => deleteBudgetCounters(kv, now)),
+  };
+  if (failures.length) throw new Error(`Usage roll-up failed: ${failures.join("; ")}`);
+  return report;
 }

@@ -4,6 +4,12 @@
  * suffixes (`-thinking`, `-nothinking`, `-maxthinking`) into a thinking directive.
  */
 
+/**
+ * The longest model name a request may give: real ones are far shorter, and usage counters carry
+ * the name in their KV keys (2 KiB at most each, 80 KiB per atomic write).
+ */
+export const MAX_MODEL_NAME = 128;
+
 /** What a model-name suffix asks of thinking. */
 export type ThinkingSuffix = "thinking" | "nothinking" | "maxthinking";
 

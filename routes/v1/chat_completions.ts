@@ -4,7 +4,7 @@
  * translate back as one JSON body or a live SSE stream, and record usage once the answer is done.
  */
 import { Hono } from "hono";
-import { accountRequest, requestTags } from "../../lib/accounting.ts";
+import { accountRequest, type RequestOutcome, requestTags } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
@@ -18,7 +18,7 @@ import {
 import { arrived } from "../../lib/arrived.ts";
 import { markWhole } from "../../lib/whole_body.ts";
 import { heartbeatResponse, SLOW } from "../../lib/heartbeat.ts";
-import type { GenerateContentResponse, UsageMetadata } from "../../lib/gemini/types.ts";
+import type { GenerateContentResponse } from "../../lib/gemini/types.ts";
 import { offloadLargeInline, resolveChatInputs } from "../../lib/openai/chat_inputs.ts";
 import { FileAccessError, pinnedFailure } from "../../lib/gemini/files.ts";
 import {
@@ -199,7 +199,7 @@ export async function answerChat(
   });
   const account = (
     attempts: Attempt[],
-    outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
+    outcome: Pick<RequestOutcome, "ok" | "served" | "status" | "errorClass" | "usage">,
   ) =>
     accountRequest(gw, {
       model,
@@ -323,7 +323,7 @@ interface ChatStreamParts {
   /** Records the request's usage once the stream is over. */
   account: (
     attempts: Attempt[],
-    outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
+    outcome: Pick<RequestOutcome, "ok" | "served" | "status" | "errorClass" | "usage">,
   ) => void;
 }
 
@@ -363,6 +363,8 @@ function chatStreamAnswer(gw: Gateway, parts: ChatStreamParts): ChatStreamAnswer
     rounds.close();
     account(rounds.attempts, {
       ok: !error,
+      // A stream that broke after Gemini's first event still gave the client part of an answer.
+      served: !error || rounds.usage !== undefined,
       status: 200,
       errorClass: error ? "stream_error" : undefined,
       usage: rounds.usage,

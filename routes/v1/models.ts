@@ -21,7 +21,7 @@ const SERVED_METHODS = new Set(["generateContent", "embedContent", "batchEmbedCo
 /** Upstream model list pages fetched at most. */
 const MAX_PAGES = 10;
 /** The model key used for pool bookkeeping of list calls. */
-const LIST_MODEL = "models.list";
+export const LIST_MODEL = "models.list";
 
 /** Loads every page of the upstream model list through the pool. */
 export async function loadModels(gw: Gateway): Promise<ModelEntry[]> {

@@ -8,7 +8,7 @@
  */
 import { type Context, Hono } from "hono";
 import { declaredBodyLimit } from "../../lib/body_limit.ts";
-import { accountRequest, requestTags } from "../../lib/accounting.ts";
+import { accountRequest, type RequestOutcome, requestTags } from "../../lib/accounting.ts";
 import {
   assertNativeModelAllowed,
   hasNativeCredential,
@@ -367,7 +367,7 @@ async function modelCall(
   const startedAt = gw.now();
   const account = (
     attempts: Attempt[],
-    outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
+    outcome: Pick<RequestOutcome, "ok" | "served" | "status" | "errorClass" | "usage">,
   ) =>
     accountRequest(gw, {
       model,
@@ -474,7 +474,7 @@ interface PassThroughScope {
   upstream: AbortController;
   account: (
     attempts: Attempt[],
-    outcome: { ok: boolean; status: number; errorClass?: string; usage?: UsageMetadata },
+    outcome: Pick<RequestOutcome, "ok" | "served" | "status" | "errorClass" | "usage">,
   ) => void;
 }
 
@@ -491,7 +491,9 @@ function passThrough(
   const { signal, stopUpstream, upstream, account } = scope;
   const end = (error: string | undefined, errorClass = error ? "stream_error" : undefined) => {
     signal.removeEventListener("abort", stopUpstream);
-    account(attempts, { ok: !error, status: 200, errorClass, usage: passing.usage });
+    // A stream that broke after Gemini's first event still gave the client part of an answer.
+    const served = !error || passing.usage !== undefined;
+    account(attempts, { ok: !error, served, status: 200, errorClass, usage: passing.usage });
     // A stream that failed after its first byte: 502, as Google answers a broken stream.
     return error ? errorEvent(new GoogleApiError(502, error)) : null;
   };

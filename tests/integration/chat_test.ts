@@ -337,6 +337,49 @@ Deno.test("bad request bodies get a 400 in OpenAI's error shape naming the field
   }
 });
 
+Deno.test("a model name over 128 characters is a 400 on every API; one in a native path is counted as (other)", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-1": OK } });
+  try {
+    const apiKey = await gw.createUserKey();
+    const long = `gemini-${"x".repeat(2100)}`;
+    const messages = [{ role: "user", content: "hi" }];
+    for (
+      const [path, body] of [
+        ["/v1/chat/completions", { model: long, messages }],
+        ["/v1/responses", { model: long, input: "hi" }],
+        ["/v1/messages", { model: long, max_tokens: 10, messages }],
+        ["/v1/embeddings", { model: long, input: "hi" }],
+      ] as const
+    ) {
+      const res = await post(`${gw.url}${path}`, { apiKey, body });
+      assert.equal(res.status, 400, path);
+      assert.match(JSON.stringify(res.json), /model/, path);
+    }
+    assert.equal(gw.fake.requests.length, 0, "nothing reached the upstream");
+    // The native API takes the model from the path: the upstream says it does not know it.
+    const native = await post(`${gw.url}/v1beta/models/${long}:generateContent`, {
+      apiKey,
+      body: { contents: [{ role: "user", parts: [{ text: "hi" }] }] },
+    });
+    assert.equal(native.status, 404);
+    const ok = await post(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: { model: "gemini-2.5-flash", messages },
+    });
+    assert.equal(ok.status, 200);
+    await gw.app.drain();
+    // Usage kept counting: the long name would not fit a KV key, so it counts as (other).
+    const stats = await gw.admin<{ totals: { requests: number }; models: { model: string }[] }>(
+      "GET",
+      "/admin/api/stats",
+    );
+    assert.equal(stats.json.totals.requests, 1);
+    assert.deepEqual(stats.json.models.map((m) => m.model).sort(), ["(other)", "gemini-2.5-flash"]);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("an upstream request error is answered at once without blaming or rotating keys", async () => {
   const gw = await startGateway({ keys: { "AIzaGood-1": OK, "AIzaGood-2": OK } });
   try {

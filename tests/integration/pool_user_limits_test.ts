@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import type { OpenAiErrorBody } from "../../lib/openai/errors.ts";
 import { nextPacificMidnight, nextPacificMonthStart } from "../../lib/pool/calendar.ts";
-import { post, startGateway, type TestGateway } from "./harness.ts";
+import { post, stallingStreams, startGateway, type TestGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 const CHAT = { model: "gemini-2.5-flash", messages: [{ role: "user", content: "hi" }] };
@@ -182,6 +182,35 @@ Deno.test("a user key's requests per day count answered requests, shared by /v1 
     assert.equal(listed.json.data[0].requests_this_month, 3);
     gw.clock.t = nextPacificMidnight(gw.clock.now());
     assert.equal((await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT })).status, 200);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a stream that broke after its first words still spends the user key's budgets", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaGood-key-0001": OK },
+    env: { UPSTREAM_TIMEOUT_MS: "1000" },
+    upstreamFetch: stallingStreams,
+  });
+  try {
+    const apiKey = await userKey(gw, { requests_per_day: 1 });
+    const broken = await post<string>(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: { ...CHAT, messages: [{ role: "user", content: "hi there friend" }], stream: true },
+    });
+    assert.equal(broken.status, 200);
+    assert.match(broken.json, /"content":"Echo/, "the client got the first words");
+    assert.match(broken.json, /upstream_stream_error/, "then the stream broke");
+    await gw.app.drain();
+    const listed = await gw.admin<{ data: Record<string, number>[] }>(
+      "GET",
+      "/admin/api/user-keys",
+    );
+    assert.equal(listed.json.data[0].requests_today, 1);
+    assert.ok(listed.json.data[0].tokens_today > 0, JSON.stringify(listed.json.data[0]));
+    const refused = await post(`${gw.url}/v1/chat/completions`, { apiKey, body: CHAT });
+    assert.equal(refused.status, 429);
   } finally {
     await gw.close();
   }

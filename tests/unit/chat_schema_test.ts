@@ -54,6 +54,8 @@ const VALUES: unknown[] = [
   1e-300,
   "",
   "x",
+  "m".repeat(128),
+  "m".repeat(129),
   true,
   [],
   ["a"],

@@ -5,6 +5,7 @@ import {
   commitChunks,
   readUsageStats,
   recordUsage,
+  rollUpUsage,
   UsageBatch,
   type UsageEvent,
   usageMutations,
@@ -347,5 +348,123 @@ Deno.test("the recorder's budget counter ids are the batch's, in every period", 
       made.map((m) => m.id).toSorted(),
       new Date(now).toISOString(),
     );
+  }
+});
+
+Deno.test("a stream that broke after content counts its tokens on its key and charges budgets, as a failure", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.UTC(2026, 10, 26, 12, 30);
+    const event: UsageEvent = {
+      now,
+      model: "m",
+      userId: "u1",
+      attempts: [{ keyId: "k1", ok: true }],
+      ok: false,
+      served: true,
+      promptTokens: 10,
+      completionTokens: 7,
+      thinkingTokens: 3,
+    };
+    await recordUsage(kv, event);
+    // Not served: nothing of its tokens or budgets.
+    await recordUsage(kv, { ...event, served: false });
+    const s = await readUsageStats(kv, now);
+    assert.deepEqual(s.totals, { req: 0, att: 2, err: 0, fail: 2, in: 10, out: 7, think: 3 });
+    assert.equal(s.keys.k1.in, 10, "the key's TPM window sees the tokens");
+    assert.equal(s.keys.k1.req, 0);
+    const budgets = usageMutations(event).filter((m) =>
+      m.key[0] === "ul_tok" || m.key[0] === "ul_req"
+    );
+    assert.ok(budgets.length > 0, "budgets are charged");
+    assert.equal(
+      usageMutations({ ...event, served: false }).filter((m) => String(m.key[0]).startsWith("ul_"))
+        .length,
+      0,
+    );
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("the recorder counts over-long and unknown unserved model names as one, and KV-breaking chunks are dropped", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.UTC(2026, 10, 26, 12);
+    const known = new Set(["m"]);
+    const recorder = new UsageRecorder({
+      kv,
+      settings: () => undefined,
+      settle: () => {},
+      maskedOf: () => null,
+      knownModel: (model) => known.has(model),
+    });
+    const failed = { ok: false, status: 404, errorClass: "client" };
+    recorder.record(outcomeAt(now, { model: "x".repeat(2100) }), now);
+    recorder.record(outcomeAt(now, { model: "junk-1", ...failed }), now);
+    recorder.record(outcomeAt(now, { model: "junk-2", ...failed }), now);
+    recorder.record(outcomeAt(now, { model: "m", ...failed }), now);
+    recorder.record(outcomeAt(now, { model: "new-model" }), now); // served: its own name
+    await recorder.drain();
+    const s = await readUsageStats(kv, now);
+    assert.deepEqual(Object.keys(s.models).sort(), ["(other)", "m", "new-model"]);
+    assert.equal(s.models["(other)"].req, 1);
+    assert.equal(s.models["(other)"].fail, 2);
+    assert.equal(s.totals.req, 2);
+
+    // A chunk KV can never take is dropped; the chunks after it are written.
+    const bad = new UsageBatch();
+    bad.addExtra([{
+      type: "sum",
+      key: ["usage_total", "all", "x".repeat(3000)],
+      value: new Deno.KvU64(1n),
+    }]);
+    const good = new UsageBatch();
+    good.add({
+      now,
+      model: "m",
+      userId: null,
+      attempts: [],
+      ok: true,
+      promptTokens: 1,
+      completionTokens: 0,
+      thinkingTokens: 0,
+    });
+    const { written, error } = await commitChunks(kv, [...bad.chunks(), ...good.chunks()]);
+    assert.equal(error, null);
+    assert.equal(written.length, 2);
+    assert.equal(written[0], null);
+    assert.equal(typeof written[1], "string");
+    assert.equal((await readUsageStats(kv, now)).totals.req, 3);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("the roll-up moves and deletes buckets in atomic writes within KV's key-size limit", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const now = Date.UTC(2026, 10, 26, 12);
+    // 40 models with long names (written before names were capped) and 600 keys' minutes.
+    for (let i = 0; i < 40; i++) {
+      await recordUsage(kv, {
+        now,
+        model: `m${i}-${"x".repeat(1500)}`,
+        userId: null,
+        attempts: [{ keyId: "k1", ok: true }],
+        ok: true,
+        promptTokens: 1,
+        completionTokens: 1,
+        thinkingTokens: 0,
+      });
+    }
+    const report = await rollUpUsage(kv, now + 52 * 3_600_000);
+    assert.ok(report.hourBucketsRolledUp >= 40 * 4, JSON.stringify(report));
+    assert.ok(report.minuteBucketsDeleted >= 40 * 4, JSON.stringify(report));
+    let hours = 0;
+    for await (const _ of kv.list({ prefix: ["usage", "h"] })) hours++;
+    assert.equal(hours, 0);
+  } finally {
+    kv.close();
   }
 });
