@@ -6,6 +6,7 @@
 /** The APIs a request may use. */
 export type ApiName =
   | "chat"
+  | "completions"
   | "responses"
   | "messages"
   | "embeddings"
@@ -24,6 +25,7 @@ export function apiOf(path: string): ApiName | null {
   switch (first) {
     case "chat":
       return "chat";
+    case "completions":
     case "responses":
     case "messages":
     case "embeddings":

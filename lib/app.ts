@@ -32,6 +32,7 @@ import { LIST_MODEL, loadModels, modelsRoutes } from "../routes/v1/models.ts";
 import { FILES_MODEL } from "./gemini/files.ts";
 import { embeddingsRoutes } from "../routes/v1/embeddings.ts";
 import { imagesRoutes } from "../routes/v1/images.ts";
+import { completionsRoutes } from "../routes/v1/completions.ts";
 import { audioRoutes } from "../routes/v1/audio.ts";
 import { filesRoutes } from "../routes/v1/files.ts";
 import { responsesRoutes } from "../routes/v1/responses.ts";
@@ -291,6 +292,7 @@ export function createApp(deps: AppDeps): App {
   hono.all("/v1beta/*", (c) => native.fetch(c.req.raw, c.env));
   hono.all("/upload/*", (c) => native.fetch(c.req.raw, c.env));
   hono.route("/v1/chat/completions", chatCompletionsRoutes(gateway));
+  hono.route("/v1/completions", completionsRoutes(gateway));
   hono.route("/v1/models", modelsRoutes(gateway));
   hono.route("/v1/embeddings", embeddingsRoutes(gateway));
   hono.route("/v1/images", imagesRoutes(gateway));

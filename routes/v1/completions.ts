@@ -1,0 +1,56 @@
+/**
+ * `POST /v1/completions`: OpenAI's legacy text completions (older SDK scripts, LangChain's
+ * `OpenAI` class, editors' autocomplete with `suffix`), answered through the chat path: the prompt
+ * is spelled as a chat request that asks Gemini to continue it (or to fill the gap before
+ * `suffix`), and the chat answer is spelled back as `text_completion` objects.
+ */
+import { Hono } from "hono";
+import type { AppEnv, Gateway } from "../../lib/gateway.ts";
+import { CompletionsRequestSchema } from "../../lib/openai/completions_schema.ts";
+import { translating } from "../../lib/openai/errors.ts";
+import { readBody } from "../../lib/openai/request.ts";
+import { respellChatStream } from "../../lib/respell_stream.ts";
+import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
+import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
+import {
+  CompletionStream,
+  promptOf,
+  toChatRequest,
+  toCompletion,
+} from "../../lib/translate/completions.ts";
+import { markWhole } from "../../lib/whole_body.ts";
+import { answerChat } from "./chat_completions.ts";
+
+/** Builds the text completions route. */
+export function completionsRoutes(gw: Gateway): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.post("/", (c) => createCompletion(gw, c.req.raw, c.get("userKey")));
+  return app;
+}
+
+async function createCompletion(
+  gw: Gateway,
+  raw: Request,
+  userKey: UserKeyRecord,
+): Promise<Response> {
+  const req = await readBody(raw, CompletionsRequestSchema);
+  const chat = translating(() => toChatRequest(req));
+  const echo = req.echo ? promptOf(req) : "";
+  // Thoughts are left out of the text (a completion has no place for them).
+  const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false });
+  if (!req.stream) {
+    const completion = await answer.json() as ChatCompletion;
+    return markWhole(Response.json(toCompletion(completion, { echo })));
+  }
+  const stream = new CompletionStream(echo);
+  const body = answer.body!.pipeThrough(respellChatStream({
+    chunk: (chunk) => {
+      const out = stream.chunk(chunk);
+      return out ? `data: ${JSON.stringify(out)}\n\n` : "";
+    },
+    end: () => "data: [DONE]\n\n",
+    // The same error event as chat's: OpenAI's SDKs raise it.
+    fail: (error) => `data: ${JSON.stringify({ error: { ...error, param: null } })}\n\n`,
+  }));
+  return new Response(body, { headers: answer.headers });
+}
