@@ -181,9 +181,14 @@ async function historyOf(
       { param, code: "conversation_too_long" },
     );
   }
-  const items = StoredItemsSchema.safeParse(turns.flatMap((t) => [...t.input, ...t.output]));
-  if (!items.success) throw notFound(id, param);
-  return { items: items.data, chain: turns.map((t) => t.id) };
+  // Each turn's input was read already; its output items are read as input items.
+  const items: InputItem[] = [];
+  for (const turn of turns) {
+    const output = StoredItemsSchema.safeParse(turn.output);
+    if (!output.success) throw notFound(id, param);
+    items.push(...turn.input, ...output.data);
+  }
+  return { items, chain: turns.map((t) => t.id) };
 }
 
 /** `GET /v1/responses/{id}/input_items`: a page of what the stored answer `id` was made from. */
@@ -235,8 +240,7 @@ async function keep(
   if (!response.store || response.status === "failed") return;
   const { ttlMs, room, ...record } = turn;
   try {
-    const stored = await storeResponse(gw.kv, userId, { response, ...record }, ttlMs, await room);
-    response.store = stored;
+    response.store = await storeResponse(gw.kv, userId, { response, ...record }, ttlMs, await room);
   } catch (err) {
     console.error("Storing a response failed:", err instanceof Error ? err.message : err);
     response.store = false;
