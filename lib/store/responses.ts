@@ -72,7 +72,11 @@ export async function storedBytes(
   return Math.max(0, Number(bytes));
 }
 
-/** Counts `bytes` on the `kind` counter of `day` for `userId`, kept as long as such answers. */
+/**
+ * Counts `bytes` on the `kind` counter of `day` for `userId`. KV sums take no expiry: the cleanup
+ * job deletes the counters of days past the longest retention, and reads skip days past the
+ * current one.
+ */
 function count(
   op: Deno.AtomicOperation,
   userId: string,
@@ -80,7 +84,6 @@ function count(
   day: number,
   bytes: number,
 ): void {
-  // The counter outlives the longest retention by a day: reads skip days past the retention.
   op.sum([USAGE, userId, kind, day], BigInt(bytes));
 }
 

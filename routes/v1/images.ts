@@ -1,6 +1,6 @@
 /**
- * `POST /v1/images/generations` and `POST /v1/images/edits`: OpenAI's image API on Gemini. Imagen models are called
- * through `:predict` (n samples in one call); Gemini image models (the default,
+ * `POST /v1/images/generations` and `POST /v1/images/edits`: OpenAI's image API on Gemini. Imagen
+ * models are called through `:predict` (n samples in one call); Gemini image models (the default,
  * `gemini-2.5-flash-image`, which OpenAI model names also map to) through `generateContent` with
  * image output, once per picture. Pictures come back as `b64_json`, or as `data:` URLs when
  * `response_format` is `url` (the gateway hosts no images). An edit sends its pictures (a
