@@ -31,7 +31,7 @@ export interface MediaFetcherOptions {
   /** The fetch to use; tests may inject one. */
   fetch?: typeof fetch;
   /** Resolves a host name to its addresses; default `Deno.resolveDns` (A and AAAA). */
-  resolve?: (host: string) => Promise<string[]>;
+  resolve?: (host: string, signal?: AbortSignal) => Promise<string[]>;
   /** Largest body accepted, in bytes. */
   maxBytes?: number;
   /** Time for the whole fetch, redirects and body included, in ms. */
@@ -46,12 +46,23 @@ export const MEDIA_MAX_BYTES = 20 * 1024 * 1024;
 /** Default time limit of one media fetch. */
 export const MEDIA_TIMEOUT_MS = 15_000;
 
-async function resolveHost(host: string): Promise<string[]> {
+async function resolveHost(host: string, signal?: AbortSignal): Promise<string[]> {
   const lookups = await Promise.allSettled([
-    Deno.resolveDns(host, "A"),
-    Deno.resolveDns(host, "AAAA"),
+    Deno.resolveDns(host, "A", { signal }),
+    Deno.resolveDns(host, "AAAA", { signal }),
   ]);
+  signal?.throwIfAborted();
   return lookups.flatMap((r) => (r.status === "fulfilled" ? r.value : []));
+}
+
+/** `promise`, or the abort reason of `signal` as soon as it fires (what it waits for is left). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** The type of media whose first bytes name it (PNG, JPEG, GIF, WebP, PDF), or null. */
@@ -70,7 +81,7 @@ export function sniff(bytes: Uint8Array): string | null {
 /** Fetches media by URL with SSRF protection, a size cap and a time limit. */
 export class MediaFetcher {
   #fetch: typeof fetch;
-  #resolve: (host: string) => Promise<string[]>;
+  #resolve: (host: string, signal?: AbortSignal) => Promise<string[]>;
   #maxBytes: number;
   #timeoutMs: number;
   #maxRedirects: number;
@@ -85,8 +96,11 @@ export class MediaFetcher {
     this.#allow = new Set((options.allowHosts ?? []).map((h) => h.toLowerCase()));
   }
 
-  /** Checks a URL and returns the address to connect to (null: connect by name, TLS verifies). */
-  async #check(url: URL, shown: string): Promise<string | null> {
+  /**
+   * Checks a URL and returns the address to connect to (null: connect by name, TLS verifies);
+   * the name's lookup ends with `signal` (the time limit, or the client gone).
+   */
+  async #check(url: URL, shown: string, signal: AbortSignal): Promise<string | null> {
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new MediaFetchError(`Only http and https URLs can be fetched, not ${shown}`);
     }
@@ -101,7 +115,7 @@ export class MediaFetcher {
       }
       return null;
     }
-    const addresses = await this.#resolve(host);
+    const addresses = await abortable(this.#resolve(host, signal), signal);
     if (addresses.length === 0) {
       throw new MediaFetchError(`The host of ${shown} could not be resolved`);
     }
@@ -192,7 +206,7 @@ export class MediaFetcher {
   }
 
   async #request(url: URL, shown: string, signal: AbortSignal): Promise<Response> {
-    const address = await this.#check(url, shown);
+    const address = await this.#check(url, shown, signal);
     const init: RequestInit = { redirect: "manual", signal, headers: { accept: "*/*" } };
     if (address && url.protocol === "http:" && typeof Deno.createHttpClient === "function") {
       // Connect to the address that was checked; the Host header keeps virtual hosting working.

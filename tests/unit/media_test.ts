@@ -160,6 +160,24 @@ Deno.test("the fetcher caps the body size and the time a fetch may take", async 
     slow.fetch("https://img.test/slow.png", { accept: images }),
     /longer than 50 ms/,
   );
+  // The limit covers the name's lookup too: a slow DNS server does not hold the request.
+  let lookupSignal: AbortSignal | undefined;
+  let answer!: () => void;
+  const slowDns = new MediaFetcher({
+    resolve: (_host, signal) => {
+      lookupSignal = signal;
+      return new Promise((resolve) => (answer = () => resolve(["93.184.216.34"])));
+    },
+    timeoutMs: 50,
+    fetch: (() => Promise.resolve(new Response("x"))) as typeof fetch,
+  });
+  // The lookup answers only after the fetch gave up: it did not wait for it.
+  await assert.rejects(
+    slowDns.fetch("https://dns.test/a.png", { accept: images }),
+    /longer than 50 ms/,
+  );
+  answer();
+  assert.equal(lookupSignal?.aborted, true, "the lookup itself is told to stop");
 });
 
 /** Splits `bytes` at `cut` into a two-chunk stream (a byte stream, as request bodies are, if asked). */
