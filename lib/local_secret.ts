@@ -22,11 +22,19 @@ export async function resolveEncryptionKey(
       "Missing environment variable ENCRYPTION_KEY (and no HOME to keep a local one)",
     );
   }
+  let existing: string | null = null;
   try {
-    const existing = (await Deno.readTextFile(file)).trim();
-    if (existing.length >= 16) return { key: existing, createdFile: null, file };
+    existing = (await Deno.readTextFile(file)).trim();
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  if (existing !== null) {
+    if (existing.length >= 16) return { key: existing, createdFile: null, file };
+    // Never replaced silently: the stored Gemini keys were sealed with what it held.
+    throw new ConfigError(
+      `The local encryption key file ${file} is damaged (${existing.length} characters, 16 at ` +
+        "least): restore it, or set ENCRYPTION_KEY to the key the stored Gemini keys were sealed with",
+    );
   }
   const key = toBase64Url(randomBytes(32));
   await Deno.mkdir(file.slice(0, file.lastIndexOf("/")), { recursive: true, mode: 0o700 });

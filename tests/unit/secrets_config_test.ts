@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig, splitKeyList } from "../../lib/config.ts";
+import { resolveEncryptionKey } from "../../lib/local_secret.ts";
 import {
   fromBase64,
   maskSecret,
@@ -93,4 +94,23 @@ Deno.test("ids drawn from the shared random pool are distinct and well formed ac
   }
   assert.equal(seen.size, 5000);
   assert.match(randomId("", 5000), /^[A-Za-z0-9_-]{6667}$/, "longer than the pool");
+});
+
+Deno.test("the local encryption key is made once, kept, and a damaged file stops start-up", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = parseConfig({ ENCRYPTION_KEY_FILE: `${dir}/keys/encryption.key` });
+    const made = await resolveEncryptionKey(config);
+    assert.equal(made.createdFile, `${dir}/keys/encryption.key`);
+    const again = await resolveEncryptionKey(config);
+    assert.equal(again.key, made.key);
+    assert.equal(again.createdFile, null);
+    await Deno.writeTextFile(`${dir}/keys/encryption.key`, "short\n");
+    await assert.rejects(
+      () => resolveEncryptionKey(config),
+      (e: unknown) => e instanceof ConfigError && /damaged/.test(e.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
