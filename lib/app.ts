@@ -303,6 +303,11 @@ export function createApp(deps: AppDeps): App {
 
   hono.use(
     "/admin/api/*",
+    // Admin answers (a new user key's secret among them) are never kept by a cache.
+    async (c, next) => {
+      await next();
+      if (!c.res.headers.has("cache-control")) c.res.headers.set("cache-control", "no-store");
+    },
     bodyLimit({ maxSize: ADMIN_BODY_BYTES, onError: () => tooLarge(ADMIN_BODY_BYTES) }),
     auditAdminApi(gateway),
     adminAuth(gateway),

@@ -402,3 +402,25 @@ Deno.test("settings are read with defaults and patched with validation", async (
     await gw.close();
   }
 });
+
+Deno.test("admin API answers are never cached: a new user key's secret, and errors", async () => {
+  const gw = await startGateway({});
+  try {
+    const call = (method: string, path: string, body?: unknown) =>
+      fetch(`${gw.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN_PASSWORD}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    const created = await call("POST", "/admin/api/user-keys", { name: "cached?" });
+    assert.equal(created.status, 201);
+    assert.match((await created.json()).key, /^sk-/);
+    assert.equal(created.headers.get("cache-control"), "no-store");
+    const missing = await call("GET", "/admin/api/user-keys/nope");
+    await missing.body?.cancel();
+    assert.equal(missing.status, 404);
+    assert.equal(missing.headers.get("cache-control"), "no-store");
+  } finally {
+    await gw.close();
+  }
+});
