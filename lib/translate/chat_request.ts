@@ -22,7 +22,7 @@ import type {
 import type { Settings } from "../store/settings.ts";
 import type { StoredToolCall } from "../store/tool_calls.ts";
 import { normalizeModel, type ResolvedModel, resolveModel } from "./models.ts";
-import { toGeminiParameters, toResponseJsonSchema } from "./schema.ts";
+import { SchemaError, toGeminiParameters, toResponseJsonSchema } from "./schema.ts";
 import {
   requiresThoughtSignatures,
   ThinkingConfigError,
@@ -44,6 +44,16 @@ export class TranslateError extends Error {
     this.name = "TranslateError";
     this.param = param;
     this.code = code;
+  }
+}
+
+/** What `convert` makes of a schema, a schema it refuses being a 400 naming `param`. */
+function schemaOf<T>(convert: () => T, param: string): T {
+  try {
+    return convert();
+  } catch (err) {
+    if (err instanceof SchemaError) throw new TranslateError(err.message, param);
+    throw err;
   }
 }
 
@@ -529,7 +539,10 @@ function declarations(req: ChatCompletionRequest): FunctionDeclaration[] {
     names.add(fn.name);
     const decl: FunctionDeclaration = { name: fn.name };
     if (fn.description) decl.description = fn.description;
-    const parameters = toGeminiParameters(fn.parameters);
+    const parameters = schemaOf(
+      () => toGeminiParameters(fn.parameters),
+      req.tools?.length ? `tools[${i}].function.parameters` : `functions[${i}].parameters`,
+    );
     if (parameters) decl.parameters = parameters;
     return decl;
   });
@@ -699,7 +712,11 @@ export function toGeminiChatRequest(
   if (format?.type === "json_schema") {
     config.responseMimeType = "application/json";
     if (format.json_schema.schema) {
-      config.responseJsonSchema = toResponseJsonSchema(format.json_schema.schema);
+      const schema = format.json_schema.schema;
+      config.responseJsonSchema = schemaOf(
+        () => toResponseJsonSchema(schema),
+        "response_format.json_schema.schema",
+      );
     }
   }
   const extras = googleExtras(req);

@@ -36,6 +36,28 @@ const TYPES = new Set(["string", "number", "integer", "boolean", "array", "objec
 
 /** How deep a schema (and `$ref` inlining) may nest before the rest is cut to a plain type. */
 const MAX_DEPTH = 24;
+/**
+ * Schema nodes one conversion may make: inlining `$ref`s and spreading type lists into `anyOf`
+ * copies can grow a tiny schema exponentially, so the work is bounded.
+ */
+export const MAX_SCHEMA_NODES = 5_000;
+/** How deep a `response_format` schema may nest. */
+const MAX_RESPONSE_SCHEMA_DEPTH = 64;
+
+/** A schema the gateway will not convert (too large once expanded, or nested too deep). */
+export class SchemaError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SchemaError";
+  }
+}
+
+/** What one conversion shares: the root (for `$ref`s), the nodes made, the `$ref`s being inlined. */
+interface Conversion {
+  root: Json;
+  nodes: number;
+  refs: string[];
+}
 
 function isRecord(value: unknown): value is Json {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -74,15 +96,42 @@ function describeValues(description: unknown, values: unknown[]): string {
 }
 
 /** Converts one JSON Schema node to Gemini's OpenAPI subset. */
-function convert(node: unknown, root: Json, depth: number): Json {
+function convert(node: unknown, cx: Conversion, depth: number): Json {
   if (!isRecord(node)) return {};
+  if (++cx.nodes > MAX_SCHEMA_NODES) {
+    throw new SchemaError(
+      `The schema expands to more than ${MAX_SCHEMA_NODES} nodes (its $refs inlined and type ` +
+        "lists spread): simplify it",
+    );
+  }
   if (depth > MAX_DEPTH) return { type: typeof node.type === "string" ? node.type : "object" };
+  const root = cx.root;
   let schema: Json = node;
+  let inlined: string | null = null;
   if (typeof schema.$ref === "string") {
+    // A definition met again inside itself (a recursive schema) stops there, as a plain object.
+    if (cx.refs.includes(schema.$ref)) {
+      return typeof schema.description === "string"
+        ? { type: "object", description: schema.description }
+        : { type: "object" };
+    }
     const target = resolveRef(schema.$ref, root);
     const { $ref: _ref, ...rest } = schema;
+    if (target) inlined = schema.$ref;
     schema = target ? { ...target, ...rest } : rest;
   }
+  if (inlined) cx.refs.push(inlined);
+  try {
+    return convertInlined(schema, cx, depth);
+  } finally {
+    if (inlined) cx.refs.pop();
+  }
+}
+
+/** Converts a node whose own `$ref` is inlined already (see `convert`). */
+function convertInlined(node: Json, cx: Conversion, depth: number): Json {
+  const root = cx.root;
+  let schema = node;
   if (Array.isArray(schema.allOf)) {
     const { allOf, ...rest } = schema;
     const members = allOf.map((m) => {
@@ -105,7 +154,7 @@ function convert(node: unknown, root: Json, depth: number): Json {
     const rest = types.filter((t) => t !== "null");
     if (rest.length === 1) type = rest[0];
     else if (rest.length > 1) {
-      out.anyOf = rest.map((t) => convert({ ...schema, type: t }, root, depth + 1));
+      out.anyOf = rest.map((t) => convert({ ...schema, type: t }, cx, depth + 1));
     }
   }
   if (type === "null") {
@@ -126,7 +175,7 @@ function convert(node: unknown, root: Json, depth: number): Json {
         return false;
       }
       return true;
-    }).map((m) => convert(m, root, depth + 1));
+    }).map((m) => convert(m, cx, depth + 1));
     if (members.length === 1) {
       const { description, ...single } = members[0];
       Object.assign(out, single);
@@ -165,7 +214,7 @@ function convert(node: unknown, root: Json, depth: number): Json {
   if (isRecord(schema.properties)) {
     const properties: Json = {};
     for (const [name, value] of Object.entries(schema.properties)) {
-      properties[name] = convert(value, root, depth + 1);
+      properties[name] = convert(value, cx, depth + 1);
     }
     if (Object.keys(properties).length) {
       out.properties = properties;
@@ -180,7 +229,7 @@ function convert(node: unknown, root: Json, depth: number): Json {
   }
   if (schema.items !== undefined) {
     const items = Array.isArray(schema.items) ? schema.items[0] : schema.items;
-    out.items = isRecord(items) ? convert(items, root, depth + 1) : { type: "string" };
+    out.items = isRecord(items) ? convert(items, cx, depth + 1) : { type: "string" };
     if (!out.type) out.type = "array";
   } else if (out.type === "array") {
     out.items = { type: "string" };
@@ -191,11 +240,12 @@ function convert(node: unknown, root: Json, depth: number): Json {
 
 /**
  * An OpenAI function's `parameters` as Gemini's `parameters`, or undefined when the function takes
- * no arguments (an empty object schema is refused by Gemini, so it is left out).
+ * no arguments (an empty object schema is refused by Gemini, so it is left out). Throws a
+ * `SchemaError` for a schema too large to convert.
  */
 export function toGeminiParameters(schema: unknown): Json | undefined {
   if (!isRecord(schema)) return undefined;
-  const out = convert(schema, schema, 0);
+  const out = convert(schema, { root: schema, nodes: 0, refs: [] }, 0);
   if (!isRecord(out.properties) || Object.keys(out.properties).length === 0) return undefined;
   return out;
 }
@@ -214,18 +264,23 @@ const SCHEMA_VALUES = new Set([
   "not",
 ]);
 
-/** A `response_format` JSON schema for `responseJsonSchema`: meta keywords removed, the rest kept. */
-export function toResponseJsonSchema(schema: unknown): unknown {
+/**
+ * A `response_format` JSON schema for `responseJsonSchema`: meta keywords removed, the rest kept.
+ * Throws a `SchemaError` for one nested deeper than `MAX_RESPONSE_SCHEMA_DEPTH`.
+ */
+export function toResponseJsonSchema(schema: unknown, depth = 0): unknown {
   if (!isRecord(schema)) return schema;
+  if (depth > MAX_RESPONSE_SCHEMA_DEPTH) {
+    throw new SchemaError(`The schema nests deeper than ${MAX_RESPONSE_SCHEMA_DEPTH} levels`);
+  }
+  const inner = (s: unknown) => toResponseJsonSchema(s, depth + 1);
   const out: Json = {};
   for (const [k, v] of Object.entries(schema)) {
     if (JSON_SCHEMA_DROPPED.has(k)) continue;
     if (SCHEMA_MAPS.has(k) && isRecord(v)) {
-      out[k] = Object.fromEntries(
-        Object.entries(v).map(([name, s]) => [name, toResponseJsonSchema(s)]),
-      );
+      out[k] = Object.fromEntries(Object.entries(v).map(([name, s]) => [name, inner(s)]));
     } else if (SCHEMA_VALUES.has(k)) {
-      out[k] = Array.isArray(v) ? v.map(toResponseJsonSchema) : toResponseJsonSchema(v);
+      out[k] = Array.isArray(v) ? v.map(inner) : inner(v);
     } else out[k] = v;
   }
   return out;

@@ -405,3 +405,37 @@ Deno.test("a tool message naming no earlier call is a 400 naming the message", a
     await gw.close();
   }
 });
+
+Deno.test("schemas too large once expanded, or nested too deep, are 400s naming the schema", async () => {
+  const gw = await startGateway({ keys: { "AIzaTools-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    let wide: Record<string, unknown> = { type: "string" };
+    for (let i = 0; i < 12; i++) {
+      wide = { type: ["string", "number", "object"], properties: { a: wide, b: wide } };
+    }
+    const messages = [{ role: "user" as const, content: "x" }];
+    const tools = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages,
+      tools: [{
+        type: "function",
+        function: { name: "f", parameters: { type: "object", properties: { w: wide } } },
+      }],
+    }).catch((e) => e);
+    assert.equal(tools.status, 400);
+    assert.equal(tools.param, "tools[0].function.parameters");
+    let deep: Record<string, unknown> = { type: "string" };
+    for (let i = 0; i < 5_000; i++) deep = { type: "array", items: deep };
+    const format = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages,
+      response_format: { type: "json_schema", json_schema: { name: "d", schema: deep } },
+    }).catch((e) => e);
+    assert.equal(format.status, 400);
+    assert.equal(format.param, "response_format.json_schema.schema");
+    assert.equal(gw.fake.requests.filter((r) => r.path.includes("generate")).length, 0);
+  } finally {
+    await gw.close();
+  }
+});

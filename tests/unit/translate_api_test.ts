@@ -24,7 +24,11 @@ import {
 } from "../../lib/translate/continuation.ts";
 import { float32Base64, toBatchEmbedRequests } from "../../lib/translate/embeddings.ts";
 import { aliasModels, aliasProblem, resolveModel } from "../../lib/translate/models.ts";
-import { toGeminiParameters, toResponseJsonSchema } from "../../lib/translate/schema.ts";
+import {
+  SchemaError,
+  toGeminiParameters,
+  toResponseJsonSchema,
+} from "../../lib/translate/schema.ts";
 import { thinkingConfigFor, thinkingFamily } from "../../lib/translate/thinking.ts";
 import {
   DUMMY_THOUGHT_SIGNATURE,
@@ -112,6 +116,32 @@ Deno.test("function parameters are reduced to Gemini's schema subset", () => {
     $defs: { node: { type: "object", properties: { child: { $ref: "#/$defs/node" } } } },
   });
   assert.ok(JSON.stringify(tree).length < 20_000);
+  // The self-reference is cut where it meets itself: one level of the definition, then an object.
+  assert.deepEqual(tree, {
+    type: "object",
+    properties: {
+      node: { type: "object", properties: { child: { type: "object" } } },
+    },
+  });
+  // A definition that refers to itself twice does not double at every level (2^24 nodes).
+  const twice = toGeminiParameters({
+    type: "object",
+    $defs: {
+      a: { type: "object", properties: { k0: { $ref: "#/$defs/a" }, k1: { $ref: "#/$defs/a" } } },
+    },
+    properties: { root: { $ref: "#/$defs/a" } },
+  });
+  assert.ok(JSON.stringify(twice).length < 1_000, JSON.stringify(twice));
+  // Type lists spread into anyOf copies at every level: past the node budget, refused.
+  let wide: Record<string, unknown> = { type: "string" };
+  for (let i = 0; i < 12; i++) {
+    wide = { type: ["string", "number", "object"], properties: { a: wide, b: wide } };
+  }
+  assert.throws(() => toGeminiParameters({ type: "object", properties: { w: wide } }), SchemaError);
+  // A response_format schema nested too deep is refused, not a stack overflow.
+  let deep: Record<string, unknown> = { type: "string" };
+  for (let i = 0; i < 5_000; i++) deep = { type: "array", items: deep };
+  assert.throws(() => toResponseJsonSchema(deep), SchemaError);
   assert.deepEqual(
     toResponseJsonSchema({
       $schema: "x",
