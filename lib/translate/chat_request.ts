@@ -268,9 +268,37 @@ export function chatRequestRefs(req: ChatCompletionRequest): ChatRefs {
   return refs;
 }
 
-/** A Markdown image whose target is a base64 `data:` URL of a picture. */
-const DATA_URL_IMAGE =
-  /!\[[^\]\n]*\]\(data:(image\/[a-z0-9.+-]+);base64,([A-Za-z0-9+/]+={0,2})\)/gi;
+/** The target of a Markdown image that is a base64 `data:` URL of a picture, from its `](`. */
+const DATA_URL_TARGET = /\]\(data:(image\/[a-z0-9.+-]+);base64,([A-Za-z0-9+/]+={0,2})\)/iy;
+
+/**
+ * The Markdown images of `text` with base64 `data:` URL targets (`![alt](data:image/...)`, the alt
+ * text on one line without `]`), in order. Linear in the text's length: each `](data:` is matched
+ * forward with a sticky pattern, and its `![` looked for back to the nearest `]` or line end, so
+ * no character is scanned twice (a regex over the whole text backtracked from every `![`).
+ */
+function dataUrlImages(text: string): { start: number; end: number; media: InlineData }[] {
+  const found: { start: number; end: number; media: InlineData }[] = [];
+  let last = 0;
+  for (let at = text.indexOf("](data:", last); at !== -1; at = text.indexOf("](data:", at + 1)) {
+    let from = at;
+    while (from > last && text[from - 1] !== "]" && text[from - 1] !== "\n") from--;
+    // The first `![` of that stretch starts the image (as a leftmost regex match would).
+    let start = -1;
+    for (let i = from; i < at - 1 && start === -1; i++) {
+      if (text[i] === "!" && text[i + 1] === "[") start = i;
+    }
+    if (start === -1) continue;
+    DATA_URL_TARGET.lastIndex = at;
+    const m = DATA_URL_TARGET.exec(text);
+    if (!m) continue;
+    const end = at + m[0].length;
+    found.push({ start, end, media: { mimeType: m[1].toLowerCase(), data: m[2] } });
+    last = end;
+    at = end - 1;
+  }
+  return found;
+}
 
 /**
  * The parts of an answer's text: its Markdown data-URL images (what `splitText` made of an image
@@ -281,11 +309,11 @@ export function textWithImages(text: string): Part[] {
   if (!text.includes("](data:image/")) return [{ text }];
   const parts: Part[] = [];
   let last = 0;
-  for (const m of text.matchAll(DATA_URL_IMAGE)) {
-    const before = text.slice(last, m.index).trim();
+  for (const image of dataUrlImages(text)) {
+    const before = text.slice(last, image.start).trim();
     if (before) parts.push({ text: before });
-    parts.push({ inlineData: { mimeType: m[1].toLowerCase(), data: m[2] } });
-    last = m.index + m[0].length;
+    parts.push({ inlineData: image.media });
+    last = image.end;
   }
   const after = text.slice(last).trim();
   if (after) parts.push({ text: after });

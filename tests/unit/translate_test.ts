@@ -221,3 +221,50 @@ Deno.test("Markdown data-URL images in an answer's text become inline images; ot
   );
   assert.deepEqual(textWithImages(""), []);
 });
+
+Deno.test("data-URL images are found as the old regex found them, in linear time", () => {
+  // The regex the finder replaced: right, but it backtracked from every `![` (quadratic).
+  const reference = (text: string) => {
+    const re = /!\[[^\]\n]*\]\(data:(image\/[a-z0-9.+-]+);base64,([A-Za-z0-9+/]+={0,2})\)/gi;
+    const parts: unknown[] = [];
+    let last = 0;
+    for (const m of text.matchAll(re)) {
+      const before = text.slice(last, m.index).trim();
+      if (before) parts.push({ text: before });
+      parts.push({ inlineData: { mimeType: m[1].toLowerCase(), data: m[2] } });
+      last = m.index + m[0].length;
+    }
+    const after = text.slice(last).trim();
+    if (after) parts.push({ text: after });
+    return text.includes("](data:image/") ? parts : text ? [{ text }] : [];
+  };
+  const tokens = [
+    "![",
+    "!",
+    "[",
+    "]",
+    "(",
+    ")",
+    "](data:",
+    "data:image/png;base64,",
+    "image/",
+    "QUJD",
+    "=",
+    "\n",
+    " ",
+    "x",
+  ];
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let n = 0; n < 3000; n++) {
+    let text = "";
+    const length = 1 + Math.floor(random() * 24);
+    for (let i = 0; i < length; i++) text += tokens[Math.floor(random() * tokens.length)];
+    assert.deepEqual(textWithImages(text), reference(text), JSON.stringify(text));
+  }
+  // Many `![` and one image at the end: each character is looked at a bounded number of times.
+  const hostile = "![".repeat(100_000) + "![a](data:image/png;base64,AAAA)";
+  assert.deepEqual(textWithImages(hostile).at(-1), {
+    inlineData: { mimeType: "image/png", data: "AAAA" },
+  });
+});
