@@ -61,6 +61,8 @@ export async function generateWithRounds(
   const candidate = res.candidates![0];
   const parts = candidate.content?.parts ?? [];
   let { text, thoughts } = splitText(parts);
+  // What the later rounds give besides text (pictures, function calls), in order.
+  const later: Part[] = [];
   let usage: UsageMetadata | undefined = res.usageMetadata;
   let finishReason = candidate.finishReason;
   while (rounds <= options!.rounds && finishReason === "MAX_TOKENS") {
@@ -80,13 +82,25 @@ export async function generateWithRounds(
     const more = splitText(c?.content?.parts ?? []);
     text += more.text.slice(overlapLength(text, more.text));
     thoughts += more.thoughts;
+    later.push(...(c?.content?.parts ?? []).filter((p) => typeof p.text !== "string"));
     usage = addUsage(usage, res.usageMetadata);
     finishReason = c?.finishReason;
     if (!c || hasFunctionCalls(res)) break;
   }
+  // The rounds' text becomes one part where the first round's text was; the first round's other
+  // parts keep their places, and the later rounds' follow.
   const merged: Part[] = [];
   if (thoughts) merged.push({ text: thoughts, thought: true });
-  merged.push({ text });
+  let placed = false;
+  for (const p of parts) {
+    if (typeof p.text !== "string") merged.push(p);
+    else if (!placed && !p.thought) {
+      placed = true;
+      merged.push({ text });
+    }
+  }
+  if (!placed) merged.push({ text });
+  merged.push(...later);
   return {
     ok: true,
     attempts,
@@ -302,17 +316,7 @@ export class StreamRounds {
       if (polled !== null) return polled;
       let turn = this.#held;
       this.#held = null;
-      if (turn === null) {
-        this.#idle ??= new IdleTimeout(this.#gw.client.deadlines);
-        const item = await this.#idle.next(this.#events);
-        turn = item === "timeout"
-          ? {
-            kind: "broken",
-            message: `Upstream sent nothing for ${this.#gw.client.deadlines.timeoutMs} ms; ` +
-              "the answer is incomplete",
-          }
-          : this.#turn(item);
-      }
+      if (turn === null) turn = await this.#wait();
       if (turn.kind === "chunk" || turn.kind === "end") return turn;
       if (turn.kind === "broken" && !(this.#options && this.#roundsLeft())) {
         this.close();
@@ -324,6 +328,38 @@ export class StreamRounds {
         return { kind: "error", message: `The answer could not be continued: ${failed}` };
       }
     }
+  }
+
+  /**
+   * Waits for the next upstream event. A silence past the timeout or a failed read breaks the
+   * round off, unless the answer had finished already: then only the end of the body was missing,
+   * and the stream ends cleanly.
+   */
+  async #wait(): Promise<Turn> {
+    this.#idle ??= new IdleTimeout(this.#gw.client.deadlines);
+    let item: IteratorResult<string> | "timeout";
+    try {
+      item = await this.#idle.next(this.#events);
+    } catch (err) {
+      // The client went away (the upstream was aborted): nothing is continued for it.
+      if (this.#upstream.signal.aborted) throw err;
+      if (this.#finished) return this.#endEarly();
+      const detail = err instanceof Error ? err.message : String(err);
+      return { kind: "broken", message: `Upstream stream failed: ${detail}` };
+    }
+    if (item !== "timeout") return this.#turn(item);
+    if (this.#finished) return this.#endEarly();
+    return {
+      kind: "broken",
+      message: `Upstream sent nothing for ${this.#gw.client.deadlines.timeoutMs} ms; ` +
+        "the answer is incomplete",
+    };
+  }
+
+  /** The end of an answer whose last chunk came but whose body did not end: let it go. */
+  #endEarly(): Turn {
+    this.close();
+    return { kind: "end" };
   }
 
   /** What an upstream event (or the end of its body) makes of the stream. */
@@ -343,6 +379,8 @@ export class StreamRounds {
     }
     const parsed = parseChunk(item.value);
     if (parsed.ok) return { kind: "chunk", value: this.#process(parsed.value) };
+    // Garbage after the answer's last chunk does not spoil the answer.
+    if (this.#finished) return this.#endEarly();
     return {
       kind: "broken",
       message: `Upstream failed during the stream: ${parsed.body.slice(0, 300)}`,

@@ -15,11 +15,16 @@ export const MIN_OVERLAP = 8;
 /** Longest overlap looked for, in characters. */
 export const OVERLAP_WINDOW = 400;
 
-/** The request for the next round: the original one plus the partial answer and "continue". */
+/**
+ * The request for the next round: the original one plus the partial answer and "continue"; the
+ * original one again when no text came yet (the model was still thinking: an empty model turn
+ * would only be refused).
+ */
 export function continuationRequest(
   body: GenerateContentRequest,
   partial: string,
 ): GenerateContentRequest {
+  if (partial === "") return body;
   return {
     ...body,
     contents: [

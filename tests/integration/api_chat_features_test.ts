@@ -503,6 +503,158 @@ Deno.test("anti-truncation resumes a stream the upstream cut before its end", as
   }
 });
 
+/** An SSE answer of `chunks`, whose body then fails (`reset`), stays open (`hang`) or ends. */
+function scriptedSse(chunks: Json[], after: "reset" | "hang" | "end" = "end"): Response {
+  const encoder = new TextEncoder();
+  let sent = false;
+  return new Response(
+    new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (!sent) {
+          sent = true;
+          for (const chunk of chunks) {
+            c.enqueue(encoder.encode(`data: ${JSON.stringify(chunk)}\r\n\r\n`));
+          }
+          return;
+        }
+        // The failure comes with a later read, as a connection's would.
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        if (after === "reset") c.error(new TypeError("connection reset"));
+        if (after === "end") c.close();
+        if (after === "hang") await new Promise(() => {});
+      },
+    }),
+    { headers: { "content-type": "text/event-stream" } },
+  );
+}
+
+const textChunk = (text: string, finishReason?: string): Json => ({
+  candidates: [{
+    index: 0,
+    content: { role: "model", parts: [{ text }] },
+    ...(finishReason ? { finishReason } : {}),
+  }],
+  usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 2, totalTokenCount: 5 },
+});
+
+/** A gateway whose generate calls are answered by `script` (call n, streamed or not). */
+async function scriptedGateway(
+  script: (n: number, stream: boolean) => Response,
+  env: Record<string, string> = {},
+) {
+  let n = 0;
+  return await startGateway({
+    keys: { "AIzaFeat-1": OK },
+    env,
+    upstreamFetch: (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (!url.includes("enerateContent")) return fetch(input, init);
+      return Promise.resolve(script(n++, url.includes(":stream")));
+    },
+  });
+}
+
+Deno.test("anti-truncation continues a stream whose connection failed, and a failure after the finish is no error", async () => {
+  const gw = await scriptedGateway((n) =>
+    n === 0
+      ? scriptedSse([textChunk("The first half of the answer, ")], "reset")
+      : n === 1
+      ? scriptedSse([textChunk("and the second half.", "STOP")])
+      : scriptedSse([textChunk("A whole answer.", "STOP")], "reset")
+  );
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
+    const client = gw.openai(await gw.createUserKey());
+    const ask = async () => {
+      const stream = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: "hi" }],
+        stream: true,
+      });
+      let text = "";
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+      return text;
+    };
+    assert.equal(await ask(), "The first half of the answer, and the second half.");
+    // Its last chunk came, then the connection failed: the answer is whole, and ends cleanly.
+    assert.equal(await ask(), "A whole answer.");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a stream whose body stays open after its finish ends cleanly at the timeout, not continued", async () => {
+  const gw = await scriptedGateway(
+    () => scriptedSse([textChunk("Complete answer.", "STOP")], "hang"),
+    { UPSTREAM_TIMEOUT_MS: "1000" },
+  );
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    for (const antiTruncation of [false, true]) {
+      await gw.admin("PATCH", "/admin/api/settings", { antiTruncation });
+      const stream = await client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: "hi" }],
+        stream: true,
+      });
+      let text = "";
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+      assert.equal(text, "Complete answer.", `antiTruncation ${antiTruncation}`);
+    }
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a continued whole answer keeps the rounds' pictures and function calls", async () => {
+  const round = (parts: Json[], finishReason: string): Response =>
+    Response.json({
+      candidates: [{ index: 0, content: { role: "model", parts }, finishReason }],
+      usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 10, totalTokenCount: 15 },
+    });
+  const gw = await scriptedGateway((n) =>
+    n === 0
+      ? round([
+        { text: "Here is the picture and the start of a long answer that " },
+        { inlineData: { mimeType: "image/png", data: "iVBORw0KGgo=" } },
+      ], "MAX_TOKENS")
+      : round(
+        [{ text: "continues here." }, { functionCall: { name: "lookup", args: { q: "x" } } }],
+        "STOP",
+      )
+  );
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
+    const client = gw.openai(await gw.createUserKey());
+    const res = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "hi" }],
+      tools: [{
+        type: "function",
+        function: {
+          name: "lookup",
+          parameters: { type: "object", properties: { q: { type: "string" } } },
+        },
+      }],
+    });
+    const choice = res.choices[0];
+    assert.equal(choice.finish_reason, "tool_calls");
+    assert.equal(
+      choice.message.tool_calls?.[0].type === "function" &&
+        choice.message.tool_calls[0].function.name,
+      "lookup",
+    );
+    assert.match(
+      choice.message.content ?? "",
+      /^Here is the picture and the start of a long answer that /,
+    );
+    assert.match(choice.message.content ?? "", /continues here\./);
+    assert.match(choice.message.content ?? "", /!\[image\]\(data:image\/png;base64,iVBORw0KGgo=\)/);
+  } finally {
+    await gw.close();
+  }
+});
+
 /** A cited web page, as the gateway annotates one. */
 interface Citation {
   type: string;

@@ -347,6 +347,9 @@ Deno.test("continuations drop the repeated overlap, also when it arrives in piec
   );
   assert.deepEqual(body.contents.map((c) => c.role), ["user", "model", "user"]);
   assert.equal(body.contents[1].parts[0].text, "part");
+  // No text yet (the model was thinking when it was cut): the request is simply asked again.
+  const original = { contents: [{ role: "user", parts: [{ text: "q" }] }] };
+  assert.equal(continuationRequest(original, ""), original);
 });
 
 Deno.test("embeddings: base64 is little-endian float32 and inputs are batched by 100", () => {
