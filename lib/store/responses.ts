@@ -177,12 +177,15 @@ export async function loadConversation(
   return { ok: true, turns };
 }
 
-/** Deletes the stored response `id` of `userId`; false when there was none. */
+/**
+ * Deletes the stored response `id` of `userId`; false when there was none (or another request
+ * deleted it first: only one delete frees its bytes).
+ */
 export async function deleteResponse(kv: Deno.Kv, userId: string, id: string): Promise<boolean> {
   const op = kv.atomic();
   const parts: Uint8Array[] = [];
   for await (const entry of kv.list({ prefix: prefixOf(userId, id) })) {
-    op.delete(entry.key);
+    op.check(entry).delete(entry.key);
     if (entry.value instanceof Uint8Array) parts.push(entry.value);
   }
   if (!parts.length) return false;
@@ -191,8 +194,7 @@ export async function deleteResponse(kv: Deno.Kv, userId: string, id: string): P
   if (createdAt !== null) {
     count(op, userId, "freed", dayOf(createdAt), parts.reduce((n, p) => n + p.length, 0));
   }
-  await op.commit();
-  return true;
+  return (await op.commit()).ok;
 }
 
 /** The `created_at` of a stored record's parts, or null when they do not make one. */
