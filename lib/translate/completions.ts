@@ -7,6 +7,7 @@ import type { ChatCompletionRequest } from "../openai/chat_schema.ts";
 import type { CompletionsRequest } from "../openai/completions_schema.ts";
 import type { ChatCompletion, ChatUsage, ChoiceLogprobs, FinishReason } from "./chat_response.ts";
 import type { ChatCompletionChunk } from "./chat_stream.ts";
+import { resolveModel } from "./models.ts";
 
 /** What Gemini is told to do with a prompt: continue it, as a completion model would. */
 export const CONTINUE_INSTRUCTION =
@@ -28,9 +29,12 @@ export function promptOf(req: CompletionsRequest): string {
 /**
  * `req` as a chat request. Thinking is asked for as little as the model allows (a completion
  * client waits for text, and thoughts would count against its `max_tokens`), unless the model's
- * name asks for it.
+ * name (or the alias it is) carries a thinking suffix, which then decides.
  */
-export function toChatRequest(req: CompletionsRequest): ChatCompletionRequest {
+export function toChatRequest(
+  req: CompletionsRequest,
+  aliases: Readonly<Record<string, string>> = {},
+): ChatCompletionRequest {
   const prompt = promptOf(req);
   const fill = req.suffix != null && req.suffix !== "";
   const chat: ChatCompletionRequest = {
@@ -54,7 +58,7 @@ export function toChatRequest(req: CompletionsRequest): ChatCompletionRequest {
     seed: req.seed,
     user: req.user,
   };
-  if (!/-(no|max)?thinking$/.test(req.model)) chat.reasoning_effort = "none";
+  if (resolveModel(req.model, aliases).suffix === null) chat.reasoning_effort = "none";
   if (req.logprobs != null) {
     chat.logprobs = true;
     chat.top_logprobs = req.logprobs;

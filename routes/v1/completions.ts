@@ -34,7 +34,8 @@ async function createCompletion(
   userKey: UserKeyRecord,
 ): Promise<Response> {
   const req = await readBody(raw, CompletionsRequestSchema);
-  const chat = translating(() => toChatRequest(req));
+  const settings = gw.settings.current() ?? await gw.settings.get();
+  const chat = translating(() => toChatRequest(req, settings.aliases));
   const echo = req.echo ? promptOf(req) : "";
   // Thoughts are left out of the text (a completion has no place for them).
   const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false });

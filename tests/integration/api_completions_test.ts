@@ -44,6 +44,13 @@ Deno.test("completions: a prompt is continued, a gap is filled, echo, n and logp
     assert.deepEqual(sent.generationConfig?.stopSequences, ["\n\n"]);
     // As little thinking as the model allows: a completion client waits for text.
     assert.deepEqual(sent.generationConfig?.thinkingConfig, { thinkingBudget: 0 });
+    // Unless the model's name asks for thinking, also behind -search or an alias.
+    await gw.admin("PUT", "/admin/api/aliases", { aliases: { deep: "gemini-2.5-flash-thinking" } });
+    for (const model of ["gemini-2.5-flash-thinking-search", "deep"]) {
+      await client.completions.create({ model, prompt: "x" });
+      const config = bodies(gw).at(-1)!.generationConfig?.thinkingConfig as Json;
+      assert.notEqual(config.thinkingBudget, 0, model);
+    }
 
     // A suffix asks for the text of the gap (editors' autocomplete).
     await client.completions.create({
@@ -51,7 +58,7 @@ Deno.test("completions: a prompt is continued, a gap is filled, echo, n and logp
       prompt: ["function add(a, b) {\n  return "],
       suffix: ";\n}",
     });
-    const fill = bodies(gw)[1];
+    const fill = bodies(gw).at(-1)!;
     assert.equal(fill.systemInstruction?.parts[0].text, INSERT_INSTRUCTION);
     assert.equal(
       fill.contents[0].parts[0].text,
