@@ -10,9 +10,12 @@ import {
   ConflictError,
   getManyBatched,
   MAX_OCC_ATTEMPTS,
+  readRecord,
+  type RecordRead,
+  reportBadRecord,
   updateWithRetry,
 } from "./kv_util.ts";
-import { LimitsSchema } from "./models.ts";
+import { LimitsSchema, repairLimitsByModel } from "./models.ts";
 
 const PREFIX = "gk";
 const FP_PREFIX = "gk_fp";
@@ -135,19 +138,43 @@ export function keyStatus(
   return { status: "active", reason: null, until: null, cause: null };
 }
 
-/** Reads every key record (ordered by id). */
+/** A stored key with its learned limits made valid (they are what 429s taught: safe to forget). */
+function repairKey(value: Record<string, unknown>): Record<string, unknown> {
+  return { ...value, learned: repairLimitsByModel(value.learned) };
+}
+
+/**
+ * A stored key record, repaired when only its learned limits are out of range (an older version
+ * stored any `quotaValue`); `data` is null when it cannot be read at all.
+ */
+export function readKeyRecord(value: unknown): RecordRead<GeminiKeyRecord> {
+  return readRecord(GeminiKeyRecordSchema, value, repairKey);
+}
+
+/** The key record of a stored value, or the schema's error when it cannot be read even repaired. */
+function parseKey(value: unknown): GeminiKeyRecord {
+  return readKeyRecord(value).data ?? GeminiKeyRecordSchema.parse(value);
+}
+
+/**
+ * Reads every key record (ordered by id). A record that does not match the schema is repaired in
+ * memory or, when it cannot be, skipped, and logged either way: one bad record must not stop the
+ * pool from loading.
+ */
 export async function listGeminiKeys(kv: Deno.Kv): Promise<GeminiKeyRecord[]> {
   const out: GeminiKeyRecord[] = [];
-  for await (const entry of kv.list<GeminiKeyRecord>({ prefix: [PREFIX] }, { batchSize: 1000 })) {
-    out.push(GeminiKeyRecordSchema.parse(entry.value));
+  for await (const entry of kv.list<unknown>({ prefix: [PREFIX] }, { batchSize: 1000 })) {
+    const read = readKeyRecord(entry.value);
+    reportBadRecord(entry, read);
+    if (read.data) out.push(read.data);
   }
   return out;
 }
 
-/** Reads one key record. */
+/** Reads one key record (repaired like `listGeminiKeys` does; throws when it cannot be read). */
 export async function getGeminiKey(kv: Deno.Kv, id: string): Promise<GeminiKeyRecord | null> {
-  const entry = await kv.get<GeminiKeyRecord>([PREFIX, id]);
-  return entry.value ? GeminiKeyRecordSchema.parse(entry.value) : null;
+  const entry = await kv.get<unknown>([PREFIX, id]);
+  return entry.value ? parseKey(entry.value) : null;
 }
 
 /** What happened to each secret passed to `addGeminiKeys`. */
@@ -276,7 +303,7 @@ export function updateGeminiKey(
 ): Promise<GeminiKeyRecord | null> {
   return updateWithRetry<GeminiKeyRecord>(kv, [PREFIX, id], (current) => {
     if (current === null) return undefined;
-    return change(GeminiKeyRecordSchema.parse(current));
+    return change(parseKey(current));
   });
 }
 
@@ -309,7 +336,7 @@ export async function removeGeminiKey(
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<GeminiKeyRecord>([PREFIX, id]);
     if (entry.value === null) return null;
-    const record = GeminiKeyRecordSchema.parse(entry.value);
+    const record = parseKey(entry.value);
     if (options.shouldRemove && !options.shouldRemove(record)) return null;
     const removed: RemovedKey = { record, removedAt: options.now, reason: options.reason };
     const res = await kv.atomic()
@@ -323,11 +350,27 @@ export async function removeGeminiKey(
   throw new ConflictError(`key ${id}`);
 }
 
-/** Reads the removed area, newest removal first. */
+/** A removed key as stored, repaired like a key record. */
+function readRemovedKey(value: unknown): RecordRead<RemovedKey> {
+  return readRecord(RemovedKeySchema, value, (v) => {
+    const record = v.record;
+    if (!record || typeof record !== "object" || Array.isArray(record)) return v;
+    return { ...v, record: repairKey(record as Record<string, unknown>) };
+  });
+}
+
+/** A removed key of a stored value, or the schema's error when it cannot be read even repaired. */
+function parseRemovedKey(value: unknown): RemovedKey {
+  return readRemovedKey(value).data ?? RemovedKeySchema.parse(value);
+}
+
+/** Reads the removed area, newest removal first (bad records repaired or skipped, and logged). */
 export async function listRemovedKeys(kv: Deno.Kv): Promise<RemovedKey[]> {
   const out: RemovedKey[] = [];
-  for await (const e of kv.list<RemovedKey>({ prefix: [REMOVED_PREFIX] }, { batchSize: 1000 })) {
-    out.push(RemovedKeySchema.parse(e.value));
+  for await (const e of kv.list<unknown>({ prefix: [REMOVED_PREFIX] }, { batchSize: 1000 })) {
+    const read = readRemovedKey(e.value);
+    reportBadRecord(e, read);
+    if (read.data) out.push(read.data);
   }
   return out.sort((a, b) => b.removedAt - a.removedAt);
 }
@@ -345,7 +388,7 @@ export async function restoreRemovedKey(
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<RemovedKey>([REMOVED_PREFIX, id]);
     if (entry.value === null) return null;
-    const { record } = RemovedKeySchema.parse(entry.value);
+    const { record } = parseRemovedKey(entry.value);
     const restored: GeminiKeyRecord = {
       ...record,
       invalid: null,
@@ -372,7 +415,7 @@ export async function purgeRemovedKey(kv: Deno.Kv, id: string): Promise<boolean>
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<RemovedKey>([REMOVED_PREFIX, id]);
     if (entry.value === null) return false;
-    const { record } = RemovedKeySchema.parse(entry.value);
+    const { record } = parseRemovedKey(entry.value);
     const fp = await kv.get<string>([FP_PREFIX, record.fingerprint]);
     let op = kv.atomic().check(entry).check(fp).delete([REMOVED_PREFIX, id]);
     if (fp.value === id) op = op.delete([FP_PREFIX, record.fingerprint]);
