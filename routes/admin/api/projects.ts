@@ -58,8 +58,9 @@ function projectView(
   };
 }
 
+/** A project name from the path, already decoded once by Hono (never decoded again). */
 function checkName(raw: string): string {
-  const name = decodeURIComponent(raw).trim();
+  const name = raw.trim();
   if (!name || name.length > MAX_PROJECT_LENGTH) {
     throw new OpenAiError(400, `Invalid project name '${name.slice(0, 100)}'`, {
       param: "name",
