@@ -2,7 +2,20 @@
  * Small helpers shared by the store modules: bounded optimistic-concurrency retries, reads of many
  * keys at once, and tolerant reads of stored records.
  */
+import { serialize } from "node:v8";
 import type * as z from "zod";
+
+/** The largest value KV stores, in bytes as `kvValueSize` counts them. */
+export const KV_VALUE_LIMIT = 65_536;
+
+/**
+ * The bytes KV stores for `value`: V8's serialization, which is what `Deno.Kv` measures against
+ * its 64 KiB limit (checked on Deno 2.9.6: a value of exactly `KV_VALUE_LIMIT` bytes is stored,
+ * one byte more throws "Value too large").
+ */
+export function kvValueSize(value: unknown): number {
+  return serialize(value).byteLength;
+}
 
 /** How many times a read-check-write loop retries before giving up. */
 export const MAX_OCC_ATTEMPTS = 12;

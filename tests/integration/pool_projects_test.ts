@@ -228,3 +228,51 @@ Deno.test("admin paths and queries are decoded once: '%' is a character, '%2520'
     await gw.close();
   }
 });
+
+Deno.test("project limit overrides are bounded: valid model ids, at most 200, a record far under 64 KiB", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-00001": OK } });
+  type Err = { error: { param: string | null; message: string } };
+  try {
+    const overrides = (n: number, length: number) =>
+      Object.fromEntries(
+        Array.from({ length: n }, (_, i) => [
+          `m${String(i).padStart(4, "0")}${"x".repeat(length - 5)}`,
+          { rpm: 1 },
+        ]),
+      );
+    // What used to be a 500 ("Value too large"): 400 long model names in one record.
+    const huge = await gw.admin<Err>("PATCH", "/admin/api/projects/p1", {
+      limits: overrides(400, 195),
+    });
+    assert.equal(huge.status, 400);
+    assert.equal(huge.json.error.param, "limits");
+    // Under the count, over the size a project may take from the admin.
+    const long = await gw.admin<Err>("PATCH", "/admin/api/projects/p1", {
+      limits: overrides(200, 190),
+    });
+    assert.equal(long.status, 400);
+    assert.equal(long.json.error.param, "limits");
+    assert.match(long.json.error.message, /bytes/);
+    const bad = await gw.admin<Err>("PATCH", "/admin/api/projects/p1", {
+      limits: { "no spaces": { rpm: 1 } },
+    });
+    assert.equal(bad.status, 400);
+    // The count holds across changes too.
+    const first = await gw.admin("PATCH", "/admin/api/projects/p1", { limits: overrides(150, 20) });
+    assert.equal(first.status, 200);
+    const more = await gw.admin<Err>("PATCH", "/admin/api/projects/p1", {
+      limits: Object.fromEntries(
+        Array.from({ length: 60 }, (_, i) => [`gemini-extra-${i}`, { rpm: 2 }]),
+      ),
+    });
+    assert.equal(more.status, 400);
+    assert.match(more.json.error.message, /at most 200/);
+    const projects = await gw.admin<{ data: { name: string; limits: object }[] }>(
+      "GET",
+      "/admin/api/projects",
+    );
+    assert.equal(Object.keys(projects.json.data.find((p) => p.name === "p1")!.limits).length, 150);
+  } finally {
+    await gw.close();
+  }
+});
