@@ -402,3 +402,48 @@ Deno.test("settings are read with defaults and patched with validation", async (
     await gw.close();
   }
 });
+
+Deno.test("settings PATCH checks aliases like PUT /admin/api/aliases, and refuses settings KV cannot hold", async () => {
+  const gw = await startGateway({});
+  type Err = { error: { param: string | null; message: string } };
+  try {
+    const cjk = (n: number, i: number) => String(i).padStart(3, "0") + "模".repeat(n - 3);
+    const big: Record<string, string> = {};
+    for (let i = 0; i < 100; i++) big[cjk(128, i)] = cjk(128, i + 500);
+    const bypass = await gw.admin<Err>("PATCH", "/admin/api/settings", { aliases: big });
+    assert.equal(bypass.status, 400, "names that are not model ids are refused");
+    assert.equal(bypass.json.error.param, "aliases");
+    for (const aliases of [{ "a b": "c" }, { x: "x" }, { ok: "not valid!" }]) {
+      const res = await gw.admin<Err>("PATCH", "/admin/api/settings", { aliases });
+      assert.equal(res.status, 400, JSON.stringify(aliases));
+      assert.equal(res.json.error.param, "aliases");
+    }
+    const fine = await gw.admin<{ aliases: Record<string, string> }>(
+      "PATCH",
+      "/admin/api/settings",
+      { aliases: { fast: "gemini-2.5-flash" } },
+    );
+    assert.equal(fine.status, 200);
+    assert.deepEqual(fine.json.aliases, { fast: "gemini-2.5-flash" });
+
+    // A record an older version let through (the same CJK aliases) leaves little room: a change
+    // that would not fit is a 400 naming the field, and nothing is written.
+    const stored = await gw.kv.get<Record<string, unknown>>(["settings"]);
+    await gw.kv.set(["settings"], { ...stored.value, aliases: big });
+    const prompt = await gw.admin<Err>("PATCH", "/admin/api/settings", {
+      promptInjection: "模".repeat(8000),
+    });
+    assert.equal(prompt.status, 400);
+    assert.equal(prompt.json.error.param, "promptInjection");
+    assert.match(prompt.json.error.message, /65536/);
+    const after = await gw.admin<{ promptInjection: string; strategy: string }>(
+      "PATCH",
+      "/admin/api/settings",
+      { strategy: "adaptive" },
+    );
+    assert.equal(after.status, 200);
+    assert.deepEqual([after.json.promptInjection, after.json.strategy], ["", "adaptive"]);
+  } finally {
+    await gw.close();
+  }
+});
