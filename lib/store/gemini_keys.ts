@@ -1,7 +1,9 @@
 /**
  * Gemini keys in KV: sealed secret, admin fields and health state, one record per key under
- * `["gk", id]`, with a fingerprint index `["gk_fp", fingerprint]` for duplicate detection, and a
- * recoverable "removed" area `["gk_removed", id]` for keys the cleanup job took out of the pool.
+ * `["gk", id]`, with a fingerprint index `["gk_fp", fingerprint]` for duplicate detection, a
+ * recoverable "removed" area `["gk_removed", id]` for keys the cleanup job took out of the pool,
+ * and tombstones `["gk_deleted", fingerprint]` of keys the admin deleted, so that the start-up
+ * import of `GEMINI_KEYS` does not bring them back.
  */
 import * as z from "zod";
 import { maskSecret, randomId, type Sealer } from "../secrets.ts";
@@ -20,6 +22,7 @@ import { LimitsSchema, repairLimitsByModel } from "./models.ts";
 const PREFIX = "gk";
 const FP_PREFIX = "gk_fp";
 const REMOVED_PREFIX = "gk_removed";
+const DELETED_PREFIX = "gk_deleted";
 
 /** Why a key (or a project) rests: each cause has its own duration rule. */
 export const CooldownCauseSchema = z.enum([
@@ -181,7 +184,12 @@ export async function getGeminiKey(kv: Deno.Kv, id: string): Promise<GeminiKeyRe
 export interface AddKeysResult {
   added: GeminiKeyRecord[];
   duplicates: number;
+  /** Keys the admin deleted, left out (with `skipDeleted` only). */
+  deleted: number;
 }
+
+/** The tombstone of a key the admin deleted (by fingerprint). */
+export const DeletedKeySchema = z.object({ id: z.string(), deletedAt: z.number() });
 
 /** Options of `addGeminiKeys`. */
 export interface AddKeysOptions {
@@ -191,6 +199,11 @@ export interface AddKeysOptions {
   /** An outbound proxy for every key added (as `parseProxyUrl` accepted it). */
   proxy?: { url: string; shown: string } | null;
   now: number;
+  /**
+   * Leave out keys the admin deleted (the start-up import of `GEMINI_KEYS`). Without it (the admin
+   * adding keys) a deleted key is added again and its tombstone cleared.
+   */
+  skipDeleted?: boolean;
 }
 
 /** Proxy schemes Deno's HTTP client speaks. */
@@ -244,14 +257,23 @@ export async function addGeminiKeys(
 ): Promise<AddKeysResult> {
   const added: GeminiKeyRecord[] = [];
   let duplicates = 0;
+  let deleted = 0;
   const seen = new Set<string>();
   const fingerprints = await Promise.all(secrets.map((secret) => sealer.fingerprint(secret)));
-  // Keys stored already are found by reads made together, not by a write attempt each:
-  // GEMINI_KEYS is imported at every start of every isolate.
+  // Keys stored already (or deleted) are found by reads made together, not by a write attempt
+  // each: GEMINI_KEYS is imported at every start of every isolate.
   const stored = new Set<string>();
+  const tombstones = new Set<string>();
   const unique = [...new Set(fingerprints)];
-  const entries = await getManyBatched(kv, unique.map((fp) => [FP_PREFIX, fp]));
-  entries.forEach((e, i) => e.versionstamp !== null && stored.add(unique[i]));
+  const entries = await getManyBatched(kv, [
+    ...unique.map((fp) => [FP_PREFIX, fp]),
+    ...(options.skipDeleted ? unique.map((fp) => [DELETED_PREFIX, fp]) : []),
+  ]);
+  entries.forEach((e, i) => {
+    if (e.versionstamp === null) return;
+    if (i < unique.length) stored.add(unique[i]);
+    else tombstones.add(unique[i - unique.length]);
+  });
   for (const [i, secret] of secrets.entries()) {
     const fingerprint = fingerprints[i];
     if (seen.has(fingerprint) || stored.has(fingerprint)) {
@@ -259,6 +281,10 @@ export async function addGeminiKeys(
       continue;
     }
     seen.add(fingerprint);
+    if (tombstones.has(fingerprint)) {
+      deleted++;
+      continue;
+    }
     const id = randomId("k_", 9);
     const record: GeminiKeyRecord = GeminiKeyRecordSchema.parse({
       id,
@@ -276,15 +302,19 @@ export async function addGeminiKeys(
       createdAt: options.now,
       updatedAt: options.now,
     });
-    const res = await kv.atomic()
+    let op = kv.atomic()
       .check({ key: [FP_PREFIX, fingerprint], versionstamp: null })
       .set([FP_PREFIX, fingerprint], id)
-      .set([PREFIX, id], record)
-      .commit();
+      .set([PREFIX, id], record);
+    // Deleted meanwhile (the import), or added back on purpose (the admin: the tombstone goes).
+    op = options.skipDeleted
+      ? op.check({ key: [DELETED_PREFIX, fingerprint], versionstamp: null })
+      : op.delete([DELETED_PREFIX, fingerprint]);
+    const res = await op.commit();
     if (res.ok) added.push(record);
     else duplicates++;
   }
-  return { added, duplicates };
+  return { added, duplicates, deleted };
 }
 
 /** Opens the secret of a key record. */
@@ -307,15 +337,26 @@ export function updateGeminiKey(
   });
 }
 
-/** Deletes a key and its fingerprint index; false when it did not exist. */
-export async function deleteGeminiKey(kv: Deno.Kv, id: string): Promise<boolean> {
+/**
+ * Deletes a key and its fingerprint index, leaving a tombstone of the fingerprint so that the
+ * start-up import of `GEMINI_KEYS` does not add it again (adding it through the admin API does,
+ * and clears the tombstone); false when it did not exist.
+ */
+export async function deleteGeminiKey(
+  kv: Deno.Kv,
+  id: string,
+  options: { now: number },
+): Promise<boolean> {
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<GeminiKeyRecord>([PREFIX, id]);
     if (entry.value === null) return false;
+    const fingerprint = entry.value.fingerprint;
+    const tombstone = DeletedKeySchema.parse({ id, deletedAt: options.now });
     const res = await kv.atomic()
       .check(entry)
       .delete([PREFIX, id])
-      .delete([FP_PREFIX, entry.value.fingerprint])
+      .delete([FP_PREFIX, fingerprint])
+      .set([DELETED_PREFIX, fingerprint], tombstone)
       .commit();
     if (res.ok) return true;
     await backoff(attempt);
@@ -410,15 +451,25 @@ export async function restoreRemovedKey(
   throw new ConflictError(`removed key ${id}`);
 }
 
-/** Deletes a removed key for good (and its fingerprint index); false when it did not exist. */
-export async function purgeRemovedKey(kv: Deno.Kv, id: string): Promise<boolean> {
+/**
+ * Deletes a removed key for good (and its fingerprint index, leaving a tombstone like
+ * `deleteGeminiKey`); false when it did not exist.
+ */
+export async function purgeRemovedKey(
+  kv: Deno.Kv,
+  id: string,
+  options: { now: number },
+): Promise<boolean> {
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<RemovedKey>([REMOVED_PREFIX, id]);
     if (entry.value === null) return false;
     const { record } = parseRemovedKey(entry.value);
     const fp = await kv.get<string>([FP_PREFIX, record.fingerprint]);
     let op = kv.atomic().check(entry).check(fp).delete([REMOVED_PREFIX, id]);
-    if (fp.value === id) op = op.delete([FP_PREFIX, record.fingerprint]);
+    if (fp.value === id) {
+      op = op.delete([FP_PREFIX, record.fingerprint])
+        .set([DELETED_PREFIX, record.fingerprint], { id, deletedAt: options.now });
+    }
     const res = await op.commit();
     if (res.ok) return true;
     await backoff(attempt);

@@ -247,7 +247,8 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
   });
 
   app.delete("/:id", async (c) => {
-    if (!(await deleteGeminiKey(gw.kv, c.req.param("id")))) throw notFound(c.req.param("id"));
+    const id = c.req.param("id");
+    if (!(await deleteGeminiKey(gw.kv, id, { now: gw.now() }))) throw notFound(id);
     gw.pool.invalidate();
     return c.body(null, 204);
   });
