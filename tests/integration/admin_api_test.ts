@@ -447,3 +447,38 @@ Deno.test("settings PATCH checks aliases like PUT /admin/api/aliases, and refuse
     await gw.close();
   }
 });
+
+Deno.test("a key batch counts keys after splitting, and a rejected token shows little of itself", async () => {
+  const gw = await startGateway({});
+  type Err = { error: { param: string | null; message: string } };
+  try {
+    const key = (i: number) => `AIzaSyBulk-key-${String(i).padStart(22, "0")}`;
+    const many = Array.from({ length: 1001 }, (_, i) => key(i)).join(",");
+    const one = await gw.admin<Err>("POST", "/admin/api/keys", { keys: [many] });
+    assert.equal(one.status, 400);
+    assert.equal(one.json.error.param, "keys");
+    assert.match(one.json.error.message, /1001/);
+    const split = await gw.admin<Err>("POST", "/admin/api/keys", {
+      keys: [many.slice(0, many.indexOf(key(600))), many.slice(many.indexOf(key(600)))],
+    });
+    assert.equal(split.status, 400);
+    assert.equal(
+      (await gw.admin<{ data: unknown[] }>("GET", "/admin/api/keys")).json.data.length,
+      0,
+    );
+
+    const secretish = "s3cr3t\u0007pass1";
+    const res = await gw.admin<{ rejected: { key: string; reason: string }[] }>(
+      "POST",
+      "/admin/api/keys",
+      { keys: [secretish, "x".repeat(600)] },
+    );
+    assert.deepEqual(res.json.rejected.map((r) => r.key), [
+      "… (12 characters)",
+      "xxxx… (600 characters)",
+    ]);
+    assert.ok(!JSON.stringify(res.json).includes("pass1"));
+  } finally {
+    await gw.close();
+  }
+});
