@@ -41,9 +41,12 @@ async function start(): Promise<void> {
       if (encryption.createdFile) {
         console.log(`  Encryption key:  generated and kept in ${encryption.createdFile}`);
       }
-      if (report.importedKeys || report.duplicateKeys) {
+      if (report.importedKeys || report.duplicateKeys || report.deletedKeys) {
+        const deleted = report.deletedKeys
+          ? `, ${report.deletedKeys} deleted by the admin (not imported again)`
+          : "";
         console.log(
-          `  GEMINI_KEYS:     ${report.importedKeys} imported, ${report.duplicateKeys} already present`,
+          `  GEMINI_KEYS:     ${report.importedKeys} imported, ${report.duplicateKeys} already present${deleted}`,
         );
       }
     },

@@ -16,6 +16,8 @@ export interface StartupReport {
   generatedAdminPassword: string | null;
   importedKeys: number;
   duplicateKeys: number;
+  /** Keys of GEMINI_KEYS the admin deleted: left out. */
+  deletedKeys: number;
 }
 
 /** Options of `openGateway`. */
@@ -58,8 +60,10 @@ export async function openGateway(
     ? await addGeminiKeys(options.kv, sealer, config.geminiKeys, {
       now: now(),
       label: "GEMINI_KEYS",
+      // A key the admin deleted stays deleted, though the environment still names it.
+      skipDeleted: true,
     })
-    : { added: [], duplicates: 0 };
+    : { added: [], duplicates: 0, deleted: 0 };
   const app = createApp({
     kv: options.kv,
     config,
@@ -77,6 +81,7 @@ export async function openGateway(
       generatedAdminPassword,
       importedKeys: imported.added.length,
       duplicateKeys: imported.duplicates,
+      deletedKeys: imported.deleted,
     },
   };
 }

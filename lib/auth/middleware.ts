@@ -6,12 +6,14 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv, Gateway } from "../gateway.ts";
 import { OpenAiError } from "../openai/errors.ts";
 import { withUserLimits } from "./user_limits.ts";
+import type { AdminCheck } from "./admin_auth.ts";
 import {
   authenticateSession,
   clientAddress,
   lockedOutError,
-  lockoutRemaining,
   recordLoginFailure,
+  releaseLoginAttempt,
+  reserveLoginAttempt,
   sessionActor,
 } from "./sessions.ts";
 import { bearerCredential, bearerToken } from "./user_auth.ts";
@@ -64,10 +66,21 @@ export function adminAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
       }
     }
     const client = clientAddress(c.env);
-    const locked = presented ? await lockoutRemaining(gw, client) : 0;
-    if (locked > 0) throw lockedOutError(locked);
-    const check = await gw.admin.check(presented);
-    if (check === "denied" && presented) await recordLoginFailure(gw, client);
+    // A presented password is checked only once an attempt is reserved for the client, in one
+    // atomic step: parallel guesses cannot all be checked before the first failure is counted.
+    const guarded = !!presented && gw.admin.configured;
+    if (guarded) {
+      const attempt = await reserveLoginAttempt(gw, client);
+      if (!attempt.allowed) throw lockedOutError(attempt.refusedForMs);
+    }
+    let check: AdminCheck | null = null;
+    try {
+      check = await gw.admin.check(presented);
+    } finally {
+      // A right password takes its reservation back; a check that failed to run counts as none.
+      if (guarded && check === "denied") await recordLoginFailure(gw, client);
+      else if (guarded) await releaseLoginAttempt(gw, client);
+    }
     if (check === "unconfigured") {
       throw new OpenAiError(
         503,

@@ -12,9 +12,11 @@ import {
   deleteAdminSession,
   getAdminSession,
   getLoginFailures,
+  type LoginFailures,
   putAdminSession,
   updateLoginFailures,
 } from "../store/admin_sessions.ts";
+import { ConflictError } from "../store/kv_util.ts";
 
 /** How long a session lasts without use; page loads renew it once half of it has passed. */
 export const SESSION_TTL_MS = 24 * 3_600_000;
@@ -272,11 +274,85 @@ export function addressBucket(address: string): string {
     "::/64";
 }
 
-/** Milliseconds the client stays locked out, or 0. */
-export async function lockoutRemaining(gw: Gateway, client: string): Promise<number> {
-  const failures = await getLoginFailures(gw.kv, client);
-  if (!failures) return 0;
-  return Math.max(0, failures.lockedUntil - gw.now());
+/** How long a client waits when the attempts reserved in its window are all still being checked. */
+export const ATTEMPTS_BUSY_MS = 1_000;
+
+/** What reserving one password check found: go ahead, or refused for this long. */
+export type LoginAttempt = { allowed: true } | { allowed: false; refusedForMs: number };
+
+/** Whether a stored counter starts over at `now`: its window has passed, or its lockout has. */
+function startsOver(current: LoginFailures | null, now: number): boolean {
+  return !current || now - current.firstAt > FAILURE_WINDOW_MS ||
+    (current.lockedUntil !== 0 && current.lockedUntil <= now);
+}
+
+/**
+ * The counter after reserving one password check at `now`, or how long the client is refused
+ * (pure): failed and still running checks together never exceed `MAX_LOGIN_FAILURES` per window,
+ * however many arrive at once.
+ */
+export function reserveAttempt(
+  current: LoginFailures | null,
+  now: number,
+): { next: LoginFailures } | { refusedForMs: number } {
+  if (startsOver(current, now)) {
+    return { next: { count: 0, pending: 1, firstAt: now, lockedUntil: 0 } };
+  }
+  const c = current!;
+  if (c.lockedUntil > now) return { refusedForMs: c.lockedUntil - now };
+  // The window's attempts are failed or taken by checks still running: wait for their outcome.
+  if (c.count + c.pending >= MAX_LOGIN_FAILURES) return { refusedForMs: ATTEMPTS_BUSY_MS };
+  return { next: { ...c, pending: c.pending + 1 } };
+}
+
+/**
+ * The counter after a reserved check settled at `now` (pure): a failure is counted (and locks the
+ * client out at `MAX_LOGIN_FAILURES`); a right password only gives its reservation back (earlier
+ * failures stay counted). Null: nothing to write.
+ */
+export function settleAttempt(
+  current: LoginFailures | null,
+  options: { failed: boolean; now: number },
+): LoginFailures | null {
+  const { now } = options;
+  if (!options.failed) {
+    if (!current || current.pending === 0) return null;
+    return { ...current, pending: current.pending - 1 };
+  }
+  // A login of the same client cleared the counter meanwhile (or its window passed): this failure
+  // starts a new one.
+  const base = startsOver(current, now)
+    ? { count: 0, pending: 0, firstAt: now, lockedUntil: 0 }
+    : { ...current!, pending: Math.max(0, current!.pending - 1) };
+  const count = base.count + 1;
+  const lock = count >= MAX_LOGIN_FAILURES && base.lockedUntil <= now;
+  return { ...base, count, lockedUntil: lock ? now + LOCKOUT_MS : base.lockedUntil };
+}
+
+/**
+ * Reserves one password check for `client` before it is made, in one atomic KV step (read,
+ * check, write): refused while the client is locked out, or while its failed and running checks
+ * fill `MAX_LOGIN_FAILURES`. Settle it with `recordLoginFailure`, `forgetLoginFailures` (a login)
+ * or `releaseLoginAttempt` (a right password on the API). Too much contention on the counter
+ * refuses too: a check that cannot be counted is not made.
+ */
+export async function reserveLoginAttempt(gw: Gateway, client: string): Promise<LoginAttempt> {
+  const now = gw.now();
+  let refusedForMs = 0;
+  try {
+    await updateLoginFailures(gw.kv, client, {
+      change: (current) => {
+        const step = reserveAttempt(current, now);
+        refusedForMs = "refusedForMs" in step ? step.refusedForMs : 0;
+        return "next" in step ? step.next : undefined;
+      },
+      expireIn: FAILURE_WINDOW_MS + LOCKOUT_MS,
+    });
+  } catch (err) {
+    if (!(err instanceof ConflictError)) throw err;
+    return { allowed: false, refusedForMs: ATTEMPTS_BUSY_MS };
+  }
+  return refusedForMs > 0 ? { allowed: false, refusedForMs } : { allowed: true };
 }
 
 /** What counting one failed login led to. */
@@ -287,26 +363,46 @@ export interface FailureOutcome {
   lockedForMs: number;
 }
 
-/** Counts a failed login of `client`; locks it out after `MAX_LOGIN_FAILURES` in the window. */
-export async function recordLoginFailure(gw: Gateway, client: string): Promise<FailureOutcome> {
+/** Settles a reserved check in KV; a counter too contended to update keeps the reservation. */
+async function settle(
+  gw: Gateway,
+  client: string,
+  failed: boolean,
+): Promise<LoginFailures | null> {
   const now = gw.now();
-  const next = await updateLoginFailures(gw.kv, client, {
-    change: (current) => {
-      const fresh = !current || now - current.firstAt > FAILURE_WINDOW_MS ||
-        (current.lockedUntil !== 0 && current.lockedUntil <= now);
-      const count = fresh ? 1 : current.count + 1;
-      return {
-        count,
-        firstAt: fresh ? now : current.firstAt,
-        lockedUntil: count >= MAX_LOGIN_FAILURES ? now + LOCKOUT_MS : 0,
-      };
-    },
-    expireIn: FAILURE_WINDOW_MS + LOCKOUT_MS,
-  });
+  try {
+    return await updateLoginFailures(gw.kv, client, {
+      change: (current) => settleAttempt(current, { failed, now }) ?? undefined,
+      expireIn: FAILURE_WINDOW_MS + LOCKOUT_MS,
+    });
+  } catch (err) {
+    if (!(err instanceof ConflictError)) throw err;
+    // The reservation stays counted until the window ends: no check is lost, only delayed.
+    console.error("Settling an admin login attempt failed:", err.message);
+    return await getLoginFailures(gw.kv, client);
+  }
+}
+
+/**
+ * Settles a reserved check of `client` as a failure; the client is locked out once
+ * `MAX_LOGIN_FAILURES` have failed in the window.
+ */
+export async function recordLoginFailure(gw: Gateway, client: string): Promise<FailureOutcome> {
+  const next = await settle(gw, client, true);
+  const now = gw.now();
+  const used = (next?.count ?? 0) + (next?.pending ?? 0);
   return {
-    attemptsLeft: Math.max(0, MAX_LOGIN_FAILURES - next.count),
-    lockedForMs: Math.max(0, next.lockedUntil - now),
+    attemptsLeft: Math.max(0, MAX_LOGIN_FAILURES - used),
+    lockedForMs: Math.max(0, (next?.lockedUntil ?? 0) - now),
   };
+}
+
+/**
+ * Gives back the reservation of a check whose password was right on the API, or that could not be
+ * made: it was no failure. (Earlier failures stay counted; only a form login forgets them.)
+ */
+export async function releaseLoginAttempt(gw: Gateway, client: string): Promise<void> {
+  await settle(gw, client, false);
 }
 
 /** Forgets the failed logins of a client that just logged in. */

@@ -323,7 +323,10 @@ export class UserLimiter {
         giveBack: { minute: s.minute, permits: s.permits },
         slots: s.maxConcurrency === null ? null : { need: s.inFlight, ahead: 0 },
       };
+      // What is being given back is no longer this isolate's from now on: a request arriving
+      // meanwhile must lease, not take a slot the grant is about to drop.
       s.permits = 0;
+      if (s.maxConcurrency !== null) s.slots = Math.min(s.slots, s.inFlight);
     } else {
       req = {
         holder: this.#holder,
@@ -353,6 +356,13 @@ export class UserLimiter {
     })().finally(() => {
       if (s.lease === run) s.lease = null;
       this.#pending.delete(run);
+      // A give-back that left requests running without their slots held in KV (the grant is
+      // smaller than what runs): lease them back at once, so other isolates cannot take them.
+      if (options.giveBack && s.maxConcurrency !== null && s.inFlight > s.slots && !s.lease) {
+        this.#lease(s, {}).catch((err) =>
+          console.error("Leasing user-key limits failed:", err?.message ?? err)
+        );
+      }
     });
     s.lease = run;
     this.#pending.add(run);

@@ -6,7 +6,9 @@
  * model after upstream errors is left to run out its rest: a models call says nothing about that
  * model.
  */
+import type { Deadline } from "../deadlines.ts";
 import type { Gateway } from "../gateway.ts";
+import { UpstreamTimeoutError } from "../gemini/client.ts";
 import { classifyHttpFailure } from "../gemini/errors.ts";
 import { redactSecret } from "../pool/failover.ts";
 import { noteHealthDay } from "../pool/health.ts";
@@ -50,6 +52,10 @@ export async function probeKey(
   key: GeminiKeyRecord,
 ): Promise<{ result: ProbeResult; message: string }> {
   const secret = await openGeminiKey(gw.sealer, key);
+  // The client's timeout covers the response head only: the body gets one of its own, or an
+  // upstream that stalls mid-body would hold this probe, and the whole job, forever.
+  const body = new AbortController();
+  let deadline: Deadline | null = null;
   try {
     const res = await gw.client.send(secret, {
       method: "GET",
@@ -58,7 +64,9 @@ export async function probeKey(
       // The record's own proxy: a key is probed the way it is used, even before the pool has
       // loaded the change.
       proxy: await openProxy(gw.sealer, key),
-    });
+    }, body.signal);
+    const deadlines = gw.client.deadlines;
+    deadline = deadlines.start(() => body.abort(new UpstreamTimeoutError(deadlines.timeoutMs)));
     const text = await res.text();
     if (res.ok) return { result: "ok", message: "The models call succeeded" };
     const failure = classifyHttpFailure(res.status, text);
@@ -69,6 +77,8 @@ export async function probeKey(
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     return { result: "error", message: redactSecret(message, { secret, masked: key.masked }) };
+  } finally {
+    if (deadline) gw.client.deadlines.clear(deadline);
   }
 }
 

@@ -96,6 +96,33 @@ function causeOf(
   return result.status >= 500 ? "server_error" : "refused";
 }
 
+/** Failed bookkeeping writes are logged at most this often (per isolate); the rest are counted. */
+const BOOKKEEPING_LOG_MS = 60_000;
+let bookkeepingLoggedAt = -Infinity;
+let bookkeepingUnlogged = 0;
+
+/**
+ * Awaits one of the pool's bookkeeping writes (invalid mark, cooldown, error streak, cleared
+ * streak) best effort: a KV conflict storm (`ConflictError`) or a write KV refuses must not turn a
+ * failover into a 500. The failover decision does not depend on the write: the key is excluded
+ * from this request either way, and the next failure of the key writes again.
+ */
+async function bookkeep(what: string, write: Promise<void>): Promise<void> {
+  try {
+    await write;
+  } catch (err) {
+    const now = performance.now();
+    if (now - bookkeepingLoggedAt < BOOKKEEPING_LOG_MS) {
+      bookkeepingUnlogged++;
+      return;
+    }
+    const more = bookkeepingUnlogged ? ` (and ${bookkeepingUnlogged} more since the last one)` : "";
+    bookkeepingLoggedAt = now;
+    bookkeepingUnlogged = 0;
+    console.error(`Recording ${what} failed; the request carries on${more}:`, describe(err));
+  }
+}
+
 /** The failure of a request whose caller went away (499, nginx's and Google's "cancelled"). */
 const CLIENT_CLOSED: GatewayFailure = {
   status: 499,
@@ -165,7 +192,7 @@ export async function runWithFailover<T>(
     if (result?.ok) {
       attempts.push({ keyId: picked.id, ok: true, reservation: picked.reservation });
       pool.noteOutcome(picked.id, { ok: true, latencyMs: options.now() - started });
-      await pool.noteSuccess(picked.id);
+      await bookkeep("a key's success", pool.noteSuccess(picked.id));
       return { ok: true, value: result.value, key: picked, attempts };
     }
     if (result) {
@@ -196,21 +223,30 @@ export async function runWithFailover<T>(
     pool.noteOutcome(picked.id, { ok: false });
     last = failure;
     if (failure.kind === "key_invalid") {
-      await pool.markInvalid(picked.id, failure.reason);
+      await bookkeep("an invalid key", pool.markInvalid(picked.id, failure.reason));
     } else if (failure.kind === "unserved") {
-      await pool.noteUnserved(picked.id, failure.reason, { model: options.model });
+      await bookkeep(
+        "a key's location rest",
+        pool.noteUnserved(picked.id, failure.reason, { model: options.model }),
+      );
     } else if (failure.kind === "rate_limited") {
-      await pool.noteRateLimited(picked.id, {
-        model: options.model,
-        retryAfterMs: failure.retryAfterMs,
-        defaultCooldownMs: options.defaultCooldownMs,
-        body: result?.body ?? "",
-        reason: failure.reason,
-      });
+      await bookkeep(
+        "a 429 cooldown",
+        pool.noteRateLimited(picked.id, {
+          model: options.model,
+          retryAfterMs: failure.retryAfterMs,
+          defaultCooldownMs: options.defaultCooldownMs,
+          body: result?.body ?? "",
+          reason: failure.reason,
+        }),
+      );
     } else {
       upstreamErrors++;
       // A key that made the client wait a whole timeout rests at once, not after a streak.
-      await pool.noteError(picked.id, failure.reason, { model: options.model, rest: timedOut });
+      await bookkeep(
+        "an upstream error",
+        pool.noteError(picked.id, failure.reason, { model: options.model, rest: timedOut }),
+      );
     }
     if (options.signal?.aborted) return { ok: false, attempts, failure: CLIENT_CLOSED };
   }

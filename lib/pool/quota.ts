@@ -3,7 +3,7 @@
  * name (`quotaValue`, learned instead of trusted from a table), and how long to rest.
  */
 import { parseGoogleError } from "../gemini/errors.ts";
-import type { Limits } from "../store/models.ts";
+import { type Limits, MAX_LIMIT_VALUE } from "../store/models.ts";
 
 /** One violated quota of a 429. */
 export interface QuotaViolation {
@@ -33,6 +33,16 @@ export function limitOfQuotaId(quotaId: string): keyof Limits | null {
   return null;
 }
 
+/**
+ * A `quotaValue` as a limit worth remembering, or null (pure): a whole number from 1 to
+ * `MAX_LIMIT_VALUE`. A fraction under 1 is no usable limit, and anything larger is none in
+ * practice; neither may reach a stored record, whose schema refuses them.
+ */
+export function learnableLimit(value: number): number | null {
+  const n = Math.floor(value);
+  return Number.isFinite(n) && n >= 1 && n <= MAX_LIMIT_VALUE ? n : null;
+}
+
 /** Parses the quota details of a 429 body (any text; unknown shapes give an empty report). */
 export function readQuotaFailure(body: string): QuotaReport {
   const err = parseGoogleError(body);
@@ -54,7 +64,8 @@ export function readQuotaFailure(body: string): QuotaReport {
   const learned: Partial<Limits> = {};
   for (const v of violations) {
     const which = limitOfQuotaId(v.quotaId);
-    if (which && v.value !== null && v.value > 0) learned[which] = Math.floor(v.value);
+    const value = which && v.value !== null ? learnableLimit(v.value) : null;
+    if (which && value !== null) learned[which] = value;
   }
   const perDay = violations.filter((v) => /PerDay/i.test(v.quotaId));
   return {

@@ -24,7 +24,10 @@ export type AdminSession = z.infer<typeof AdminSessionSchema>;
 
 /** Failed logins of one client. */
 export const LoginFailuresSchema = z.object({
+  /** Failed password checks in the window. */
   count: z.number().int(),
+  /** Password checks reserved and still running (each is settled as a failure or taken back). */
+  pending: z.number().int().min(0).default(0),
   /** Start of the window in which `count` failures were seen. */
   firstAt: z.number(),
   /** Logins from this client are refused until then; 0 when not locked. */
@@ -64,13 +67,19 @@ export async function getLoginFailures(kv: Deno.Kv, client: string): Promise<Log
   return parsed.success ? parsed.data : null;
 }
 
-/** Applies `change` to a client's failure counter atomically and returns the stored result. */
+/**
+ * Applies `change` to a client's failure counter atomically (`change` returns undefined to write
+ * nothing) and returns the stored result, null when there is none.
+ */
 export async function updateLoginFailures(
   kv: Deno.Kv,
   client: string,
-  options: { change: (current: LoginFailures | null) => LoginFailures; expireIn: number },
-): Promise<LoginFailures> {
-  const next = await updateWithRetry<LoginFailures>(
+  options: {
+    change: (current: LoginFailures | null) => LoginFailures | undefined;
+    expireIn: number;
+  },
+): Promise<LoginFailures | null> {
+  const next = await updateWithRetry<unknown>(
     kv,
     [FAILURE, client],
     (current) => {
@@ -79,7 +88,8 @@ export async function updateLoginFailures(
     },
     { expireIn: options.expireIn },
   );
-  return next!;
+  const parsed = LoginFailuresSchema.safeParse(next);
+  return parsed.success ? parsed.data : null;
 }
 
 /** Forgets a client's failed logins (after a successful one). */

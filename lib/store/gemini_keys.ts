@@ -1,7 +1,9 @@
 /**
  * Gemini keys in KV: sealed secret, admin fields and health state, one record per key under
- * `["gk", id]`, with a fingerprint index `["gk_fp", fingerprint]` for duplicate detection, and a
- * recoverable "removed" area `["gk_removed", id]` for keys the cleanup job took out of the pool.
+ * `["gk", id]`, with a fingerprint index `["gk_fp", fingerprint]` for duplicate detection, a
+ * recoverable "removed" area `["gk_removed", id]` for keys the cleanup job took out of the pool,
+ * and tombstones `["gk_deleted", fingerprint]` of keys the admin deleted, so that the start-up
+ * import of `GEMINI_KEYS` does not bring them back.
  */
 import * as z from "zod";
 import { maskSecret, randomId, type Sealer } from "../secrets.ts";
@@ -10,13 +12,17 @@ import {
   ConflictError,
   getManyBatched,
   MAX_OCC_ATTEMPTS,
+  readRecord,
+  type RecordRead,
+  reportBadRecord,
   updateWithRetry,
 } from "./kv_util.ts";
-import { LimitsSchema } from "./models.ts";
+import { LimitsSchema, repairLimitsByModel } from "./models.ts";
 
 const PREFIX = "gk";
 const FP_PREFIX = "gk_fp";
 const REMOVED_PREFIX = "gk_removed";
+const DELETED_PREFIX = "gk_deleted";
 
 /** Why a key (or a project) rests: each cause has its own duration rule. */
 export const CooldownCauseSchema = z.enum([
@@ -135,26 +141,55 @@ export function keyStatus(
   return { status: "active", reason: null, until: null, cause: null };
 }
 
-/** Reads every key record (ordered by id). */
+/** A stored key with its learned limits made valid (they are what 429s taught: safe to forget). */
+function repairKey(value: Record<string, unknown>): Record<string, unknown> {
+  return { ...value, learned: repairLimitsByModel(value.learned) };
+}
+
+/**
+ * A stored key record, repaired when only its learned limits are out of range (an older version
+ * stored any `quotaValue`); `data` is null when it cannot be read at all.
+ */
+export function readKeyRecord(value: unknown): RecordRead<GeminiKeyRecord> {
+  return readRecord(GeminiKeyRecordSchema, value, repairKey);
+}
+
+/** The key record of a stored value, or the schema's error when it cannot be read even repaired. */
+function parseKey(value: unknown): GeminiKeyRecord {
+  return readKeyRecord(value).data ?? GeminiKeyRecordSchema.parse(value);
+}
+
+/**
+ * Reads every key record (ordered by id). A record that does not match the schema is repaired in
+ * memory or, when it cannot be, skipped, and logged either way: one bad record must not stop the
+ * pool from loading.
+ */
 export async function listGeminiKeys(kv: Deno.Kv): Promise<GeminiKeyRecord[]> {
   const out: GeminiKeyRecord[] = [];
-  for await (const entry of kv.list<GeminiKeyRecord>({ prefix: [PREFIX] }, { batchSize: 1000 })) {
-    out.push(GeminiKeyRecordSchema.parse(entry.value));
+  for await (const entry of kv.list<unknown>({ prefix: [PREFIX] }, { batchSize: 1000 })) {
+    const read = readKeyRecord(entry.value);
+    reportBadRecord(entry, read);
+    if (read.data) out.push(read.data);
   }
   return out;
 }
 
-/** Reads one key record. */
+/** Reads one key record (repaired like `listGeminiKeys` does; throws when it cannot be read). */
 export async function getGeminiKey(kv: Deno.Kv, id: string): Promise<GeminiKeyRecord | null> {
-  const entry = await kv.get<GeminiKeyRecord>([PREFIX, id]);
-  return entry.value ? GeminiKeyRecordSchema.parse(entry.value) : null;
+  const entry = await kv.get<unknown>([PREFIX, id]);
+  return entry.value ? parseKey(entry.value) : null;
 }
 
 /** What happened to each secret passed to `addGeminiKeys`. */
 export interface AddKeysResult {
   added: GeminiKeyRecord[];
   duplicates: number;
+  /** Keys the admin deleted, left out (with `skipDeleted` only). */
+  deleted: number;
 }
+
+/** The tombstone of a key the admin deleted (by fingerprint). */
+export const DeletedKeySchema = z.object({ id: z.string(), deletedAt: z.number() });
 
 /** Options of `addGeminiKeys`. */
 export interface AddKeysOptions {
@@ -164,6 +199,11 @@ export interface AddKeysOptions {
   /** An outbound proxy for every key added (as `parseProxyUrl` accepted it). */
   proxy?: { url: string; shown: string } | null;
   now: number;
+  /**
+   * Leave out keys the admin deleted (the start-up import of `GEMINI_KEYS`). Without it (the admin
+   * adding keys) a deleted key is added again and its tombstone cleared.
+   */
+  skipDeleted?: boolean;
 }
 
 /** Proxy schemes Deno's HTTP client speaks. */
@@ -217,14 +257,23 @@ export async function addGeminiKeys(
 ): Promise<AddKeysResult> {
   const added: GeminiKeyRecord[] = [];
   let duplicates = 0;
+  let deleted = 0;
   const seen = new Set<string>();
   const fingerprints = await Promise.all(secrets.map((secret) => sealer.fingerprint(secret)));
-  // Keys stored already are found by reads made together, not by a write attempt each:
-  // GEMINI_KEYS is imported at every start of every isolate.
+  // Keys stored already (or deleted) are found by reads made together, not by a write attempt
+  // each: GEMINI_KEYS is imported at every start of every isolate.
   const stored = new Set<string>();
+  const tombstones = new Set<string>();
   const unique = [...new Set(fingerprints)];
-  const entries = await getManyBatched(kv, unique.map((fp) => [FP_PREFIX, fp]));
-  entries.forEach((e, i) => e.versionstamp !== null && stored.add(unique[i]));
+  const entries = await getManyBatched(kv, [
+    ...unique.map((fp) => [FP_PREFIX, fp]),
+    ...(options.skipDeleted ? unique.map((fp) => [DELETED_PREFIX, fp]) : []),
+  ]);
+  entries.forEach((e, i) => {
+    if (e.versionstamp === null) return;
+    if (i < unique.length) stored.add(unique[i]);
+    else tombstones.add(unique[i - unique.length]);
+  });
   for (const [i, secret] of secrets.entries()) {
     const fingerprint = fingerprints[i];
     if (seen.has(fingerprint) || stored.has(fingerprint)) {
@@ -232,6 +281,10 @@ export async function addGeminiKeys(
       continue;
     }
     seen.add(fingerprint);
+    if (tombstones.has(fingerprint)) {
+      deleted++;
+      continue;
+    }
     const id = randomId("k_", 9);
     const record: GeminiKeyRecord = GeminiKeyRecordSchema.parse({
       id,
@@ -249,15 +302,19 @@ export async function addGeminiKeys(
       createdAt: options.now,
       updatedAt: options.now,
     });
-    const res = await kv.atomic()
+    let op = kv.atomic()
       .check({ key: [FP_PREFIX, fingerprint], versionstamp: null })
       .set([FP_PREFIX, fingerprint], id)
-      .set([PREFIX, id], record)
-      .commit();
+      .set([PREFIX, id], record);
+    // Deleted meanwhile (the import), or added back on purpose (the admin: the tombstone goes).
+    op = options.skipDeleted
+      ? op.check({ key: [DELETED_PREFIX, fingerprint], versionstamp: null })
+      : op.delete([DELETED_PREFIX, fingerprint]);
+    const res = await op.commit();
     if (res.ok) added.push(record);
     else duplicates++;
   }
-  return { added, duplicates };
+  return { added, duplicates, deleted };
 }
 
 /** Opens the secret of a key record. */
@@ -276,19 +333,30 @@ export function updateGeminiKey(
 ): Promise<GeminiKeyRecord | null> {
   return updateWithRetry<GeminiKeyRecord>(kv, [PREFIX, id], (current) => {
     if (current === null) return undefined;
-    return change(GeminiKeyRecordSchema.parse(current));
+    return change(parseKey(current));
   });
 }
 
-/** Deletes a key and its fingerprint index; false when it did not exist. */
-export async function deleteGeminiKey(kv: Deno.Kv, id: string): Promise<boolean> {
+/**
+ * Deletes a key and its fingerprint index, leaving a tombstone of the fingerprint so that the
+ * start-up import of `GEMINI_KEYS` does not add it again (adding it through the admin API does,
+ * and clears the tombstone); false when it did not exist.
+ */
+export async function deleteGeminiKey(
+  kv: Deno.Kv,
+  id: string,
+  options: { now: number },
+): Promise<boolean> {
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<GeminiKeyRecord>([PREFIX, id]);
     if (entry.value === null) return false;
+    const fingerprint = entry.value.fingerprint;
+    const tombstone = DeletedKeySchema.parse({ id, deletedAt: options.now });
     const res = await kv.atomic()
       .check(entry)
       .delete([PREFIX, id])
-      .delete([FP_PREFIX, entry.value.fingerprint])
+      .delete([FP_PREFIX, fingerprint])
+      .set([DELETED_PREFIX, fingerprint], tombstone)
       .commit();
     if (res.ok) return true;
     await backoff(attempt);
@@ -309,7 +377,7 @@ export async function removeGeminiKey(
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<GeminiKeyRecord>([PREFIX, id]);
     if (entry.value === null) return null;
-    const record = GeminiKeyRecordSchema.parse(entry.value);
+    const record = parseKey(entry.value);
     if (options.shouldRemove && !options.shouldRemove(record)) return null;
     const removed: RemovedKey = { record, removedAt: options.now, reason: options.reason };
     const res = await kv.atomic()
@@ -323,11 +391,27 @@ export async function removeGeminiKey(
   throw new ConflictError(`key ${id}`);
 }
 
-/** Reads the removed area, newest removal first. */
+/** A removed key as stored, repaired like a key record. */
+function readRemovedKey(value: unknown): RecordRead<RemovedKey> {
+  return readRecord(RemovedKeySchema, value, (v) => {
+    const record = v.record;
+    if (!record || typeof record !== "object" || Array.isArray(record)) return v;
+    return { ...v, record: repairKey(record as Record<string, unknown>) };
+  });
+}
+
+/** A removed key of a stored value, or the schema's error when it cannot be read even repaired. */
+function parseRemovedKey(value: unknown): RemovedKey {
+  return readRemovedKey(value).data ?? RemovedKeySchema.parse(value);
+}
+
+/** Reads the removed area, newest removal first (bad records repaired or skipped, and logged). */
 export async function listRemovedKeys(kv: Deno.Kv): Promise<RemovedKey[]> {
   const out: RemovedKey[] = [];
-  for await (const e of kv.list<RemovedKey>({ prefix: [REMOVED_PREFIX] }, { batchSize: 1000 })) {
-    out.push(RemovedKeySchema.parse(e.value));
+  for await (const e of kv.list<unknown>({ prefix: [REMOVED_PREFIX] }, { batchSize: 1000 })) {
+    const read = readRemovedKey(e.value);
+    reportBadRecord(e, read);
+    if (read.data) out.push(read.data);
   }
   return out.sort((a, b) => b.removedAt - a.removedAt);
 }
@@ -345,7 +429,7 @@ export async function restoreRemovedKey(
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<RemovedKey>([REMOVED_PREFIX, id]);
     if (entry.value === null) return null;
-    const { record } = RemovedKeySchema.parse(entry.value);
+    const { record } = parseRemovedKey(entry.value);
     const restored: GeminiKeyRecord = {
       ...record,
       invalid: null,
@@ -367,15 +451,25 @@ export async function restoreRemovedKey(
   throw new ConflictError(`removed key ${id}`);
 }
 
-/** Deletes a removed key for good (and its fingerprint index); false when it did not exist. */
-export async function purgeRemovedKey(kv: Deno.Kv, id: string): Promise<boolean> {
+/**
+ * Deletes a removed key for good (and its fingerprint index, leaving a tombstone like
+ * `deleteGeminiKey`); false when it did not exist.
+ */
+export async function purgeRemovedKey(
+  kv: Deno.Kv,
+  id: string,
+  options: { now: number },
+): Promise<boolean> {
   for (let attempt = 0; attempt < MAX_OCC_ATTEMPTS; attempt++) {
     const entry = await kv.get<RemovedKey>([REMOVED_PREFIX, id]);
     if (entry.value === null) return false;
-    const { record } = RemovedKeySchema.parse(entry.value);
+    const { record } = parseRemovedKey(entry.value);
     const fp = await kv.get<string>([FP_PREFIX, record.fingerprint]);
     let op = kv.atomic().check(entry).check(fp).delete([REMOVED_PREFIX, id]);
-    if (fp.value === id) op = op.delete([FP_PREFIX, record.fingerprint]);
+    if (fp.value === id) {
+      op = op.delete([FP_PREFIX, record.fingerprint])
+        .set([DELETED_PREFIX, record.fingerprint], { id, deletedAt: options.now });
+    }
     const res = await op.commit();
     if (res.ok) return true;
     await backoff(attempt);

@@ -1,7 +1,21 @@
 /**
- * Small helpers shared by the store modules: bounded optimistic-concurrency retries, and reads of
- * many keys at once.
+ * Small helpers shared by the store modules: bounded optimistic-concurrency retries, reads of many
+ * keys at once, and tolerant reads of stored records.
  */
+import { serialize } from "node:v8";
+import type * as z from "zod";
+
+/** The largest value KV stores, in bytes as `kvValueSize` counts them. */
+export const KV_VALUE_LIMIT = 65_536;
+
+/**
+ * The bytes KV stores for `value`: V8's serialization, which is what `Deno.Kv` measures against
+ * its 64 KiB limit (checked on Deno 2.9.6: a value of exactly `KV_VALUE_LIMIT` bytes is stored,
+ * one byte more throws "Value too large").
+ */
+export function kvValueSize(value: unknown): number {
+  return serialize(value).byteLength;
+}
 
 /** How many times a read-check-write loop retries before giving up. */
 export const MAX_OCC_ATTEMPTS = 12;
@@ -58,4 +72,55 @@ export async function updateWithRetry<T>(
     await backoff(attempt);
   }
   throw new ConflictError(JSON.stringify(key));
+}
+
+/** A stored value read through its schema: the record, and why it needed repair (or was unreadable). */
+export type RecordRead<T> =
+  | { data: T; problem: string | null }
+  | { data: null; problem: string };
+
+/**
+ * Reads a stored `value` with `schema`; when it does not match, tries again on what `repair` makes
+ * of it (drop or null the parts that may safely be forgotten). `problem` says what did not match.
+ */
+export function readRecord<T>(
+  schema: z.ZodType<T>,
+  value: unknown,
+  repair?: (value: Record<string, unknown>) => Record<string, unknown>,
+): RecordRead<T> {
+  const first = schema.safeParse(value);
+  if (first.success) return { data: first.data, problem: null };
+  const issue = first.error.issues[0];
+  const problem = `${issue?.path.join(".") || "(record)"}: ${issue?.message ?? "invalid"}`;
+  if (repair && value !== null && typeof value === "object" && !Array.isArray(value)) {
+    const second = schema.safeParse(repair(value as Record<string, unknown>));
+    if (second.success) return { data: second.data, problem };
+  }
+  return { data: null, problem };
+}
+
+/** Bad stored versions already reported on this isolate (key and versionstamp), at most 1,000. */
+const reported = new Set<string>();
+
+/**
+ * Logs a stored record that did not match its schema (once per stored version on this isolate:
+ * list readers run every few seconds), saying whether it was repaired in memory or skipped.
+ */
+export function reportBadRecord(
+  entry: { key: Deno.KvKey; versionstamp: string },
+  read: RecordRead<unknown>,
+): void {
+  if (read.problem === null) return;
+  const id = `${JSON.stringify(entry.key)}@${entry.versionstamp}`;
+  if (reported.has(id)) return;
+  if (reported.size >= 1000) reported.clear();
+  reported.add(id);
+  const outcome = read.data === null
+    ? "skipped"
+    : "read with the bad values dropped (the next update stores the repair)";
+  console.error(
+    `Stored record ${
+      JSON.stringify(entry.key)
+    } does not match its schema (${read.problem}); ${outcome}`,
+  );
 }

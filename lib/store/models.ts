@@ -4,12 +4,15 @@
  * without a record is enabled and has no configured limits (limits learned from 429s still apply).
  */
 import * as z from "zod";
-import { updateWithRetry } from "./kv_util.ts";
+import { readRecord, reportBadRecord, updateWithRetry } from "./kv_util.ts";
 
 const PREFIX = "model_cfg";
 
+/** The largest limit value stored (requests or tokens); anything above is no limit in practice. */
+export const MAX_LIMIT_VALUE = 1_000_000_000;
+
 /** One limit value (requests or tokens); null = no limit known. */
-export const LimitValueSchema = z.number().int().positive().max(1_000_000_000).nullable();
+export const LimitValueSchema = z.number().int().positive().max(MAX_LIMIT_VALUE).nullable();
 
 const limit = LimitValueSchema.default(null);
 
@@ -22,6 +25,26 @@ export type Limits = z.infer<typeof LimitsSchema>;
 /** Limits with nothing set. */
 export function noLimits(): Limits {
   return { rpm: null, tpm: null, rpd: null };
+}
+
+/**
+ * Limits by model read from a stored record that may hold values the schema no longer accepts
+ * (pure): each value that is not a valid limit becomes null, each entry that is not an object is
+ * dropped. Used to repair a record instead of failing to read it.
+ */
+export function repairLimitsByModel(raw: unknown): Record<string, Limits> {
+  const out: Record<string, Limits> = {};
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return out;
+  for (const [model, value] of Object.entries(raw)) {
+    if (!value || typeof value !== "object" || Array.isArray(value)) continue;
+    const v = value as Record<string, unknown>;
+    const one = (x: unknown) => {
+      const parsed = LimitValueSchema.safeParse(x ?? null);
+      return parsed.success ? parsed.data : null;
+    };
+    out[model] = { rpm: one(v.rpm), tpm: one(v.tpm), rpd: one(v.rpd) };
+  }
+  return out;
 }
 
 /** The stored configuration of one model. */
@@ -42,12 +65,16 @@ export interface ModelConfigPatch {
   limits?: Partial<Limits>;
 }
 
-/** Reads every model configuration, by model id. */
+/** Reads every model configuration, by model id (a bad record is repaired or skipped, and logged). */
 export async function listModelConfigs(kv: Deno.Kv): Promise<Map<string, ModelConfig>> {
   const out = new Map<string, ModelConfig>();
   for await (const e of kv.list({ prefix: [PREFIX] })) {
-    const cfg = ModelConfigSchema.parse(e.value);
-    out.set(cfg.id, cfg);
+    const read = readRecord(ModelConfigSchema, e.value, (v) => ({
+      ...v,
+      limits: repairLimitsByModel({ m: v.limits }).m ?? noLimits(),
+    }));
+    reportBadRecord(e, read);
+    if (read.data) out.set(read.data.id, read.data);
   }
   return out;
 }

@@ -4,9 +4,9 @@
  * with it. A record is created the first time something is learned about the project.
  */
 import * as z from "zod";
-import { updateWithRetry } from "./kv_util.ts";
+import { readRecord, type RecordRead, reportBadRecord, updateWithRetry } from "./kv_util.ts";
 import { CooldownSchema } from "./gemini_keys.ts";
-import { LimitsSchema } from "./models.ts";
+import { LimitsSchema, repairLimitsByModel } from "./models.ts";
 
 const PREFIX = "gp";
 
@@ -33,19 +33,41 @@ export function emptyProject(name: string): ProjectRecord {
   return { name, cooldowns: {}, learned: {}, limits: {}, updatedAt: 0 };
 }
 
-/** Reads every project record. */
+/**
+ * A stored project record, repaired when only limit values are out of range (an older version
+ * stored any `quotaValue` as learned); `data` is null when it cannot be read at all.
+ */
+export function readProjectRecord(value: unknown): RecordRead<ProjectRecord> {
+  return readRecord(ProjectRecordSchema, value, (v) => ({
+    ...v,
+    learned: repairLimitsByModel(v.learned),
+    limits: repairLimitsByModel(v.limits),
+  }));
+}
+
+/** The project of a stored value, or the schema's error when it cannot be read even repaired. */
+function parseProject(value: unknown): ProjectRecord {
+  return readProjectRecord(value).data ?? ProjectRecordSchema.parse(value);
+}
+
+/**
+ * Reads every project record; a bad one is repaired in memory or skipped, and logged (one bad
+ * record must not stop the pool from loading).
+ */
 export async function listProjects(kv: Deno.Kv): Promise<ProjectRecord[]> {
   const out: ProjectRecord[] = [];
   for await (const e of kv.list({ prefix: [PREFIX] }, { batchSize: 1000 })) {
-    out.push(ProjectRecordSchema.parse(e.value));
+    const read = readProjectRecord(e.value);
+    reportBadRecord(e, read);
+    if (read.data) out.push(read.data);
   }
   return out;
 }
 
-/** Reads one project record. */
+/** Reads one project record (repaired like `listProjects` does; throws when it cannot be read). */
 export async function getProject(kv: Deno.Kv, name: string): Promise<ProjectRecord | null> {
   const e = await kv.get([PREFIX, name]);
-  return e.value === null ? null : ProjectRecordSchema.parse(e.value);
+  return e.value === null ? null : parseProject(e.value);
 }
 
 /**
@@ -58,9 +80,9 @@ export async function updateProject(
   change: (record: ProjectRecord) => ProjectRecord | undefined,
 ): Promise<ProjectRecord> {
   const next = await updateWithRetry<ProjectRecord>(kv, [PREFIX, name], (current) => {
-    return change(current === null ? emptyProject(name) : ProjectRecordSchema.parse(current));
+    return change(current === null ? emptyProject(name) : parseProject(current));
   });
-  return next === null ? emptyProject(name) : ProjectRecordSchema.parse(next);
+  return next === null ? emptyProject(name) : parseProject(next);
 }
 
 /** Deletes a project record (its keys keep their label); false if none. */

@@ -2,7 +2,8 @@
  * Gateway settings in KV under `["settings"]`: one small record, defaults filled in on read.
  */
 import * as z from "zod";
-import { updateWithRetry } from "./kv_util.ts";
+import { aliasProblem } from "../translate/models.ts";
+import { KV_VALUE_LIMIT, kvValueSize, updateWithRetry } from "./kv_util.ts";
 
 const KEY: Deno.KvKey = ["settings"];
 
@@ -96,6 +97,16 @@ export const SettingsSchema = z.object({
 /** Gateway settings. */
 export type Settings = z.infer<typeof SettingsSchema>;
 
+/**
+ * Aliases as the admin API accepts them, through `PATCH /admin/api/settings` as through
+ * `PUT /admin/api/aliases`: names and targets are model-like ids (`aliasProblem`), at most 100.
+ * (Stored records are read without this rule: older versions let other names through.)
+ */
+export const AliasesPatchSchema = FIELDS.aliases.superRefine((aliases, ctx) => {
+  const problem = aliasProblem(aliases);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
+
 /** A partial update of the settings, as the admin API accepts it (unknown fields rejected). */
 export const SettingsPatchSchema = z.strictObject({
   strategy: FIELDS.strategy.optional(),
@@ -117,7 +128,7 @@ export const SettingsPatchSchema = z.strictObject({
   antiTruncationRounds: FIELDS.antiTruncationRounds.optional(),
   streamHeartbeatSeconds: FIELDS.streamHeartbeatSeconds.optional(),
   safetyThreshold: FIELDS.safetyThreshold.optional(),
-  aliases: FIELDS.aliases.optional(),
+  aliases: AliasesPatchSchema.optional(),
 });
 
 /** A partial settings update. */
@@ -129,11 +140,46 @@ export async function readSettings(kv: Deno.Kv): Promise<Settings> {
   return SettingsSchema.parse(entry.value ?? {});
 }
 
-/** Merges `patch` into the stored settings atomically and returns the result. */
+/** Thrown when patched settings would not fit in one KV value; names the field to shorten. */
+export class SettingsTooLargeError extends Error {
+  readonly field: string;
+  readonly bytes: number;
+
+  constructor(options: { field: string; bytes: number }) {
+    super(
+      `The settings would take ${options.bytes} bytes, over KV's ${KV_VALUE_LIMIT}-byte limit ` +
+        `for one value: make '${options.field}' shorter`,
+    );
+    this.name = "SettingsTooLargeError";
+    this.field = options.field;
+    this.bytes = options.bytes;
+  }
+}
+
+/** The field of `patch` that takes the most room (the one to shorten), "settings" if none (pure). */
+export function largestField(patch: SettingsPatch): string {
+  let best = "settings";
+  let size = -1;
+  for (const [field, value] of Object.entries(patch)) {
+    const n = value === undefined ? 0 : kvValueSize(value);
+    if (n > size) [best, size] = [field, n];
+  }
+  return best;
+}
+
+/**
+ * Merges `patch` into the stored settings atomically and returns the result. Throws
+ * `SettingsTooLargeError` (and writes nothing) when the result would not fit in one KV value.
+ */
 export async function patchSettings(kv: Deno.Kv, patch: SettingsPatch): Promise<Settings> {
   const next = await updateWithRetry<Settings>(kv, KEY, (current) => {
     const base = SettingsSchema.parse(current ?? {});
-    return SettingsSchema.parse({ ...base, ...patch });
+    const merged = SettingsSchema.parse({ ...base, ...patch });
+    const bytes = kvValueSize(merged);
+    if (bytes > KV_VALUE_LIMIT) {
+      throw new SettingsTooLargeError({ field: largestField(patch), bytes });
+    }
+    return merged;
   });
   return SettingsSchema.parse(next ?? {});
 }

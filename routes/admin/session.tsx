@@ -15,14 +15,16 @@ import {
   forgetLoginFailures,
   isCrossSite,
   isSecureRequest,
-  lockoutRemaining,
   loginFormToken,
   loginFormTokenMatches,
   readSession,
   recordLoginFailure,
+  releaseLoginAttempt,
+  reserveLoginAttempt,
   serializeCookie,
   sessionActor,
 } from "../../lib/auth/sessions.ts";
+import type { AdminCheck } from "../../lib/auth/admin_auth.ts";
 import { auditEvent } from "../../lib/auth/audit.ts";
 import type { AuditAction } from "../../lib/store/audit_log.ts";
 import type { Gateway } from "../../lib/gateway.ts";
@@ -102,11 +104,22 @@ export function addSessionRoutes(app: Hono<PageEnv>, gw: Gateway): void {
         auditEvent(gw, req, { env: c.env, action, actor, status: res.status, throttle });
         return res;
       };
-      const locked = await lockoutRemaining(gw, client);
-      if (locked > 0) {
-        return audit("locked_out", "none", await lockedResponse(gw, req, next, locked));
+      // The check is reserved first, atomically: parallel posts cannot all be checked.
+      const attempt = await reserveLoginAttempt(gw, client);
+      if (!attempt.allowed) {
+        return audit(
+          "locked_out",
+          "none",
+          await lockedResponse(gw, req, next, attempt.refusedForMs),
+        );
       }
-      const check = await gw.admin.check(field("password"));
+      let check: AdminCheck;
+      try {
+        check = await gw.admin.check(field("password"));
+      } catch (err) {
+        await releaseLoginAttempt(gw, client);
+        throw err;
+      }
       if (check !== "ok") {
         const outcome = await recordLoginFailure(gw, client);
         if (outcome.lockedForMs > 0) {

@@ -318,6 +318,82 @@ Deno.test("wrong Bearer passwords on the admin API count toward the lockout; old
   }
 });
 
+Deno.test("parallel wrong passwords are checked at most MAX_LOGIN_FAILURES times, on the API and the form", async () => {
+  const gw = await startGateway({});
+  try {
+    const statuses = (list: number[]) => {
+      const counts: Record<number, number> = {};
+      for (const s of list) counts[s] = (counts[s] ?? 0) + 1;
+      return counts;
+    };
+    const api = await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+      const res = await fetch(`${gw.url}/admin/api/keys`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer wrong-${i}` },
+      });
+      await res.body?.cancel();
+      return res.status;
+    }));
+    const counts = statuses(api);
+    assert.equal(counts[401], MAX_LOGIN_FAILURES, JSON.stringify(counts));
+    assert.equal(counts[429], 60 - MAX_LOGIN_FAILURES, JSON.stringify(counts));
+    const right = await gw.admin<ErrorBody>("GET", "/admin/api/keys");
+    assert.equal(right.status, 429, "the client is locked out now");
+    assert.equal(right.json.error.code, "admin_locked_out");
+    // The audit log holds the checked guesses and at most one throttled refusal, not 60 rows.
+    gw.clock.advance(LOCKOUT_MS + 1000);
+    const log = await gw.admin<{ data: { status: number }[] }>("GET", "/admin/api/audit-log");
+    assert.equal(log.status, 200);
+    assert.ok(log.json.data.length <= MAX_LOGIN_FAILURES + 2, `${log.json.data.length} rows`);
+
+    // The login form shares the same reservation (a new window, after the lockout).
+    const form = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const res = await postLogin(fetch, gw.url, { password: `wrong-${i}` });
+      await res.body?.cancel();
+      return res.status;
+    }));
+    const formCounts = statuses(form);
+    assert.equal(formCounts[401] ?? 0, MAX_LOGIN_FAILURES - 1, JSON.stringify(formCounts));
+    assert.equal(formCounts[429], 20 - (MAX_LOGIN_FAILURES - 1), JSON.stringify(formCounts));
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a right Bearer password takes back its reserved attempt: many in parallel lock nobody out", async () => {
+  const gw = await startGateway({});
+  try {
+    const bad = await fetch(`${gw.url}/admin/api/keys`, {
+      headers: { authorization: "Bearer not-the-password" },
+    });
+    await bad.body?.cancel();
+    assert.equal(bad.status, 401);
+    for (let round = 0; round < 5; round++) {
+      const res = await Promise.all(
+        Array.from({ length: 3 }, () => gw.admin("GET", "/admin/api/settings")),
+      );
+      assert.deepEqual(res.map((r) => r.status), [200, 200, 200]);
+    }
+    // The failure before is still counted (only a form login forgets failures): 4 more lock.
+    for (let i = 0; i < MAX_LOGIN_FAILURES - 2; i++) {
+      const res = await fetch(`${gw.url}/admin/api/keys`, {
+        headers: { authorization: "Bearer not-the-password" },
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 401);
+    }
+    assert.equal((await gw.admin("GET", "/admin/api/keys")).status, 200);
+    const last = await fetch(`${gw.url}/admin/api/keys`, {
+      headers: { authorization: "Bearer not-the-password" },
+    });
+    await last.body?.cancel();
+    assert.equal(last.status, 401);
+    assert.equal((await gw.admin("GET", "/admin/api/keys")).status, 429);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("pages carry a strict CSP and no-store; redirects never leave the admin area", async () => {
   const gw = await startGateway({});
   try {

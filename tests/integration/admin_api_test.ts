@@ -424,3 +424,83 @@ Deno.test("admin API answers are never cached: a new user key's secret, and erro
     await gw.close();
   }
 });
+
+Deno.test("settings PATCH checks aliases like PUT /admin/api/aliases, and refuses settings KV cannot hold", async () => {
+  const gw = await startGateway({});
+  type Err = { error: { param: string | null; message: string } };
+  try {
+    const cjk = (n: number, i: number) => String(i).padStart(3, "0") + "模".repeat(n - 3);
+    const big: Record<string, string> = {};
+    for (let i = 0; i < 100; i++) big[cjk(128, i)] = cjk(128, i + 500);
+    const bypass = await gw.admin<Err>("PATCH", "/admin/api/settings", { aliases: big });
+    assert.equal(bypass.status, 400, "names that are not model ids are refused");
+    assert.equal(bypass.json.error.param, "aliases");
+    for (const aliases of [{ "a b": "c" }, { x: "x" }, { ok: "not valid!" }]) {
+      const res = await gw.admin<Err>("PATCH", "/admin/api/settings", { aliases });
+      assert.equal(res.status, 400, JSON.stringify(aliases));
+      assert.equal(res.json.error.param, "aliases");
+    }
+    const fine = await gw.admin<{ aliases: Record<string, string> }>(
+      "PATCH",
+      "/admin/api/settings",
+      { aliases: { fast: "gemini-2.5-flash" } },
+    );
+    assert.equal(fine.status, 200);
+    assert.deepEqual(fine.json.aliases, { fast: "gemini-2.5-flash" });
+
+    // A record an older version let through (the same CJK aliases) leaves little room: a change
+    // that would not fit is a 400 naming the field, and nothing is written.
+    const stored = await gw.kv.get<Record<string, unknown>>(["settings"]);
+    await gw.kv.set(["settings"], { ...stored.value, aliases: big });
+    const prompt = await gw.admin<Err>("PATCH", "/admin/api/settings", {
+      promptInjection: "模".repeat(8000),
+    });
+    assert.equal(prompt.status, 400);
+    assert.equal(prompt.json.error.param, "promptInjection");
+    assert.match(prompt.json.error.message, /65536/);
+    const after = await gw.admin<{ promptInjection: string; strategy: string }>(
+      "PATCH",
+      "/admin/api/settings",
+      { strategy: "adaptive" },
+    );
+    assert.equal(after.status, 200);
+    assert.deepEqual([after.json.promptInjection, after.json.strategy], ["", "adaptive"]);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a key batch counts keys after splitting, and a rejected token shows little of itself", async () => {
+  const gw = await startGateway({});
+  type Err = { error: { param: string | null; message: string } };
+  try {
+    const key = (i: number) => `AIzaSyBulk-key-${String(i).padStart(22, "0")}`;
+    const many = Array.from({ length: 1001 }, (_, i) => key(i)).join(",");
+    const one = await gw.admin<Err>("POST", "/admin/api/keys", { keys: [many] });
+    assert.equal(one.status, 400);
+    assert.equal(one.json.error.param, "keys");
+    assert.match(one.json.error.message, /1001/);
+    const split = await gw.admin<Err>("POST", "/admin/api/keys", {
+      keys: [many.slice(0, many.indexOf(key(600))), many.slice(many.indexOf(key(600)))],
+    });
+    assert.equal(split.status, 400);
+    assert.equal(
+      (await gw.admin<{ data: unknown[] }>("GET", "/admin/api/keys")).json.data.length,
+      0,
+    );
+
+    const secretish = "s3cr3t\u0007pass1";
+    const res = await gw.admin<{ rejected: { key: string; reason: string }[] }>(
+      "POST",
+      "/admin/api/keys",
+      { keys: [secretish, "x".repeat(600)] },
+    );
+    assert.deepEqual(res.json.rejected.map((r) => r.key), [
+      "… (12 characters)",
+      "xxxx… (600 characters)",
+    ]);
+    assert.ok(!JSON.stringify(res.json).includes("pass1"));
+  } finally {
+    await gw.close();
+  }
+});

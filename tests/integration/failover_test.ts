@@ -17,6 +17,46 @@ interface KeyView {
   cooldowns: { model: string; until: string; reason: string }[];
 }
 
+/**
+ * A KV whose atomic commits that write a key or project record throw (as a conflict storm's
+ * `ConflictError` or KV's "Value too large" would) while `failing` is set.
+ */
+function failingRecordWrites(kv: Deno.Kv): { kv: Deno.Kv; failing: { on: boolean; seen: number } } {
+  const failing = { on: false, seen: 0 };
+  const wrapped = new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const written: Deno.KvKey[] = [];
+          const proxy: Deno.AtomicOperation = new Proxy(op, {
+            get(o, p) {
+              const v = Reflect.get(o, p);
+              if (typeof v !== "function") return v;
+              return (...args: unknown[]) => {
+                if (p === "set" || p === "delete") written.push(args[0] as Deno.KvKey);
+                if (
+                  p === "commit" && failing.on &&
+                  written.some((k) => k[0] === "gk" || k[0] === "gp")
+                ) {
+                  failing.seen++;
+                  return Promise.reject(new TypeError("Value too large (max 65536 bytes)"));
+                }
+                const r = v.apply(o, args);
+                return r === o ? proxy : r;
+              };
+            },
+          });
+          return proxy;
+        };
+      }
+      const v = Reflect.get(target, prop);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  return { kv: wrapped, failing };
+}
+
 async function keysByMask(gw: Awaited<ReturnType<typeof startGateway>>) {
   const res = await gw.admin<{ data: KeyView[] }>("GET", "/admin/api/keys");
   return new Map(res.json.data.map((k) => [k.masked, k]));
@@ -138,6 +178,35 @@ Deno.test("5xx and network failures move to the next key within bounded attempts
     assert.notEqual(keys.get("AIza…0002")?.status, "invalid");
   } finally {
     await gw.close();
+  }
+});
+
+Deno.test("a key's state that cannot be written does not turn failover into a 500", async () => {
+  const base = await Deno.openKv(":memory:");
+  const { kv, failing } = failingRecordWrites(base);
+  const gw = await startGateway({
+    kv,
+    keys: {
+      "AIzaInternal-00001": { kind: "internal" },
+      "AIzaInvalid-key-002": { kind: "invalid" },
+      "AIzaLimited-key-003": { kind: "rate_limited", retryDelaySeconds: 30 },
+      "AIzaGood-key-0004": OK,
+    },
+  });
+  try {
+    const secret = await gw.createUserKey();
+    failing.on = true;
+    for (let i = 0; i < 8; i++) {
+      const res = await post(`${gw.url}/v1/chat/completions`, {
+        apiKey: secret,
+        body: { model: "gemini-2.5-flash", messages: [{ role: "user", content: `x${i}` }] },
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+    }
+    assert.ok(failing.seen >= 3, `the bookkeeping writes were tried (${failing.seen})`);
+  } finally {
+    await gw.close();
+    base.close();
   }
 });
 

@@ -85,3 +85,43 @@ Deno.test("a restart on the same KV file keeps keys, user keys and stats, and th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a GEMINI_KEYS key the admin deleted stays deleted at the next start, until the admin adds it again", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const keys = {
+    "AIzaSyDeleted-key-000000000000000000001": { kind: "ok" },
+    "AIzaSyKept-key-00000000000000000000002": { kind: "ok" },
+  } as const;
+  const [deletedSecret] = Object.keys(keys);
+  const a = await startGateway({ kv, keys });
+  const started: Awaited<ReturnType<typeof startGateway>>[] = [a];
+  try {
+    const list = async (gw: typeof a) =>
+      (await gw.admin<{ data: { id: string; masked: string }[] }>("GET", "/admin/api/keys")).json
+        .data;
+    const gone = (await list(a)).find((k) => k.masked === "AIza…0001")!;
+    assert.equal((await a.admin("DELETE", `/admin/api/keys/${gone.id}`)).status, 204);
+
+    const b = await startGateway({ kv, keys, fake: a.fake });
+    started.push(b);
+    assert.deepEqual([b.report.importedKeys, b.report.duplicateKeys, b.report.deletedKeys], [
+      0,
+      1,
+      1,
+    ]);
+    assert.deepEqual((await list(b)).map((k) => k.masked), ["AIza…0002"]);
+
+    // Adding it through the admin API is on purpose: it comes back, and stays at the next start.
+    const readded = await b.admin<{ added: number }>("POST", "/admin/api/keys", {
+      keys: [deletedSecret],
+    });
+    assert.equal(readded.json.added, 1);
+    const c = await startGateway({ kv, keys, fake: a.fake });
+    started.push(c);
+    assert.deepEqual([c.report.importedKeys, c.report.deletedKeys], [0, 0]);
+    assert.equal((await list(c)).length, 2);
+  } finally {
+    for (const gw of started.reverse()) await gw.close();
+    kv.close();
+  }
+});

@@ -15,7 +15,12 @@ interface KeyView {
   masked: string;
   status: string;
   status_reason: string | null;
-  health: { checked_at: string | null; result: string | null; days: Record<string, string> };
+  health: {
+    checked_at: string | null;
+    result: string | null;
+    message?: string | null;
+    days: Record<string, string>;
+  };
 }
 
 async function keys(gw: TestGateway): Promise<Map<string, KeyView>> {
@@ -384,6 +389,44 @@ Deno.test("the strategy is switched live through the settings; unknown strategie
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.param, "strategy");
   } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a probe whose answer stalls mid-body times out: the health check ends and says why", async () => {
+  // The models call answers its head at once, then sends nothing until it is aborted.
+  const stalledBody: typeof fetch = async (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    if (!url.includes("/v1beta/models?pageSize=1")) return await fetch(input, init);
+    const signal = init?.signal ?? undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"models": ['));
+        signal?.addEventListener("abort", () => controller.error(signal.reason), { once: true });
+      },
+    });
+    return new Response(body, { status: 200, headers: { "content-type": "application/json" } });
+  };
+  const gw = await startGateway({
+    keys: { "AIzaStalled-key-0001": OK },
+    env: { UPSTREAM_TIMEOUT_MS: "1000" },
+    upstreamFetch: stalledBody,
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const report = await Promise.race([
+      runJob(gw, "health-check"),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("the health check hung")), 5_000);
+      }),
+    ]);
+    assert.equal(report.checked, 1);
+    assert.equal(report.errors, 1);
+    const [key] = [...(await keys(gw)).values()];
+    assert.equal(key.health.result, "error");
+    assert.match(key.health.message ?? "", /did not answer within 1000 ms/);
+  } finally {
+    clearTimeout(timer);
     await gw.close();
   }
 });

@@ -119,6 +119,93 @@ Deno.test("limits named by a 429 (quotaValue) are learned for the key and model 
   }
 });
 
+Deno.test("a quotaValue out of range is not learned: a cold isolate and the admin list keep working", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const keys = {
+    "AIzaHuge-quota-0001": { kind: "rate_limited", quotaValue: "2000000000" },
+    "AIzaTiny-quota-0002": { kind: "rate_limited", quotaValue: "0.5" },
+    "AIzaGood-key-00003": OK,
+  } as const;
+  const a = await startGateway({ kv, keys });
+  let b: TestGateway | undefined;
+  try {
+    const secret = await a.createUserKey();
+    const chat = (gw: TestGateway) =>
+      post(`${gw.url}/v1/chat/completions`, {
+        apiKey: secret,
+        body: { model: MODEL, messages: [{ role: "user", content: "hi" }] },
+      });
+    for (let i = 0; i < 4; i++) assert.equal((await chat(a)).status, 200);
+    assert.ok(calls(a, "AIzaHuge-quota-0001") > 0 && calls(a, "AIzaTiny-quota-0002") > 0);
+    b = await startGateway({ kv, fake: a.fake });
+    assert.equal((await chat(b)).status, 200, "a cold isolate loads the pool");
+    const list = await b.admin<{ data: KeyView[] }>("GET", "/admin/api/keys");
+    assert.equal(list.status, 200);
+    const limits = await b.admin<{ scopes: { source: { learned: unknown } }[] }>(
+      "GET",
+      `/admin/api/limits?model=${MODEL}`,
+    );
+    assert.equal(limits.status, 200);
+    assert.ok(limits.json.scopes.every((s) => s.source.learned === null), "nothing was learned");
+  } finally {
+    await b?.close();
+    await a.close();
+    kv.close();
+  }
+});
+
+Deno.test("a stored record with an out-of-range limit is repaired when read, not a 500 for every request", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const a = await startGateway({
+    kv,
+    keys: { "AIzaGood-key-00001": OK, "AIzaGood-key-00002": OK },
+  });
+  let b: TestGateway | undefined;
+  try {
+    const [first, second] = [...(await idsByMask(a)).values()];
+    // What an older version stored from a 429 naming quotaValue "2000000000" or "0.5".
+    const bad = { rpm: 2_000_000_000, tpm: 0, rpd: 250 };
+    const stored = await kv.get<Record<string, unknown>>(["gk", first]);
+    await kv.set(["gk", first], {
+      ...stored.value,
+      project: "",
+      learned: { [MODEL]: bad, "other-model": "junk" },
+    });
+    const other = await kv.get<Record<string, unknown>>(["gk", second]);
+    await kv.set(["gk", second], { ...other.value, project: "proj-a" });
+    await kv.set(["gp", "proj-a"], { name: "proj-a", learned: { [MODEL]: bad }, limits: {} });
+    // A key record that cannot be read at all is skipped, not fatal.
+    await kv.set(["gk", "k_broken"], { id: "k_broken", label: 3 });
+
+    b = await startGateway({ kv, fake: a.fake });
+    const secret = await b.createUserKey();
+    const res = await post(`${b.url}/v1/chat/completions`, {
+      apiKey: secret,
+      body: { model: MODEL, messages: [{ role: "user", content: "hi" }] },
+    });
+    assert.equal(res.status, 200);
+    const list = await b.admin<{ data: KeyView[] }>("GET", "/admin/api/keys");
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.json.data.map((k) => k.id).sort(), [first, second].sort());
+    const projects = await b.admin<{ data: { name: string; learned: unknown }[] }>(
+      "GET",
+      "/admin/api/projects",
+    );
+    assert.equal(projects.status, 200);
+    assert.deepEqual(projects.json.data.find((p) => p.name === "proj-a")?.learned, {
+      [MODEL]: { rpm: null, tpm: null, rpd: 250 },
+    });
+    // A change through the admin API stores the repaired record.
+    assert.equal((await b.admin("PATCH", `/admin/api/keys/${first}`, { label: "x" })).status, 200);
+    const repaired = await kv.get<{ learned: unknown }>(["gk", first]);
+    assert.deepEqual(repaired.value?.learned, { [MODEL]: { rpm: null, tpm: null, rpd: 250 } });
+  } finally {
+    await b?.close();
+    await a.close();
+    kv.close();
+  }
+});
+
 Deno.test("a disabled model is hidden from /v1/models and refused with 403 before any upstream call", async () => {
   const gw = await startGateway({ keys: { "AIzaGood-key-00001": OK } });
   try {

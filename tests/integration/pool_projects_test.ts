@@ -183,3 +183,96 @@ Deno.test("many keys in one project are warned about when added and listed", asy
     await gw.close();
   }
 });
+
+Deno.test("admin paths and queries are decoded once: '%' is a character, '%2520' names 'x%20'", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-00001": OK } });
+  try {
+    const [key] = [...(await keys(gw)).values()];
+    // A literal '%' is no URIError (500): a bad model id is a 400, a project name is just a name.
+    const limits = await gw.admin<{ error: { param: string } }>(
+      "GET",
+      "/admin/api/limits?model=%25",
+    );
+    assert.equal(limits.status, 400);
+    assert.equal(limits.json.error.param, "model");
+    assert.equal((await gw.admin("PATCH", "/admin/api/models/%25", { rpm: 5 })).status, 400);
+    const percent = await gw.admin<{ name: string }>("PATCH", "/admin/api/projects/100%25", {
+      clear_learned: true,
+    });
+    assert.equal(percent.status, 200);
+    assert.equal(percent.json.name, "100%");
+    // A label with '%20' in it is addressed as the admin UI sends it (encodeURIComponent, once).
+    const label = "team%20a";
+    await gw.admin("PATCH", `/admin/api/keys/${key.id}`, { project: label });
+    const path = `/admin/api/projects/${encodeURIComponent(label)}`;
+    assert.equal(path, "/admin/api/projects/team%2520a");
+    const patched = await gw.admin<{ name: string; keys: { id: string }[] }>("PATCH", path, {
+      limits: { [MODEL]: { rpm: 1 } },
+    });
+    assert.equal(patched.status, 200);
+    assert.equal(patched.json.name, label);
+    assert.deepEqual(patched.json.keys.map((k) => k.id), [key.id]);
+    // Model ids in the body are taken as they are: '%' is refused, not decoded.
+    const bodyId = await gw.admin<{ error: { param: string } }>("PATCH", path, {
+      limits: { "gemini%2D2.5": { rpm: 1 } },
+    });
+    assert.equal(bodyId.status, 400);
+    const model = await gw.admin<{ id: string }>(
+      "PATCH",
+      `/admin/api/models/${encodeURIComponent("gemini-2.5-flash")}`,
+      { rpm: 7 },
+    );
+    assert.equal(model.json.id, MODEL);
+    assert.equal((await gw.admin("DELETE", path)).status, 204);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("project limit overrides are bounded: valid model ids, at most 200, a record far under 64 KiB", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-key-00001": OK } });
+  type Err = { error: { param: string | null; message: string } };
+  try {
+    const overrides = (n: number, length: number) =>
+      Object.fromEntries(
+        Array.from({ length: n }, (_, i) => [
+          `m${String(i).padStart(4, "0")}${"x".repeat(length - 5)}`,
+          { rpm: 1 },
+        ]),
+      );
+    // What used to be a 500 ("Value too large"): 400 long model names in one record.
+    const huge = await gw.admin<Err>("PATCH", "/admin/api/projects/p1", {
+      limits: overrides(400, 195),
+    });
+    assert.equal(huge.status, 400);
+    assert.equal(huge.json.error.param, "limits");
+    // Under the count, over the size a project may take from the admin.
+    const long = await gw.admin<Err>("PATCH", "/admin/api/projects/p1", {
+      limits: overrides(200, 190),
+    });
+    assert.equal(long.status, 400);
+    assert.equal(long.json.error.param, "limits");
+    assert.match(long.json.error.message, /bytes/);
+    const bad = await gw.admin<Err>("PATCH", "/admin/api/projects/p1", {
+      limits: { "no spaces": { rpm: 1 } },
+    });
+    assert.equal(bad.status, 400);
+    // The count holds across changes too.
+    const first = await gw.admin("PATCH", "/admin/api/projects/p1", { limits: overrides(150, 20) });
+    assert.equal(first.status, 200);
+    const more = await gw.admin<Err>("PATCH", "/admin/api/projects/p1", {
+      limits: Object.fromEntries(
+        Array.from({ length: 60 }, (_, i) => [`gemini-extra-${i}`, { rpm: 2 }]),
+      ),
+    });
+    assert.equal(more.status, 400);
+    assert.match(more.json.error.message, /at most 200/);
+    const projects = await gw.admin<{ data: { name: string; limits: object }[] }>(
+      "GET",
+      "/admin/api/projects",
+    );
+    assert.equal(Object.keys(projects.json.data.find((p) => p.name === "p1")!.limits).length, 150);
+  } finally {
+    await gw.close();
+  }
+});

@@ -161,6 +161,20 @@ Deno.test("a 429 tells per-minute from per-day quotas, learns the limits it name
   assert.equal(readQuotaFailure("not json").violations.length, 0);
 });
 
+Deno.test("a 429's quotaValue is learned only when it is a limit the store can keep (1 to 1e9)", () => {
+  const learned = (quotaValue: string) =>
+    readQuotaFailure(quota429([{
+      quotaId: "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+      quotaValue,
+    }])).learned;
+  assert.deepEqual(learned("0.5"), {}, "a fraction under 1 is no limit");
+  assert.deepEqual(learned("2000000000"), {}, "beyond 1e9 is no limit in practice");
+  assert.deepEqual(learned("1e400"), {});
+  assert.deepEqual(learned("-3"), {});
+  assert.deepEqual(learned("1000000000"), { rpm: 1_000_000_000 });
+  assert.deepEqual(learned("7.9"), { rpm: 7 });
+});
+
 Deno.test("limits: an admin override wins over a learned limit, which wins over the model default", () => {
   assert.deepEqual(
     effectiveLimits({

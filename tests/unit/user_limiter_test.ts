@@ -1,7 +1,8 @@
 /**
  * The user-key limiter when KV fails: a budget read that fails refuses the request with an error
  * (never an unhandled rejection that would end the process) and gives back what the window had
- * admitted, so the key is not left short of a concurrency slot.
+ * admitted, so the key is not left short of a concurrency slot. And when KV is slow: a request
+ * arriving while idle slots are given back does not run on a slot the give-back drops.
  */
 import assert from "node:assert/strict";
 import { UserLimiter } from "../../lib/auth/user_limiter.ts";
@@ -62,6 +63,71 @@ Deno.test("a failed budget read is an error of that request: nothing unhandled, 
     after.release?.();
   } finally {
     await limiter.close();
+    real.close();
+  }
+});
+
+/** A KV whose atomic commits take `ms` (a remote round trip); `commits.n` counts those begun. */
+function slowCommits(real: Deno.Kv, ms: number, commits: { n: number }): Deno.Kv {
+  return new Proxy(real, {
+    get(target, prop) {
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = async () => {
+            commits.n++;
+            await new Promise((r) => setTimeout(r, ms));
+            return await commit();
+          };
+          return op;
+        };
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
+
+Deno.test("a request arriving while idle slots are given back leases its own: max_concurrency holds across isolates", async () => {
+  const real = await Deno.openKv(":memory:");
+  const commits = { n: 0 };
+  const kv = slowCommits(real, 300, commits);
+  const a = new UserLimiter({ kv, now: Date.now, budgetSince: () => 0 });
+  const b = new UserLimiter({ kv, now: Date.now, budgetSince: () => 0 });
+  const key = UserKeyRecordSchema.parse({
+    id: "uk_conc",
+    name: "c",
+    hash: "h",
+    prefix: "sk-…",
+    enabled: true,
+    rpm: null,
+    maxConcurrency: 2,
+    createdAt: 0,
+    updatedAt: 0,
+  });
+  const admitted: (() => void)[] = [];
+  try {
+    const first = await a.admit(key);
+    assert.ok(first.allowed);
+    first.release?.();
+    // The idle sweep starts giving the unused slots back (a commit begins)...
+    const before = commits.n;
+    while (commits.n === before) await new Promise((r) => setTimeout(r, 20));
+    // ...and a request arrives on isolate A meanwhile.
+    const onA = await a.admit(key);
+    assert.ok(onA.allowed, "A is admitted (after leasing a slot of its own)");
+    admitted.push(() => onA.release?.());
+    const onB1 = await b.admit(key);
+    assert.ok(onB1.allowed);
+    admitted.push(() => onB1.release?.());
+    const onB2 = await b.admit(key);
+    assert.equal(onB2.allowed, false, "a third concurrent request exceeds max_concurrency 2");
+    if (!onB2.allowed) assert.equal(onB2.limit, "concurrency");
+  } finally {
+    for (const release of admitted) release();
+    await a.drain();
+    await b.drain();
     real.close();
   }
 });

@@ -8,8 +8,9 @@ import * as z from "zod";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
 import { OpenAiError } from "../../../lib/openai/errors.ts";
 import { readBody } from "../../../lib/openai/request.ts";
-import { patchSettings, readSettings } from "../../../lib/store/settings.ts";
+import { readSettings } from "../../../lib/store/settings.ts";
 import { aliasProblem } from "../../../lib/translate/models.ts";
+import { saveSettings } from "./settings.ts";
 
 const PutSchema = z.strictObject({
   aliases: z.record(z.string().min(1).max(128), z.string().min(1).max(128)),
@@ -26,8 +27,7 @@ export function aliasesRoutes(gw: Gateway): Hono<AppEnv> {
     }
     const problem = aliasProblem(aliases);
     if (problem) throw new OpenAiError(400, problem, { param: "aliases", code: "invalid_value" });
-    const settings = await patchSettings(gw.kv, { aliases });
-    gw.settings.set(settings);
+    const settings = await saveSettings(gw, { aliases });
     return c.json({ aliases: settings.aliases });
   });
   return app;

@@ -70,6 +70,15 @@ const PatchKeySchema = z.strictObject({
   status: z.literal("active").optional(),
 });
 
+/**
+ * How a rejected token is shown (pure): its length, and its first 4 characters only when it is long
+ * enough (16+) that they are a small part of it; never most of a short secret.
+ */
+export function shownRejected(token: string): string {
+  const head = token.length >= 16 ? token.slice(0, 4) : "";
+  return `${head}… (${token.length} characters)`;
+}
+
 /** Why a submitted token is not a plausible key, or null when it is. */
 export function rejectReason(token: string): string | null {
   if (token.length > MAX_KEY_LENGTH) return `longer than ${MAX_KEY_LENGTH} characters`;
@@ -194,14 +203,21 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
 
   app.post("/", async (c) => {
     const body = await readBody(c.req.raw, AddKeysSchema);
+    // The batch limit counts keys, not strings: one string may carry many, split here.
     const tokens = body.keys.flatMap(splitKeyList);
+    if (tokens.length > MAX_BATCH) {
+      throw new OpenAiError(
+        400,
+        `At most ${MAX_BATCH} keys can be added at once (this batch holds ${tokens.length})`,
+        { param: "keys", code: "invalid_value" },
+      );
+    }
     const rejected: { key: string; reason: string }[] = [];
     const accepted: string[] = [];
     for (const t of tokens) {
       const reason = rejectReason(t);
-      if (reason) {
-        rejected.push({ key: t.length > 12 ? `${t.slice(0, 4)}…${t.slice(-4)}` : "…", reason });
-      } else accepted.push(t);
+      if (reason) rejected.push({ key: shownRejected(t), reason });
+      else accepted.push(t);
     }
     const now = gw.now();
     const result = await addGeminiKeys(gw.kv, gw.sealer, accepted, {
@@ -247,7 +263,8 @@ export function keysRoutes(gw: Gateway): Hono<AppEnv> {
   });
 
   app.delete("/:id", async (c) => {
-    if (!(await deleteGeminiKey(gw.kv, c.req.param("id")))) throw notFound(c.req.param("id"));
+    const id = c.req.param("id");
+    if (!(await deleteGeminiKey(gw.kv, id, { now: gw.now() }))) throw notFound(id);
     gw.pool.invalidate();
     return c.body(null, 204);
   });

@@ -27,9 +27,13 @@ const PatchModelSchema = z.strictObject({
   rpd: limit,
 });
 
-/** A model id as accepted in admin paths. */
+/**
+ * A model id as accepted in admin paths, queries and bodies. `raw` is already decoded (Hono decodes
+ * path parameters and queries once; the admin UI encodes once): decoding it again would turn a
+ * literal '%' into a URIError and `%2520` into another name.
+ */
 export function parseModelId(raw: string): string {
-  const id = normalizeModel(decodeURIComponent(raw));
+  const id = normalizeModel(raw);
   if (!/^[A-Za-z0-9][A-Za-z0-9._\-]{0,199}$/.test(id)) {
     throw new OpenAiError(400, `Invalid model id '${id.slice(0, 200)}'`, {
       param: "model",

@@ -9,6 +9,7 @@ import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
 import { OpenAiError } from "../../../lib/openai/errors.ts";
 import { readBody } from "../../../lib/openai/request.ts";
 import { listGeminiKeys } from "../../../lib/store/gemini_keys.ts";
+import { kvValueSize } from "../../../lib/store/kv_util.ts";
 import { LimitValueSchema, noLimits } from "../../../lib/store/models.ts";
 import {
   deleteProject,
@@ -23,9 +24,20 @@ import { parseModelId } from "./models.ts";
 const limit = LimitValueSchema.optional();
 const LimitsPatchSchema = z.strictObject({ rpm: limit, tpm: limit, rpd: limit });
 
+/** Limit overrides one project may hold (models with their own limits). */
+export const MAX_PROJECT_OVERRIDES = 200;
+/**
+ * The most bytes a project record may take after an admin change: well under KV's 64 KiB, so that
+ * what the request path adds later (learned limits, cooldowns) still fits.
+ */
+export const MAX_PROJECT_ADMIN_BYTES = 32 * 1024;
+
 const PatchProjectSchema = z.strictObject({
   /** Per model: limits that win over learned ones and model defaults; null removes the override. */
-  limits: z.record(z.string(), LimitsPatchSchema.nullable()).optional(),
+  limits: z.record(z.string(), LimitsPatchSchema.nullable()).refine(
+    (l) => Object.keys(l).length <= MAX_PROJECT_OVERRIDES,
+    `at most ${MAX_PROJECT_OVERRIDES} models per request`,
+  ).optional(),
   /** Ends the project's cooldowns: `true` for all, or a list of model ids. */
   clear_cooldowns: z.union([z.boolean(), z.array(z.string())]).optional(),
   /** Forgets the limits learned from 429s. */
@@ -58,8 +70,9 @@ function projectView(
   };
 }
 
+/** A project name from the path, already decoded once by Hono (never decoded again). */
 function checkName(raw: string): string {
-  const name = decodeURIComponent(raw).trim();
+  const name = raw.trim();
   if (!name || name.length > MAX_PROJECT_LENGTH) {
     throw new OpenAiError(400, `Invalid project name '${name.slice(0, 100)}'`, {
       param: "name",
@@ -124,6 +137,14 @@ export function projectsRoutes(gw: Gateway): Hono<AppEnv> {
           limits[model] = next;
         }
       }
+      if (Object.keys(limits).length > MAX_PROJECT_OVERRIDES) {
+        throw new OpenAiError(
+          400,
+          `A project holds limit overrides for at most ${MAX_PROJECT_OVERRIDES} models ` +
+            `(this change would make ${Object.keys(limits).length}); remove some with null`,
+          { param: "limits", code: "invalid_value" },
+        );
+      }
       let cooldowns = r.cooldowns;
       if (clear === true) cooldowns = {};
       else if (clearModels) {
@@ -131,13 +152,23 @@ export function projectsRoutes(gw: Gateway): Hono<AppEnv> {
           Object.entries(r.cooldowns).filter(([m]) => !clearModels.includes(m)),
         );
       }
-      return {
+      const next = {
         ...r,
         limits,
         cooldowns,
         learned: body.clear_learned ? {} : r.learned,
         updatedAt: now,
       };
+      const bytes = kvValueSize(next);
+      if (bytes > MAX_PROJECT_ADMIN_BYTES) {
+        throw new OpenAiError(
+          400,
+          `The project's stored state would take ${bytes} bytes, over the ` +
+            `${MAX_PROJECT_ADMIN_BYTES} allowed: use fewer or shorter model ids in limits`,
+          { param: "limits", code: "invalid_value" },
+        );
+      }
+      return next;
     });
     gw.pool.invalidate();
     const { members, threshold } = await load();

@@ -46,7 +46,8 @@ export function removedKeysRoutes(gw: Gateway): Hono<AppEnv> {
   });
 
   app.delete("/:id", async (c) => {
-    if (!(await purgeRemovedKey(gw.kv, c.req.param("id")))) throw notFound(c.req.param("id"));
+    const id = c.req.param("id");
+    if (!(await purgeRemovedKey(gw.kv, id, { now: gw.now() }))) throw notFound(id);
     return c.body(null, 204);
   });
 
