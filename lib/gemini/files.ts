@@ -8,6 +8,7 @@ import { runWithFailover } from "../pool/failover.ts";
 import type { Attempt } from "../store/usage.ts";
 import { type FileRecord, type FileState, setFileState } from "../store/files.ts";
 import { fileStateOf } from "../translate/files.ts";
+import { isMimeType } from "../translate/mime.ts";
 import { failoverOptions } from "./generate.ts";
 import {
   finalFile,
@@ -239,6 +240,15 @@ export async function uploadStream(
     signal?: AbortSignal;
   },
 ): Promise<UploadedFile> {
+  if (!isMimeType(options.mimeType)) {
+    // It would go into an upload header: refused here, before any key is asked.
+    await source.cancel().catch(() => {});
+    throw new FileAccessError(
+      400,
+      `${JSON.stringify(options.mimeType.slice(0, 100))} is not a valid MIME type (type/subtype)`,
+      { code: "invalid_mime_type" },
+    );
+  }
   const failover = await failoverOptions(gw, {
     model: FILES_MODEL,
     pinnedKeyId: options.pinnedKeyId,

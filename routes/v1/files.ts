@@ -35,6 +35,7 @@ import {
 } from "../../lib/store/files.ts";
 import { mimeFromFilename } from "../../lib/translate/chat_request.ts";
 import { expiryOf, fileStateOf, toOpenAiFile } from "../../lib/translate/files.ts";
+import { isMimeType } from "../../lib/translate/mime.ts";
 
 const ListQuerySchema = z.object({
   after: z.string().min(1).optional(),
@@ -45,6 +46,17 @@ const ListQuerySchema = z.object({
 
 /** Largest page of a file listing actually returned (the client pages on with `after`). */
 const MAX_PAGE = 1_000;
+
+/**
+ * The MIME type a file is uploaded with: the part's own, unless it is missing, generic or not a
+ * plain `type/subtype` (which could not even be sent upstream); then the filename's, or generic.
+ */
+function uploadType(contentType: string | null | undefined, filename: string): string {
+  const declared = contentType?.split(";")[0].trim().toLowerCase();
+  const valid = declared && isMimeType(declared) ? declared : undefined;
+  if (valid && valid !== "application/octet-stream") return valid;
+  return mimeFromFilename(filename) ?? "application/octet-stream";
+}
 
 /** A file of the calling user, or a 404 that does not reveal whether it exists for someone else. */
 async function ownFile(gw: Gateway, id: string, userId: string): Promise<FileRecord> {
@@ -94,10 +106,7 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
         if (part.name === "file" && part.filename !== null) {
           if (uploaded) throw new OpenAiError(400, "Send one file per upload", { param: "file" });
           filename = part.filename || "file";
-          const declared = part.contentType?.split(";")[0].trim().toLowerCase();
-          mimeType = declared && declared !== "application/octet-stream"
-            ? declared
-            : mimeFromFilename(filename) ?? declared ?? mimeType;
+          mimeType = uploadType(part.contentType, filename);
           uploaded = await uploadStream(gw, part.body, {
             mimeType,
             displayName: filename,

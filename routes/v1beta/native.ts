@@ -62,6 +62,7 @@ import {
 import { getUserKey, type UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
 import { expiryOf, fileStateOf } from "../../lib/translate/files.ts";
+import { isMimeType } from "../../lib/translate/mime.ts";
 import { normalizeModel } from "../../lib/translate/models.ts";
 import { urlPath } from "../../lib/url_path.ts";
 import { markWhole } from "../../lib/whole_body.ts";
@@ -753,6 +754,16 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   if (Number.isFinite(declared) && declared > MAX_FILE_BYTES) {
     throw new GoogleApiError(400, `The file is larger than ${MAX_FILE_BYTES} bytes`);
   }
+  const mimeType = req.headers.get("x-goog-upload-header-content-type")?.trim() ||
+    "application/octet-stream";
+  if (!isMimeType(mimeType.split(";")[0].trim())) {
+    throw new GoogleApiError(
+      400,
+      `X-Goog-Upload-Header-Content-Type ${
+        JSON.stringify(mimeType.slice(0, 100))
+      } is not a valid MIME type (type/subtype)`,
+    );
+  }
   const userKey = c.get("userKey");
   const startedAt = gw.now();
   const failover = await failoverOptions(gw, {
@@ -761,7 +772,7 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   });
   const result = await runWithFailover(gw.pool, failover, async (key) => {
     const r = await startUpload(gw.client, key.secret, {
-      mimeType: req.headers.get("x-goog-upload-header-content-type") ?? "application/octet-stream",
+      mimeType,
       size: Number.isFinite(declared) && declared >= 0 ? declared : undefined,
       body: metadata || "{}",
       signal: gw.clients.signalOf(req),

@@ -301,6 +301,44 @@ Deno.test("bad uploads get a 400 naming what is missing", async () => {
   }
 });
 
+Deno.test("an upload whose part type is no MIME type falls back to the filename's, blaming no key", async () => {
+  const gw = await startGateway({ keys: TWO_PROJECTS });
+  try {
+    const key = await gw.createUserKey();
+    const boundary = "XBOUNDARYX";
+    const upload = async (type: string, filename: string) => {
+      const body = `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n` +
+        `user_data\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; ` +
+        `filename="${filename}"\r\nContent-Type: ${type}\r\n\r\nhello\r\n--${boundary}--\r\n`;
+      const res = await fetch(`${gw.url}/v1/files`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${key}`,
+          "content-type": `multipart/form-data; boundary=${boundary}`,
+        },
+        body: new TextEncoder().encode(body),
+      });
+      return { status: res.status, json: await res.json() };
+    };
+    // Once an upload header, such a type made every key fail ("Bad header") until all rested.
+    for (let i = 0; i < 4; i++) {
+      const res = await upload("text/plain\u20ac", "a.txt");
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+    }
+    const odd = await upload("image/p ng", "notes.bin");
+    assert.equal(odd.status, 200, JSON.stringify(odd.json));
+    const starts = gw.fake.requests.filter((r) => r.headers["x-goog-upload-command"] === "start");
+    assert.deepEqual(
+      starts.map((r) => r.headers["x-goog-upload-header-content-type"]),
+      [...Array(4).fill("text/plain"), "application/octet-stream"],
+    );
+    const keys = await gw.admin<{ data: { status: string }[] }>("GET", "/admin/api/keys");
+    assert.deepEqual(keys.json.data.map((k) => k.status), ["active", "active"]);
+  } finally {
+    await gw.close();
+  }
+});
+
 /** A multipart body streamed in 1 MiB pieces: a `purpose` field, then `size` bytes of a file. */
 function streamedForm(boundary: string, size: number): ReadableStream<Uint8Array> {
   const enc = new TextEncoder();

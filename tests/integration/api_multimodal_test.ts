@@ -114,6 +114,49 @@ Deno.test("data-URL images, audio and inline files become inline data", async ()
   }
 });
 
+Deno.test("a data URL or audio format that names no MIME type is a 400 naming the part", async () => {
+  const gw = await startGateway({ keys: { "AIzaMedia-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const ask = (part: OpenAI.Chat.ChatCompletionContentPart) =>
+      client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: [{ type: "text", text: "look" }, part] }],
+      }).catch((e) => e);
+    const cases: [OpenAI.Chat.ChatCompletionContentPart, string][] = [
+      [
+        { type: "image_url", image_url: { url: "data:image/p\u20acng;base64,iVBORw0KGgo=" } },
+        "messages[0].content[1].image_url.url",
+      ],
+      [
+        { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav\r\nx" as "wav" } },
+        "messages[0].content[1].input_audio.format",
+      ],
+      [
+        {
+          type: "input_audio",
+          input_audio: { data: "data:audio/w av;base64,UklGRg==", format: "wav" },
+        },
+        "messages[0].content[1].input_audio.data",
+      ],
+      [
+        { type: "file", file: { file_data: "data:text/pl ain;base64,aGk=", filename: "a.txt" } },
+        "messages[0].content[1].file.file_data",
+      ],
+    ];
+    for (const [part, param] of cases) {
+      const err = await ask(part);
+      assert.equal(err.status, 400, String(err));
+      assert.equal(err.code, "invalid_mime_type");
+      assert.equal(err.param, param);
+      assert.match(err.message, /is not a valid MIME type/);
+    }
+    assert.equal(gw.fake.requests.length, 0, "nothing reached the upstream");
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("http image URLs are fetched server-side and sent inline", async () => {
   const host = imageHost();
   const gw = await startGateway({ keys: { "AIzaMedia-1": OK }, fakeOptions: { strict: true } });
