@@ -62,6 +62,7 @@ import {
 import { getUserKey, type UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
 import { expiryOf, fileStateOf } from "../../lib/translate/files.ts";
+import { fileUriMeaning, mayNameFiles, namedFileUris } from "../../lib/translate/file_refs.ts";
 import { isMimeType } from "../../lib/translate/mime.ts";
 import { normalizeModel } from "../../lib/translate/models.ts";
 import { urlPath } from "../../lib/url_path.ts";
@@ -132,18 +133,6 @@ function jsonResponse(text: string, status = 200): Response {
     status,
     headers: { "content-type": "application/json; charset=UTF-8" },
   });
-}
-
-/** Every `files/...` name a request body references (fileData.fileUri / file_uri). */
-function referencedFiles(text: string): string[] {
-  if (!text.includes("files/")) return [];
-  const names = new Set<string>();
-  const re = /"file_?[uU]ri"\s*:\s*"([^"]+)"/g;
-  for (const m of text.matchAll(re)) {
-    const name = /(?:^|\/)(files\/[A-Za-z0-9-]+)$/.exec(m[1]);
-    if (name) names.add(name[1]);
-  }
-  return [...names];
 }
 
 /** The Gemini File resource of a stored record (for listings served from KV). */
@@ -296,14 +285,51 @@ function visibleModelList(
   return JSON.stringify(list);
 }
 
+/** Whether `host` is where a `files/` path is a Files API file: the upstream's, or Google's. */
+function googleHostOf(gw: Gateway): (host: string) => boolean {
+  const upstream = new URL(gw.client.url("")).host.toLowerCase();
+  return (host) =>
+    host === upstream || host === "googleapis.com" || host.endsWith(".googleapis.com");
+}
+
+/**
+ * The `files/...` names a parsed request body references (see `namedFileUris`). A URI that looks
+ * like a file but is not spelled as Google spells one is refused: the gateway could not tell whose
+ * it is.
+ */
+function referencedFiles(gw: Gateway, json: unknown): string[] {
+  const names = new Set<string>();
+  const googleHost = googleHostOf(gw);
+  for (const uri of namedFileUris(json)) {
+    const meaning = fileUriMeaning(uri, googleHost);
+    if (meaning.kind === "file") names.add(meaning.name);
+    if (meaning.kind === "malformed") {
+      throw new GoogleApiError(
+        400,
+        `Invalid file uri ${JSON.stringify(uri.slice(0, 200))}: name an uploaded file as ` +
+          "files/{id} or by the uri Gemini gave it",
+      );
+    }
+  }
+  return [...names];
+}
+
+/** `json` serialized again; a body nested too deeply to serialize is the client's 400. */
+function canonicalJson(json: unknown): string {
+  try {
+    return JSON.stringify(json);
+  } catch {
+    throw new GoogleApiError(400, "Invalid JSON payload received: nested too deeply.");
+  }
+}
+
 /** The key a request's files pin it to (all of them must agree), checked for the user. */
 async function pinnedKeyFor(
   gw: Gateway,
   userKey: UserKeyRecord,
-  text: string,
+  names: string[],
 ): Promise<string | undefined> {
   const keys = new Set<string>();
-  const names = referencedFiles(text);
   const records = await Promise.all(names.map((name) => getFileByName(gw.kv, name)));
   for (const [i, record] of records.entries()) {
     const name = names[i];
@@ -354,7 +380,14 @@ async function modelCall(
       text = JSON.stringify(json);
     }
   }
-  const pinnedKeyId = await pinnedKeyFor(gw, userKey, text);
+  let names: string[] = [];
+  if (mayNameFiles(text)) {
+    // What was checked is what goes upstream: the parsed body, without escapes or duplicate keys
+    // that another parser could read differently.
+    names = referencedFiles(gw, json);
+    text = canonicalJson(json);
+  }
+  const pinnedKeyId = await pinnedKeyFor(gw, userKey, names);
   const url = new URL(c.req.url);
   const path = `/v1beta/${call.collection}/${encodeURIComponent(model)}:${call.method}`;
   const query = forwardedQuery(url);

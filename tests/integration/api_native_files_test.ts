@@ -5,7 +5,7 @@
  * surprise upstream.
  */
 import assert from "node:assert/strict";
-import { startGateway } from "./harness.ts";
+import { startGateway, type TestGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
 
@@ -21,6 +21,58 @@ function startHeaders(userKey: string, extra: Record<string, string> = {}): Reco
   };
 }
 
+/** Sends a native request with `userKey`; its status and JSON answer. */
+async function call(
+  gw: TestGateway,
+  userKey: string,
+  request: { method: string; path: string; body?: string; headers?: Record<string, string> },
+): Promise<
+  { status: number; json: { error?: { code: number; message: string; status: string } } }
+> {
+  const res = await fetch(`${gw.url}${request.path}`, {
+    method: request.method,
+    headers: { "x-goog-api-key": userKey, "content-type": "application/json", ...request.headers },
+    body: request.body,
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : {} };
+}
+
+/** Uploads `text` natively with `userKey`; the Gemini file (asserted 200). */
+async function nativeUpload(
+  gw: TestGateway,
+  userKey: string,
+  text = "hello",
+): Promise<{ name: string; uri: string }> {
+  const res = await fetch(`${gw.url}/upload/v1beta/files`, {
+    method: "POST",
+    headers: startHeaders(userKey, { "x-goog-upload-header-content-length": String(text.length) }),
+    body: JSON.stringify({ file: { displayName: "notes" } }),
+  });
+  await res.body?.cancel();
+  assert.equal(res.status, 200);
+  const done = await fetch(res.headers.get("x-goog-upload-url")!, {
+    method: "POST",
+    headers: { "x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0" },
+    body: text,
+  });
+  const json = await done.json();
+  assert.equal(done.status, 200, JSON.stringify(json));
+  return json.file;
+}
+
+/** A generateContent body that reads the file at `uri`. */
+function readingFile(uri: string): string {
+  return JSON.stringify({
+    contents: [{
+      role: "user",
+      parts: [{ text: "hi" }, { fileData: { fileUri: uri, mimeType: "text/plain" } }],
+    }],
+  });
+}
+
+const GENERATE = "/v1beta/models/gemini-2.5-flash:generateContent";
+
 Deno.test("a native upload start names a MIME type, or is refused in Google's shape before any key", async () => {
   const gw = await startGateway({ keys: { "AIzaNative-1": OK } });
   try {
@@ -35,6 +87,72 @@ Deno.test("a native upload start names a MIME type, or is refused in Google's sh
     assert.equal(json.error.status, "INVALID_ARGUMENT");
     assert.match(json.error.message, /X-Goog-Upload-Header-Content-Type "text\/pl ain" is not/);
     assert.equal(gw.fake.requests.length, 0);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a file named through JSON escapes is still the owner's alone, and pins its key", async () => {
+  const gw = await startGateway({
+    keys: { "AIzaNative-1@projA": OK, "AIzaNative-2@projA": OK, "AIzaNative-3@projB": OK },
+  });
+  try {
+    const owner = await gw.createUserKey({ name: "owner" });
+    const other = await gw.createUserKey({ name: "other" });
+    const file = await nativeUpload(gw, owner);
+    const plain = readingFile(file.uri);
+    const spellings = [
+      plain,
+      plain.replaceAll("files/", "files\\/"),
+      plain.replaceAll("/", "\\/"),
+      plain.replace('"fileUri"', '"file\\u0055ri"'),
+      plain.replace("files/", "\\u0066iles/"),
+      readingFile(file.name),
+    ];
+    for (const body of spellings) {
+      JSON.parse(body);
+      const denied = await call(gw, other, { method: "POST", path: GENERATE, body });
+      assert.equal(denied.status, 403, body);
+      assert.equal(denied.json.error?.status, "PERMISSION_DENIED");
+    }
+    // A duplicate key: what the gateway read (the last) is all that goes upstream.
+    const duplicate = plain.slice(0, -1) + ',"contents":[{"role":"user","parts":[{"text":"x"}]}]}';
+    gw.fake.reset();
+    const dup = await call(gw, other, { method: "POST", path: GENERATE, body: duplicate });
+    assert.equal(dup.status, 200);
+    assert.ok(!JSON.stringify(gw.fake.requests[0].body).includes(file.name.slice(6)));
+    assert.equal(gw.fake.requests[0].bytes, JSON.stringify(JSON.parse(duplicate)).length);
+    // The owner, however it spells the file, always goes through the key that holds it.
+    gw.fake.reset();
+    for (let i = 0; i < 6; i++) {
+      const body = spellings[i % spellings.length];
+      const res = await call(gw, owner, { method: "POST", path: GENERATE, body });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+    }
+    const uploader = "AIzaNative-1@projA";
+    assert.equal(new Set(gw.fake.requests.map((r) => r.key)).size, 1);
+    assert.ok([uploader, "AIzaNative-2@projA"].includes(gw.fake.requests[0].key!));
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a file URI that only looks like a file is refused; other URIs and plain bodies pass as sent", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-1": OK } });
+  try {
+    const user = await gw.createUserKey();
+    for (const uri of ["files/ABC", "FILES/abc", "files/abc/", `${gw.fake.url}/v1beta/files/a:b`]) {
+      const res = await call(gw, user, { method: "POST", path: GENERATE, body: readingFile(uri) });
+      assert.equal(res.status, 400, uri);
+      assert.equal(res.json.error?.status, "INVALID_ARGUMENT");
+      assert.match(res.json.error?.message ?? "", /Invalid file uri/);
+    }
+    assert.equal(gw.fake.requests.length, 0);
+    // A body that names no file goes upstream byte for byte (no walk, no new serialization).
+    const spaced = '{ "contents" : [ { "parts" : [ { "text" : "hi\\n\\u4e2d" } ] } ] }';
+    const res = await call(gw, user, { method: "POST", path: GENERATE, body: spaced });
+    assert.equal(res.status, 200);
+    assert.equal(gw.fake.requests[0].bytes, spaced.length);
   } finally {
     await gw.close();
   }
