@@ -132,11 +132,19 @@ export async function setFileState(
   return next;
 }
 
-/** Removes a file record and its indexes. */
+/**
+ * Removes a file record and its indexes. The name index goes only while it names this record: a
+ * newer file may have the same Gemini name (a name chosen at upload, reused once the first file is
+ * gone), and it keeps its owner.
+ */
 export async function deleteFile(kv: Deno.Kv, record: FileRecord): Promise<void> {
-  await kv.atomic()
-    .delete(fileKey(record.id))
-    .delete([BY_USER, record.userId, record.id])
-    .delete([BY_NAME, record.name])
-    .commit();
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const byName = await kv.get<string>([BY_NAME, record.name]);
+    const op = kv.atomic()
+      .delete(fileKey(record.id))
+      .delete([BY_USER, record.userId, record.id]);
+    if (byName.value === record.id) op.check(byName).delete([BY_NAME, record.name]);
+    if ((await op.commit()).ok) return;
+  }
+  throw new Error(`Deleting file ${record.id} failed: its name index kept changing`);
 }
