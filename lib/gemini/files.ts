@@ -4,7 +4,7 @@
  * `ACTIVE`, and uploading bytes (for inline media too large to send inline).
  */
 import type { Gateway } from "../gateway.ts";
-import { runWithFailover } from "../pool/failover.ts";
+import { type FailoverResult, runWithFailover } from "../pool/failover.ts";
 import type { Attempt } from "../store/usage.ts";
 import { type FileRecord, type FileState, setFileState } from "../store/files.ts";
 import { fileStateOf } from "../translate/files.ts";
@@ -108,6 +108,34 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
       reject(signal?.reason ?? new Error("Aborted"));
     };
     signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * Whether a failed call on a file's own key says the file is gone at Gemini (deleted there, or
+ * expired): a 403 or 404 about the file. Only then, or after a success, may its record go.
+ */
+export function fileGoneUpstream(failure: { kind: string; status: number }): boolean {
+  return failure.kind === "client" && (failure.status === 403 || failure.status === 404);
+}
+
+/** Deletes a file at Gemini through the key that holds it; Google's answer is the value. */
+export async function deleteUpstreamFile(
+  gw: Gateway,
+  options: { keyId: string; name: string; signal?: AbortSignal },
+): Promise<FailoverResult<string>> {
+  const failover = await failoverOptions(gw, {
+    model: FILES_MODEL,
+    pinnedKeyId: options.keyId,
+    signal: options.signal,
+  });
+  return await runWithFailover(gw.pool, failover, async (key) => {
+    const res = await gw.client.send(key.secret, {
+      method: "DELETE",
+      path: `/v1beta/${options.name}`,
+    }, options.signal);
+    const text = await res.text();
+    return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
   });
 }
 

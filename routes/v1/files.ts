@@ -9,12 +9,13 @@ import { accountRequest, requestTags } from "../../lib/accounting.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import {
   assertFileKeyUsable,
+  deleteUpstreamFile,
   FileAccessError,
+  fileGoneUpstream,
   FILES_MODEL,
   getUpstreamFile,
   uploadStream,
 } from "../../lib/gemini/files.ts";
-import { failoverOptions } from "../../lib/gemini/generate.ts";
 import { MAX_FILE_BYTES, UploadTooLargeError } from "../../lib/gemini/upload.ts";
 import {
   boundaryOf,
@@ -23,7 +24,7 @@ import {
   readPartText,
 } from "../../lib/media/multipart.ts";
 import { fileErrorToOpenAi, OpenAiError, validationError } from "../../lib/openai/errors.ts";
-import { runWithFailover } from "../../lib/pool/failover.ts";
+import type { GatewayFailure } from "../../lib/pool/failover.ts";
 import {
   deleteFile,
   type FileRecord,
@@ -79,6 +80,43 @@ async function keyProblem(gw: Gateway, record: FileRecord): Promise<string | nul
     if (err instanceof FileAccessError) return err.message;
     throw err;
   }
+}
+
+/**
+ * The error of a deletion Gemini did not carry out: the file stays, and stays its owner's (a file
+ * without its record would be open to every user key once its key serves again).
+ */
+async function notDeleted(
+  gw: Gateway,
+  record: FileRecord,
+  failure: GatewayFailure,
+): Promise<OpenAiError> {
+  const kept = `The file '${record.id}' could not be deleted at Gemini`;
+  const key = (await gw.pool.records()).find((k) => k.id === record.keyId);
+  if (key && (!key.enabled || key.invalid)) {
+    return new OpenAiError(
+      409,
+      `${kept}: the Gemini key that holds it is ${key.enabled ? "no longer valid" : "disabled"}. ` +
+        "It is kept, still yours, until that key serves again or the file expires " +
+        `(${new Date(record.expiresAt).toISOString()})`,
+      { param: "file_id", code: "file_key_unavailable" },
+    );
+  }
+  if (failure.kind === "client") {
+    return new OpenAiError(failure.status, `${kept}: ${failure.message}`, {
+      param: "file_id",
+      code: "file_not_deleted",
+    });
+  }
+  return new OpenAiError(
+    503,
+    `${kept} (${failure.message}); it is kept, still yours: retry the deletion later`,
+    {
+      param: "file_id",
+      code: "file_not_deleted",
+      headers: { "retry-after": String(failure.retryAfterSeconds ?? 30) },
+    },
+  );
 }
 
 /** Builds the file routes. */
@@ -223,19 +261,17 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
 
   app.delete("/:id", async (c) => {
     const record = await ownFile(gw, c.req.param("id"), c.get("userKey").id);
-    if (!(await keyProblem(gw, record))) {
-      // Best effort upstream: the file expires there by itself anyway.
-      const options = await failoverOptions(gw, { model: FILES_MODEL, pinnedKeyId: record.keyId });
-      await runWithFailover(gw.pool, options, async (key) => {
-        const res = await gw.client.send(key.secret, {
-          method: "DELETE",
-          path: `/v1beta/${record.name}`,
-        });
-        const text = await res.text();
-        return res.ok || res.status === 403 || res.status === 404
-          ? { ok: true, value: null }
-          : { ok: false, status: res.status, body: text };
+    // A file whose key was removed from the pool can no longer be reached by anyone: its record
+    // just goes. Otherwise the record (its owner) goes only once Google has let go of the file.
+    if ((await gw.pool.records()).some((k) => k.id === record.keyId)) {
+      const result = await deleteUpstreamFile(gw, {
+        keyId: record.keyId,
+        name: record.name,
+        signal: gw.clients.signalOf(c.req.raw),
       });
+      if (!result.ok && !fileGoneUpstream(result.failure)) {
+        throw await notDeleted(gw, record, result.failure);
+      }
     }
     await deleteFile(gw.kv, record);
     return c.json({ id: record.id, object: "file", deleted: true });

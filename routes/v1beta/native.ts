@@ -22,7 +22,9 @@ import type { ByteSource } from "../../lib/gemini/byte_source.ts";
 import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
 import {
   assertFileKeyUsable,
+  deleteUpstreamFile,
   FileAccessError,
+  fileGoneUpstream,
   FILES_MODEL,
   pinnedFailure,
 } from "../../lib/gemini/files.ts";
@@ -44,7 +46,12 @@ import {
   UploadTooLargeError,
 } from "../../lib/gemini/upload.ts";
 import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
-import { failureOutcome, type GatewayFailure, runWithFailover } from "../../lib/pool/failover.ts";
+import {
+  type FailoverResult,
+  failureOutcome,
+  type GatewayFailure,
+  runWithFailover,
+} from "../../lib/pool/failover.ts";
 import { randomId } from "../../lib/secrets.ts";
 import {
   deleteFile,
@@ -162,6 +169,15 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
   app.notFound((c) =>
     new GoogleApiError(404, `Method not found: ${c.req.method} ${c.req.path}`).toResponse()
   );
+  // The body limit below may put a counting copy of the request in this app's context: the
+  // request the routes watched is that copy, which the app's own release (of the original) misses.
+  app.use("*", async (c, next) => {
+    try {
+      await next();
+    } finally {
+      gw.clients.release(c.req.raw);
+    }
+  });
 
   const jsonLimit = declaredBodyLimit<AppEnv>({
     maxSize: MAX_JSON_BYTES,
@@ -740,25 +756,32 @@ async function fileOperation(
       `You do not have permission to access the File ${name} or it may not exist.`,
     );
   }
-  const failover = await failoverOptions(gw, {
-    model: FILES_MODEL,
-    pinnedKeyId: record.keyId,
-    signal: gw.clients.signalOf(c.req.raw),
-  });
-  const result = await runWithFailover(gw.pool, failover, async (key) => {
-    const res = await gw.client.send(key.secret, { method, path: `/v1beta/${name}` });
-    const text = await res.text();
-    return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
-  });
+  const signal = gw.clients.signalOf(c.req.raw);
+  let result: FailoverResult<string>;
+  if (method === "DELETE") {
+    result = await deleteUpstreamFile(gw, { keyId: record.keyId, name, signal });
+    // The record (the file's owner) goes only once Google has let go of the file: while it is
+    // still there, a record-less file would be open to every user key.
+    if (result.ok || fileGoneUpstream(result.failure)) await deleteFile(gw.kv, record);
+  } else {
+    const failover = await failoverOptions(gw, {
+      model: FILES_MODEL,
+      pinnedKeyId: record.keyId,
+      signal,
+    });
+    result = await runWithFailover(gw.pool, failover, async (key) => {
+      const res = await gw.client.send(key.secret, { method, path: `/v1beta/${name}` }, signal);
+      const text = await res.text();
+      return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
+    });
+  }
   if (!result.ok) {
-    if (method === "DELETE") await deleteFile(gw.kv, record);
     throw await pinnedFailure(gw, {
       keyId: record.keyId,
       what: `The file ${name}`,
       failure: result.failure,
     });
   }
-  if (method === "DELETE") await deleteFile(gw.kv, record);
   return jsonResponse(result.value);
 }
 

@@ -198,7 +198,22 @@ Deno.test("a file whose key became invalid gives a clear 4xx, and still lists wi
     const shown = await client.files.retrieve(file.id);
     assert.equal(shown.status, "error");
     assert.match(String(shown.status_details), /disabled/);
+    // Gemini cannot delete it now: it is kept, its owner's, until the key serves again.
+    const refused = await client.files.delete(file.id).catch((e) => e);
+    assert.equal(refused.status, 409);
+    assert.equal(refused.code, "file_key_unavailable");
+    assert.match(refused.message, /is disabled\. It is kept, still yours/);
+    assert.equal((await client.files.retrieve(file.id)).id, file.id);
+    assert.equal(
+      (await gw.admin("PATCH", `/admin/api/keys/${id}`, { enabled: true })).status,
+      200,
+    );
     assert.equal((await client.files.delete(file.id)).deleted, true);
+    // A key removed from the pool holds nothing anyone can reach: the record just goes.
+    const other = await uploadText(gw, client);
+    const otherKey = keys.json.data.find((k) => other.uploader.endsWith(k.masked.slice(-4)))!.id;
+    assert.equal((await gw.admin("DELETE", `/admin/api/keys/${otherKey}`)).status, 204);
+    assert.equal((await client.files.delete(other.file.id)).deleted, true);
   } finally {
     await gw.close();
   }
@@ -268,6 +283,38 @@ Deno.test("a file deleted at Gemini behind the gateway's back is a 404 that says
     assert.match(err.message, /no longer available at Gemini/);
     // Asked of its own key only, once.
     assert.deepEqual(generateRequests(gw).map((r) => r.key), [uploader]);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a delete Gemini did not carry out is a 503 to retry, and the file stays its owner's", async () => {
+  const gw = await startGateway({ keys: { "AIzaFile-1@projA": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey({ name: "owner" }));
+    const { file } = await uploadText(gw, client);
+    const name = `files/${await fileName(gw, file.id)}`;
+    gw.fake.setKey("AIzaFile-1@projA", { kind: "unavailable" });
+    const failed = await client.files.delete(file.id).catch((e) => e);
+    assert.ok(failed instanceof OpenAI.APIError);
+    assert.equal(failed.status, 503);
+    assert.equal(failed.code, "file_not_deleted");
+    assert.match(failed.message, /could not be deleted at Gemini.*retry the deletion later/);
+    assert.ok(Number(failed.headers?.get("retry-after")) > 0);
+    gw.fake.setKey("AIzaFile-1@projA", OK);
+    gw.clock.advance(120_000);
+    assert.equal((await client.files.retrieve(file.id)).id, file.id, "still listed, still owned");
+    const upstream = await fetch(`${gw.fake.url}/v1beta/files`, {
+      headers: { "x-goog-api-key": "AIzaFile-1@projA" },
+    });
+    const held = await upstream.json();
+    assert.deepEqual(held.files.map((f: { name: string }) => f.name), [name]);
+    assert.deepEqual(await client.files.delete(file.id), {
+      id: file.id,
+      object: "file",
+      deleted: true,
+    });
+    await assert.rejects(client.files.retrieve(file.id), OpenAI.NotFoundError);
   } finally {
     await gw.close();
   }

@@ -157,3 +157,54 @@ Deno.test("a file URI that only looks like a file is refused; other URIs and pla
     await gw.close();
   }
 });
+
+Deno.test("a native delete Gemini did not carry out keeps the file its owner's; a file gone there is let go", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-1@projA": OK } });
+  try {
+    const owner = await gw.createUserKey({ name: "owner" });
+    const other = await gw.createUserKey({ name: "other" });
+    const file = await nativeUpload(gw, owner);
+    gw.fake.setKey("AIzaNative-1@projA", { kind: "unavailable" });
+    const failed = await call(gw, owner, { method: "DELETE", path: `/v1beta/${file.name}` });
+    assert.equal(failed.status, 503, JSON.stringify(failed.json));
+    assert.equal(failed.json.error?.status, "UNAVAILABLE");
+    gw.fake.setKey("AIzaNative-1@projA", OK);
+    gw.clock.advance(120_000);
+    // Still the owner's: listed, readable, and closed to other user keys.
+    assert.equal(
+      (await call(gw, owner, { method: "GET", path: `/v1beta/${file.name}` })).status,
+      200,
+    );
+    const theirs = await call(gw, other, {
+      method: "POST",
+      path: GENERATE,
+      body: readingFile(file.uri),
+    });
+    assert.equal(theirs.status, 403);
+    // The retry deletes it.
+    const retried = await call(gw, owner, { method: "DELETE", path: `/v1beta/${file.name}` });
+    assert.equal(retried.status, 200, JSON.stringify(retried.json));
+    assert.equal(
+      (await call(gw, owner, { method: "GET", path: `/v1beta/${file.name}` })).status,
+      403,
+    );
+
+    // Deleted at Gemini behind the gateway's back: Google's 403 is passed on, and the record goes.
+    const second = await nativeUpload(gw, owner);
+    const direct = await fetch(`${gw.fake.url}/v1beta/${second.name}`, {
+      method: "DELETE",
+      headers: { "x-goog-api-key": "AIzaNative-1@projA" },
+    });
+    await direct.body?.cancel();
+    const gone = await call(gw, owner, { method: "DELETE", path: `/v1beta/${second.name}` });
+    assert.equal(gone.status, 403);
+    const calls = gw.fake.requests.length;
+    assert.equal(
+      (await call(gw, owner, { method: "GET", path: `/v1beta/${second.name}` })).status,
+      403,
+    );
+    assert.equal(gw.fake.requests.length, calls, "no record left: refused without asking Google");
+  } finally {
+    await gw.close();
+  }
+});
