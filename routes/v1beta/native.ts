@@ -7,7 +7,7 @@
  * that uploaded them and visible only to the user key that did.
  */
 import { type Context, Hono } from "hono";
-import { declaredBodyLimit } from "../../lib/body_limit.ts";
+import { declaredBodyLimit, readTextUpTo } from "../../lib/body_limit.ts";
 import { accountRequest, requestTags } from "../../lib/accounting.ts";
 import {
   assertNativeModelAllowed,
@@ -76,6 +76,8 @@ import { urlPath } from "../../lib/url_path.ts";
 import { markWhole } from "../../lib/whole_body.ts";
 import { heartbeatResponse, KEEP_ALIVE_BLANK, SLOW } from "../../lib/heartbeat.ts";
 
+/** Largest metadata body of an upload start (a file's name and type, not its bytes). */
+const MAX_UPLOAD_METADATA_BYTES = 64 * 1024;
 /** Largest JSON body of a native request (inline media included). */
 const MAX_JSON_BYTES = 40 * 1024 * 1024;
 /** Model methods that are POSTed to `models/{model}:{method}`. */
@@ -133,6 +135,18 @@ function forwardedHeaders(req: Request): Record<string, string> {
     if (v) out[name] = v;
   }
   return out;
+}
+
+/** A percent-encoded path segment, decoded; a malformed encoding is the client's 400. */
+function decodedSegment(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new GoogleApiError(
+      400,
+      `Invalid percent-encoding in the request path: ${JSON.stringify(raw.slice(0, 100))}`,
+    );
+  }
 }
 
 function jsonResponse(text: string, status = 200): Response {
@@ -222,7 +236,7 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
     if (m && m[3] && c.req.method === "POST") {
       return await modelCall(gw, c, {
         collection: m[1],
-        model: decodeURIComponent(m[2]),
+        model: decodedSegment(m[2]),
         method: m[3],
       });
     }
@@ -250,7 +264,7 @@ async function forwardJson(
   let path = `/v1beta${nativePath(url)!.rest}`;
   if (options.aliasModel) {
     const settings = await gw.settings.get();
-    const name = normalizeModel(decodeURIComponent(options.aliasModel));
+    const name = normalizeModel(decodedSegment(options.aliasModel));
     const target = settings.aliases[name];
     if (target) path = `/v1beta/models/${encodeURIComponent(normalizeModel(target))}`;
     const model = target ? normalizeModel(target) : name;
@@ -785,6 +799,24 @@ async function fileOperation(
   return jsonResponse(result.value);
 }
 
+/**
+ * The file size an upload start declares (`X-Goog-Upload-Header-Content-Length`): undefined when
+ * it declares none (the upstream then takes whatever arrives); a 400 when it is not a byte count.
+ */
+function declaredFileSize(header: string | null): number | undefined {
+  const text = header?.trim();
+  if (!text) return undefined;
+  if (!/^\d{1,16}$/.test(text)) {
+    throw new GoogleApiError(
+      400,
+      `X-Goog-Upload-Header-Content-Length ${
+        JSON.stringify(text.slice(0, 40))
+      } is not a byte count`,
+    );
+  }
+  return Number(text);
+}
+
 /** Starts a resumable upload on a pool key and hands out the gateway's own session URL. */
 async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   const req = c.req.raw;
@@ -797,8 +829,16 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   if ((req.headers.get("x-goog-upload-command") ?? "").trim().toLowerCase() !== "start") {
     throw new GoogleApiError(400, "Upload command must be 'start' for a new upload session.");
   }
-  const metadata = await c.req.text();
-  if (metadata.length > 64 * 1024) throw new GoogleApiError(400, "Upload metadata is too large");
+  // Only the file's metadata comes with the start (its bytes come with the chunks): bounded.
+  const metadata = await readTextUpTo(req, MAX_UPLOAD_METADATA_BYTES);
+  if (metadata === null) {
+    throw new GoogleApiError(
+      413,
+      `Upload metadata is larger than ${MAX_UPLOAD_METADATA_BYTES} bytes; the file's bytes go ` +
+        "with the upload requests, not with the start",
+      { headers: { connection: "close" } },
+    );
+  }
   let displayName: string | undefined;
   try {
     const parsed = metadata ? JSON.parse(metadata) : {};
@@ -806,8 +846,8 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   } catch {
     throw new GoogleApiError(400, "Invalid JSON payload received.");
   }
-  const declared = Number(req.headers.get("x-goog-upload-header-content-length"));
-  if (Number.isFinite(declared) && declared > MAX_FILE_BYTES) {
+  const declared = declaredFileSize(req.headers.get("x-goog-upload-header-content-length"));
+  if (declared !== undefined && declared > MAX_FILE_BYTES) {
     throw new GoogleApiError(400, `The file is larger than ${MAX_FILE_BYTES} bytes`);
   }
   const mimeType = req.headers.get("x-goog-upload-header-content-type")?.trim() ||
@@ -829,7 +869,7 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   const result = await runWithFailover(gw.pool, failover, async (key) => {
     const r = await startUpload(gw.client, key.secret, {
       mimeType,
-      size: Number.isFinite(declared) && declared >= 0 ? declared : undefined,
+      size: declared,
       body: metadata || "{}",
       signal: gw.clients.signalOf(req),
     });
@@ -877,12 +917,20 @@ function publicOrigin(req: Request): string {
   return `${proto || url.protocol.replace(":", "")}://${host || url.host}`;
 }
 
+/**
+ * Lets go of a request's body that will not be read (any more): not one the upload is reading
+ * already (locked), and never with an error of its own.
+ */
+async function discardBody(req: Request): Promise<void> {
+  if (req.body && !req.body.locked) await req.body.cancel().catch(() => {});
+}
+
 /** One request on an upload session: bytes (re-chunked as needed), query, finalize or cancel. */
 async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Promise<Response> {
   const req = c.req.raw;
   const session = await getUploadSession(gw.kv, token);
   if (!session) {
-    await req.body?.cancel();
+    await discardBody(req);
     throw new GoogleApiError(404, "Upload session not found or already finalized.");
   }
   try {
@@ -898,14 +946,14 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
     if (refusal) throw refusalToGoogle(refusal);
     await assertFileKeyUsable(gw, { keyId: session.keyId, what: "This upload session" });
   } catch (err) {
-    await req.body?.cancel();
+    await discardBody(req);
     throw err;
   }
   const command = (req.headers.get("x-goog-upload-command") ?? "").split(",")
     .map((s) => s.trim().toLowerCase()).filter((s) => s);
   const offset = Number(req.headers.get("x-goog-upload-offset") ?? "0");
   if (command.includes("upload") && (!Number.isInteger(offset) || offset < 0)) {
-    await req.body?.cancel();
+    await discardBody(req);
     throw new GoogleApiError(400, "Invalid X-Goog-Upload-Offset");
   }
   // The session lives on one key: no failover, and the upstream's answer goes back as it is.
@@ -916,7 +964,7 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
   });
   const sent = await runWithFailover(gw.pool, { ...failover, maxAttempts: 1 }, async (k) => {
     if (!command.includes("upload")) {
-      await req.body?.cancel();
+      await discardBody(req);
       const r = await gw.client.send(k.secret, {
         method: "POST",
         path: "",
@@ -946,7 +994,7 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
     }
   });
   if (!sent.ok) {
-    await req.body?.cancel();
+    await discardBody(req);
     throw await pinnedFailure(gw, {
       keyId: session.keyId,
       what: "This upload session",

@@ -208,3 +208,140 @@ Deno.test("a native delete Gemini did not carry out keeps the file its owner's; 
     await gw.close();
   }
 });
+
+Deno.test("an upload start's metadata is bounded: a large one is refused before it is read", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-1": OK } });
+  try {
+    const user = await gw.createUserKey();
+    const megabyte = new Uint8Array(1024 * 1024).fill(0x20);
+    // Declared (refused on its Content-Length), then chunked (refused once 64 KiB are counted).
+    let pulled = 0;
+    const bodies: (BodyInit | ReadableStream<Uint8Array>)[] = [
+      megabyte,
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (pulled++ >= 16) return controller.close();
+          controller.enqueue(megabyte.subarray(0, 64 * 1024));
+        },
+      }),
+    ];
+    for (const body of bodies) {
+      const res = await fetch(`${gw.url}/upload/v1beta/files`, {
+        method: "POST",
+        headers: startHeaders(user, { "x-goog-upload-header-content-length": "5" }),
+        body,
+        ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
+      } as RequestInit);
+      const json = await res.json();
+      assert.equal(res.status, 413);
+      assert.equal(json.error.status, "INVALID_ARGUMENT");
+      assert.match(json.error.message, /Upload metadata is larger than 65536 bytes/);
+    }
+    assert.equal(gw.fake.requests.length, 0);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("an upload start without a declared size declares none upstream; a bad size is a 400", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-1": OK } });
+  try {
+    const user = await gw.createUserKey();
+    const starts: Record<string, string>[] = [{}, { "x-goog-upload-header-content-length": " " }];
+    for (const extra of starts) {
+      gw.fake.reset();
+      const res = await fetch(`${gw.url}/upload/v1beta/files`, {
+        method: "POST",
+        headers: startHeaders(user, extra),
+        body: "{}",
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+      const [start] = gw.fake.requests;
+      assert.equal(start.headers["x-goog-upload-header-content-length"], undefined);
+      const done = await fetch(res.headers.get("x-goog-upload-url")!, {
+        method: "POST",
+        headers: { "x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0" },
+        body: "hello",
+      });
+      const json = await done.json();
+      assert.equal(done.status, 200, JSON.stringify(json));
+      assert.equal(json.file.sizeBytes, "5");
+    }
+    const bad = await fetch(`${gw.url}/upload/v1beta/files`, {
+      method: "POST",
+      headers: startHeaders(user, { "x-goog-upload-header-content-length": "5 bytes" }),
+      body: "{}",
+    });
+    const json = await bad.json();
+    assert.equal(bad.status, 400);
+    assert.match(json.error.message, /"5 bytes" is not a byte count/);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("an upload chunk whose upstream call fails answers Google's 503, not a 500", async () => {
+  let failChunks = false;
+  const upstreamFetch: typeof fetch = async (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    if (failChunks && url.includes("upload_id=")) {
+      const body = init?.body;
+      if (body instanceof ReadableStream) await body.cancel();
+      throw new TypeError(`error sending request for url (${url}): connection reset`);
+    }
+    return await fetch(input, init);
+  };
+  const gw = await startGateway({ keys: { "AIzaNative-1": OK }, upstreamFetch });
+  try {
+    const user = await gw.createUserKey();
+    const res = await fetch(`${gw.url}/upload/v1beta/files`, {
+      method: "POST",
+      headers: startHeaders(user, { "x-goog-upload-header-content-length": "5" }),
+      body: "{}",
+    });
+    await res.body?.cancel();
+    const session = res.headers.get("x-goog-upload-url")!;
+    failChunks = true;
+    const chunk = await fetch(session, {
+      method: "POST",
+      headers: { "x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0" },
+      body: "hello",
+    });
+    const json = await chunk.json();
+    assert.equal(chunk.status, 503, JSON.stringify(json));
+    assert.equal(json.error.status, "UNAVAILABLE");
+    assert.match(json.error.message, /connection reset|resting/);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a malformed percent-encoding in a native path is Google's 400, not a 500", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-1": OK } });
+  try {
+    const user = await gw.createUserKey();
+    const cases: [string, string][] = [
+      ["POST", "/v1beta/models/%E0%A4%A:generateContent"],
+      ["POST", "/v1/models/gemini%:generateContent"],
+      ["GET", "/v1beta/models/%ZZ"],
+      ["GET", "/v1beta/files/%ZZ"],
+    ];
+    for (const [method, path] of cases) {
+      const res = await call(gw, user, {
+        method,
+        path,
+        body: method === "POST" ? "{}" : undefined,
+      });
+      assert.ok(res.status === 400 || res.status === 403, `${path}: ${res.status}`);
+      assert.ok(res.json.error?.status, path);
+      if (path.startsWith("/v1beta/models") || path.startsWith("/v1/models")) {
+        assert.equal(res.status, 400, path);
+        assert.match(res.json.error?.message ?? "", /Invalid percent-encoding/);
+      }
+    }
+    assert.equal(gw.fake.requests.length, 0);
+  } finally {
+    await gw.close();
+  }
+});
