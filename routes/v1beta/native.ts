@@ -2,9 +2,10 @@
  * The Gemini-native API for Google's SDKs and tools (`@google/genai`, `gemini-cli`): everything
  * under `/v1beta/` and `/upload/v1beta/`, and the same shapes under `/v1/` and `/upload/v1/` for
  * native requests (`@google/genai` 3.x calls `/v1` by default). The user key is swapped for a pool
- * key (it never reaches the upstream; `?key=` is stripped); the pool, failover, limits and
- * accounting are those of `/v1`; streams pass through byte for byte; files are pinned to the key
- * that uploaded them and visible only to the user key that did.
+ * key (it never reaches the upstream; `?key=`, other credentials and quota parameters are
+ * stripped); the pool, failover, limits and accounting are those of `/v1`; streams pass through
+ * byte for byte; files are pinned to the key that uploaded them and visible only to the user key
+ * that did.
  */
 import { type Context, Hono } from "hono";
 import { declaredBodyLimit, readTextUpTo } from "../../lib/body_limit.ts";
@@ -91,8 +92,26 @@ const MODEL_METHODS = new Set([
   "predict",
   "predictLongRunning",
 ]);
-/** Client headers forwarded upstream (everything else, credentials included, stays here). */
-const FORWARDED_HEADERS = ["content-type", "x-goog-api-client", "x-goog-user-project"];
+/**
+ * Client headers forwarded upstream (everything else stays here: credentials, and
+ * `x-goog-user-project`, which bills and checks quota against another project).
+ */
+const FORWARDED_HEADERS = ["content-type", "x-goog-api-client"];
+/**
+ * Query parameters never forwarded, as compared by `paramName`: credentials (the user key must not
+ * reach Google, and the pool key must be the request's only credential) and Google's system
+ * parameters that steer quota or billing (`quotaUser`, `userIp`, `userProject`).
+ */
+const DROPPED_PARAMS = new Set([
+  "key",
+  "apikey",
+  "accesstoken",
+  "oauthtoken",
+  "bearertoken",
+  "quotauser",
+  "userip",
+  "userproject",
+]);
 /** Upload headers that go back to the client from the upstream. */
 const UPLOAD_RESPONSE_HEADERS = [
   "x-goog-upload-status",
@@ -121,10 +140,18 @@ function nativePath(url: URL): NativePath | null {
   return { upload: m[1] !== undefined, rest: m[3] ?? "/" };
 }
 
-/** The client's query without its key. */
+/** A query parameter's name as Google may read it: no `$` prefix, no underscores, any case. */
+function paramName(name: string): string {
+  return name.replace(/^\$/, "").replaceAll("_", "").toLowerCase();
+}
+
+/** The client's query without credentials or quota steering (`alt`, paging, `fields` stay). */
 function forwardedQuery(url: URL): string {
+  if (!url.search) return "";
   const q = new URLSearchParams(url.search);
-  q.delete("key");
+  for (const name of new Set(q.keys())) {
+    if (DROPPED_PARAMS.has(paramName(name))) q.delete(name);
+  }
   return q.toString();
 }
 

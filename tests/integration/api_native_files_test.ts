@@ -345,3 +345,29 @@ Deno.test("a malformed percent-encoding in a native path is Google's 400, not a 
     await gw.close();
   }
 });
+
+Deno.test("credentials and quota steering in a native query or header never reach Google", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-1": OK } });
+  try {
+    const user = await gw.createUserKey();
+    const query = `key=${user}&access_token=${user}&$oauth_token=t&bearer_token=t&quotaUser=x` +
+      `&$userProject=p&userIp=1.2.3.4&QUOTAUSER=y&alt=sse&fields=candidates`;
+    const res = await fetch(
+      `${gw.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent?${query}`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-goog-user-project": "someone-else" },
+        body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "hi" }] }] }),
+      },
+    );
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    const [sent] = gw.fake.requests;
+    assert.equal(sent.search, "?alt=sse&fields=candidates");
+    assert.equal(sent.headers["x-goog-user-project"], undefined);
+    assert.equal(sent.key, "AIzaNative-1");
+    assert.ok(!JSON.stringify(sent.headers).includes(user));
+  } finally {
+    await gw.close();
+  }
+});
