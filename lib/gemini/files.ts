@@ -139,6 +139,28 @@ export async function deleteUpstreamFile(
   });
 }
 
+/**
+ * Deletes, in the background and through the key that holds them, upstream files the gateway made
+ * for one request only (inline media moved to the Files API): best effort, as they would expire
+ * in 48 hours anyway; a failure is logged.
+ */
+export function discardUpstreamFiles(
+  gw: Gateway,
+  options: { keyId: string; names: readonly string[] },
+): void {
+  if (!options.names.length) return;
+  gw.background.run("Deleting a request's temporary upstream files", async () => {
+    const failed: string[] = [];
+    for (const name of options.names) {
+      const result = await deleteUpstreamFile(gw, { keyId: options.keyId, name });
+      if (!result.ok && !fileGoneUpstream(result.failure)) {
+        failed.push(`${name} (${result.failure.message})`);
+      }
+    }
+    if (failed.length) throw new Error(`not deleted: ${failed.join(", ")}`);
+  });
+}
+
 /** Reads a file's upstream resource through its key. */
 export async function getUpstreamFile(
   gw: Gateway,

@@ -10,6 +10,7 @@ import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import {
   assertFileKeyUsable,
   deleteUpstreamFile,
+  discardUpstreamFiles,
   FileAccessError,
   fileGoneUpstream,
   FILES_MODEL,
@@ -158,6 +159,11 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
         }
       }
     } catch (err) {
+      // A file already uploaded when the upload fails (a second file, a broken form) has no
+      // record, and so no owner: it goes at once.
+      if (uploaded) {
+        discardUpstreamFiles(gw, { keyId: uploaded.keyId, names: [uploaded.file.name] });
+      }
       if (err instanceof MultipartError) {
         throw new OpenAiError(400, err.message, { code: "invalid_multipart" });
       }

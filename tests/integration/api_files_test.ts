@@ -320,6 +320,33 @@ Deno.test("a delete Gemini did not carry out is a 503 to retry, and the file sta
   }
 });
 
+Deno.test("a second file in one upload is refused, and the first one, already at Gemini, is deleted", async () => {
+  const gw = await startGateway({ keys: { "AIzaFile-1": OK } });
+  try {
+    const key = await gw.createUserKey();
+    const form = new FormData();
+    form.set("purpose", "user_data");
+    form.append("file", new Blob(["one"], { type: "text/plain" }), "one.txt");
+    form.append("file", new Blob(["two"], { type: "text/plain" }), "two.txt");
+    const res = await fetch(`${gw.url}/v1/files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}` },
+      body: form,
+    });
+    const json = await res.json();
+    assert.equal(res.status, 400);
+    assert.match(json.error.message, /one file per upload/);
+    await gw.app.gateway.background.drain();
+    const upstream = await fetch(`${gw.fake.url}/v1beta/files`, {
+      headers: { "x-goog-api-key": "AIzaFile-1" },
+    });
+    assert.deepEqual(await upstream.json(), {}, "no file left at Gemini without an owner");
+    assert.equal(gw.fake.requests.filter((r) => r.method === "DELETE").length, 1);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("bad uploads get a 400 naming what is missing", async () => {
   const gw = await startGateway({ keys: { "AIzaFile-1": OK } });
   try {
