@@ -93,12 +93,15 @@ export interface ListFilesOptions {
   order: "asc" | "desc";
 }
 
-/** Lists a user's files, newest first by default; `hasMore` tells whether a next page exists. */
+/**
+ * Lists a user's files, newest first by default; `hasMore` tells whether a next page exists, and
+ * `cursor` is the id to list on `after` (the page's last index entry, even without a record).
+ */
 export async function listFiles(
   kv: Deno.Kv,
   userId: string,
   options: ListFilesOptions,
-): Promise<{ files: FileRecord[]; hasMore: boolean }> {
+): Promise<{ files: FileRecord[]; hasMore: boolean; cursor: string | null }> {
   const reverse = options.order === "desc";
   const selector: Deno.KvListSelector = options.after
     ? reverse
@@ -116,7 +119,7 @@ export async function listFiles(
     const r = toFileRecord(e.value);
     if (r) files.push(r);
   }
-  return { files, hasMore };
+  return { files, hasMore, cursor: page.at(-1) ?? null };
 }
 
 /** Updates the upstream state of a file (after polling it). */

@@ -347,6 +347,35 @@ Deno.test("a second file in one upload is refused, and the first one, already at
   }
 });
 
+Deno.test("a listing filtered by purpose fills its pages: none is empty while more follow", async () => {
+  const gw = await startGateway({ keys: { "AIzaFile-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const ids: Record<string, string[]> = { user_data: [], assistants: [] };
+    for (const purpose of ["user_data", "assistants", "assistants", "assistants"] as const) {
+      gw.clock.advance(1000); // ids sort by creation time
+      const file = await client.files.create({
+        file: await toFile(new TextEncoder().encode(purpose), `${purpose}.txt`),
+        purpose,
+      });
+      ids[purpose].unshift(file.id);
+    }
+    // The newest two are not user_data: the page reads on to the one that is.
+    const page = await client.files.list({ purpose: "user_data", limit: 2 });
+    assert.deepEqual(page.data.map((f) => f.id), ids.user_data);
+    assert.equal(page.has_more, false);
+    const listed: string[] = [];
+    for await (const f of client.files.list({ purpose: "assistants", limit: 2 })) {
+      listed.push(f.id);
+    }
+    assert.deepEqual(listed, ids.assistants);
+    const first = await client.files.list({ purpose: "assistants", limit: 3 });
+    assert.equal(first.has_more, false, "no more after the last match");
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("bad uploads get a 400 naming what is missing", async () => {
   const gw = await startGateway({ keys: { "AIzaFile-1": OK } });
   try {
