@@ -135,11 +135,12 @@ export class UpstreamRequestError extends Error {
 }
 
 /**
- * An upstream answer that redirects: not followed (the key would go to another origin with it),
- * it becomes a 502 in Google's shape, upstream trouble like any other.
+ * An upstream answer that redirects (a 3xx with a `Location`): not followed (the key would go to
+ * another origin with it), it becomes a 502 in Google's shape, upstream trouble like any other.
+ * A 3xx without a place to go (never followed anyway) stays as it is.
  */
 function refuseRedirect(res: Response): Response {
-  if (res.status < 300 || res.status > 399) return res;
+  if (res.status < 300 || res.status > 399 || !res.headers.has("location")) return res;
   res.body?.cancel().catch(() => {});
   const message =
     `Upstream answered with a redirect (HTTP ${res.status}), which the gateway does not follow`;
