@@ -31,3 +31,35 @@ export function declaredBodyLimit<E extends Env>(options: {
     await next();
   };
 }
+
+/**
+ * The body of `req` as UTF-8 text when it has at most `maxBytes`, or null when it is longer: then
+ * the rest is never read (a declared length says so before any byte is). Memory stays within
+ * `maxBytes` whatever the client sends.
+ */
+export async function readTextUpTo(req: Request, maxBytes: number): Promise<string | null> {
+  const declared = declaredLength(req);
+  if (declared !== null && declared > maxBytes) {
+    await req.body?.cancel().catch(() => {});
+    return null;
+  }
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    size += next.value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(next.value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}

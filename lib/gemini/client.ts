@@ -119,6 +119,33 @@ export class UpstreamTimeoutError extends Error {
 const DIRECT: { client?: Deno.HttpClient } = Object.freeze({});
 
 const DROPPED_HEADERS = new Set(["authorization", "x-goog-api-key", "host", "content-length"]);
+/** Header names and values every HTTP client can send (no line break, nothing above Latin-1). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * Thrown before anything is sent when a request cannot be built (a header no HTTP client can
+ * send, made from what a client gave): the request is at fault, not the key it was to go with.
+ */
+export class UpstreamRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UpstreamRequestError";
+  }
+}
+
+/**
+ * An upstream answer that redirects (a 3xx with a `Location`): not followed (the key would go to
+ * another origin with it), it becomes a 502 in Google's shape, upstream trouble like any other.
+ * A 3xx without a place to go (never followed anyway) stays as it is.
+ */
+function refuseRedirect(res: Response): Response {
+  if (res.status < 300 || res.status > 399 || !res.headers.has("location")) return res;
+  res.body?.cancel().catch(() => {});
+  const message =
+    `Upstream answered with a redirect (HTTP ${res.status}), which the gateway does not follow`;
+  return Response.json({ error: { code: 502, message, status: "UNAVAILABLE" } }, { status: 502 });
+}
 
 /** Calls the Gemini REST API with one key per request. */
 export class GeminiClient {
@@ -184,34 +211,43 @@ export class GeminiClient {
         new Error("Refusing to send a key to a URL outside the upstream origin"),
       );
     }
-    const headers = this.#headers(apiKey, request.headers, request.body);
+    let headers: Record<string, string>;
+    try {
+      headers = this.#headers(apiKey, request.headers, request.body);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const via = this.#via(apiKey, request.proxy);
     return this.#guarded(signal, (aborted) => {
-      const viaFetch = () => {
+      const viaFetch = async () => {
         const init: RequestInit & { duplex?: "half"; client?: Deno.HttpClient } = {
           method: request.method,
           headers,
           body: request.body,
           signal: aborted,
+          redirect: "manual",
           ...via,
         };
         // A streamed upload body needs half-duplex.
         if (request.body instanceof ReadableStream) init.duplex = "half";
-        return this.#options.fetch(request.url ?? this.url(request.path, request.query), init);
+        const url = request.url ?? this.url(request.path, request.query);
+        return refuseRedirect(await this.#options.fetch(url, init));
       };
       // JSON posts (generate, stream, embeddings, token counts) take the lighter client, unless
       // the key has a proxy.
       const h1 = via.client ? null : this.#h1;
       if (h1 && typeof request.body === "string" && request.url === undefined) {
         const body = request.body;
-        return this.#direct(h1, aborted, viaFetch, () =>
-          h1.request({
-            method: request.method,
-            path: target(request.path, request.query),
-            headers,
-            body,
-            signal: aborted,
-          }));
+        return this.#direct(h1, aborted, viaFetch, async () =>
+          refuseRedirect(
+            await h1.request({
+              method: request.method,
+              path: target(request.path, request.query),
+              headers,
+              body,
+              signal: aborted,
+            }),
+          ));
       }
       return viaFetch();
     });
@@ -222,12 +258,25 @@ export class GeminiClient {
    * can (the hot path: generate, streams, embeddings).
    */
   post(apiKey: string, request: JsonPost, signal?: AbortSignal): Promise<UpstreamAnswer> {
-    const headers = this.#headers(apiKey, request.headers, request.body);
+    let headers: Record<string, string>;
+    try {
+      headers = this.#headers(apiKey, request.headers, request.body);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const via = this.#via(apiKey);
     return this.#guarded(signal, (aborted) => {
       const viaFetch = async () => {
-        const init = { method: "POST", headers, body: request.body, signal: aborted, ...via };
-        return fetchAnswer(await this.#options.fetch(this.url(request.path, request.query), init));
+        const init: RequestInit & { client?: Deno.HttpClient } = {
+          method: "POST",
+          headers,
+          body: request.body,
+          signal: aborted,
+          redirect: "manual",
+          ...via,
+        };
+        const url = this.url(request.path, request.query);
+        return fetchAnswer(refuseRedirect(await this.#options.fetch(url, init)));
       };
       const h1 = via.client ? null : this.#h1;
       if (!h1) return viaFetch();
@@ -296,7 +345,10 @@ export class GeminiClient {
     }
   }
 
-  /** The headers sent upstream: the request's own (less credentials), the key, the type. */
+  /**
+   * The headers sent upstream: the request's own (less credentials), the key, the type. Throws
+   * `UpstreamRequestError` for a header of the request's that cannot be sent.
+   */
   #headers(
     apiKey: string,
     extra: Record<string, string> | undefined,
@@ -307,7 +359,16 @@ export class GeminiClient {
     if (extra) {
       for (const name in extra) {
         const lower = name.toLowerCase();
-        if (!DROPPED_HEADERS.has(lower)) headers[lower] = extra[name];
+        if (DROPPED_HEADERS.has(lower)) continue;
+        const value = extra[name];
+        if (!HEADER_NAME.test(lower) || !HEADER_VALUE.test(value)) {
+          throw new UpstreamRequestError(
+            `The value of the upstream header ${
+              HEADER_NAME.test(lower) ? lower : "(a bad name)"
+            } cannot be sent: ${JSON.stringify(value.slice(0, 100))}`,
+          );
+        }
+        headers[lower] = value;
       }
     }
     headers["x-goog-api-key"] = apiKey;

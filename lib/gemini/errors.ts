@@ -168,6 +168,10 @@ export function classifyHttpFailure(
     };
   }
   if (status === 408 || status >= 500) return { kind: "upstream", reason: message };
+  // A redirect is never followed (the key would go with it): the upstream misbehaves.
+  if (status >= 300 && status < 400) {
+    return { kind: "upstream", reason: `Upstream answered with a redirect (HTTP ${status})` };
+  }
   return { kind: "client", reason: message };
 }
 

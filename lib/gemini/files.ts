@@ -4,10 +4,11 @@
  * `ACTIVE`, and uploading bytes (for inline media too large to send inline).
  */
 import type { Gateway } from "../gateway.ts";
-import { runWithFailover } from "../pool/failover.ts";
+import { type FailoverResult, runWithFailover } from "../pool/failover.ts";
 import type { Attempt } from "../store/usage.ts";
 import { type FileRecord, type FileState, setFileState } from "../store/files.ts";
 import { fileStateOf } from "../translate/files.ts";
+import { isMimeType } from "../translate/mime.ts";
 import { failoverOptions } from "./generate.ts";
 import {
   finalFile,
@@ -107,6 +108,56 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
       reject(signal?.reason ?? new Error("Aborted"));
     };
     signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * Whether a failed call on a file's own key says the file is gone at Gemini (deleted there, or
+ * expired): a 403 or 404 about the file. Only then, or after a success, may its record go.
+ */
+export function fileGoneUpstream(failure: { kind: string; status: number }): boolean {
+  return failure.kind === "client" && (failure.status === 403 || failure.status === 404);
+}
+
+/** Deletes a file at Gemini through the key that holds it; Google's answer is the value. */
+export async function deleteUpstreamFile(
+  gw: Gateway,
+  options: { keyId: string; name: string; signal?: AbortSignal },
+): Promise<FailoverResult<string>> {
+  const failover = await failoverOptions(gw, {
+    model: FILES_MODEL,
+    pinnedKeyId: options.keyId,
+    signal: options.signal,
+  });
+  return await runWithFailover(gw.pool, failover, async (key) => {
+    const res = await gw.client.send(key.secret, {
+      method: "DELETE",
+      path: `/v1beta/${options.name}`,
+    }, options.signal);
+    const text = await res.text();
+    return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
+  });
+}
+
+/**
+ * Deletes, in the background and through the key that holds them, upstream files the gateway made
+ * for one request only (inline media moved to the Files API): best effort, as they would expire
+ * in 48 hours anyway; a failure is logged.
+ */
+export function discardUpstreamFiles(
+  gw: Gateway,
+  options: { keyId: string; names: readonly string[] },
+): void {
+  if (!options.names.length) return;
+  gw.background.run("Deleting a request's temporary upstream files", async () => {
+    const failed: string[] = [];
+    for (const name of options.names) {
+      const result = await deleteUpstreamFile(gw, { keyId: options.keyId, name });
+      if (!result.ok && !fileGoneUpstream(result.failure)) {
+        failed.push(`${name} (${result.failure.message})`);
+      }
+    }
+    if (failed.length) throw new Error(`not deleted: ${failed.join(", ")}`);
   });
 }
 
@@ -239,6 +290,15 @@ export async function uploadStream(
     signal?: AbortSignal;
   },
 ): Promise<UploadedFile> {
+  if (!isMimeType(options.mimeType)) {
+    // It would go into an upload header: refused here, before any key is asked.
+    await source.cancel().catch(() => {});
+    throw new FileAccessError(
+      400,
+      `${JSON.stringify(options.mimeType.slice(0, 100))} is not a valid MIME type (type/subtype)`,
+      { code: "invalid_mime_type" },
+    );
+  }
   const failover = await failoverOptions(gw, {
     model: FILES_MODEL,
     pinnedKeyId: options.pinnedKeyId,

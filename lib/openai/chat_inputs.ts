@@ -7,6 +7,7 @@
 import type { Gateway } from "../gateway.ts";
 import {
   assertFileKeyUsable,
+  discardUpstreamFiles,
   FileAccessError,
   pollUntilActive,
   streamOf,
@@ -202,23 +203,47 @@ function requestSize(body: GenerateContentRequest): number {
   return JSON.stringify(body).length;
 }
 
+/** What `offloadLargeInline` did to a request. */
+export interface Offload {
+  /** The key every call must now use (the one that holds the request's files). */
+  pinnedKeyId?: string;
+  /** The upload attempts, for the request's accounting. */
+  attempts: Attempt[];
+  /**
+   * Deletes the files made for this request (in the background, once): called when its answer is
+   * complete, or will never be. Does nothing when nothing was moved.
+   */
+  release: () => void;
+}
+
+const NOTHING_TO_RELEASE = () => {};
+
 /**
  * Moves the largest inline media of `body` to the Files API until the request fits Gemini's inline
- * limit (in place); returns the key every call must then use, and the upload attempts.
+ * limit (in place). The files are the request's alone: `release` deletes them; should this fail
+ * part way, the files made so far are deleted at once.
  */
 export async function offloadLargeInline(
   gw: Gateway,
   body: GenerateContentRequest,
   options: { pinnedKeyId?: string; signal: AbortSignal },
-): Promise<{ pinnedKeyId?: string; attempts: Attempt[] }> {
+): Promise<Offload> {
   let pinnedKeyId = options.pinnedKeyId;
   const attempts: Attempt[] = [];
   const parts = body.contents.flatMap((c) => c.parts).filter((p) => p.inlineData);
   // Only inline media can move; without any, measuring the request (a full JSON copy) is waste.
-  if (!parts.length) return { pinnedKeyId, attempts };
+  if (!parts.length) return { pinnedKeyId, attempts, release: NOTHING_TO_RELEASE };
   let size = requestSize(body);
-  if (size <= INLINE_REQUEST_LIMIT) return { pinnedKeyId, attempts };
+  if (size <= INLINE_REQUEST_LIMIT) return { pinnedKeyId, attempts, release: NOTHING_TO_RELEASE };
   parts.sort((a, b) => b.inlineData!.data.length - a.inlineData!.data.length);
+  // Every upload goes through one key (the first pins the others to it).
+  const made: string[] = [];
+  let released = false;
+  const release = () => {
+    if (released || !pinnedKeyId) return;
+    released = true;
+    discardUpstreamFiles(gw, { keyId: pinnedKeyId, names: made });
+  };
   try {
     for (const part of parts) {
       if (size <= INLINE_REQUEST_LIMIT) break;
@@ -237,6 +262,7 @@ export async function offloadLargeInline(
       });
       attempts.push(...uploaded.attempts);
       pinnedKeyId = uploaded.keyId;
+      made.push(uploaded.file.name);
       const file = await pollUntilActive(gw, uploaded.file, {
         keyId: uploaded.keyId,
         what: "Uploaded media",
@@ -247,8 +273,9 @@ export async function offloadLargeInline(
       size = requestSize(body);
     }
   } catch (err) {
+    release();
     if (err instanceof FileAccessError) throw fileErrorToOpenAi(err);
     throw err;
   }
-  return { pinnedKeyId, attempts };
+  return { pinnedKeyId, attempts, release: made.length ? release : NOTHING_TO_RELEASE };
 }

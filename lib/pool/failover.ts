@@ -4,7 +4,7 @@
  * only "ok" once its first event has been read, so it fails over before any byte reaches the client).
  * Generic over the API shape: the OpenAI and the Gemini-native routes both use it.
  */
-import { UpstreamTimeoutError } from "../gemini/client.ts";
+import { UpstreamRequestError, UpstreamTimeoutError } from "../gemini/client.ts";
 import { classifyHttpFailure, type FailureClass } from "../gemini/errors.ts";
 import type { Attempt, ErrorCause } from "../store/usage.ts";
 import type { KeyPool, NoKey, PoolKey } from "./key_pool.ts";
@@ -184,6 +184,16 @@ export async function runWithFailover<T>(
       if (options.signal?.aborted || isAbort(err)) {
         attempts.push({ keyId: picked.id, ok: true, reservation: picked.reservation });
         return { ok: false, attempts, failure: CLIENT_CLOSED };
+      }
+      // The request could not even be built (a header made from the client's input): nothing was
+      // sent, the key is not to blame, and no other key would do better.
+      if (err instanceof UpstreamRequestError) {
+        pool.cancelPick(picked);
+        return {
+          ok: false,
+          attempts,
+          failure: { status: 400, kind: "client", message: err.message },
+        };
       }
       result = null;
       timedOut = err instanceof UpstreamTimeoutError;

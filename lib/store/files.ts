@@ -93,12 +93,15 @@ export interface ListFilesOptions {
   order: "asc" | "desc";
 }
 
-/** Lists a user's files, newest first by default; `hasMore` tells whether a next page exists. */
+/**
+ * Lists a user's files, newest first by default; `hasMore` tells whether a next page exists, and
+ * `cursor` is the id to list on `after` (the page's last index entry, even without a record).
+ */
 export async function listFiles(
   kv: Deno.Kv,
   userId: string,
   options: ListFilesOptions,
-): Promise<{ files: FileRecord[]; hasMore: boolean }> {
+): Promise<{ files: FileRecord[]; hasMore: boolean; cursor: string | null }> {
   const reverse = options.order === "desc";
   const selector: Deno.KvListSelector = options.after
     ? reverse
@@ -116,7 +119,7 @@ export async function listFiles(
     const r = toFileRecord(e.value);
     if (r) files.push(r);
   }
-  return { files, hasMore };
+  return { files, hasMore, cursor: page.at(-1) ?? null };
 }
 
 /** Updates the upstream state of a file (after polling it). */
@@ -132,11 +135,19 @@ export async function setFileState(
   return next;
 }
 
-/** Removes a file record and its indexes. */
+/**
+ * Removes a file record and its indexes. The name index goes only while it names this record: a
+ * newer file may have the same Gemini name (a name chosen at upload, reused once the first file is
+ * gone), and it keeps its owner.
+ */
 export async function deleteFile(kv: Deno.Kv, record: FileRecord): Promise<void> {
-  await kv.atomic()
-    .delete(fileKey(record.id))
-    .delete([BY_USER, record.userId, record.id])
-    .delete([BY_NAME, record.name])
-    .commit();
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const byName = await kv.get<string>([BY_NAME, record.name]);
+    const op = kv.atomic()
+      .delete(fileKey(record.id))
+      .delete([BY_USER, record.userId, record.id]);
+    if (byName.value === record.id) op.check(byName).delete([BY_NAME, record.name]);
+    if ((await op.commit()).ok) return;
+  }
+  throw new Error(`Deleting file ${record.id} failed: its name index kept changing`);
 }

@@ -23,6 +23,7 @@ import type { Settings } from "../store/settings.ts";
 import type { StoredToolCall } from "../store/tool_calls.ts";
 import { normalizeModel, type ResolvedModel, resolveModel } from "./models.ts";
 import { SchemaError, toGeminiParameters, toResponseJsonSchema } from "./schema.ts";
+import { isMimeType } from "./mime.ts";
 import {
   requiresThoughtSignatures,
   ThinkingConfigError,
@@ -169,6 +170,17 @@ export interface ChatRefs {
 }
 
 const DATA_URL = /^data:([^;,]+)?((?:;[^;,]+)*?);base64,(.*)$/s;
+
+/** `data` as it is when its MIME type is a plain `type/subtype`; else a 400 naming `param`. */
+function checkedType(data: InlineData, param: string): InlineData {
+  if (isMimeType(data.mimeType)) return data;
+  throw new TranslateError(
+    `${JSON.stringify(data.mimeType.slice(0, 100))} is not a valid MIME type: give it as ` +
+      "type/subtype, e.g. image/png or audio/wav",
+    param,
+    "invalid_mime_type",
+  );
+}
 
 /** Splits a base64 `data:` URL into MIME type and data; null when `url` is not one. */
 export function parseDataUrl(url: string): InlineData | null {
@@ -342,7 +354,7 @@ function userParts(
       case "image_url": {
         const url = part.image_url.url;
         const data = parseDataUrl(url);
-        if (data) return { inlineData: data };
+        if (data) return { inlineData: checkedType(data, `${param}.image_url.url`) };
         const fetched = isHttpUrl(url) ? refs.media?.get(mediaKey("image", url)) : undefined;
         if (fetched) return { inlineData: fetched };
         throw new TranslateError(
@@ -357,12 +369,12 @@ function userParts(
         // prefix, so it is taken off (its type stands when it names one).
         const url = parseDataUrl(part.input_audio.data);
         const format = part.input_audio.format.toLowerCase();
-        const mimeType = url && url.mimeType !== "application/octet-stream"
-          ? url.mimeType
-          : format.includes("/")
-          ? format
-          : `audio/${format}`;
-        return { inlineData: { mimeType, data: url ? url.data : part.input_audio.data } };
+        const typed = url !== null && url.mimeType !== "application/octet-stream";
+        const mimeType = typed ? url.mimeType : format.includes("/") ? format : `audio/${format}`;
+        const data = { mimeType, data: url ? url.data : part.input_audio.data };
+        return {
+          inlineData: checkedType(data, `${param}.input_audio.${typed ? "data" : "format"}`),
+        };
       }
       case "file": {
         if (part.file.file_id) {
@@ -371,7 +383,7 @@ function userParts(
         if (part.file.file_data) {
           const parsed = parseDataUrl(part.file.file_data);
           if (parsed && parsed.mimeType !== "application/octet-stream") {
-            return { inlineData: parsed };
+            return { inlineData: checkedType(parsed, `${param}.file.file_data`) };
           }
           const mimeType = mimeFromFilename(part.file.filename);
           if (!mimeType) {

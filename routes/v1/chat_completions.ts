@@ -178,129 +178,139 @@ export async function answerChat(
     pinnedKeyId: inputs.pinnedKeyId,
     signal,
   });
-  const target: CallTarget = {
-    model,
-    signal,
-    pinnedKeyId: offload.pinnedKeyId,
-    estimatedTokens: estimateRequestTokens(body),
-  };
-  const maxSet = req.max_completion_tokens != null || req.max_tokens != null;
-  const continueOptions: ContinueOptions | null = settings.antiTruncation && (req.n ?? 1) === 1
-    ? { rounds: settings.antiTruncationRounds, onMaxTokens: !maxSet }
-    : null;
-  // The answer's id and time: made once there is an answer to give them (for a stream, while the
-  // upstream works), not before the upstream call.
-  const contextOf = (): CompletionContext => ({
-    id: randomId("chatcmpl-", 18),
-    created: Math.floor(gw.now() / 1000),
-    model: normalizeModel(req.model),
-    logprobs: req.logprobs === true,
-    thinkTags: options.thinkTags ?? settings.thoughtsFormat === "think_tags",
-  });
-  const account = (
-    attempts: Attempt[],
-    outcome: Pick<RequestOutcome, "ok" | "served" | "status" | "errorClass" | "usage">,
-  ) =>
-    accountRequest(gw, {
+  // Every way out of here accounts the request, which releases the moved media; an error that
+  // escapes before that releases it too.
+  try {
+    const target: CallTarget = {
       model,
-      userId: userKey.id,
-      attempts: [...offload.attempts, ...attempts],
-      startedAt,
-      ...requestTags(gw, raw),
-      ...outcome,
+      signal,
+      pinnedKeyId: offload.pinnedKeyId,
+      estimatedTokens: estimateRequestTokens(body),
+    };
+    const maxSet = req.max_completion_tokens != null || req.max_tokens != null;
+    const continueOptions: ContinueOptions | null = settings.antiTruncation && (req.n ?? 1) === 1
+      ? { rounds: settings.antiTruncationRounds, onMaxTokens: !maxSet }
+      : null;
+    // The answer's id and time: made once there is an answer to give them (for a stream, while the
+    // upstream works), not before the upstream call.
+    const contextOf = (): CompletionContext => ({
+      id: randomId("chatcmpl-", 18),
+      created: Math.floor(gw.now() / 1000),
+      model: normalizeModel(req.model),
+      logprobs: req.logprobs === true,
+      thinkTags: options.thinkTags ?? settings.thoughtsFormat === "think_tags",
     });
-  const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
-    account(attempts, failureOutcome(failure));
-    if (target.pinnedKeyId && failure.kind !== "client" && failure.kind !== "client_closed") {
-      // The one key that holds this request's files cannot serve: say why, plainly.
-      const err = await pinnedFailure(gw, {
-        keyId: target.pinnedKeyId,
-        what: "A file of this request",
-        failure,
-      }).catch((e) => e);
-      throw err instanceof FileAccessError ? fileErrorToOpenAi(err) : err;
-    }
-    if (
-      failure.kind === "client" && failure.status === 403 && target.pinnedKeyId &&
-      /permission to access the File/i.test(failure.message)
-    ) {
-      // The key that uploaded the file cannot see it: the file is gone upstream.
-      throw new OpenAiError(
-        404,
-        "A file of this request is no longer available at Gemini (deleted there, or past its " +
-          `48-hour expiry); upload it again. Gemini said: ${failure.message}`,
-        { code: "file_not_found" },
-      );
-    }
-    throw failureToOpenAi(failure);
-  };
+    const account = (
+      attempts: Attempt[],
+      outcome: Pick<RequestOutcome, "ok" | "served" | "status" | "errorClass" | "usage">,
+    ) => {
+      accountRequest(gw, {
+        model,
+        userId: userKey.id,
+        attempts: [...offload.attempts, ...attempts],
+        startedAt,
+        ...requestTags(gw, raw),
+        ...outcome,
+      });
+      // The answer is complete (or failed): the media moved to Files for it is of no more use.
+      offload.release();
+    };
+    const fail = async (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
+      account(attempts, failureOutcome(failure));
+      if (target.pinnedKeyId && failure.kind !== "client" && failure.kind !== "client_closed") {
+        // The one key that holds this request's files cannot serve: say why, plainly.
+        const err = await pinnedFailure(gw, {
+          keyId: target.pinnedKeyId,
+          what: "A file of this request",
+          failure,
+        }).catch((e) => e);
+        throw err instanceof FileAccessError ? fileErrorToOpenAi(err) : err;
+      }
+      if (
+        failure.kind === "client" && failure.status === 403 && target.pinnedKeyId &&
+        /permission to access the File/i.test(failure.message)
+      ) {
+        // The key that uploaded the file cannot see it: the file is gone upstream.
+        throw new OpenAiError(
+          404,
+          "A file of this request is no longer available at Gemini (deleted there, or past its " +
+            `48-hour expiry); upload it again. Gemini said: ${failure.message}`,
+          { code: "file_not_found" },
+        );
+      }
+      throw failureToOpenAi(failure);
+    };
 
-  if (!req.stream) {
-    const result = await generateWithRounds(gw, { ...target, body }, continueOptions);
-    if (!result.ok) return await fail(result.failure, result.attempts);
-    account(result.attempts, { ok: true, status: 200, usage: result.value.usageMetadata });
-    const ctx = contextOf();
-    ctx.nameCall = hasFunctionCalls(result.value)
-      ? await nameCalls(gw, result.value, model)
-      : plainNamer;
-    return markWhole(Response.json(toChatCompletion(result.value, ctx)));
-  }
+    if (!req.stream) {
+      const result = await generateWithRounds(gw, { ...target, body }, continueOptions);
+      if (!result.ok) return await fail(result.failure, result.attempts);
+      account(result.attempts, { ok: true, status: 200, usage: result.value.usageMetadata });
+      const ctx = contextOf();
+      ctx.nameCall = hasFunctionCalls(result.value)
+        ? await nameCalls(gw, result.value, model)
+        : plainNamer;
+      return markWhole(Response.json(toChatCompletion(result.value, ctx)));
+    }
 
-  const upstream = new AbortController();
-  const stopUpstream = () => upstream.abort();
-  signal.addEventListener("abort", stopUpstream, { once: true });
-  let rounds: StreamRounds | null = null;
-  let answer: ChatStreamAnswer | null = null;
-  // The answer's parts are made while the upstream works on the request, or once it has answered.
-  const prepare = () =>
-    answer ??= chatStreamAnswer(gw, {
-      ctx: contextOf(),
-      model,
-      includeUsage: req.stream_options?.include_usage === true,
-      rounds: () => rounds!,
-      unwatch: () => signal.removeEventListener("abort", stopUpstream),
-      account,
+    const upstream = new AbortController();
+    const stopUpstream = () => upstream.abort();
+    signal.addEventListener("abort", stopUpstream, { once: true });
+    let rounds: StreamRounds | null = null;
+    let answer: ChatStreamAnswer | null = null;
+    // The answer's parts are made while the upstream works on the request, or once it has answered.
+    const prepare = () =>
+      answer ??= chatStreamAnswer(gw, {
+        ctx: contextOf(),
+        model,
+        includeUsage: req.stream_options?.include_usage === true,
+        rounds: () => rounds!,
+        unwatch: () => signal.removeEventListener("abort", stopUpstream),
+        account,
+      });
+    const opening = StreamRounds.open(gw, {
+      target,
+      body,
+      options: continueOptions,
+      upstream,
+      sent: () => void prepare(),
     });
-  const opening = StreamRounds.open(gw, {
-    target,
-    body,
-    options: continueOptions,
-    upstream,
-    sent: () => void prepare(),
-  });
-  /** The answer once the upstream stream is open: sent whole when it is all in hand already. */
-  const respond = (opened: StreamRounds): Response => {
-    rounds = opened;
-    const { live, whole } = prepare();
-    const text = whole();
-    return text === null ? live() : markWhole(new Response(text, { headers: SSE_HEADERS }));
-  };
-  const failed = (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
-    signal.removeEventListener("abort", stopUpstream);
-    return fail(failure, attempts);
-  };
-  const heartbeatMs = settings.streamHeartbeatSeconds * 1000;
-  const opened = await gw.slowStarts.race(opening, heartbeatMs);
-  if (opened !== SLOW) {
-    if (!opened.ok) return await failed(opened.failure, opened.attempts);
-    return finish(respond(opened.value));
+    /** The answer once the upstream stream is open: sent whole when it is all in hand already. */
+    const respond = (opened: StreamRounds): Response => {
+      rounds = opened;
+      const { live, whole } = prepare();
+      const text = whole();
+      return text === null ? live() : markWhole(new Response(text, { headers: SSE_HEADERS }));
+    };
+    const failed = (failure: GatewayFailure, attempts: Attempt[]): Promise<never> => {
+      signal.removeEventListener("abort", stopUpstream);
+      return fail(failure, attempts);
+    };
+    const heartbeatMs = settings.streamHeartbeatSeconds * 1000;
+    const opened = await gw.slowStarts.race(opening, heartbeatMs);
+    if (opened !== SLOW) {
+      if (!opened.ok) return await failed(opened.failure, opened.attempts);
+      return finish(respond(opened.value));
+    }
+    // The upstream is slow to start: the client gets heartbeats until it does. A failure after that
+    // can no longer change the status: it arrives as the stream's error event.
+    const later = opening.then(
+      (o) => o.ok ? respond(o.value) : failed(o.failure, o.attempts),
+    ).catch((err) => {
+      const message = `The upstream stream failed: ${err instanceof Error ? err.message : err}`;
+      const error = err instanceof OpenAiError
+        ? err
+        : new OpenAiError(502, message, { code: "upstream_error" });
+      return new Response(`data: ${JSON.stringify(error.toBody())}\n\n`, { headers: SSE_HEADERS });
+    });
+    return finish(heartbeatResponse(later, {
+      everyMs: heartbeatMs,
+      headers: SSE_HEADERS,
+      cancel: stopUpstream,
+    }));
+  } catch (err) {
+    offload.release();
+    throw err;
   }
-  // The upstream is slow to start: the client gets heartbeats until it does. A failure after that
-  // can no longer change the status: it arrives as the stream's error event.
-  const later = opening.then(
-    (o) => o.ok ? respond(o.value) : failed(o.failure, o.attempts),
-  ).catch((err) => {
-    const message = `The upstream stream failed: ${err instanceof Error ? err.message : err}`;
-    const error = err instanceof OpenAiError
-      ? err
-      : new OpenAiError(502, message, { code: "upstream_error" });
-    return new Response(`data: ${JSON.stringify(error.toBody())}\n\n`, { headers: SSE_HEADERS });
-  });
-  return finish(heartbeatResponse(later, {
-    everyMs: heartbeatMs,
-    headers: SSE_HEADERS,
-    cancel: stopUpstream,
-  }));
 }
 
 /** The headers of a chat stream's response. */

@@ -9,12 +9,14 @@ import { accountRequest, requestTags } from "../../lib/accounting.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import {
   assertFileKeyUsable,
+  deleteUpstreamFile,
+  discardUpstreamFiles,
   FileAccessError,
+  fileGoneUpstream,
   FILES_MODEL,
   getUpstreamFile,
   uploadStream,
 } from "../../lib/gemini/files.ts";
-import { failoverOptions } from "../../lib/gemini/generate.ts";
 import { MAX_FILE_BYTES, UploadTooLargeError } from "../../lib/gemini/upload.ts";
 import {
   boundaryOf,
@@ -23,7 +25,7 @@ import {
   readPartText,
 } from "../../lib/media/multipart.ts";
 import { fileErrorToOpenAi, OpenAiError, validationError } from "../../lib/openai/errors.ts";
-import { runWithFailover } from "../../lib/pool/failover.ts";
+import type { GatewayFailure } from "../../lib/pool/failover.ts";
 import {
   deleteFile,
   type FileRecord,
@@ -35,6 +37,7 @@ import {
 } from "../../lib/store/files.ts";
 import { mimeFromFilename } from "../../lib/translate/chat_request.ts";
 import { expiryOf, fileStateOf, toOpenAiFile } from "../../lib/translate/files.ts";
+import { isMimeType } from "../../lib/translate/mime.ts";
 
 const ListQuerySchema = z.object({
   after: z.string().min(1).optional(),
@@ -45,6 +48,42 @@ const ListQuerySchema = z.object({
 
 /** Largest page of a file listing actually returned (the client pages on with `after`). */
 const MAX_PAGE = 1_000;
+
+/**
+ * The MIME type a file is uploaded with: the part's own, unless it is missing, generic or not a
+ * plain `type/subtype` (which could not even be sent upstream); then the filename's, or generic.
+ */
+function uploadType(contentType: string | null | undefined, filename: string): string {
+  const declared = contentType?.split(";")[0].trim().toLowerCase();
+  const valid = declared && isMimeType(declared) ? declared : undefined;
+  if (valid && valid !== "application/octet-stream") return valid;
+  return mimeFromFilename(filename) ?? "application/octet-stream";
+}
+
+/**
+ * A page of a user's live files of `purpose` (any, when not given): read on until the page is
+ * full, so that `hasMore` is true only when another matching file does follow (a page emptied by
+ * the filter, with `has_more`, would stop the SDKs' auto-pagination).
+ */
+async function listedFiles(
+  gw: Gateway,
+  userId: string,
+  q: { after?: string; limit: number; order: "asc" | "desc"; purpose?: string },
+): Promise<{ files: FileRecord[]; hasMore: boolean }> {
+  const now = gw.now();
+  const out: FileRecord[] = [];
+  let after = q.after;
+  while (true) {
+    // One more than the page: it tells whether another matching file follows.
+    const page = await listFiles(gw.kv, userId, { after, limit: q.limit + 1, order: q.order });
+    for (const f of page.files) {
+      if (f.expiresAt > now && (!q.purpose || f.purpose === q.purpose)) out.push(f);
+    }
+    if (out.length > q.limit) return { files: out.slice(0, q.limit), hasMore: true };
+    if (!page.hasMore || page.cursor === null) return { files: out, hasMore: false };
+    after = page.cursor;
+  }
+}
 
 /** A file of the calling user, or a 404 that does not reveal whether it exists for someone else. */
 async function ownFile(gw: Gateway, id: string, userId: string): Promise<FileRecord> {
@@ -67,6 +106,43 @@ async function keyProblem(gw: Gateway, record: FileRecord): Promise<string | nul
     if (err instanceof FileAccessError) return err.message;
     throw err;
   }
+}
+
+/**
+ * The error of a deletion Gemini did not carry out: the file stays, and stays its owner's (a file
+ * without its record would be open to every user key once its key serves again).
+ */
+async function notDeleted(
+  gw: Gateway,
+  record: FileRecord,
+  failure: GatewayFailure,
+): Promise<OpenAiError> {
+  const kept = `The file '${record.id}' could not be deleted at Gemini`;
+  const key = (await gw.pool.records()).find((k) => k.id === record.keyId);
+  if (key && (!key.enabled || key.invalid)) {
+    return new OpenAiError(
+      409,
+      `${kept}: the Gemini key that holds it is ${key.enabled ? "no longer valid" : "disabled"}. ` +
+        "It is kept, still yours, until that key serves again or the file expires " +
+        `(${new Date(record.expiresAt).toISOString()})`,
+      { param: "file_id", code: "file_key_unavailable" },
+    );
+  }
+  if (failure.kind === "client") {
+    return new OpenAiError(failure.status, `${kept}: ${failure.message}`, {
+      param: "file_id",
+      code: "file_not_deleted",
+    });
+  }
+  return new OpenAiError(
+    503,
+    `${kept} (${failure.message}); it is kept, still yours: retry the deletion later`,
+    {
+      param: "file_id",
+      code: "file_not_deleted",
+      headers: { "retry-after": String(failure.retryAfterSeconds ?? 30) },
+    },
+  );
 }
 
 /** Builds the file routes. */
@@ -94,10 +170,7 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
         if (part.name === "file" && part.filename !== null) {
           if (uploaded) throw new OpenAiError(400, "Send one file per upload", { param: "file" });
           filename = part.filename || "file";
-          const declared = part.contentType?.split(";")[0].trim().toLowerCase();
-          mimeType = declared && declared !== "application/octet-stream"
-            ? declared
-            : mimeFromFilename(filename) ?? declared ?? mimeType;
+          mimeType = uploadType(part.contentType, filename);
           uploaded = await uploadStream(gw, part.body, {
             mimeType,
             displayName: filename,
@@ -111,6 +184,11 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
         }
       }
     } catch (err) {
+      // A file already uploaded when the upload fails (a second file, a broken form) has no
+      // record, and so no owner: it goes at once.
+      if (uploaded) {
+        discardUpstreamFiles(gw, { keyId: uploaded.keyId, names: [uploaded.file.name] });
+      }
       if (err instanceof MultipartError) {
         throw new OpenAiError(400, err.message, { code: "invalid_multipart" });
       }
@@ -162,15 +240,11 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
     const parsed = ListQuerySchema.safeParse(c.req.query());
     if (!parsed.success) throw validationError(parsed.error);
     const q = parsed.data;
-    const limit = Math.min(q.limit, MAX_PAGE);
-    const { files, hasMore } = await listFiles(gw.kv, c.get("userKey").id, {
-      after: q.after,
-      limit,
-      order: q.order,
+    const { files, hasMore } = await listedFiles(gw, c.get("userKey").id, {
+      ...q,
+      limit: Math.min(q.limit, MAX_PAGE),
     });
-    const now = gw.now();
-    const data = files.filter((f) => f.expiresAt > now && (!q.purpose || f.purpose === q.purpose))
-      .map((f) => toOpenAiFile(f));
+    const data = files.map((f) => toOpenAiFile(f));
     return c.json({
       object: "list",
       data,
@@ -214,19 +288,17 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
 
   app.delete("/:id", async (c) => {
     const record = await ownFile(gw, c.req.param("id"), c.get("userKey").id);
-    if (!(await keyProblem(gw, record))) {
-      // Best effort upstream: the file expires there by itself anyway.
-      const options = await failoverOptions(gw, { model: FILES_MODEL, pinnedKeyId: record.keyId });
-      await runWithFailover(gw.pool, options, async (key) => {
-        const res = await gw.client.send(key.secret, {
-          method: "DELETE",
-          path: `/v1beta/${record.name}`,
-        });
-        const text = await res.text();
-        return res.ok || res.status === 403 || res.status === 404
-          ? { ok: true, value: null }
-          : { ok: false, status: res.status, body: text };
+    // A file whose key was removed from the pool can no longer be reached by anyone: its record
+    // just goes. Otherwise the record (its owner) goes only once Google has let go of the file.
+    if ((await gw.pool.records()).some((k) => k.id === record.keyId)) {
+      const result = await deleteUpstreamFile(gw, {
+        keyId: record.keyId,
+        name: record.name,
+        signal: gw.clients.signalOf(c.req.raw),
       });
+      if (!result.ok && !fileGoneUpstream(result.failure)) {
+        throw await notDeleted(gw, record, result.failure);
+      }
     }
     await deleteFile(gw.kv, record);
     return c.json({ id: record.id, object: "file", deleted: true });

@@ -2,12 +2,13 @@
  * The Gemini-native API for Google's SDKs and tools (`@google/genai`, `gemini-cli`): everything
  * under `/v1beta/` and `/upload/v1beta/`, and the same shapes under `/v1/` and `/upload/v1/` for
  * native requests (`@google/genai` 3.x calls `/v1` by default). The user key is swapped for a pool
- * key (it never reaches the upstream; `?key=` is stripped); the pool, failover, limits and
- * accounting are those of `/v1`; streams pass through byte for byte; files are pinned to the key
- * that uploaded them and visible only to the user key that did.
+ * key (it never reaches the upstream; `?key=`, other credentials and quota parameters are
+ * stripped); the pool, failover, limits and accounting are those of `/v1`; streams pass through
+ * byte for byte; files are pinned to the key that uploaded them and visible only to the user key
+ * that did.
  */
 import { type Context, Hono } from "hono";
-import { declaredBodyLimit } from "../../lib/body_limit.ts";
+import { declaredBodyLimit, readTextUpTo } from "../../lib/body_limit.ts";
 import { accountRequest, type RequestOutcome, requestTags } from "../../lib/accounting.ts";
 import {
   assertNativeModelAllowed,
@@ -22,7 +23,9 @@ import type { ByteSource } from "../../lib/gemini/byte_source.ts";
 import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
 import {
   assertFileKeyUsable,
+  deleteUpstreamFile,
   FileAccessError,
+  fileGoneUpstream,
   FILES_MODEL,
   pinnedFailure,
 } from "../../lib/gemini/files.ts";
@@ -44,7 +47,12 @@ import {
   UploadTooLargeError,
 } from "../../lib/gemini/upload.ts";
 import { estimateRequestTokens } from "../../lib/pool/estimate.ts";
-import { failureOutcome, type GatewayFailure, runWithFailover } from "../../lib/pool/failover.ts";
+import {
+  type FailoverResult,
+  failureOutcome,
+  type GatewayFailure,
+  runWithFailover,
+} from "../../lib/pool/failover.ts";
 import { randomId } from "../../lib/secrets.ts";
 import {
   deleteFile,
@@ -62,11 +70,15 @@ import {
 import { getUserKey, type UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { Attempt } from "../../lib/store/usage.ts";
 import { expiryOf, fileStateOf } from "../../lib/translate/files.ts";
+import { fileUriMeaning, mayNameFiles, namedFileUris } from "../../lib/translate/file_refs.ts";
+import { isMimeType } from "../../lib/translate/mime.ts";
 import { normalizeModel } from "../../lib/translate/models.ts";
 import { urlPath } from "../../lib/url_path.ts";
 import { markWhole } from "../../lib/whole_body.ts";
 import { heartbeatResponse, KEEP_ALIVE_BLANK, SLOW } from "../../lib/heartbeat.ts";
 
+/** Largest metadata body of an upload start (a file's name and type, not its bytes). */
+const MAX_UPLOAD_METADATA_BYTES = 64 * 1024;
 /** Largest JSON body of a native request (inline media included). */
 const MAX_JSON_BYTES = 40 * 1024 * 1024;
 /** Model methods that are POSTed to `models/{model}:{method}`. */
@@ -80,8 +92,26 @@ const MODEL_METHODS = new Set([
   "predict",
   "predictLongRunning",
 ]);
-/** Client headers forwarded upstream (everything else, credentials included, stays here). */
-const FORWARDED_HEADERS = ["content-type", "x-goog-api-client", "x-goog-user-project"];
+/**
+ * Client headers forwarded upstream (everything else stays here: credentials, and
+ * `x-goog-user-project`, which bills and checks quota against another project).
+ */
+const FORWARDED_HEADERS = ["content-type", "x-goog-api-client"];
+/**
+ * Query parameters never forwarded, as compared by `paramName`: credentials (the user key must not
+ * reach Google, and the pool key must be the request's only credential) and Google's system
+ * parameters that steer quota or billing (`quotaUser`, `userIp`, `userProject`).
+ */
+const DROPPED_PARAMS = new Set([
+  "key",
+  "apikey",
+  "accesstoken",
+  "oauthtoken",
+  "bearertoken",
+  "quotauser",
+  "userip",
+  "userproject",
+]);
 /** Upload headers that go back to the client from the upstream. */
 const UPLOAD_RESPONSE_HEADERS = [
   "x-goog-upload-status",
@@ -110,10 +140,18 @@ function nativePath(url: URL): NativePath | null {
   return { upload: m[1] !== undefined, rest: m[3] ?? "/" };
 }
 
-/** The client's query without its key. */
+/** A query parameter's name as Google may read it: no `$` prefix, no underscores, any case. */
+function paramName(name: string): string {
+  return name.replace(/^\$/, "").replaceAll("_", "").toLowerCase();
+}
+
+/** The client's query without credentials or quota steering (`alt`, paging, `fields` stay). */
 function forwardedQuery(url: URL): string {
+  if (!url.search) return "";
   const q = new URLSearchParams(url.search);
-  q.delete("key");
+  for (const name of new Set(q.keys())) {
+    if (DROPPED_PARAMS.has(paramName(name))) q.delete(name);
+  }
   return q.toString();
 }
 
@@ -126,23 +164,23 @@ function forwardedHeaders(req: Request): Record<string, string> {
   return out;
 }
 
+/** A percent-encoded path segment, decoded; a malformed encoding is the client's 400. */
+function decodedSegment(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new GoogleApiError(
+      400,
+      `Invalid percent-encoding in the request path: ${JSON.stringify(raw.slice(0, 100))}`,
+    );
+  }
+}
+
 function jsonResponse(text: string, status = 200): Response {
   return new Response(text, {
     status,
     headers: { "content-type": "application/json; charset=UTF-8" },
   });
-}
-
-/** Every `files/...` name a request body references (fileData.fileUri / file_uri). */
-function referencedFiles(text: string): string[] {
-  if (!text.includes("files/")) return [];
-  const names = new Set<string>();
-  const re = /"file_?[uU]ri"\s*:\s*"([^"]+)"/g;
-  for (const m of text.matchAll(re)) {
-    const name = /(?:^|\/)(files\/[A-Za-z0-9-]+)$/.exec(m[1]);
-    if (name) names.add(name[1]);
-  }
-  return [...names];
 }
 
 /** The Gemini File resource of a stored record (for listings served from KV). */
@@ -172,6 +210,15 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
   app.notFound((c) =>
     new GoogleApiError(404, `Method not found: ${c.req.method} ${c.req.path}`).toResponse()
   );
+  // The body limit below may put a counting copy of the request in this app's context: the
+  // request the routes watched is that copy, which the app's own release (of the original) misses.
+  app.use("*", async (c, next) => {
+    try {
+      await next();
+    } finally {
+      gw.clients.release(c.req.raw);
+    }
+  });
 
   const jsonLimit = declaredBodyLimit<AppEnv>({
     maxSize: MAX_JSON_BYTES,
@@ -216,7 +263,7 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
     if (m && m[3] && c.req.method === "POST") {
       return await modelCall(gw, c, {
         collection: m[1],
-        model: decodeURIComponent(m[2]),
+        model: decodedSegment(m[2]),
         method: m[3],
       });
     }
@@ -244,7 +291,7 @@ async function forwardJson(
   let path = `/v1beta${nativePath(url)!.rest}`;
   if (options.aliasModel) {
     const settings = await gw.settings.get();
-    const name = normalizeModel(decodeURIComponent(options.aliasModel));
+    const name = normalizeModel(decodedSegment(options.aliasModel));
     const target = settings.aliases[name];
     if (target) path = `/v1beta/models/${encodeURIComponent(normalizeModel(target))}`;
     const model = target ? normalizeModel(target) : name;
@@ -295,14 +342,51 @@ function visibleModelList(
   return JSON.stringify(list);
 }
 
+/** Whether `host` is where a `files/` path is a Files API file: the upstream's, or Google's. */
+function googleHostOf(gw: Gateway): (host: string) => boolean {
+  const upstream = new URL(gw.client.url("")).host.toLowerCase();
+  return (host) =>
+    host === upstream || host === "googleapis.com" || host.endsWith(".googleapis.com");
+}
+
+/**
+ * The `files/...` names a parsed request body references (see `namedFileUris`). A URI that looks
+ * like a file but is not spelled as Google spells one is refused: the gateway could not tell whose
+ * it is.
+ */
+function referencedFiles(gw: Gateway, json: unknown): string[] {
+  const names = new Set<string>();
+  const googleHost = googleHostOf(gw);
+  for (const uri of namedFileUris(json)) {
+    const meaning = fileUriMeaning(uri, googleHost);
+    if (meaning.kind === "file") names.add(meaning.name);
+    if (meaning.kind === "malformed") {
+      throw new GoogleApiError(
+        400,
+        `Invalid file uri ${JSON.stringify(uri.slice(0, 200))}: name an uploaded file as ` +
+          "files/{id} or by the uri Gemini gave it",
+      );
+    }
+  }
+  return [...names];
+}
+
+/** `json` serialized again; a body nested too deeply to serialize is the client's 400. */
+function canonicalJson(json: unknown): string {
+  try {
+    return JSON.stringify(json);
+  } catch {
+    throw new GoogleApiError(400, "Invalid JSON payload received: nested too deeply.");
+  }
+}
+
 /** The key a request's files pin it to (all of them must agree), checked for the user. */
 async function pinnedKeyFor(
   gw: Gateway,
   userKey: UserKeyRecord,
-  text: string,
+  names: string[],
 ): Promise<string | undefined> {
   const keys = new Set<string>();
-  const names = referencedFiles(text);
   const records = await Promise.all(names.map((name) => getFileByName(gw.kv, name)));
   for (const [i, record] of records.entries()) {
     const name = names[i];
@@ -353,7 +437,14 @@ async function modelCall(
       text = JSON.stringify(json);
     }
   }
-  const pinnedKeyId = await pinnedKeyFor(gw, userKey, text);
+  let names: string[] = [];
+  if (mayNameFiles(text)) {
+    // What was checked is what goes upstream: the parsed body, without escapes or duplicate keys
+    // that another parser could read differently.
+    names = referencedFiles(gw, json);
+    text = canonicalJson(json);
+  }
+  const pinnedKeyId = await pinnedKeyFor(gw, userKey, names);
   const url = new URL(c.req.url);
   const path = `/v1beta/${call.collection}/${encodeURIComponent(model)}:${call.method}`;
   const query = forwardedQuery(url);
@@ -708,26 +799,51 @@ async function fileOperation(
       `You do not have permission to access the File ${name} or it may not exist.`,
     );
   }
-  const failover = await failoverOptions(gw, {
-    model: FILES_MODEL,
-    pinnedKeyId: record.keyId,
-    signal: gw.clients.signalOf(c.req.raw),
-  });
-  const result = await runWithFailover(gw.pool, failover, async (key) => {
-    const res = await gw.client.send(key.secret, { method, path: `/v1beta/${name}` });
-    const text = await res.text();
-    return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
-  });
+  const signal = gw.clients.signalOf(c.req.raw);
+  let result: FailoverResult<string>;
+  if (method === "DELETE") {
+    result = await deleteUpstreamFile(gw, { keyId: record.keyId, name, signal });
+    // The record (the file's owner) goes only once Google has let go of the file: while it is
+    // still there, a record-less file would be open to every user key.
+    if (result.ok || fileGoneUpstream(result.failure)) await deleteFile(gw.kv, record);
+  } else {
+    const failover = await failoverOptions(gw, {
+      model: FILES_MODEL,
+      pinnedKeyId: record.keyId,
+      signal,
+    });
+    result = await runWithFailover(gw.pool, failover, async (key) => {
+      const res = await gw.client.send(key.secret, { method, path: `/v1beta/${name}` }, signal);
+      const text = await res.text();
+      return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
+    });
+  }
   if (!result.ok) {
-    if (method === "DELETE") await deleteFile(gw.kv, record);
     throw await pinnedFailure(gw, {
       keyId: record.keyId,
       what: `The file ${name}`,
       failure: result.failure,
     });
   }
-  if (method === "DELETE") await deleteFile(gw.kv, record);
   return jsonResponse(result.value);
+}
+
+/**
+ * The file size an upload start declares (`X-Goog-Upload-Header-Content-Length`): undefined when
+ * it declares none (the upstream then takes whatever arrives); a 400 when it is not a byte count.
+ */
+function declaredFileSize(header: string | null): number | undefined {
+  const text = header?.trim();
+  if (!text) return undefined;
+  if (!/^\d{1,16}$/.test(text)) {
+    throw new GoogleApiError(
+      400,
+      `X-Goog-Upload-Header-Content-Length ${
+        JSON.stringify(text.slice(0, 40))
+      } is not a byte count`,
+    );
+  }
+  return Number(text);
 }
 
 /** Starts a resumable upload on a pool key and hands out the gateway's own session URL. */
@@ -742,8 +858,16 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   if ((req.headers.get("x-goog-upload-command") ?? "").trim().toLowerCase() !== "start") {
     throw new GoogleApiError(400, "Upload command must be 'start' for a new upload session.");
   }
-  const metadata = await c.req.text();
-  if (metadata.length > 64 * 1024) throw new GoogleApiError(400, "Upload metadata is too large");
+  // Only the file's metadata comes with the start (its bytes come with the chunks): bounded.
+  const metadata = await readTextUpTo(req, MAX_UPLOAD_METADATA_BYTES);
+  if (metadata === null) {
+    throw new GoogleApiError(
+      413,
+      `Upload metadata is larger than ${MAX_UPLOAD_METADATA_BYTES} bytes; the file's bytes go ` +
+        "with the upload requests, not with the start",
+      { headers: { connection: "close" } },
+    );
+  }
   let displayName: string | undefined;
   try {
     const parsed = metadata ? JSON.parse(metadata) : {};
@@ -751,9 +875,19 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   } catch {
     throw new GoogleApiError(400, "Invalid JSON payload received.");
   }
-  const declared = Number(req.headers.get("x-goog-upload-header-content-length"));
-  if (Number.isFinite(declared) && declared > MAX_FILE_BYTES) {
+  const declared = declaredFileSize(req.headers.get("x-goog-upload-header-content-length"));
+  if (declared !== undefined && declared > MAX_FILE_BYTES) {
     throw new GoogleApiError(400, `The file is larger than ${MAX_FILE_BYTES} bytes`);
+  }
+  const mimeType = req.headers.get("x-goog-upload-header-content-type")?.trim() ||
+    "application/octet-stream";
+  if (!isMimeType(mimeType.split(";")[0].trim())) {
+    throw new GoogleApiError(
+      400,
+      `X-Goog-Upload-Header-Content-Type ${
+        JSON.stringify(mimeType.slice(0, 100))
+      } is not a valid MIME type (type/subtype)`,
+    );
   }
   const userKey = c.get("userKey");
   const startedAt = gw.now();
@@ -763,8 +897,8 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   });
   const result = await runWithFailover(gw.pool, failover, async (key) => {
     const r = await startUpload(gw.client, key.secret, {
-      mimeType: req.headers.get("x-goog-upload-header-content-type") ?? "application/octet-stream",
-      size: Number.isFinite(declared) && declared >= 0 ? declared : undefined,
+      mimeType,
+      size: declared,
       body: metadata || "{}",
       signal: gw.clients.signalOf(req),
     });
@@ -812,12 +946,20 @@ function publicOrigin(req: Request): string {
   return `${proto || url.protocol.replace(":", "")}://${host || url.host}`;
 }
 
+/**
+ * Lets go of a request's body that will not be read (any more): not one the upload is reading
+ * already (locked), and never with an error of its own.
+ */
+async function discardBody(req: Request): Promise<void> {
+  if (req.body && !req.body.locked) await req.body.cancel().catch(() => {});
+}
+
 /** One request on an upload session: bytes (re-chunked as needed), query, finalize or cancel. */
 async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Promise<Response> {
   const req = c.req.raw;
   const session = await getUploadSession(gw.kv, token);
   if (!session) {
-    await req.body?.cancel();
+    await discardBody(req);
     throw new GoogleApiError(404, "Upload session not found or already finalized.");
   }
   try {
@@ -833,14 +975,14 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
     if (refusal) throw refusalToGoogle(refusal);
     await assertFileKeyUsable(gw, { keyId: session.keyId, what: "This upload session" });
   } catch (err) {
-    await req.body?.cancel();
+    await discardBody(req);
     throw err;
   }
   const command = (req.headers.get("x-goog-upload-command") ?? "").split(",")
     .map((s) => s.trim().toLowerCase()).filter((s) => s);
   const offset = Number(req.headers.get("x-goog-upload-offset") ?? "0");
   if (command.includes("upload") && (!Number.isInteger(offset) || offset < 0)) {
-    await req.body?.cancel();
+    await discardBody(req);
     throw new GoogleApiError(400, "Invalid X-Goog-Upload-Offset");
   }
   // The session lives on one key: no failover, and the upstream's answer goes back as it is.
@@ -851,7 +993,7 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
   });
   const sent = await runWithFailover(gw.pool, { ...failover, maxAttempts: 1 }, async (k) => {
     if (!command.includes("upload")) {
-      await req.body?.cancel();
+      await discardBody(req);
       const r = await gw.client.send(k.secret, {
         method: "POST",
         path: "",
@@ -881,7 +1023,7 @@ async function uploadChunk(gw: Gateway, c: Context<AppEnv>, token: string): Prom
     }
   });
   if (!sent.ok) {
-    await req.body?.cancel();
+    await discardBody(req);
     throw await pinnedFailure(gw, {
       keyId: session.keyId,
       what: "This upload session",

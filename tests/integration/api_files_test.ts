@@ -198,7 +198,22 @@ Deno.test("a file whose key became invalid gives a clear 4xx, and still lists wi
     const shown = await client.files.retrieve(file.id);
     assert.equal(shown.status, "error");
     assert.match(String(shown.status_details), /disabled/);
+    // Gemini cannot delete it now: it is kept, its owner's, until the key serves again.
+    const refused = await client.files.delete(file.id).catch((e) => e);
+    assert.equal(refused.status, 409);
+    assert.equal(refused.code, "file_key_unavailable");
+    assert.match(refused.message, /is disabled\. It is kept, still yours/);
+    assert.equal((await client.files.retrieve(file.id)).id, file.id);
+    assert.equal(
+      (await gw.admin("PATCH", `/admin/api/keys/${id}`, { enabled: true })).status,
+      200,
+    );
     assert.equal((await client.files.delete(file.id)).deleted, true);
+    // A key removed from the pool holds nothing anyone can reach: the record just goes.
+    const other = await uploadText(gw, client);
+    const otherKey = keys.json.data.find((k) => other.uploader.endsWith(k.masked.slice(-4)))!.id;
+    assert.equal((await gw.admin("DELETE", `/admin/api/keys/${otherKey}`)).status, 204);
+    assert.equal((await client.files.delete(other.file.id)).deleted, true);
   } finally {
     await gw.close();
   }
@@ -273,6 +288,94 @@ Deno.test("a file deleted at Gemini behind the gateway's back is a 404 that says
   }
 });
 
+Deno.test("a delete Gemini did not carry out is a 503 to retry, and the file stays its owner's", async () => {
+  const gw = await startGateway({ keys: { "AIzaFile-1@projA": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey({ name: "owner" }));
+    const { file } = await uploadText(gw, client);
+    const name = `files/${await fileName(gw, file.id)}`;
+    gw.fake.setKey("AIzaFile-1@projA", { kind: "unavailable" });
+    const failed = await client.files.delete(file.id).catch((e) => e);
+    assert.ok(failed instanceof OpenAI.APIError);
+    assert.equal(failed.status, 503);
+    assert.equal(failed.code, "file_not_deleted");
+    assert.match(failed.message, /could not be deleted at Gemini.*retry the deletion later/);
+    assert.ok(Number(failed.headers?.get("retry-after")) > 0);
+    gw.fake.setKey("AIzaFile-1@projA", OK);
+    gw.clock.advance(120_000);
+    assert.equal((await client.files.retrieve(file.id)).id, file.id, "still listed, still owned");
+    const upstream = await fetch(`${gw.fake.url}/v1beta/files`, {
+      headers: { "x-goog-api-key": "AIzaFile-1@projA" },
+    });
+    const held = await upstream.json();
+    assert.deepEqual(held.files.map((f: { name: string }) => f.name), [name]);
+    assert.deepEqual(await client.files.delete(file.id), {
+      id: file.id,
+      object: "file",
+      deleted: true,
+    });
+    await assert.rejects(client.files.retrieve(file.id), OpenAI.NotFoundError);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a second file in one upload is refused, and the first one, already at Gemini, is deleted", async () => {
+  const gw = await startGateway({ keys: { "AIzaFile-1": OK } });
+  try {
+    const key = await gw.createUserKey();
+    const form = new FormData();
+    form.set("purpose", "user_data");
+    form.append("file", new Blob(["one"], { type: "text/plain" }), "one.txt");
+    form.append("file", new Blob(["two"], { type: "text/plain" }), "two.txt");
+    const res = await fetch(`${gw.url}/v1/files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}` },
+      body: form,
+    });
+    const json = await res.json();
+    assert.equal(res.status, 400);
+    assert.match(json.error.message, /one file per upload/);
+    await gw.app.gateway.background.drain();
+    const upstream = await fetch(`${gw.fake.url}/v1beta/files`, {
+      headers: { "x-goog-api-key": "AIzaFile-1" },
+    });
+    assert.deepEqual(await upstream.json(), {}, "no file left at Gemini without an owner");
+    assert.equal(gw.fake.requests.filter((r) => r.method === "DELETE").length, 1);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a listing filtered by purpose fills its pages: none is empty while more follow", async () => {
+  const gw = await startGateway({ keys: { "AIzaFile-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const ids: Record<string, string[]> = { user_data: [], assistants: [] };
+    for (const purpose of ["user_data", "assistants", "assistants", "assistants"] as const) {
+      gw.clock.advance(1000); // ids sort by creation time
+      const file = await client.files.create({
+        file: await toFile(new TextEncoder().encode(purpose), `${purpose}.txt`),
+        purpose,
+      });
+      ids[purpose].unshift(file.id);
+    }
+    // The newest two are not user_data: the page reads on to the one that is.
+    const page = await client.files.list({ purpose: "user_data", limit: 2 });
+    assert.deepEqual(page.data.map((f) => f.id), ids.user_data);
+    assert.equal(page.has_more, false);
+    const listed: string[] = [];
+    for await (const f of client.files.list({ purpose: "assistants", limit: 2 })) {
+      listed.push(f.id);
+    }
+    assert.deepEqual(listed, ids.assistants);
+    const first = await client.files.list({ purpose: "assistants", limit: 3 });
+    assert.equal(first.has_more, false, "no more after the last match");
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("bad uploads get a 400 naming what is missing", async () => {
   const gw = await startGateway({ keys: { "AIzaFile-1": OK } });
   try {
@@ -296,6 +399,44 @@ Deno.test("bad uploads get a 400 naming what is missing", async () => {
     const anonymous = await fetch(`${gw.url}/v1/files`, { method: "POST", body: form });
     assert.equal(anonymous.status, 401);
     await anonymous.body?.cancel();
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("an upload whose part type is no MIME type falls back to the filename's, blaming no key", async () => {
+  const gw = await startGateway({ keys: TWO_PROJECTS });
+  try {
+    const key = await gw.createUserKey();
+    const boundary = "XBOUNDARYX";
+    const upload = async (type: string, filename: string) => {
+      const body = `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n` +
+        `user_data\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; ` +
+        `filename="${filename}"\r\nContent-Type: ${type}\r\n\r\nhello\r\n--${boundary}--\r\n`;
+      const res = await fetch(`${gw.url}/v1/files`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${key}`,
+          "content-type": `multipart/form-data; boundary=${boundary}`,
+        },
+        body: new TextEncoder().encode(body),
+      });
+      return { status: res.status, json: await res.json() };
+    };
+    // Once an upload header, such a type made every key fail ("Bad header") until all rested.
+    for (let i = 0; i < 4; i++) {
+      const res = await upload("text/plain\u20ac", "a.txt");
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+    }
+    const odd = await upload("image/p ng", "notes.bin");
+    assert.equal(odd.status, 200, JSON.stringify(odd.json));
+    const starts = gw.fake.requests.filter((r) => r.headers["x-goog-upload-command"] === "start");
+    assert.deepEqual(
+      starts.map((r) => r.headers["x-goog-upload-header-content-type"]),
+      [...Array(4).fill("text/plain"), "application/octet-stream"],
+    );
+    const keys = await gw.admin<{ data: { status: string }[] }>("GET", "/admin/api/keys");
+    assert.deepEqual(keys.json.data.map((k) => k.status), ["active", "active"]);
   } finally {
     await gw.close();
   }

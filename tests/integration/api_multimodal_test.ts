@@ -22,7 +22,7 @@ type Part = {
 };
 
 function lastParts(gw: TestGateway): Part[] {
-  const req = gw.fake.requests.findLast((r) => r.path.includes("generateContent"));
+  const req = gw.fake.requests.findLast((r) => /:(stream)?[gG]enerateContent$/.test(r.path));
   return (req?.body as { contents: { parts: Part[] }[] }).contents.at(-1)!.parts;
 }
 
@@ -109,6 +109,49 @@ Deno.test("data-URL images, audio and inline files become inline data", async ()
     }).catch((e) => e);
     assert.equal(unknown.status, 400);
     assert.equal(unknown.param, "messages[0].content[0].file.file_data");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a data URL or audio format that names no MIME type is a 400 naming the part", async () => {
+  const gw = await startGateway({ keys: { "AIzaMedia-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const ask = (part: OpenAI.Chat.ChatCompletionContentPart) =>
+      client.chat.completions.create({
+        model: "gemini-2.5-flash",
+        messages: [{ role: "user", content: [{ type: "text", text: "look" }, part] }],
+      }).catch((e) => e);
+    const cases: [OpenAI.Chat.ChatCompletionContentPart, string][] = [
+      [
+        { type: "image_url", image_url: { url: "data:image/p\u20acng;base64,iVBORw0KGgo=" } },
+        "messages[0].content[1].image_url.url",
+      ],
+      [
+        { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav\r\nx" as "wav" } },
+        "messages[0].content[1].input_audio.format",
+      ],
+      [
+        {
+          type: "input_audio",
+          input_audio: { data: "data:audio/w av;base64,UklGRg==", format: "wav" },
+        },
+        "messages[0].content[1].input_audio.data",
+      ],
+      [
+        { type: "file", file: { file_data: "data:text/pl ain;base64,aGk=", filename: "a.txt" } },
+        "messages[0].content[1].file.file_data",
+      ],
+    ];
+    for (const [part, param] of cases) {
+      const err = await ask(part);
+      assert.equal(err.status, 400, String(err));
+      assert.equal(err.code, "invalid_mime_type");
+      assert.equal(err.param, param);
+      assert.match(err.message, /is not a valid MIME type/);
+    }
+    assert.equal(gw.fake.requests.length, 0, "nothing reached the upstream");
   } finally {
     await gw.close();
   }
@@ -204,30 +247,61 @@ Deno.test("inline media over Gemini's request limit goes through the Files API o
     }
     const url = `data:image/png;base64,${btoa(binary)}`;
     binary = "";
-    for (let round = 0; round < 2; round++) {
+    for (let round = 0; round < 3; round++) {
       gw.fake.reset();
-      const res = await client.chat.completions.create({
-        model: "gemini-2.5-flash",
-        messages: [{
-          role: "user",
-          content: [{ type: "text", text: "big" }, { type: "image_url", image_url: { url } }],
-        }],
-      });
-      assert.equal(res.choices[0].message.content, "Echo: big");
+      const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{
+        role: "user",
+        content: [{ type: "text", text: "big" }, { type: "image_url", image_url: { url } }],
+      }];
+      if (round < 2) {
+        const res = await client.chat.completions.create({ model: "gemini-2.5-flash", messages });
+        assert.equal(res.choices[0].message.content, "Echo: big");
+      } else {
+        let text = "";
+        const stream = await client.chat.completions.create({
+          model: "gemini-2.5-flash",
+          messages,
+          stream: true,
+        });
+        for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+        assert.equal(text, "Echo: big");
+      }
       const uploads = gw.fake.requests.filter((r) => r.path === "/upload/v1beta/files");
       assert.ok(uploads.length >= 2, "a resumable upload: start and chunks");
       assert.equal(uploads.slice(1).reduce((n, r) => n + r.bytes, 0), big.length);
-      const generate = gw.fake.requests.find((r) => r.path.includes("generateContent"))!;
+      const generate = gw.fake.requests.find((r) => /:(stream)?[gG]enerateContent$/.test(r.path))!;
       assert.equal(generate.key, uploads[0].key, "the request used the key that uploaded");
       assert.ok(generate.bytes < 1024 * 1024, "the media no longer travels inline");
       const part = lastParts(gw)[1];
       assert.equal(part.inlineData, undefined);
       assert.equal(part.fileData?.mimeType, "image/png");
+      // Once answered, the file made for the request is deleted, through the key that holds it.
+      await assertMovedMediaDeleted(gw, uploads[0].key!);
     }
   } finally {
     await gw.close();
   }
 });
+
+/**
+ * Asserts that every file uploaded since the fake's last reset was deleted (in the background,
+ * waited for here) through `key`, the key that holds it, and that the key's project keeps none.
+ */
+async function assertMovedMediaDeleted(gw: TestGateway, key: string): Promise<void> {
+  await gw.app.gateway.background.drain();
+  const finals = gw.fake.requests.filter((r) =>
+    r.path === "/upload/v1beta/files" && r.headers["x-goog-upload-command"]?.includes("finalize")
+  );
+  const deletes = gw.fake.requests.filter((r) => r.method === "DELETE");
+  assert.ok(finals.length > 0);
+  assert.equal(deletes.length, finals.length, "one delete per file made");
+  for (const d of deletes) {
+    assert.match(d.path, /^\/v1beta\/files\/[a-z0-9-]+$/);
+    assert.equal(d.key, key);
+  }
+  const listed = await fetch(`${gw.fake.url}/v1beta/files`, { headers: { "x-goog-api-key": key } });
+  assert.deepEqual(await listed.json(), {}, "no file left upstream");
+}
 
 /** 15 MB of base64 video: over Gemini's inline request limit, so it is offloaded to Files. */
 function bigVideoBase64(): string {
@@ -268,6 +342,7 @@ Deno.test("offloaded inline media the upstream fails to process gives a clear 4x
       0,
       "no request to Gemini with a failed file",
     );
+    await assertMovedMediaDeleted(gw, "AIzaFail-1");
   } finally {
     await gw.close();
   }
@@ -301,6 +376,7 @@ Deno.test("a client abort stops the wait for offloaded media at once", async () 
     assert.ok(took < 300, `the wait ended ${Math.round(took)} ms after the abort`);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(polls(), before, "no polling after the abort");
+    await assertMovedMediaDeleted(gw, "AIzaSlow-1");
   } finally {
     await gw.close();
   }

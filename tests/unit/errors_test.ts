@@ -26,6 +26,14 @@ Deno.test("an invalid or expired key is recognised by ErrorInfo reason, not by H
   assert.equal(classifyHttpFailure(400, plain400).kind, "client");
 });
 
+Deno.test("a redirect from the upstream is upstream trouble, never the client's answer", () => {
+  for (const status of [301, 302, 307, 308]) {
+    const failure = classifyHttpFailure(status, "");
+    assert.equal(failure.kind, "upstream");
+    assert.match(failure.reason, new RegExp(`redirect \\(HTTP ${status}\\)`));
+  }
+});
+
 Deno.test("leaked, suspended, denied and disabled keys are invalid; a foreign file is a client error", () => {
   for (
     const message of [

@@ -5,7 +5,11 @@
  * failures are the upstream's and stay failures; aborts and timeouts never switch.
  */
 import assert from "node:assert/strict";
-import { GeminiClient, UpstreamTimeoutError } from "../../lib/gemini/client.ts";
+import {
+  GeminiClient,
+  UpstreamRequestError,
+  UpstreamTimeoutError,
+} from "../../lib/gemini/client.ts";
 import { UpstreamProtocolError } from "../../lib/gemini/h1.ts";
 import { rawTcpServer } from "../fakes/raw_tcp.ts";
 
@@ -174,3 +178,76 @@ Deno.test("client: a timeout or the caller's abort is not a reason to try fetch"
       assert.equal(server.connections, 2);
     },
   ));
+
+/**
+ * An upstream that answers every request with a redirect to a second server, which records what
+ * reaches it (the key would, if the redirect were followed).
+ */
+async function redirectingUpstream(
+  test: (url: string, stolen: string[]) => Promise<void>,
+): Promise<void> {
+  const stolen: string[] = [];
+  const elsewhere = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+    stolen.push(`${req.method} ${req.headers.get("x-goog-api-key")}`);
+    return Response.json({});
+  });
+  const upstream = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () =>
+      new Response(null, {
+        status: 302,
+        headers: { location: `http://localhost:${elsewhere.addr.port}/steal` },
+      }),
+  );
+  try {
+    await test(`http://127.0.0.1:${upstream.addr.port}`, stolen);
+  } finally {
+    await upstream.shutdown();
+    await elsewhere.shutdown();
+  }
+}
+
+Deno.test("client: an upstream redirect is not followed (the key stays home): it is a 502", () =>
+  redirectingUpstream(async (url, stolen) => {
+    for (const direct of [false, true]) {
+      const gemini = new GeminiClient({ baseUrl: url, fetch, timeoutMs: 5_000, direct });
+      try {
+        const got = await gemini.send("AIzaSECRET", { method: "GET", path: "/v1beta/files/abc" });
+        assert.equal(got.status, 502);
+        assert.match((await got.json()).error.message, /redirect \(HTTP 302\)/);
+        const posted = await gemini.post("AIzaSECRET", chat);
+        // Through fetch a 502; the HTTP/1.1 client never follows, and answers the 302 itself.
+        assert.equal(posted.status, direct ? 302 : 502);
+        assert.equal(posted.ok, false);
+        await posted.text();
+      } finally {
+        gemini.closeIdle();
+        gemini.deadlines.stop();
+      }
+    }
+    assert.deepEqual(stolen, []);
+  }));
+
+Deno.test("client: a header no HTTP client can send is refused before anything is sent", async () => {
+  const { stub, calls } = stubFetch(true);
+  const gemini = new GeminiClient({ baseUrl: "http://127.0.0.1:9", fetch: stub, timeoutMs: 5_000 });
+  try {
+    for (const value of ["text/plain\u20ac", "a\r\nx-evil: 1"]) {
+      await assert.rejects(
+        gemini.send("key-1", {
+          method: "POST",
+          path: "/upload/v1beta/files",
+          body: "{}",
+          headers: { "x-goog-upload-header-content-type": value },
+        }),
+        UpstreamRequestError,
+      );
+      await assert.rejects(gemini.post("key-1", { ...chat, headers: { "x-test": value } }), {
+        name: "UpstreamRequestError",
+      });
+    }
+    assert.deepEqual(calls, []);
+  } finally {
+    gemini.deadlines.stop();
+  }
+});

@@ -13,7 +13,7 @@ import { readCursor } from "../../lib/store/pool_cursor.ts";
 import { nextPacificMidnight } from "../../lib/pool/calendar.ts";
 import { patchSettings } from "../../lib/store/settings.ts";
 import { runWithFailover } from "../../lib/pool/failover.ts";
-import { UpstreamTimeoutError } from "../../lib/gemini/client.ts";
+import { UpstreamRequestError, UpstreamTimeoutError } from "../../lib/gemini/client.ts";
 
 /** mulberry32: a small seeded generator, so distributions are reproducible. */
 function seeded(seed: number): () => number {
@@ -405,6 +405,40 @@ Deno.test("an attempt the caller aborted ends the failover at once, blaming no k
     });
     assert.equal(timedOut.ok, false);
     assert.equal(calls, 2);
+  } finally {
+    await s.pool.settle();
+    s.kv.close();
+  }
+});
+
+Deno.test("a request that cannot be built is the client's: one call, no key blamed, nothing booked", async () => {
+  const s = await setup({ weights: [1, 1, 1], strategy: "round_robin" });
+  try {
+    const keys = await listGeminiKeys(s.kv);
+    const requests = async () => {
+      let n = 0;
+      for (const k of keys) n += (await s.pool.usageOf(k, "m")).rpd;
+      return n;
+    };
+    const before = await requests();
+    let calls = 0;
+    const options = { model: "m", maxAttempts: 5, defaultCooldownMs: 60_000, now: () => s.clock.t };
+    for (let i = 0; i < 4; i++) {
+      const result = await runWithFailover(s.pool, options, () => {
+        calls++;
+        return Promise.reject(new UpstreamRequestError("The value of a header cannot be sent"));
+      });
+      assert.ok(!result.ok);
+      assert.deepEqual([result.failure.kind, result.failure.status], ["client", 400]);
+      assert.match(result.failure.message, /cannot be sent/);
+      assert.deepEqual(result.attempts, []);
+    }
+    assert.equal(calls, 4, "no other key was asked");
+    for (const key of await listGeminiKeys(s.kv)) {
+      assert.equal(key.consecutiveErrors, 0, "no key was blamed");
+      assert.deepEqual(key.cooldowns, {});
+    }
+    assert.equal(await requests(), before, "no request is left counted");
   } finally {
     await s.pool.settle();
     s.kv.close();
