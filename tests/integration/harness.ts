@@ -152,8 +152,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
 }
 
 /**
- * An upstream fetch whose streams stall: a `streamGenerateContent` answer passes its first chunk,
- * then nothing until the gateway aborts the call (other calls go through unchanged).
+ * An upstream fetch whose streams stall mid-answer: a `streamGenerateContent` answer passes its
+ * first event (never its last: the answer is not finished), then nothing until the gateway aborts
+ * the call (other calls go through unchanged).
  */
 export const stallingStreams: typeof fetch = async (input, init) => {
   const res = await fetch(input, init);
@@ -162,9 +163,16 @@ export const stallingStreams: typeof fetch = async (input, init) => {
   const reader = res.body.getReader();
   const first = await reader.read();
   const signal = init?.signal ?? undefined;
+  // The first event alone, however many the first read brought.
+  let head = first.done ? null : first.value;
+  if (head) {
+    const text = new TextDecoder().decode(head);
+    const end = text.search(/\r?\n\r?\n/);
+    if (end !== -1) head = new TextEncoder().encode(text.slice(0, end) + "\r\n\r\n");
+  }
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
-      if (!first.done) controller.enqueue(first.value);
+      if (head) controller.enqueue(head);
       // The upstream body is let go as well, or a test can end with it still open.
       signal?.addEventListener("abort", () => {
         controller.error(signal.reason);

@@ -187,7 +187,7 @@ Deno.test("a user key's requests per day count answered requests, shared by /v1 
   }
 });
 
-Deno.test("a stream that broke after its first words still spends the user key's budgets", async () => {
+Deno.test("a stream that broke after its first event still spends the user key's budgets", async () => {
   const gw = await startGateway({
     keys: { "AIzaGood-key-0001": OK },
     env: { UPSTREAM_TIMEOUT_MS: "1000" },
@@ -200,7 +200,7 @@ Deno.test("a stream that broke after its first words still spends the user key's
       body: { ...CHAT, messages: [{ role: "user", content: "hi there friend" }], stream: true },
     });
     assert.equal(broken.status, 200);
-    assert.match(broken.json, /"content":"Echo/, "the client got the first words");
+    assert.match(broken.json, /"reasoning_content":"Thinking/, "the client got the first words");
     assert.match(broken.json, /upstream_stream_error/, "then the stream broke");
     await gw.app.drain();
     const listed = await gw.admin<{ data: Record<string, number>[] }>(
