@@ -3,7 +3,7 @@
  * the configured password, or against the stored hash of a password generated at first start.
  */
 import { sha256Hex, timingSafeEqual } from "../secrets.ts";
-import { verifyAdminPasswordHash } from "../store/meta.ts";
+import { adminPasswordHashId, verifyAdminPasswordHash } from "../store/meta.ts";
 
 /** The outcome of checking an admin credential. */
 export type AdminCheck = "ok" | "denied" | "unconfigured";
@@ -14,6 +14,8 @@ export class AdminAuthenticator {
   #password: string | undefined;
   #hasStoredHash: boolean;
   #verified = new Set<string>();
+  /** The last credential fingerprint made, and what it was made from. */
+  #credential: { source: string; id: string } | null = null;
 
   constructor(options: { kv: Deno.Kv; password: string | undefined; hasStoredHash: boolean }) {
     this.#kv = options.kv;
@@ -24,6 +26,27 @@ export class AdminAuthenticator {
   /** Whether any admin password exists (configured or generated). */
   get configured(): boolean {
     return this.#password !== undefined || this.#hasStoredHash;
+  }
+
+  /**
+   * A fingerprint of the admin credential in force (the configured password, or the stored hash
+   * of the generated one), which admin sessions are bound to: a changed password voids every
+   * session made under the old one. Null when there is no credential.
+   */
+  async credentialId(): Promise<string | null> {
+    const source = this.#password !== undefined
+      ? `password:${this.#password}`
+      : this.#hasStoredHash
+      ? await adminPasswordHashId(this.#kv).then((id) => id && `hash:${id}`)
+      : null;
+    if (source === null) return null;
+    if (this.#credential?.source !== source) {
+      this.#credential = {
+        source,
+        id: (await sha256Hex(`admin-session\u0000${source}`)).slice(0, 32),
+      };
+    }
+    return this.#credential.id;
   }
 
   /** Checks a presented password. */

@@ -112,10 +112,12 @@ export async function createSession(
 ): Promise<{ cookie: string; active: ActiveSession }> {
   const token = toBase64Url(randomBytes(32));
   const now = gw.now();
+  const credential = await gw.admin.credentialId();
   const session: AdminSession = {
     csrf: toBase64Url(randomBytes(24)),
     createdAt: now,
     expiresAt: now + SESSION_TTL_MS,
+    ...(credential ? { credential } : {}),
   };
   const hash = await sha256Hex(token);
   await putAdminSession(gw.kv, { hash, session });
@@ -127,14 +129,21 @@ export async function createSession(
   return { cookie, active: { hash, session } };
 }
 
-/** The live session of the request, or null (no cookie, unknown, or past its deadline). */
+/**
+ * The live session of the request, or null (no cookie, unknown, past its deadline, or made under
+ * an admin password that has changed since).
+ */
 export async function readSession(gw: Gateway, req: Request): Promise<ActiveSession | null> {
   const secure = isSecureRequest(req, { onDeploy: gw.config.onDeploy });
   const token = sessionToken(req, secure);
   if (!token || token.length > 200) return null;
   const hash = await sha256Hex(token);
-  const session = await getAdminSession(gw.kv, hash);
+  const [session, credential] = await Promise.all([
+    getAdminSession(gw.kv, hash),
+    gw.admin.credentialId(),
+  ]);
   if (!session || session.expiresAt <= gw.now()) return null;
+  if (!session.credential || session.credential !== credential) return null;
   return { hash, session };
 }
 

@@ -17,6 +17,11 @@ export const AdminSessionSchema = z.object({
   createdAt: z.number(),
   /** The session is void from this moment on, whatever KV still holds. */
   expiresAt: z.number(),
+  /**
+   * The fingerprint of the admin credential it was made under (`AdminAuthenticator.credentialId`):
+   * void once the password changes. Sessions made before it existed have none, and are void.
+   */
+  credential: z.string().optional(),
 });
 
 /** One admin session. */

@@ -77,6 +77,14 @@ export async function setAdminPasswordHash(kv: Deno.Kv, password: string): Promi
 }
 
 /** Checks `password` against the stored hash; false when none is stored. */
+/** The stored admin password hash as one string (salt and hash), or null when there is none. */
+export async function adminPasswordHashId(kv: Deno.Kv): Promise<string | null> {
+  const entry = await kv.get(ADMIN_KEY);
+  if (entry.value === null) return null;
+  const meta = AdminMetaSchema.parse(entry.value);
+  return `${meta.salt}:${meta.hash}`;
+}
+
 export async function verifyAdminPasswordHash(kv: Deno.Kv, password: string): Promise<boolean> {
   const entry = await kv.get(ADMIN_KEY);
   if (entry.value === null) return false;

@@ -528,3 +528,38 @@ Deno.test("unknown admin paths: an HTML page for people, OpenAI's JSON 404 for t
     await gw.close();
   }
 });
+
+Deno.test("a changed admin password ends every session made under the old one", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const before = await startGateway({ kv });
+    const old = await loginHttp(fetch, before.url);
+    const ok = await fetch(`${before.url}/admin/api/keys`, { headers: { cookie: old.cookie } });
+    await ok.body?.cancel();
+    assert.equal(ok.status, 200, "the session works while the password is unchanged");
+    await before.close();
+    // The operator rotates the password (it leaked) and restarts on the same data.
+    const after = await startGateway({ kv, env: { ADMIN_PASSWORD: "a-brand-new-password" } });
+    try {
+      const api = await fetch(`${after.url}/admin/api/keys`, { headers: { cookie: old.cookie } });
+      await api.body?.cancel();
+      assert.equal(api.status, 401);
+      const page = await fetch(`${after.url}/admin`, {
+        headers: { cookie: old.cookie },
+        redirect: "manual",
+      });
+      await page.body?.cancel();
+      assert.equal(page.status, 303);
+      assert.match(page.headers.get("location") ?? "", /\/admin\/login/);
+      // A session made under the new password works.
+      const fresh = await loginHttp(fetch, after.url, { password: "a-brand-new-password" });
+      const res = await fetch(`${after.url}/admin/api/keys`, { headers: { cookie: fresh.cookie } });
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+    } finally {
+      await after.close();
+    }
+  } finally {
+    kv.close();
+  }
+});
