@@ -6,6 +6,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { declaredBodyLimit, declaredLength } from "./body_limit.ts";
+import { asFrom, forwardedClient } from "./forwarded.ts";
 import { addCorsHeaders, isApiPath, preflightResponse } from "./cors.ts";
 import { AdminAuthenticator } from "./auth/admin_auth.ts";
 import { adminAuth, authenticateUser, userKeyAuth } from "./auth/middleware.ts";
@@ -377,11 +378,17 @@ export function createApp(deps: AppDeps): App {
     return finished.has(res) ? res : finalResponse(res, id, true);
   };
 
+  const trustProxy = deps.config.trustProxy;
   return {
     hono,
     gateway,
-    // The connection info becomes `c.env`, where the admin login lockout finds the client address.
+    // The connection info becomes `c.env`, where the admin login lockout finds the client address
+    // (behind trusted proxies, the address they forward).
     fetch: (req, info) => {
+      if (trustProxy && info) {
+        const client = forwardedClient(req.headers, trustProxy);
+        if (client) info = asFrom(info, client);
+      }
       if (isDirectChat(req)) return directChat(req, info);
       if (req.method === "OPTIONS" && isApiPath(urlPath(req.url))) {
         const res = preflightResponse(req);

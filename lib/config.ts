@@ -45,6 +45,10 @@ export const EnvSchema = z.object({
     z.coerce.number().int().min(1000).max(3_600_000).default(300_000),
   ),
   UPSTREAM_HTTP: z.preprocess(emptyToUndefined, z.enum(["direct", "fetch"]).default("direct")),
+  TRUST_PROXY: z.preprocess(
+    emptyToUndefined,
+    z.coerce.number().int().min(0, "must be 0 to 5").max(5, "must be 0 to 5").default(0),
+  ),
   HTTPS_PROXY: optionalString,
   HTTP_PROXY: optionalString,
   ALL_PROXY: optionalString,
@@ -77,6 +81,11 @@ export interface Config {
   upstreamHttp: "direct" | "fetch";
   /** True on Deno Deploy, where no secret may be generated and kept locally. */
   onDeploy: boolean;
+  /**
+   * Reverse proxies in front of the gateway whose `X-Forwarded-For` and `X-Forwarded-Proto` are
+   * believed (0: none, the peer is the client). Self-hosted behind nginx or Caddy: 1.
+   */
+  trustProxy: number;
   /** Where a locally generated ENCRYPTION_KEY is kept: outside the project and the KV file. */
   encryptionKeyFile: string | undefined;
 }
@@ -124,6 +133,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
         ? "fetch"
         : e.UPSTREAM_HTTP,
     onDeploy: isDeploy(e.DENO_DEPLOY),
+    trustProxy: e.TRUST_PROXY,
     encryptionKeyFile: e.ENCRYPTION_KEY_FILE ??
       (e.XDG_CONFIG_HOME || e.HOME
         ? `${e.XDG_CONFIG_HOME ?? `${e.HOME}/.config`}/gemini-gateway/encryption.key`

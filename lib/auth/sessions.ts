@@ -3,6 +3,7 @@
  * deadline, a CSRF token per session for every state change, and a lockout of clients that keep
  * failing to log in. The admin API accepts the same session (see `adminAuth`).
  */
+import { forwardedHttps } from "../forwarded.ts";
 import type { Gateway } from "../gateway.ts";
 import { OpenAiError } from "../openai/errors.ts";
 import { randomBytes, sha256Hex, timingSafeEqual, toBase64Url } from "../secrets.ts";
@@ -45,10 +46,14 @@ export interface ActiveSession {
 }
 
 /** Whether the request reached us over https (behind Deno Deploy's proxy, as it says). */
-export function isSecureRequest(req: Request, options: { onDeploy: boolean }): boolean {
+export function isSecureRequest(
+  req: Request,
+  options: { onDeploy: boolean; trustProxy?: number },
+): boolean {
   if (new URL(req.url).protocol === "https:") return true;
-  // Only Deploy's own proxy is trusted to tell the original scheme; elsewhere anyone could send it.
-  return options.onDeploy && req.headers.get("x-forwarded-proto") === "https";
+  // Only Deploy's own proxy, or proxies the operator trusts (`TRUST_PROXY`), may tell the original
+  // scheme; elsewhere anyone could send it.
+  return (options.onDeploy || (options.trustProxy ?? 0) > 0) && forwardedHttps(req.headers);
 }
 
 /** The cookie name to use: `__Host-` prefixed (pinned to this host and https) when secure. */
@@ -121,7 +126,7 @@ export async function createSession(
   };
   const hash = await sha256Hex(token);
   await putAdminSession(gw.kv, { hash, session });
-  const secure = isSecureRequest(req, { onDeploy: gw.config.onDeploy });
+  const secure = isSecureRequest(req, gw.config);
   const cookie = serializeCookie(cookieName(SESSION_COOKIE, secure), token, {
     maxAge: SESSION_TTL_MS / 1000,
     secure,
@@ -134,7 +139,7 @@ export async function createSession(
  * an admin password that has changed since).
  */
 export async function readSession(gw: Gateway, req: Request): Promise<ActiveSession | null> {
-  const secure = isSecureRequest(req, { onDeploy: gw.config.onDeploy });
+  const secure = isSecureRequest(req, gw.config);
   const token = sessionToken(req, secure);
   if (!token || token.length > 200) return null;
   const hash = await sha256Hex(token);
@@ -162,7 +167,7 @@ export async function renewSession(
   if (session.expiresAt - now > SESSION_TTL_MS / 2) return null;
   const expiresAt = Math.min(now + SESSION_TTL_MS, session.createdAt + SESSION_MAX_AGE_MS);
   if (expiresAt <= session.expiresAt) return null;
-  const secure = isSecureRequest(req, { onDeploy: gw.config.onDeploy });
+  const secure = isSecureRequest(req, gw.config);
   const token = sessionToken(req, secure);
   if (!token) return null;
   await putAdminSession(gw.kv, { hash: active.hash, session: { ...session, expiresAt } });
@@ -177,7 +182,7 @@ export async function renewSession(
 export async function endSession(gw: Gateway, req: Request): Promise<string> {
   const active = await readSession(gw, req);
   if (active) await deleteAdminSession(gw.kv, active.hash);
-  const secure = isSecureRequest(req, { onDeploy: gw.config.onDeploy });
+  const secure = isSecureRequest(req, gw.config);
   return serializeCookie(cookieName(SESSION_COOKIE, secure), "", { maxAge: 0, secure });
 }
 
@@ -226,7 +231,7 @@ export function loginFormToken(
   req: Request,
 ): { token: string; cookie: string } {
   const token = toBase64Url(randomBytes(18));
-  const secure = isSecureRequest(req, { onDeploy: gw.config.onDeploy });
+  const secure = isSecureRequest(req, gw.config);
   const cookie = serializeCookie(cookieName(LOGIN_COOKIE, secure), token, {
     maxAge: LOGIN_COOKIE_MAX_AGE_S,
     secure,
@@ -242,7 +247,7 @@ export function loginFormTokenMatches(
   options: { presented: string | null },
 ): boolean {
   const { presented } = options;
-  const secure = isSecureRequest(req, { onDeploy: gw.config.onDeploy });
+  const secure = isSecureRequest(req, gw.config);
   const expected = readCookie(req, cookieName(LOGIN_COOKIE, secure));
   return !!expected && !!presented && timingSafeEqual(expected, presented);
 }

@@ -172,7 +172,7 @@ export function addSessionRoutes(app: Hono<PageEnv>, gw: Gateway): void {
     const back = c.req.query("next");
     const target = isAdminPath(back) ? back : "/admin";
     if (!isLang(to)) return seeOther(target);
-    const secure = isSecureRequest(c.req.raw, { onDeploy: gw.config.onDeploy });
+    const secure = isSecureRequest(c.req.raw, gw.config);
     return seeOther(
       target,
       serializeCookie(LANG_COOKIE, to, { maxAge: LANG_COOKIE_MAX_AGE_S, secure }),

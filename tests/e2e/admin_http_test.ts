@@ -563,3 +563,47 @@ Deno.test("a changed admin password ends every session made under the old one", 
     kv.close();
   }
 });
+
+Deno.test("behind a trusted proxy: secure cookies from X-Forwarded-Proto, lockout by the forwarded client", async () => {
+  const gw = await startGateway({ env: { TRUST_PROXY: "1" } });
+  try {
+    const via = (client: string) => ({ "x-forwarded-for": client, "x-forwarded-proto": "https" });
+    const ok = await postLogin(fetch, gw.url, { headers: via("198.51.100.1") });
+    await ok.body?.cancel();
+    assert.equal(ok.status, 303);
+    const session = ok.headers.getSetCookie().find((c) => c.includes("gw_session="))!;
+    assert.match(session, /^__Host-gw_session=/);
+    assert.match(session, /; Secure/);
+    // Five wrong passwords lock out the client that sent them, not everyone behind the proxy.
+    for (let i = 0; i < 5; i++) {
+      const bad = await postLogin(fetch, gw.url, {
+        password: "wrong-password",
+        headers: via("198.51.100.66"),
+      });
+      await bad.body?.cancel();
+    }
+    const locked = await postLogin(fetch, gw.url, { headers: via("198.51.100.66") });
+    await locked.body?.cancel();
+    assert.equal(locked.status, 429);
+    const other = await postLogin(fetch, gw.url, { headers: via("198.51.100.1") });
+    await other.body?.cancel();
+    assert.equal(other.status, 303, "another client behind the same proxy still logs in");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("without TRUST_PROXY, forwarded headers are not believed", async () => {
+  const gw = await startGateway({});
+  try {
+    const ok = await postLogin(fetch, gw.url, {
+      headers: { "x-forwarded-for": "198.51.100.1", "x-forwarded-proto": "https" },
+    });
+    await ok.body?.cancel();
+    const session = ok.headers.getSetCookie().find((c) => c.includes("gw_session="))!;
+    assert.match(session, /^gw_session=/);
+    assert.doesNotMatch(session, /Secure/);
+  } finally {
+    await gw.close();
+  }
+});

@@ -372,6 +372,39 @@ Deno.test("a user key's allowed addresses are enforced on /v1 and the native API
   }
 });
 
+Deno.test("behind a trusted proxy the allow-list sees the forwarded client; otherwise the header is ignored", async () => {
+  for (const trustProxy of ["0", "1"]) {
+    const gw = await startGateway({
+      keys: { "AIzaGood-key-0001": OK },
+      env: { TRUST_PROXY: trustProxy },
+    });
+    try {
+      const created = await gw.admin<{ key: string }>("POST", "/admin/api/user-keys", {
+        name: "office",
+        allowed_ips: ["203.0.113.0/24"],
+      });
+      const apiKey = created.json.key;
+      // The proxy appends the address it was reached from; what the client wrote comes before.
+      const forwarded = { "x-forwarded-for": "198.51.100.9, 203.0.113.7" };
+      const inside = await post(`${gw.url}/v1/chat/completions`, {
+        apiKey,
+        body: CHAT,
+        headers: forwarded,
+      });
+      assert.equal(inside.status, trustProxy === "1" ? 200 : 403, `TRUST_PROXY=${trustProxy}`);
+      // A client naming an allowed address itself, through the proxy, is not believed.
+      const spoofed = await post(`${gw.url}/v1/chat/completions`, {
+        apiKey,
+        body: CHAT,
+        headers: { "x-forwarded-for": "203.0.113.7, 198.51.100.9" },
+      });
+      assert.equal(spoofed.status, 403);
+    } finally {
+      await gw.close();
+    }
+  }
+});
+
 Deno.test("user-key limits are validated and shown by the admin API", async () => {
   const gw = await startGateway({});
   try {

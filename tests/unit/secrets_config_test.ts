@@ -45,6 +45,9 @@ Deno.test("config parses defaults and names the variable of a bad value", () => 
   assert.equal(c.geminiBaseUrl, "https://generativelanguage.googleapis.com");
   assert.equal(c.kvPath, "./data/gateway.kv");
   assert.equal(c.encryptionKeyFile, "/home/u/.config/gemini-gateway/encryption.key");
+  assert.equal(c.trustProxy, 0);
+  assert.equal(parseConfig({ TRUST_PROXY: "1" }).trustProxy, 1);
+  assert.throws(() => parseConfig({ TRUST_PROXY: "7" }), /TRUST_PROXY: must be 0 to 5/);
   assert.equal(parseConfig({ DENO_DEPLOY: "true" }).kvPath, undefined);
   assert.deepEqual(parseConfig({ GEMINI_KEYS: "a1, b2\nc3  a1" }).geminiKeys, ["a1", "b2", "c3"]);
   assert.equal(

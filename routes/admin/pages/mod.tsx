@@ -81,7 +81,7 @@ function AlertNotice(props: { t: Translator; alert: AlertView }) {
 const dashboard: PageRenderer = async (ctx) => {
   const { t } = ctx;
   const title = t("dash.title");
-  const quick = <QuickStart t={t} base={baseUrl(ctx.req, { onDeploy: ctx.gw.config.onDeploy })} />;
+  const quick = <QuickStart t={t} base={baseUrl(ctx.req, ctx.gw.config)} />;
   try {
     const [stats, keys, limits, log, settings, alerts] = await Promise.all([
       ctx.get("/admin/api/stats", StatsSchema),

@@ -8,11 +8,20 @@ import type { Translator } from "../../../lib/ui/i18n.ts";
 /** The model the snippets use. */
 export const SNIPPET_MODEL = "gemini-2.5-flash";
 
-/** The base URL clients should use, as this request reached the gateway. */
-export function baseUrl(req: Request, options: { onDeploy: boolean }): string {
+/**
+ * The base URL clients should use, as this request reached the gateway (behind trusted proxies,
+ * the host they were asked for).
+ */
+export function baseUrl(req: Request, options: { onDeploy: boolean; trustProxy?: number }): string {
   const url = new URL(req.url);
   const scheme = isSecureRequest(req, options) ? "https:" : url.protocol;
-  return `${scheme}//${url.host}/v1`;
+  const forwarded = (options.trustProxy ?? 0) > 0
+    ? req.headers.get("x-forwarded-host")?.split(",")[0].trim()
+    : undefined;
+  const host = forwarded && /^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9A-Fa-f:.]+\](:\d+)?$/.test(forwarded)
+    ? forwarded
+    : url.host;
+  return `${scheme}//${host}/v1`;
 }
 
 /** The snippets for a base URL, by name. */

@@ -1,0 +1,41 @@
+/**
+ * The client behind trusted reverse proxies (pure): the address the last of `hops` proxies saw,
+ * from `X-Forwarded-For`, and the scheme the first one was reached with, from
+ * `X-Forwarded-Proto`. Only for proxies the operator put there (`TRUST_PROXY`): anyone can send
+ * these headers to a gateway reached directly.
+ */
+import { parseIpv4, parseIpv6 } from "./ip.ts";
+
+/** An address as `X-Forwarded-For` may spell it, or null when it is none. */
+function addressOf(entry: string): string | null {
+  let host = entry.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(host);
+  if (bracketed) host = bracketed[1];
+  else if (/^\d+\.\d+\.\d+\.\d+:\d+$/.test(host)) host = host.slice(0, host.lastIndexOf(":"));
+  return parseIpv4(host) || parseIpv6(host) ? host : null;
+}
+
+/**
+ * The client's address as the outermost of `hops` trusted proxies saw it: the `hops`-th entry of
+ * `X-Forwarded-For` from the right (each proxy appends the address it was reached from). Null when
+ * the header does not hold that many entries, or that one is not an address.
+ */
+export function forwardedClient(headers: Headers, hops: number): string | null {
+  if (hops < 1) return null;
+  const list = headers.get("x-forwarded-for");
+  if (!list) return null;
+  const entries = list.split(",");
+  if (entries.length < hops) return null;
+  return addressOf(entries[entries.length - hops]);
+}
+
+/** The connection info of a request as if it came from `address` (the same info otherwise). */
+export function asFrom(info: Deno.ServeHandlerInfo, address: string): Deno.ServeHandlerInfo {
+  const remote = info.remoteAddr as Deno.NetAddr;
+  return { ...info, remoteAddr: { ...remote, hostname: address } };
+}
+
+/** Whether the first proxy was reached over https (`X-Forwarded-Proto`'s first entry). */
+export function forwardedHttps(headers: Headers): boolean {
+  return headers.get("x-forwarded-proto")?.split(",")[0].trim().toLowerCase() === "https";
+}

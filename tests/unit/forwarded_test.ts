@@ -1,0 +1,21 @@
+/** The client behind trusted reverse proxies, from X-Forwarded-For and X-Forwarded-Proto. */
+import assert from "node:assert/strict";
+import { forwardedClient, forwardedHttps } from "../../lib/forwarded.ts";
+
+Deno.test("the forwarded client is counted from the right, one entry per trusted proxy", () => {
+  const h = (value: string) => new Headers({ "x-forwarded-for": value });
+  assert.equal(forwardedClient(h("203.0.113.7"), 1), "203.0.113.7");
+  assert.equal(forwardedClient(h("1.1.1.1, 203.0.113.7"), 1), "203.0.113.7");
+  assert.equal(forwardedClient(h("1.1.1.1, 203.0.113.7, 10.0.0.2"), 2), "203.0.113.7");
+  assert.equal(forwardedClient(h("203.0.113.7:5555"), 1), "203.0.113.7");
+  assert.equal(forwardedClient(h("[2001:db8::1]:443"), 1), "2001:db8::1");
+  assert.equal(forwardedClient(h("2001:db8::1"), 1), "2001:db8::1");
+  assert.equal(forwardedClient(h("203.0.113.7"), 2), null, "fewer entries than proxies");
+  assert.equal(forwardedClient(h("not-an-address"), 1), null);
+  assert.equal(forwardedClient(h("unknown, 203.0.113.7"), 0), null, "0 trusts none");
+  assert.equal(forwardedClient(new Headers(), 1), null);
+  assert.equal(forwardedHttps(new Headers({ "x-forwarded-proto": "https" })), true);
+  assert.equal(forwardedHttps(new Headers({ "x-forwarded-proto": "HTTPS, http" })), true);
+  assert.equal(forwardedHttps(new Headers({ "x-forwarded-proto": "http, https" })), false);
+  assert.equal(forwardedHttps(new Headers()), false);
+});
