@@ -87,7 +87,8 @@ export function modelsRoutes(gw: Gateway): Hono<AppEnv> {
     return markWhole(c.json({ object: "list", data: models }));
   });
   app.get("/:id{.+}", async (c) => {
-    const id = normalizeModel(decodeURIComponent(c.req.param("id")));
+    // Hono decoded the path already (a second decode would throw on a "%" in the name).
+    const id = normalizeModel(c.req.param("id"));
     const found = (await visibleModels(gw, c.get("userKey"))).find((m) => m.id === id);
     if (!found) {
       throw new OpenAiError(404, `The model '${id}' does not exist`, {

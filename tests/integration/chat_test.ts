@@ -444,6 +444,12 @@ Deno.test("/v1/models lists upstream models without the models/ prefix, and one 
       client.models.retrieve("nope-1"),
       (e: unknown) => e instanceof OpenAI.NotFoundError,
     );
+    // An id with an encoded slash or a percent sign is read once, as sent.
+    assert.equal((await client.models.retrieve("models/gemini-2.5-pro")).id, "gemini-2.5-pro");
+    await assert.rejects(
+      client.models.retrieve("100%"),
+      (e: unknown) => e instanceof OpenAI.NotFoundError && e.message.includes("'100%'"),
+    );
     // Cached briefly: the second listing did not call the upstream again.
     const listCalls = gw.fake.requests.filter((r) => r.path === "/v1beta/models").length;
     assert.equal(listCalls, 1);
