@@ -15,6 +15,7 @@ import {
   getLoginFailures,
   type LoginFailures,
   putAdminSession,
+  renewAdminSession,
   updateLoginFailures,
 } from "../store/admin_sessions.ts";
 import { ConflictError } from "../store/kv_util.ts";
@@ -170,8 +171,9 @@ export async function renewSession(
   const secure = isSecureRequest(req, gw.config);
   const token = sessionToken(req, secure);
   if (!token) return null;
-  await putAdminSession(gw.kv, { hash: active.hash, session: { ...session, expiresAt } });
-  active.session = { ...session, expiresAt };
+  const renewed = { ...session, expiresAt };
+  if (!await renewAdminSession(gw.kv, { hash: active.hash, session: renewed })) return null;
+  active.session = renewed;
   return serializeCookie(cookieName(SESSION_COOKIE, secure), token, {
     maxAge: (expiresAt - now) / 1000,
     secure,

@@ -53,6 +53,22 @@ export async function putAdminSession(
   await kv.set([SESSION, hash], session, { expireIn });
 }
 
+/**
+ * Writes a renewed `session` only while the stored one is still there (a logout in another tab
+ * between the read and this write is not undone); false when it is gone.
+ */
+export async function renewAdminSession(
+  kv: Deno.Kv,
+  entry: { hash: string; session: AdminSession },
+): Promise<boolean> {
+  const { hash, session } = entry;
+  const current = await kv.get([SESSION, hash]);
+  if (current.value === null) return false;
+  const expireIn = Math.max(1, session.expiresAt - session.createdAt) + 86_400_000;
+  const res = await kv.atomic().check(current).set([SESSION, hash], session, { expireIn }).commit();
+  return res.ok;
+}
+
 /** Reads a session by the hash of its cookie value (expired or not: callers check the deadline). */
 export async function getAdminSession(kv: Deno.Kv, hash: string): Promise<AdminSession | null> {
   const entry = await kv.get([SESSION, hash]);

@@ -1,7 +1,13 @@
-/** The admin credential check, and the fingerprint admin sessions are bound to. */
+/** The admin credential check, the fingerprint admin sessions are bound to, and their renewal. */
 import assert from "node:assert/strict";
 import { AdminAuthenticator } from "../../lib/auth/admin_auth.ts";
 import { setAdminPasswordHash } from "../../lib/store/meta.ts";
+import {
+  deleteAdminSession,
+  getAdminSession,
+  putAdminSession,
+  renewAdminSession,
+} from "../../lib/store/admin_sessions.ts";
 
 Deno.test("the admin credential's fingerprint changes with the password, configured or generated", async () => {
   const kv = await Deno.openKv(":memory:");
@@ -27,6 +33,24 @@ Deno.test("the admin credential's fingerprint changes with the password, configu
         .credentialId(),
       null,
     );
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("renewing a session never brings back one that was logged out meanwhile", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const session = { csrf: "c", createdAt: 0, expiresAt: 1_000, credential: "x" };
+    await putAdminSession(kv, { hash: "h", session });
+    assert.equal(
+      await renewAdminSession(kv, { hash: "h", session: { ...session, expiresAt: 2_000 } }),
+      true,
+    );
+    assert.equal((await getAdminSession(kv, "h"))?.expiresAt, 2_000);
+    await deleteAdminSession(kv, "h");
+    assert.equal(await renewAdminSession(kv, { hash: "h", session }), false);
+    assert.equal(await getAdminSession(kv, "h"), null);
   } finally {
     kv.close();
   }
