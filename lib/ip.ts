@@ -86,6 +86,10 @@ export function isBlockedIpv6(b: number[]): boolean {
   if (zeros(0, 15) && b[15] === 1) return true; // ::1
   // IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96).
   if (zeros(0, 10) && b[10] === 0xff && b[11] === 0xff) return isBlockedIpv4(b.slice(12));
+  // IPv4-translated (::ffff:0:a.b.c.d, SIIT).
+  if (zeros(0, 8) && b[8] === 0xff && b[9] === 0xff && zeros(10, 12)) {
+    return isBlockedIpv4(b.slice(12));
+  }
   if (zeros(0, 12)) return isBlockedIpv4(b.slice(12));
   if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zeros(4, 12)) {
     return isBlockedIpv4(b.slice(12));

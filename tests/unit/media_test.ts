@@ -32,6 +32,8 @@ Deno.test("non-public addresses are recognised in every spelling", () => {
       "::ffff:127.0.0.1",
       "::ffff:7f00:1",
       "::ffff:a9fe:a9fe",
+      "::ffff:0:7f00:1",
+      "::ffff:0:10.0.0.1",
       "64:ff9b::a00:1",
       "2002:c0a8:0101::1",
       "fc00::1",
