@@ -346,7 +346,10 @@ async function countInputTokens(
   const history = req.previous_response_id
     ? await historyOf(gw, userKey.id, req.previous_response_id, await retentionMs(gw))
     : { items: [] };
-  const { chat, paramOf } = translating(() => toChatRequest(req, history.items));
+  // Nothing to answer is still something to count (instructions, tools): an empty turn stands in.
+  const empty = !history.items.length && (req.input === "" || req.input.length === 0);
+  const counted = empty ? { ...req, input: " " } : req;
+  const { chat, paramOf } = translating(() => toChatRequest(counted, history.items));
   const settings = await settingsOf(gw);
   const signal = gw.clients.signalOf(raw);
   const tokens = await estimateChatInput(gw, chat, settings, userKey.id, signal).catch((err) => {

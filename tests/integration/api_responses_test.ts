@@ -578,6 +578,14 @@ Deno.test("responses: input_tokens estimates a request, with the conversation it
     );
     // No upstream call is made, so no quota is spent.
     assert.equal(generateBodies(gw).length, 0);
+    // Instructions alone (no input) are counted too.
+    const instructions = await client.responses.inputTokens.count({
+      instructions: "x".repeat(400),
+    });
+    assert.ok(
+      instructions.input_tokens >= 100 && instructions.input_tokens < 130,
+      JSON.stringify(instructions),
+    );
     const first = await client.responses.create({ model: G3, input: "z".repeat(2000) });
     const alone = await client.responses.inputTokens.count({ input: "next" });
     const continued = await client.responses.inputTokens.count({
