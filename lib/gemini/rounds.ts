@@ -235,6 +235,9 @@ export class StreamRounds {
     const rebuilt: Part[] = [];
     let placed = false;
     for (const p of parts) {
+      // A continuation's thoughts are about going on, and would open a second block of thoughts
+      // in the middle of the answer's text: they are left out.
+      if (p.thought && this.#round > 1) continue;
       if (typeof p.text !== "string" || p.thought) rebuilt.push(p);
       else if (!placed) {
         placed = true;

@@ -583,6 +583,40 @@ Deno.test("anti-truncation continues a stream whose connection failed, and a fai
   }
 });
 
+Deno.test("a continued stream shows the first round's thoughts only, never a second <think> mid-answer", async () => {
+  const thinking = (thought: string, text: string, finishReason?: string): Json => ({
+    candidates: [{
+      index: 0,
+      content: { role: "model", parts: [{ text: thought, thought: true }, { text }] },
+      ...(finishReason ? { finishReason } : {}),
+    }],
+  });
+  const gw = await scriptedGateway((n) =>
+    n % 2 === 0
+      ? scriptedSse([thinking("First thoughts.", "The first half, ")], "reset")
+      : scriptedSse([thinking("Thoughts about going on.", "the second half.", "STOP")])
+  );
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", {
+      antiTruncation: true,
+      thoughtsFormat: "think_tags",
+    });
+    const client = gw.openai(await gw.createUserKey());
+    const stream = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    assert.equal(text.split("<think>").length, 2, text);
+    assert.doesNotMatch(text, /going on/);
+    assert.match(text, /The first half, the second half\.$/);
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("a stream whose body stays open after its finish ends cleanly at the timeout, not continued", async () => {
   const gw = await scriptedGateway(
     () => scriptedSse([textChunk("Complete answer.", "STOP")], "hang"),
