@@ -219,12 +219,35 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 /** Deletes every stored response of `userId` (its key was deleted); returns how many values. */
-export async function deleteUserResponses(kv: Deno.Kv, userId: string): Promise<number> {
+export function deleteUserResponses(kv: Deno.Kv, userId: string): Promise<number> {
+  return deleteListed(kv, [[PREFIX, userId], [USAGE, userId]]);
+}
+
+/**
+ * Deletes the storage counters of days whose answers are all gone at `now` (past the longest
+ * retention, `maxTtlMs`); returns how many.
+ */
+export function deleteStaleResponseUsage(
+  kv: Deno.Kv,
+  now: number,
+  maxTtlMs: number,
+): Promise<number> {
+  const first = Math.floor((now - maxTtlMs) / DAY_MS) - 1;
+  return deleteListed(kv, [[USAGE]], (key) => !(typeof key[3] === "number" && key[3] >= first));
+}
+
+/** Deletes the entries under `prefixes` that `which` picks, 500 to a commit; returns how many. */
+async function deleteListed(
+  kv: Deno.Kv,
+  prefixes: Deno.KvKey[],
+  which: (key: Deno.KvKey) => boolean = () => true,
+): Promise<number> {
   let deleted = 0;
   let op = kv.atomic();
   let pending = 0;
-  for (const prefix of [[PREFIX, userId], [USAGE, userId]]) {
+  for (const prefix of prefixes) {
     for await (const entry of kv.list({ prefix })) {
+      if (!which(entry.key)) continue;
       op.delete(entry.key);
       if (++pending === 500) {
         await op.commit();
@@ -232,34 +255,6 @@ export async function deleteUserResponses(kv: Deno.Kv, userId: string): Promise<
         op = kv.atomic();
         pending = 0;
       }
-    }
-  }
-  if (pending) await op.commit();
-  return deleted + pending;
-}
-
-/**
- * Deletes the storage counters of days whose answers are all gone at `now` (past the longest
- * retention, `maxTtlMs`); returns how many.
- */
-export async function deleteStaleResponseUsage(
-  kv: Deno.Kv,
-  now: number,
-  maxTtlMs: number,
-): Promise<number> {
-  const first = Math.floor((now - maxTtlMs) / DAY_MS) - 1;
-  let deleted = 0;
-  let op = kv.atomic();
-  let pending = 0;
-  for await (const entry of kv.list({ prefix: [USAGE] })) {
-    const day = entry.key[3];
-    if (typeof day === "number" && day >= first) continue;
-    op.delete(entry.key);
-    if (++pending === 500) {
-      await op.commit();
-      deleted += pending;
-      op = kv.atomic();
-      pending = 0;
     }
   }
   if (pending) await op.commit();

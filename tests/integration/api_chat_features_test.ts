@@ -478,6 +478,18 @@ Deno.test("anti-truncation keeps a stream live across rounds and joins them seam
   }
 });
 
+/** The text of a streamed chat answer to `content` (the first choice's deltas joined). */
+async function streamedText(client: OpenAI, content: string): Promise<string> {
+  const stream = await client.chat.completions.create({
+    model: "gemini-2.5-flash",
+    messages: [{ role: "user", content }],
+    stream: true,
+  });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+  return text;
+}
+
 Deno.test("anti-truncation resumes a stream the upstream cut before its end", async () => {
   const gw = await startGateway({
     keys: { "AIzaFeat-1": OK },
@@ -485,16 +497,7 @@ Deno.test("anti-truncation resumes a stream the upstream cut before its end", as
   });
   try {
     const client = gw.openai(await gw.createUserKey());
-    const ask = async () => {
-      const stream = await client.chat.completions.create({
-        model: "gemini-2.5-flash",
-        messages: [{ role: "user", content: "count [[CUT]]" }],
-        stream: true,
-      });
-      let text = "";
-      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
-      return text;
-    };
+    const ask = () => streamedText(client, "count [[CUT]]");
     await assert.rejects(ask(), /before the answer was complete/, "off by default: an error event");
     await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
     assert.equal(await ask(), FULL);
@@ -565,16 +568,7 @@ Deno.test("anti-truncation continues a stream whose connection failed, and a fai
   try {
     await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
     const client = gw.openai(await gw.createUserKey());
-    const ask = async () => {
-      const stream = await client.chat.completions.create({
-        model: "gemini-2.5-flash",
-        messages: [{ role: "user", content: "hi" }],
-        stream: true,
-      });
-      let text = "";
-      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
-      return text;
-    };
+    const ask = () => streamedText(client, "hi");
     assert.equal(await ask(), "The first half of the answer, and the second half.");
     // Its last chunk came, then the connection failed: the answer is whole, and ends cleanly.
     assert.equal(await ask(), "A whole answer.");
@@ -602,13 +596,7 @@ Deno.test("a continued stream shows the first round's thoughts only, never a sec
       thoughtsFormat: "think_tags",
     });
     const client = gw.openai(await gw.createUserKey());
-    const stream = await client.chat.completions.create({
-      model: "gemini-2.5-flash",
-      messages: [{ role: "user", content: "hi" }],
-      stream: true,
-    });
-    let text = "";
-    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    const text = await streamedText(client, "hi");
     assert.equal(text.split("<think>").length, 2, text);
     assert.doesNotMatch(text, /going on/);
     assert.match(text, /The first half, the second half\.$/);
@@ -626,14 +614,11 @@ Deno.test("a stream whose body stays open after its finish ends cleanly at the t
     const client = gw.openai(await gw.createUserKey());
     for (const antiTruncation of [false, true]) {
       await gw.admin("PATCH", "/admin/api/settings", { antiTruncation });
-      const stream = await client.chat.completions.create({
-        model: "gemini-2.5-flash",
-        messages: [{ role: "user", content: "hi" }],
-        stream: true,
-      });
-      let text = "";
-      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
-      assert.equal(text, "Complete answer.", `antiTruncation ${antiTruncation}`);
+      assert.equal(
+        await streamedText(client, "hi"),
+        "Complete answer.",
+        `antiTruncation ${antiTruncation}`,
+      );
     }
   } finally {
     await gw.close();
