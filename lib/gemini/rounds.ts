@@ -68,7 +68,7 @@ export async function generateWithRounds(
   while (rounds <= options!.rounds && finishReason === "MAX_TOKENS") {
     const next = await generateOnce(gw, {
       ...target,
-      body: continuationRequest(body, text),
+      body: continuationRequest(body, text, outputTokens(usage)),
       emptyIsAnswer: true,
     });
     if (!next.ok) {
@@ -111,6 +111,11 @@ export async function generateWithRounds(
       usageMetadata: usage,
     },
   };
+}
+
+/** The output tokens (thoughts included) of `usage`. */
+function outputTokens(usage: UsageMetadata | undefined): number {
+  return (usage?.candidatesTokenCount ?? 0) + (usage?.thoughtsTokenCount ?? 0);
 }
 
 /** What the next step of a stream is. */
@@ -273,7 +278,7 @@ export class StreamRounds {
     this.#roundUsage = undefined;
     const opened = await openStream(this.#gw, {
       ...this.#target,
-      body: continuationRequest(this.#body, this.#answer),
+      body: continuationRequest(this.#body, this.#answer, outputTokens(this.#usageBefore)),
       upstream: this.#upstream.signal,
       emptyIsAnswer: true,
     });

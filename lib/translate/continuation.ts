@@ -18,15 +18,24 @@ export const OVERLAP_WINDOW = 400;
 /**
  * The request for the next round: the original one plus the partial answer and "continue"; the
  * original one again when no text came yet (the model was still thinking: an empty model turn
- * would only be refused).
+ * would only be refused). With an output limit, the round may only write what the earlier rounds
+ * left of it (`used`: their output tokens, thoughts included), so the answer stays within it.
  */
 export function continuationRequest(
   body: GenerateContentRequest,
   partial: string,
+  used = 0,
 ): GenerateContentRequest {
-  if (partial === "") return body;
+  const limit = body.generationConfig?.maxOutputTokens;
+  const limited = typeof limit === "number" && used > 0
+    ? {
+      ...body,
+      generationConfig: { ...body.generationConfig, maxOutputTokens: Math.max(1, limit - used) },
+    }
+    : body;
+  if (partial === "") return limited;
   return {
-    ...body,
+    ...limited,
     contents: [
       ...body.contents,
       { role: "model", parts: [{ text: partial }] },

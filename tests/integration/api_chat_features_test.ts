@@ -542,7 +542,7 @@ const textChunk = (text: string, finishReason?: string): Json => ({
 
 /** A gateway whose generate calls are answered by `script` (call n, streamed or not). */
 async function scriptedGateway(
-  script: (n: number, stream: boolean) => Response,
+  script: (n: number, stream: boolean, body: Json) => Response,
   env: Record<string, string> = {},
 ) {
   let n = 0;
@@ -552,7 +552,11 @@ async function scriptedGateway(
     upstreamFetch: (input, init) => {
       const url = input instanceof Request ? input.url : String(input);
       if (!url.includes("enerateContent")) return fetch(input, init);
-      return Promise.resolve(script(n++, url.includes(":stream")));
+      const sent = init?.body;
+      const body = JSON.parse(
+        typeof sent === "string" ? sent : new TextDecoder().decode(sent as Uint8Array),
+      );
+      return Promise.resolve(script(n++, url.includes(":stream"), body));
     },
   });
 }
@@ -572,6 +576,33 @@ Deno.test("anti-truncation continues a stream whose connection failed, and a fai
     assert.equal(await ask(), "The first half of the answer, and the second half.");
     // Its last chunk came, then the connection failed: the answer is whole, and ends cleanly.
     assert.equal(await ask(), "A whole answer.");
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a cut stream is continued within the client's max_tokens", async () => {
+  const limits: unknown[] = [];
+  const gw = await scriptedGateway((n, _stream, body) => {
+    limits.push((body.generationConfig as Json | undefined)?.maxOutputTokens);
+    return n === 0
+      ? scriptedSse([textChunk("The first half, ")], "reset")
+      : scriptedSse([textChunk("the second half.", "STOP")]);
+  });
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
+    const client = gw.openai(await gw.createUserKey());
+    const stream = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 50,
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    assert.equal(text, "The first half, the second half.");
+    // The first round wrote 2 tokens (its usage): the second may write the other 48.
+    assert.deepEqual(limits, [50, 48]);
   } finally {
     await gw.close();
   }

@@ -350,6 +350,14 @@ Deno.test("continuations drop the repeated overlap, also when it arrives in piec
   // No text yet (the model was thinking when it was cut): the request is simply asked again.
   const original = { contents: [{ role: "user", parts: [{ text: "q" }] }] };
   assert.equal(continuationRequest(original, ""), original);
+  // An output limit covers the whole answer: a round gets what the earlier ones left of it.
+  const limited = { ...original, generationConfig: { maxOutputTokens: 100, temperature: 0.5 } };
+  assert.deepEqual(continuationRequest(limited, "part", 30).generationConfig, {
+    maxOutputTokens: 70,
+    temperature: 0.5,
+  });
+  assert.equal(continuationRequest(limited, "part", 500).generationConfig?.maxOutputTokens, 1);
+  assert.equal(continuationRequest(original, "part", 30).generationConfig, undefined);
 });
 
 Deno.test("embeddings: base64 is little-endian float32 and inputs are batched by 100", () => {
