@@ -122,6 +122,30 @@ export async function listFiles(
   return { files, hasMore, cursor: page.at(-1) ?? null };
 }
 
+/**
+ * A page of a user's files that are still live at `now` (and of `purpose`, when given): reads on
+ * until the page is full, so expired or filtered records never shorten it; `hasMore` is true only
+ * when another such file follows.
+ */
+export async function listLiveFiles(
+  kv: Deno.Kv,
+  userId: string,
+  q: ListFilesOptions & { now: number; purpose?: string },
+): Promise<{ files: FileRecord[]; hasMore: boolean }> {
+  const out: FileRecord[] = [];
+  let after = q.after;
+  while (true) {
+    // One more than the page: it tells whether another matching file follows.
+    const page = await listFiles(kv, userId, { after, limit: q.limit + 1, order: q.order });
+    for (const f of page.files) {
+      if (f.expiresAt > q.now && (!q.purpose || f.purpose === q.purpose)) out.push(f);
+    }
+    if (out.length > q.limit) return { files: out.slice(0, q.limit), hasMore: true };
+    if (!page.hasMore || page.cursor === null) return { files: out, hasMore: false };
+    after = page.cursor;
+  }
+}
+
 /** Updates the upstream state of a file (after polling it). */
 export async function setFileState(
   kv: Deno.Kv,

@@ -30,7 +30,7 @@ import {
   deleteFile,
   type FileRecord,
   getFile,
-  listFiles,
+  listLiveFiles,
   newFileId,
   putFile,
   setFileState,
@@ -58,31 +58,6 @@ function uploadType(contentType: string | null | undefined, filename: string): s
   const valid = declared && isMimeType(declared) ? declared : undefined;
   if (valid && valid !== "application/octet-stream") return valid;
   return mimeFromFilename(filename) ?? "application/octet-stream";
-}
-
-/**
- * A page of a user's live files of `purpose` (any, when not given): read on until the page is
- * full, so that `hasMore` is true only when another matching file does follow (a page emptied by
- * the filter, with `has_more`, would stop the SDKs' auto-pagination).
- */
-async function listedFiles(
-  gw: Gateway,
-  userId: string,
-  q: { after?: string; limit: number; order: "asc" | "desc"; purpose?: string },
-): Promise<{ files: FileRecord[]; hasMore: boolean }> {
-  const now = gw.now();
-  const out: FileRecord[] = [];
-  let after = q.after;
-  while (true) {
-    // One more than the page: it tells whether another matching file follows.
-    const page = await listFiles(gw.kv, userId, { after, limit: q.limit + 1, order: q.order });
-    for (const f of page.files) {
-      if (f.expiresAt > now && (!q.purpose || f.purpose === q.purpose)) out.push(f);
-    }
-    if (out.length > q.limit) return { files: out.slice(0, q.limit), hasMore: true };
-    if (!page.hasMore || page.cursor === null) return { files: out, hasMore: false };
-    after = page.cursor;
-  }
 }
 
 /** A file of the calling user, or a 404 that does not reveal whether it exists for someone else. */
@@ -240,9 +215,10 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
     const parsed = ListQuerySchema.safeParse(c.req.query());
     if (!parsed.success) throw validationError(parsed.error);
     const q = parsed.data;
-    const { files, hasMore } = await listedFiles(gw, c.get("userKey").id, {
+    const { files, hasMore } = await listLiveFiles(gw.kv, c.get("userKey").id, {
       ...q,
       limit: Math.min(q.limit, MAX_PAGE),
+      now: gw.now(),
     });
     const data = files.map((f) => toOpenAiFile(f));
     return c.json({

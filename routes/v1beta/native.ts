@@ -58,7 +58,7 @@ import {
   deleteFile,
   type FileRecord,
   getFileByName,
-  listFiles,
+  listLiveFiles,
   newFileId,
   putFile,
 } from "../../lib/store/files.ts";
@@ -772,15 +772,14 @@ class PassThrough implements AsyncIterator<Uint8Array> {
 async function listNativeFiles(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   const size = Math.min(100, Math.max(1, Number(c.req.query("pageSize")) || 10));
   const token = c.req.query("pageToken") || undefined;
-  const { files, hasMore } = await listFiles(gw.kv, c.get("userKey").id, {
+  const { files, hasMore } = await listLiveFiles(gw.kv, c.get("userKey").id, {
     after: token,
     limit: size,
     order: "desc",
+    now: gw.now(),
   });
   const body: Record<string, unknown> = {};
-  const now = gw.now();
-  const live = files.filter((f) => f.expiresAt > now);
-  if (live.length) body.files = live.map(fileResource);
+  if (files.length) body.files = files.map(fileResource);
   if (hasMore && files.length) body.nextPageToken = files.at(-1)!.id;
   return c.json(body);
 }

@@ -5,6 +5,7 @@
  * surprise upstream.
  */
 import assert from "node:assert/strict";
+import { getFileByName, putFile } from "../../lib/store/files.ts";
 import { startGateway, type TestGateway } from "./harness.ts";
 
 const OK = { kind: "ok" } as const;
@@ -368,6 +369,39 @@ Deno.test("credentials and quota steering in a native query or header never reac
     assert.equal(sent.headers["x-goog-user-project"], undefined);
     assert.equal(sent.key, "AIzaNative-1");
     assert.ok(!JSON.stringify(sent.headers).includes(user));
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("a native file listing skips expired files without short or empty pages", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-1": OK } });
+  try {
+    const user = await gw.createUserKey();
+    const names: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      gw.clock.advance(1000); // listed newest first
+      names.unshift((await nativeUpload(gw, user, `file ${i}`)).name);
+    }
+    // The newest two have expired (as if uploaded two days earlier).
+    for (const name of names.slice(0, 2)) {
+      const record = (await getFileByName(gw.kv, name))!;
+      await putFile(gw.kv, { ...record, expiresAt: gw.clock.now() - 1 }, gw.clock.now());
+    }
+    const listed: string[] = [];
+    let token = "";
+    for (let page = 0; page < 5; page++) {
+      const res = await fetch(
+        `${gw.url}/v1beta/files?pageSize=1${token ? `&pageToken=${token}` : ""}`,
+        { headers: { "x-goog-api-key": user } },
+      );
+      const json = await res.json() as { files?: { name: string }[]; nextPageToken?: string };
+      assert.equal(json.files?.length, 1, `page ${page} is full: ${JSON.stringify(json)}`);
+      listed.push(json.files![0].name);
+      if (!json.nextPageToken) break;
+      token = json.nextPageToken;
+    }
+    assert.deepEqual(listed, names.slice(2));
   } finally {
     await gw.close();
   }
