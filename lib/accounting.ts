@@ -28,6 +28,7 @@ import { type NewRequestLogEntry, requestLogMutations } from "./store/request_lo
 import { type Attempt, type BatchChunk, commitChunks, UsageBatch } from "./store/usage.ts";
 import { budgetIdsOf } from "./store/user_budgets.ts";
 import { MAX_MODEL_NAME } from "./translate/models.ts";
+import { isModelName } from "./openai/model_name.ts";
 
 /** How long completed requests are held in memory before they are written to KV. */
 export const FLUSH_INTERVAL_MS = 1_000;
@@ -99,9 +100,10 @@ export interface UsageRecorderOptions {
 }
 
 /**
- * The model usage counts a request under when its own name cannot be kept: a name longer than
- * `MAX_MODEL_NAME` (usage keys carry it), or one the upstream does not list that no key served
- * (made-up names would each add counters forever).
+ * The model usage counts a request under when its own name cannot be kept: one no request may
+ * give (longer than `MAX_MODEL_NAME`, which usage keys could not carry, or with control
+ * characters), or one the upstream does not list that no key served (made-up names would each add
+ * counters forever).
  */
 export const OTHER_MODEL = "(other)";
 
@@ -130,7 +132,7 @@ export class UsageRecorder {
   /** Adds a completed request to the batch (synchronous; the write happens later). */
   record(outcome: RequestOutcome, now: number): void {
     const served = outcome.served ?? outcome.ok;
-    const model = this.#counted(outcome.model, served);
+    const model = this.#counted(outcome, served);
     const u = outcome.usage;
     const promptTokens = (u?.promptTokenCount ?? 0) + (u?.toolUsePromptTokenCount ?? 0);
     const completionTokens = (u?.candidatesTokenCount ?? 0) + (u?.thoughtsTokenCount ?? 0);
@@ -181,11 +183,16 @@ export class UsageRecorder {
     } else this.#schedule(FLUSH_INTERVAL_MS);
   }
 
-  /** The model name usage counts a request of `model` under (see `OTHER_MODEL`). */
-  #counted(model: string, served: boolean): string {
-    if (model.length > MAX_MODEL_NAME) return OTHER_MODEL;
-    if (served || (this.#options.knownModel?.(model) ?? true)) return model;
-    return OTHER_MODEL;
+  /**
+   * The model name usage counts a request under (see `OTHER_MODEL`): a request the upstream
+   * refused as the client's error (a made-up model's 404 among them), no key having served it,
+   * keeps its model's name only when the upstream lists that model.
+   */
+  #counted(outcome: RequestOutcome, served: boolean): string {
+    const model = outcome.model;
+    if (!isModelName(model)) return OTHER_MODEL;
+    if (served || outcome.errorClass !== "client") return model;
+    return this.#options.knownModel?.(model) ?? true ? model : OTHER_MODEL;
   }
 
   #schedule(ms: number): void {

@@ -216,8 +216,11 @@ export function createApp(deps: AppDeps): App {
     maskedOf: (keyId) => pool.maskedOf(keyId),
     knownModel: (model) => {
       if (model === FILES_MODEL || model === LIST_MODEL) return true;
-      const models = gateway.models.peek();
-      return !models || models.some((m) => m.id === model);
+      const models = gateway.models.current();
+      if (models) return models.some((m) => m.id === model);
+      // Not loaded on this isolate yet: loaded now for the next ones; this one cannot be told.
+      gateway.models.get().catch(() => {});
+      return false;
     },
   });
   const requestIdsByRequest = new WeakMap<Request, string>();

@@ -3,8 +3,7 @@
  * types of known fields are a 400 naming the field.
  */
 import * as z from "zod";
-import { ModelNameSchema } from "./model_name.ts";
-import { MAX_MODEL_NAME } from "../translate/models.ts";
+import { isModelName, ModelNameSchema } from "./model_name.ts";
 
 /** A text content part. */
 export const TextPartSchema = z.object({ type: z.literal("text"), text: z.string() });
@@ -270,7 +269,7 @@ function plainMessage(m: unknown): boolean {
  * outside this table sends the request through the schema).
  */
 const PLAIN_FIELDS = new Map<string, (v: unknown) => boolean>(Object.entries({
-  model: (v) => typeof v === "string" && v.length >= 1 && v.length <= MAX_MODEL_NAME,
+  model: isModelName,
   messages: (v) => Array.isArray(v) && v.length >= 1 && v.every(plainMessage),
   stream: (v) => nullishType(v, "boolean"),
   stream_options: (v) =>

@@ -134,10 +134,9 @@ export function requestLogMutations(entries: readonly NewRequestLogEntry[]): Den
   let page: NewRequestLogEntry[] = [];
   let chars = 0;
   for (const e of entries) {
-    // An upper bound of the row's JSON text: the strings and the numbers around them.
-    const size = 120 + (e.userId?.length ?? 0) + e.model.length + (e.keyId?.length ?? 0) +
-      (e.key?.length ?? 0) + (e.errorClass?.length ?? 0) + (e.requestId?.length ?? 0) +
-      (e.api?.length ?? 0);
+    // The row's JSON text as the page will hold it (escapes included: a control character in a
+    // client's model name takes six), and its API.
+    const size = JSON.stringify(rowOf(e)).length + (e.api?.length ?? 0) + 8;
     if (page.length && chars + size > PAGE_CHARS) {
       out.push(pageMutation(page));
       page = [];

@@ -350,10 +350,11 @@ export class UsageBatch {
 }
 
 /**
- * Writes `chunks` in order, one atomic operation each; returns each chunk's versionstamp, or null
- * for a chunk KV can never take (its mutations break KV's limits: a `TypeError` before anything
- * is written), which is dropped and logged rather than retried forever. Stops at the first other
- * failure and reports which chunks were done.
+ * Writes `chunks` in order, one atomic operation each; returns each chunk's versionstamp. A chunk
+ * KV can never take (a mutation breaks KV's limits: a `TypeError` before anything is written) is
+ * written in halves, and so on down to the mutations that break the limits, which alone are
+ * dropped and logged (its versionstamp is that of its last part written, or null when none was).
+ * Stops at the first other failure of a whole chunk and reports which chunks were done.
  */
 export async function commitChunks(
   kv: Deno.Kv,
@@ -362,19 +363,61 @@ export async function commitChunks(
   const written: (string | null)[] = [];
   for (const chunk of chunks) {
     try {
-      const res = await kv.atomic().mutate(...chunk.mutations).commit();
-      if (!res.ok) throw new Error("A usage write was refused by KV");
-      written.push(res.versionstamp);
+      written.push(await commitAll(kv, chunk.mutations));
     } catch (error) {
       if (!(error instanceof TypeError)) return { written, error };
+      const split = await commitSplitting(kv, chunk.mutations);
       console.error(
-        `Usage accounting dropped ${chunk.mutations.length} counter updates KV cannot take:`,
-        error.message,
+        `Usage accounting dropped ${split.dropped.length} of ${chunk.mutations.length} updates ` +
+          "KV cannot take:",
+        split.dropped[0] ?? error.message,
       );
-      written.push(null);
+      written.push(split.versionstamp);
     }
   }
   return { written, error: null };
+}
+
+async function commitAll(kv: Deno.Kv, mutations: Deno.KvMutation[]): Promise<string> {
+  const res = await kv.atomic().mutate(...mutations).commit();
+  if (!res.ok) throw new Error("A usage write was refused by KV");
+  return res.versionstamp;
+}
+
+/**
+ * Writes `mutations` in halves until each part is taken or is one mutation KV refuses. Parts are
+ * not retried later (some are written already): a part that fails for another reason is dropped
+ * too.
+ */
+async function commitSplitting(
+  kv: Deno.Kv,
+  mutations: Deno.KvMutation[],
+): Promise<{ versionstamp: string | null; dropped: string[] }> {
+  if (mutations.length > 1) {
+    const half = Math.ceil(mutations.length / 2);
+    const a = await commitSplittingPart(kv, mutations.slice(0, half));
+    const b = await commitSplittingPart(kv, mutations.slice(half));
+    return {
+      versionstamp: b.versionstamp ?? a.versionstamp,
+      dropped: [...a.dropped, ...b.dropped],
+    };
+  }
+  return { versionstamp: null, dropped: mutations.length ? ["a mutation KV refused"] : [] };
+}
+
+async function commitSplittingPart(
+  kv: Deno.Kv,
+  mutations: Deno.KvMutation[],
+): Promise<{ versionstamp: string | null; dropped: string[] }> {
+  try {
+    return { versionstamp: await commitAll(kv, mutations), dropped: [] };
+  } catch (error) {
+    if (error instanceof TypeError && mutations.length > 1) {
+      return await commitSplitting(kv, mutations);
+    }
+    const what = error instanceof Error ? error.message : String(error);
+    return { versionstamp: null, dropped: mutations.map(() => what) };
+  }
 }
 
 function valueOf(value: unknown): number {

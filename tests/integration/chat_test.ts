@@ -380,6 +380,45 @@ Deno.test("a model name over 128 characters is a 400 on every API; one in a nati
   }
 });
 
+Deno.test("made-up model names the upstream refuses are counted as (other), a real model by its name", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-1": OK } });
+  try {
+    const apiKey = await gw.createUserKey();
+    const messages = [{ role: "user", content: "hi" }];
+    // A fresh isolate has not listed the models yet: the first refusal already counts as (other).
+    for (const model of ["made-up-1", "made-up-2", "made-up-3"]) {
+      const res = await post(`${gw.url}/v1/chat/completions`, {
+        apiKey,
+        body: { model, messages },
+      });
+      assert.equal(res.status, 404, model);
+    }
+    const real = await post(`${gw.url}/v1/chat/completions`, {
+      apiKey,
+      body: { model: "gemini-2.5-flash", messages },
+    });
+    assert.equal(real.status, 200);
+    await gw.app.drain();
+    const stats = await gw.admin<{ models: { model: string; failed_requests: number }[] }>(
+      "GET",
+      "/admin/api/stats",
+    );
+    assert.deepEqual(stats.json.models.map((m) => [m.model, m.failed_requests]).sort(), [
+      ["(other)", 3],
+      ["gemini-2.5-flash", 0],
+    ]);
+    const log = await gw.admin<{ data: { model: string }[] }>("GET", "/admin/api/request-log");
+    assert.deepEqual(log.json.data.map((e) => e.model).sort(), [
+      "gemini-2.5-flash",
+      "made-up-1",
+      "made-up-2",
+      "made-up-3",
+    ], "the request log keeps the names as they were asked for");
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("an upstream request error is answered at once without blaming or rotating keys", async () => {
   const gw = await startGateway({ keys: { "AIzaGood-1": OK, "AIzaGood-2": OK } });
   try {

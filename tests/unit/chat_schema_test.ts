@@ -56,6 +56,7 @@ const VALUES: unknown[] = [
   "x",
   "m".repeat(128),
   "m".repeat(129),
+  "m\u0001",
   true,
   [],
   ["a"],

@@ -171,3 +171,18 @@ Deno.test("request-log pages stay readable across versions: rows keep 12 values,
     kv.close();
   }
 });
+
+Deno.test("request-log pages fit a KV value whatever the names hold (escapes, non-Latin-1)", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    for (const model of ["\u0001".repeat(128), "模".repeat(128), '"\\'.repeat(64)]) {
+      const entries = Array.from({ length: 400 }, (_, i) => entry(i, { model }));
+      // Each page goes in its own write: one that is too large throws here.
+      for (const m of requestLogMutations(entries)) await kv.atomic().mutate(m).commit();
+      const read = await readRequestLog(kv, { limit: 5000 });
+      assert.equal(read.filter((e) => e.model === model).length, 400);
+    }
+  } finally {
+    kv.close();
+  }
+});

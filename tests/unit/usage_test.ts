@@ -412,30 +412,40 @@ Deno.test("the recorder counts over-long and unknown unserved model names as one
     assert.equal(s.models["(other)"].fail, 2);
     assert.equal(s.totals.req, 2);
 
-    // A chunk KV can never take is dropped; the chunks after it are written.
-    const bad = new UsageBatch();
-    bad.addExtra([{
-      type: "sum",
-      key: ["usage_total", "all", "x".repeat(3000)],
-      value: new Deno.KvU64(1n),
-    }]);
-    const good = new UsageBatch();
-    good.add({
+    // A mutation KV can never take is dropped alone: the rest of its chunk, and the chunks after
+    // it, are written.
+    const event = (userId: string | null) => ({
       now,
       model: "m",
-      userId: null,
+      userId,
       attempts: [],
       ok: true,
       promptTokens: 1,
       completionTokens: 0,
       thinkingTokens: 0,
     });
-    const { written, error } = await commitChunks(kv, [...bad.chunks(), ...good.chunks()]);
+    const bad = new UsageBatch();
+    bad.add(event("u9"));
+    bad.addExtra([{ type: "set", key: ["rlog-test"], value: "x".repeat(70_000) }]);
+    const alone = new UsageBatch();
+    alone.addExtra([{
+      type: "sum",
+      key: ["usage_total", "all", "x".repeat(3000)],
+      value: new Deno.KvU64(1n),
+    }]);
+    const good = new UsageBatch();
+    good.add(event(null));
+    const chunks = [...bad.chunks(), ...alone.chunks(), ...good.chunks()];
+    assert.equal(chunks.length, 3);
+    const { written, error } = await commitChunks(kv, chunks);
     assert.equal(error, null);
-    assert.equal(written.length, 2);
-    assert.equal(written[0], null);
-    assert.equal(typeof written[1], "string");
-    assert.equal((await readUsageStats(kv, now)).totals.req, 3);
+    assert.equal(typeof written[0], "string", "the counters beside the refused value were written");
+    assert.equal(written[1], null);
+    assert.equal(typeof written[2], "string");
+    const stats = await readUsageStats(kv, now);
+    assert.equal(stats.totals.req, 4);
+    assert.equal(stats.users.u9.req, 1);
+    assert.equal((await kv.get(["rlog-test"])).value, null);
   } finally {
     kv.close();
   }
