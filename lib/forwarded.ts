@@ -39,3 +39,24 @@ export function asFrom(info: Deno.ServeHandlerInfo, address: string): Deno.Serve
 export function forwardedHttps(headers: Headers): boolean {
   return headers.get("x-forwarded-proto")?.split(",")[0].trim().toLowerCase() === "https";
 }
+
+/** A host (name or bracketed IPv6, with an optional port) as a `Host` header may spell it. */
+const HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+
+/**
+ * The origin clients reach the gateway at: the request's own, or, behind proxies the operator
+ * trusts (`trustProxy`), the scheme and host they forward (`X-Forwarded-Proto` also on Deno
+ * Deploy, whose own proxy sets it). A forwarded host that is not a host is ignored.
+ */
+export function publicOrigin(
+  req: Request,
+  options: { onDeploy: boolean; trustProxy?: number },
+): string {
+  const url = new URL(req.url);
+  const trusted = (options.trustProxy ?? 0) > 0;
+  const https = url.protocol === "https:" ||
+    ((options.onDeploy || trusted) && forwardedHttps(req.headers));
+  const forwarded = trusted ? req.headers.get("x-forwarded-host")?.split(",")[0].trim() : undefined;
+  const host = forwarded && HOST.test(forwarded) ? forwarded : url.host;
+  return `${https ? "https:" : url.protocol}//${host}`;
+}

@@ -101,7 +101,14 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
     });
     const audio = speechAudio(answer);
     if (!audio) {
-      account({ ok: false, status: 502, errorClass: "upstream", usage: answer.usageMetadata });
+      // Gemini answered (and counted its tokens), in words instead of audio.
+      account({
+        ok: false,
+        served: true,
+        status: 502,
+        errorClass: "upstream",
+        usage: answer.usageMetadata,
+      });
       const said = splitText(answer.candidates?.[0]?.content?.parts ?? []).text.trim();
       throw new OpenAiError(
         502,

@@ -50,14 +50,16 @@ export function embeddingsRoutes(gw: Gateway): Hono<AppEnv> {
         (n, r) => n + estimateTokens(r.content.parts[0].text),
         0,
       );
+      const signal = gw.clients.signalOf(c.req.raw);
       const options = await failoverOptions(gw, {
         model: plan.model,
-        signal: gw.clients.signalOf(c.req.raw),
+        signal,
         estimatedTokens: tokens,
       });
       const payload = JSON.stringify(batch);
       const result = await runWithFailover(gw.pool, options, async (key) => {
-        const res = await gw.client.post(key.secret, { path, body: payload });
+        // The client leaving stops the call in flight too, not only the next attempt.
+        const res = await gw.client.post(key.secret, { path, body: payload }, signal);
         const text = await res.text();
         if (!res.ok) return { ok: false, status: res.status, body: text };
         const parsed = BatchEmbedResponseSchema.safeParse(JSON.parse(text));

@@ -114,7 +114,11 @@ async function drawImages(
     attempts.push(...result.attempts);
     if (!result.ok) {
       // The pictures drawn before this one were Gemini's work: their tokens count.
-      account({ ...failureOutcome(result.failure), usage: usageOf(input, output) });
+      account({
+        ...failureOutcome(result.failure),
+        usage: usageOf(input, output),
+        served: input + output > 0,
+      });
       throw failureToOpenAi(result.failure);
     }
     return result.value;

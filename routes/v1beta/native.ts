@@ -7,6 +7,7 @@
  * byte for byte; files are pinned to the key that uploaded them and visible only to the user key
  * that did.
  */
+import { publicOrigin } from "../../lib/forwarded.ts";
 import { type Context, Hono } from "hono";
 import { declaredBodyLimit, readTextUpTo } from "../../lib/body_limit.ts";
 import { accountRequest, type RequestOutcome, requestTags } from "../../lib/accounting.ts";
@@ -921,7 +922,7 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
     displayName,
     createdAt: gw.now(),
   });
-  const origin = publicOrigin(req);
+  const origin = publicOrigin(req, gw.config);
   const version = c.req.param("version") ?? "v1beta";
   const sessionUrl =
     `${origin}/upload/${version}/files?upload_id=${token}&upload_protocol=resumable`;
@@ -935,14 +936,6 @@ async function uploadStart(gw: Gateway, c: Context<AppEnv>): Promise<Response> {
   const granularity = result.value.response.headers.get("x-goog-upload-chunk-granularity");
   if (granularity) headers.set("x-goog-upload-chunk-granularity", granularity);
   return new Response(null, { status: 200, headers });
-}
-
-/** The origin clients reach this gateway at (honouring a reverse proxy's forwarded headers). */
-function publicOrigin(req: Request): string {
-  const url = new URL(req.url);
-  const proto = req.headers.get("x-forwarded-proto")?.split(",")[0].trim();
-  const host = req.headers.get("x-forwarded-host")?.split(",")[0].trim();
-  return `${proto || url.protocol.replace(":", "")}://${host || url.host}`;
 }
 
 /**

@@ -321,3 +321,37 @@ Deno.test("images.edit sends the pictures (and the mask, as guidance) with the p
     await gw.close();
   }
 });
+
+Deno.test("pictures drawn before a later one fails still count their tokens", async () => {
+  let calls = 0;
+  const gw = await startGateway({
+    keys: { "AIzaGood-key-0001": OK },
+    upstreamFetch: (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (url.includes(":generateContent") && ++calls === 2) {
+        return Promise.resolve(Response.json(
+          { error: { code: 400, message: "bad thing", status: "INVALID_ARGUMENT" } },
+          { status: 400 },
+        ));
+      }
+      return fetch(input, init);
+    },
+  });
+  try {
+    const key = await gw.createUserKey();
+    const res = await post(`${gw.url}/v1/images/generations`, {
+      apiKey: key,
+      body: { prompt: "a cat", n: 2 },
+    });
+    assert.equal(res.status, 400);
+    await gw.app.drain();
+    const stats = await gw.admin<{ totals: { input_tokens: number; failed_requests: number } }>(
+      "GET",
+      "/admin/api/stats",
+    );
+    assert.equal(stats.json.totals.failed_requests, 1);
+    assert.ok(stats.json.totals.input_tokens > 0, "the first picture's tokens are counted");
+  } finally {
+    await gw.close();
+  }
+});

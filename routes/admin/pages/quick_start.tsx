@@ -1,7 +1,7 @@
 /**
  * The quick start card: the OpenAI-compatible base URL of this gateway and copyable SDK snippets.
  */
-import { isSecureRequest } from "../../../lib/auth/sessions.ts";
+import { publicOrigin } from "../../../lib/forwarded.ts";
 import { Island } from "../../../lib/ui/island.tsx";
 import type { Translator } from "../../../lib/ui/i18n.ts";
 
@@ -13,15 +13,7 @@ export const SNIPPET_MODEL = "gemini-2.5-flash";
  * the host they were asked for).
  */
 export function baseUrl(req: Request, options: { onDeploy: boolean; trustProxy?: number }): string {
-  const url = new URL(req.url);
-  const scheme = isSecureRequest(req, options) ? "https:" : url.protocol;
-  const forwarded = (options.trustProxy ?? 0) > 0
-    ? req.headers.get("x-forwarded-host")?.split(",")[0].trim()
-    : undefined;
-  const host = forwarded && /^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9A-Fa-f:.]+\](:\d+)?$/.test(forwarded)
-    ? forwarded
-    : url.host;
-  return `${scheme}//${host}/v1`;
+  return `${publicOrigin(req, options)}/v1`;
 }
 
 /** The snippets for a base URL, by name. */
