@@ -24,6 +24,12 @@ const PART_BYTES = 60_000;
 export const MAX_STORED_BYTES = 12 * PART_BYTES;
 /** Earlier answers a conversation continued by `previous_response_id` may have, at the most. */
 export const MAX_CHAIN = 200;
+/**
+ * The most bytes a conversation's stored answers may hold together and still be continued (more
+ * than Gemini takes inline in one request, media moved to its Files API aside): each read of a
+ * conversation loads all of it, so this also bounds the memory one request takes.
+ */
+export const MAX_CONVERSATION_BYTES = 32 * 1024 * 1024;
 
 /** A stored record: what the answer was, and the conversation that led to it. */
 export const StoredResponseSchema = z.object({
@@ -33,6 +39,8 @@ export const StoredResponseSchema = z.object({
   input: z.array(z.unknown()),
   /** The earlier answers of its conversation, oldest first (each holds its own turn). */
   ancestors: z.array(z.string()).default([]),
+  /** Bytes of this record and of every earlier one of its conversation (0: stored before). */
+  chainBytes: z.number().default(0),
 });
 
 /** A stored response. */
@@ -88,8 +96,9 @@ function count(
 }
 
 /**
- * Stores `record` for `userId` for `ttlMs`; false when it is too large to store, or larger than
- * `roomBytes` (what the key's cap leaves): nothing is written then.
+ * Stores `record` for `userId` for `ttlMs` (`earlierBytes`: what the answers it continues hold,
+ * their `chainBytes`); false when it is too large to store, or larger than `roomBytes` (what the
+ * key's cap leaves): nothing is written then.
  */
 export async function storeResponse(
   kv: Deno.Kv,
@@ -100,10 +109,14 @@ export async function storeResponse(
     ancestors: string[];
   },
   ttlMs: number,
-  roomBytes = Infinity,
+  options: { roomBytes?: number; earlierBytes?: number } = {},
 ): Promise<boolean> {
-  const bytes = encoder.encode(JSON.stringify(record));
-  if (bytes.length > Math.min(MAX_STORED_BYTES, roomBytes)) return false;
+  const text = JSON.stringify(record);
+  // The conversation's bytes go last, counted with this record's own (its text is ASCII-heavy:
+  // the length is close to the bytes, and the few digits added are not counted).
+  const chainBytes = (options.earlierBytes ?? 0) + text.length;
+  const bytes = encoder.encode(`${text.slice(0, -1)},"chainBytes":${chainBytes}}`);
+  if (bytes.length > Math.min(MAX_STORED_BYTES, options.roomBytes ?? Infinity)) return false;
   const prefix = prefixOf(userId, record.response.id);
   const op = kv.atomic();
   for (let i = 0, at = 0; at < bytes.length || i === 0; i++, at += PART_BYTES) {
@@ -151,8 +164,13 @@ export interface Turn {
   output: unknown[];
 }
 
-/** A conversation read back, or the first of its answers no longer stored. */
-export type Conversation = { ok: true; turns: Turn[] } | { ok: false; missing: string };
+/**
+ * A conversation read back (with the bytes its stored answers hold), or the first of its answers
+ * no longer stored.
+ */
+export type Conversation =
+  | { ok: true; turns: Turn[]; bytes: number }
+  | { ok: false; missing: string };
 
 /**
  * The conversation up to and including the stored response `id`, oldest turn first. Two round
@@ -174,7 +192,7 @@ export async function loadConversation(
     if (!record) return { ok: false, missing: last.ancestors[i] };
     turns.push({ id: record.response.id, input: record.input, output: record.response.output });
   }
-  return { ok: true, turns };
+  return { ok: true, turns, bytes: last.chainBytes };
 }
 
 /**

@@ -30,6 +30,7 @@ import {
   loadConversation,
   loadResponse,
   MAX_CHAIN,
+  MAX_CONVERSATION_BYTES,
   storedBytes,
   storeResponse,
 } from "../../lib/store/responses.ts";
@@ -138,7 +139,7 @@ async function conversationOf(
   id: string,
   ttlMs: number,
   param: string | null,
-): Promise<ListedTurn[]> {
+): Promise<{ turns: ListedTurn[]; bytes: number }> {
   if (!isResponseId(id)) throw notFound(id, param);
   const conversation = await loadConversation(gw.kv, userId, id, { now: gw.now(), ttlMs });
   if (!conversation.ok) {
@@ -151,17 +152,22 @@ async function conversationOf(
       { param, code: "response_not_found" },
     );
   }
-  return conversation.turns.map((turn) => {
+  const turns = conversation.turns.map((turn) => {
     const input = StoredItemsSchema.safeParse(turn.input);
     if (!input.success) throw notFound(id, param);
     return { id: turn.id, input: input.data, output: turn.output };
   });
+  return { turns, bytes: conversation.bytes };
 }
 
-/** A conversation a request continues: the items of its turns, and the ids of its answers. */
+/**
+ * A conversation a request continues: the items of its turns, the ids of its answers and the
+ * bytes they are stored in.
+ */
 interface History {
   items: InputItem[];
   chain: string[];
+  bytes: number;
 }
 
 /** The conversation a request continues from the stored answer `id` (kept `ttlMs`). */
@@ -172,12 +178,21 @@ async function historyOf(
   ttlMs: number,
 ): Promise<History> {
   const param = "previous_response_id";
-  const turns = await conversationOf(gw, userId, id, ttlMs, param);
+  const { turns, bytes } = await conversationOf(gw, userId, id, ttlMs, param);
   if (turns.length >= MAX_CHAIN) {
     throw new OpenAiError(
       400,
       `This conversation has ${turns.length} answers, the most the gateway chains ` +
         "by previous_response_id: send the whole conversation in 'input' instead",
+      { param, code: "conversation_too_long" },
+    );
+  }
+  if (bytes > MAX_CONVERSATION_BYTES) {
+    throw new OpenAiError(
+      400,
+      `This conversation's stored answers hold ${bytes} bytes, more than the ` +
+        `${MAX_CONVERSATION_BYTES} the gateway continues by previous_response_id: send the ` +
+        "conversation (shortened) in 'input' instead",
       { param, code: "conversation_too_long" },
     );
   }
@@ -188,7 +203,7 @@ async function historyOf(
     if (!output.success) throw notFound(id, param);
     items.push(...turn.input, ...output.data);
   }
-  return { items, chain: turns.map((t) => t.id) };
+  return { items, chain: turns.map((t) => t.id), bytes };
 }
 
 /** `GET /v1/responses/{id}/input_items`: a page of what the stored answer `id` was made from. */
@@ -200,7 +215,7 @@ async function listInputItems(
 ): Promise<Response> {
   const q = InputItemsQuerySchema.safeParse(query);
   if (!q.success) throw validationError(q.error);
-  const turns = await conversationOf(gw, userId, id, await retentionMs(gw), null);
+  const { turns } = await conversationOf(gw, userId, id, await retentionMs(gw), null);
   const page = pageOf(inputItemsOf(turns), q.data);
   if (!page.ok) {
     throw new OpenAiError(400, `No input item '${page.id}' in response '${id}'`, {
@@ -221,6 +236,8 @@ async function listInputItems(
 interface Turn {
   input: InputItem[];
   ancestors: string[];
+  /** Bytes the answers it continues are stored in. */
+  earlierBytes: number;
   ttlMs: number;
   /** Bytes the user key's cap leaves for it (read while the answer is made). */
   room: Promise<number>;
@@ -238,9 +255,12 @@ async function keep(
   turn: Turn,
 ): Promise<void> {
   if (!response.store || response.status === "failed") return;
-  const { ttlMs, room, ...record } = turn;
+  const { ttlMs, room, earlierBytes, ...record } = turn;
   try {
-    response.store = await storeResponse(gw.kv, userId, { response, ...record }, ttlMs, await room);
+    response.store = await storeResponse(gw.kv, userId, { response, ...record }, ttlMs, {
+      roomBytes: await room,
+      earlierBytes,
+    });
   } catch (err) {
     console.error("Storing a response failed:", err instanceof Error ? err.message : err);
     response.store = false;
@@ -293,7 +313,7 @@ async function createResponse(
   const ttlMs = settings.responsesRetentionDays * DAY_MS;
   const history = req.previous_response_id
     ? await historyOf(gw, userKey.id, req.previous_response_id, ttlMs)
-    : { items: [], chain: [] };
+    : { items: [], chain: [], bytes: 0 };
   const { chat, toolOrigins, paramOf } = translating(() => toChatRequest(req, history.items));
   // Stored unless the caller says not to, or the admin keeps none.
   const store = (req.store ?? true) && ttlMs > 0;
@@ -301,6 +321,7 @@ async function createResponse(
   const turn: Turn = {
     input: inputItems(req.input),
     ancestors: history.chain,
+    earlierBytes: history.bytes,
     ttlMs,
     room: roomOf(gw, userKey.id, settings, store),
   };

@@ -8,6 +8,12 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { TINY_PNG } from "../fakes/fake_gemini.ts";
 import {
+  DAY_MS,
+  loadResponse,
+  MAX_CONVERSATION_BYTES,
+  storeResponse,
+} from "../../lib/store/responses.ts";
+import {
   assertOwnSignature,
   generateBodies,
   post,
@@ -557,6 +563,46 @@ Deno.test("responses: a user key's stored answers stop at the admin's cap, and d
     assert.equal(stored(await client.responses.create({ model: G3, input })), true);
     const bad = await gw.admin("PATCH", "/admin/api/settings", { responsesStorageMb: -1 });
     assert.equal(bad.status, 400);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("responses: a conversation whose stored answers outgrow the limit is not continued", async () => {
+  const gw = await startGateway({ keys: { "AIzaResp-1": OK } });
+  try {
+    const client = gw.openai(await gw.createUserKey());
+    const first = await client.responses.create({ model: G3, input: "hi" });
+    const second = await client.responses.create({
+      model: G3,
+      input: "more",
+      previous_response_id: first.id,
+    });
+    // Each answer records the bytes of its conversation so far.
+    const userId = (await gw.admin<{ data: { id: string }[] }>("GET", "/admin/api/user-keys"))
+      .json.data[0].id;
+    const kept = { now: gw.clock.now(), ttlMs: DAY_MS };
+    const a = (await loadResponse(gw.kv, userId, first.id, kept))!;
+    const b = (await loadResponse(gw.kv, userId, second.id, kept))!;
+    assert.ok(a.chainBytes > 0 && b.chainBytes > a.chainBytes, `${a.chainBytes} ${b.chainBytes}`);
+    // An answer whose conversation holds more than the limit (stored here directly).
+    await storeResponse(
+      gw.kv,
+      userId,
+      {
+        response: { ...b.response, id: "resp_big" },
+        input: b.input,
+        ancestors: [],
+      },
+      DAY_MS,
+      { earlierBytes: MAX_CONVERSATION_BYTES },
+    );
+    await assert.rejects(
+      () => client.responses.create({ model: G3, input: "x", previous_response_id: "resp_big" }),
+      (err: unknown) =>
+        err instanceof OpenAI.BadRequestError &&
+        (err.error as { code?: string }).code === "conversation_too_long",
+    );
   } finally {
     await gw.close();
   }

@@ -170,7 +170,8 @@ Deno.test("stored responses span KV values, stay with their user key, and expire
     assert.equal(await storeResponse(kv, "u1", record, ttlMs), true);
     const parts = await Array.fromAsync(kv.list({ prefix: ["response", "u1", "resp_a"] }));
     assert.equal(parts.length, 4);
-    assert.deepEqual(await loadResponse(kv, "u1", "resp_a", kept), record);
+    const chainBytes = JSON.stringify(record).length;
+    assert.deepEqual(await loadResponse(kv, "u1", "resp_a", kept), { ...record, chainBytes });
     assert.equal(await loadResponse(kv, "u2", "resp_a", kept), null, "another key's");
     const later = { now: now + ttlMs, ttlMs };
     assert.equal(await loadResponse(kv, "u1", "resp_a", later), null, "expired");
@@ -199,7 +200,7 @@ Deno.test("stored responses span KV values, stay with their user key, and expire
     assert.equal(await deleteUserResponses(kv, "u1"), 10);
     assert.equal((await Array.fromAsync(kv.list({ prefix: ["response", "u1"] }))).length, 0);
     assert.equal(await storedBytes(kv, "u1", kept), 0);
-    assert.deepEqual(await loadResponse(kv, "u2", "resp_a", kept), record);
+    assert.deepEqual(await loadResponse(kv, "u2", "resp_a", kept), { ...record, chainBytes });
   } finally {
     kv.close();
   }
@@ -215,8 +216,10 @@ Deno.test("each key's stored bytes are counted by day: deletes free them, expire
       input: [text],
       ancestors: [],
     });
+    // What is stored of a record: its JSON, with the conversation's bytes last.
     const size = (r: ReturnType<typeof record>) =>
-      new TextEncoder().encode(JSON.stringify(r)).length;
+      new TextEncoder().encode(JSON.stringify({ ...r, chainBytes: JSON.stringify(r).length }))
+        .length;
     const a = record("resp_a", 0, "a".repeat(1000));
     const b = record("resp_b", 2, "b".repeat(2000));
     const c = record("resp_c", 5, "c".repeat(4000)); // its day is past the retention
@@ -233,9 +236,9 @@ Deno.test("each key's stored bytes are counted by day: deletes free them, expire
     assert.equal(await storedBytes(kv, "v", kept), size(a), "each key counts its own");
     // What the cap leaves: a record larger than the room is not stored, and not counted.
     const d = record("resp_d", 0, "d".repeat(500));
-    assert.equal(await storeResponse(kv, "u", d, ttlMs, size(d) - 1), false);
+    assert.equal(await storeResponse(kv, "u", d, ttlMs, { roomBytes: size(d) - 1 }), false);
     assert.equal(await loadResponse(kv, "u", "resp_d", kept), null);
-    assert.equal(await storeResponse(kv, "u", d, ttlMs, size(d)), true);
+    assert.equal(await storeResponse(kv, "u", d, ttlMs, { roomBytes: size(d) }), true);
     assert.equal(await storedBytes(kv, "u", kept), size(a) + size(d));
     // The cleanup drops counters of days no answer can be kept for (c's day, 5 days ago).
     assert.equal(await deleteStaleResponseUsage(kv, now, ttlMs), 1);
@@ -251,12 +254,17 @@ Deno.test("a conversation is read back turn by turn, and a missing earlier answe
   try {
     const now = Date.now();
     const kept = { now, ttlMs: DAY_MS };
-    const turn = (id: string, text: string, ancestors: string[]) =>
-      storeResponse(kv, "u", {
+    // Each turn is stored with the bytes of the ones before it: the conversation's grow.
+    let bytes = 0;
+    const turn = async (id: string, text: string, ancestors: string[]) => {
+      const record = {
         response: { id, created_at: Math.floor(now / 1000), output: [`out ${text}`] },
         input: [`in ${text}`],
         ancestors,
-      }, DAY_MS);
+      };
+      await storeResponse(kv, "u", record, DAY_MS, { earlierBytes: bytes });
+      bytes += JSON.stringify(record).length;
+    };
     await turn("resp_1", "1", []);
     await turn("resp_2", "2", ["resp_1"]);
     await turn("resp_3", "3", ["resp_1", "resp_2"]);
@@ -267,6 +275,7 @@ Deno.test("a conversation is read back turn by turn, and a missing earlier answe
         { id: "resp_2", input: ["in 2"], output: ["out 2"] },
         { id: "resp_3", input: ["in 3"], output: ["out 3"] },
       ],
+      bytes,
     });
     await deleteResponse(kv, "u", "resp_2");
     assert.deepEqual(await loadConversation(kv, "u", "resp_3", kept), {
