@@ -194,6 +194,8 @@ export class ResponseBuilder {
       output: status === "in_progress" ? [] : structuredClone(this.output),
       usage: this.#usage,
       ...this.#ctx.echo,
+      // A failed answer is never stored.
+      ...(status === "failed" ? { store: false } : {}),
     };
   }
 

@@ -336,11 +336,16 @@ Deno.test("responses: a stream that breaks part way fails the response and the S
     const client = gw.openai(await gw.createUserKey());
     const stream = client.responses.stream({ model: "gemini-2.5-flash", input: "[[MIDERROR]]" });
     const types: string[] = [];
+    let failed: { store?: boolean } | null = null;
     await assert.rejects(async () => {
-      for await (const event of stream) types.push(event.type);
+      for await (const event of stream) {
+        types.push(event.type);
+        if (event.type === "response.failed") failed = event.response as { store?: boolean };
+      }
     }, (err: unknown) => err instanceof OpenAI.APIError && /Internal error/.test(err.message));
     assert.ok(types.includes("response.output_text.delta"), types.join(","));
     assert.equal(types.at(-1), "response.failed");
+    assert.equal(failed!.store, false, "a failed answer says it is not stored");
   } finally {
     await gw.close();
   }
