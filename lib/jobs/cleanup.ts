@@ -6,6 +6,7 @@
  * (minute -> hour -> day) so KV does not grow without bound.
  */
 import type { Gateway } from "../gateway.ts";
+import { runSteps } from "../steps.ts";
 import { consecutiveFailingDays } from "../pool/health.ts";
 import { deleteExpiredFiles } from "../store/file_cleanup.ts";
 import { DAY_MS, deleteStaleResponseUsage } from "../store/responses.ts";
@@ -45,19 +46,17 @@ export async function removeFailingKeys(gw: Gateway): Promise<number> {
   return removed;
 }
 
-/** Runs the cleanup rules once. */
+/** Runs the cleanup rules once: each runs even when one before it failed; then the run throws. */
 export async function runCleanup(gw: Gateway): Promise<CleanupReport> {
   const settings = await gw.settings.get();
-  return {
-    removedKeys: await removeFailingKeys(gw),
-    logEntriesDeleted: await trimRequestLog(gw.kv, settings.requestLogSize),
-    filesDeleted: await deleteExpiredFiles(gw.kv, { now: gw.now(), graceMs: FILE_GRACE_MS }),
-    responseCountersDeleted: await deleteStaleResponseUsage(
-      gw.kv,
-      gw.now(),
-      MAX_RESPONSES_RETENTION_DAYS * DAY_MS,
-    ),
-  };
+  const now = gw.now();
+  return await runSteps("Cleanup", {
+    removedKeys: () => removeFailingKeys(gw),
+    logEntriesDeleted: () => trimRequestLog(gw.kv, settings.requestLogSize),
+    filesDeleted: () => deleteExpiredFiles(gw.kv, { now, graceMs: FILE_GRACE_MS }),
+    responseCountersDeleted: () =>
+      deleteStaleResponseUsage(gw.kv, now, MAX_RESPONSES_RETENTION_DAYS * DAY_MS),
+  });
 }
 
 /** Rolls usage buckets up once. */

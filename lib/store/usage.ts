@@ -18,6 +18,7 @@
  *
  * Sum mutations cannot carry `expireIn`, hence the roll-up job instead of expiry.
  */
+import { runSteps } from "../steps.ts";
 import { pacificDayNumber } from "../pool/calendar.ts";
 import {
   budgetCounterId,
@@ -711,35 +712,16 @@ export async function rollUpUsage(kv: Deno.Kv, now: number): Promise<RollUpRepor
   const hourCut = Math.floor((now - HOUR_RETENTION_MS) / HOUR);
   const dayCut = Math.floor((now - DAY_RETENTION_MS) / DAY);
   const pdayCut = pacificDayNumber(now) - 1;
-  const failures: string[] = [];
-  const step = async (name: string, run: () => Promise<number>): Promise<number> => {
-    try {
-      return await run();
-    } catch (err) {
-      failures.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
-      return 0;
-    }
-  };
-  const report: RollUpReport = {
-    minuteBucketsDeleted: await step(
-      "minute buckets",
-      () => deleteRange(kv, { start: ["usage", "m"], end: ["usage", "m", minuteCut] }),
-    ),
-    hourBucketsRolledUp: await step("hour buckets", () => rollUpHours(kv, hourCut)),
-    causeBucketsDeleted: await step(
-      "cause buckets",
-      () => deleteRange(kv, { start: ["usage_cause"], end: ["usage_cause", hourCut] }),
-    ),
-    dayBucketsDeleted: await step(
-      "day buckets",
-      () => deleteRange(kv, { start: ["usage", "d"], end: ["usage", "d", dayCut] }),
-    ),
-    pacificDayBucketsDeleted: await step(
-      "Pacific day buckets",
-      () => deleteRange(kv, { start: ["usage", "pd"], end: ["usage", "pd", pdayCut] }),
-    ),
-    budgetCountersDeleted: await step("budget counters", () => deleteBudgetCounters(kv, now)),
-  };
-  if (failures.length) throw new Error(`Usage roll-up failed: ${failures.join("; ")}`);
-  return report;
+  return await runSteps("Usage roll-up", {
+    minuteBucketsDeleted: () =>
+      deleteRange(kv, { start: ["usage", "m"], end: ["usage", "m", minuteCut] }),
+    hourBucketsRolledUp: () => rollUpHours(kv, hourCut),
+    causeBucketsDeleted: () =>
+      deleteRange(kv, { start: ["usage_cause"], end: ["usage_cause", hourCut] }),
+    dayBucketsDeleted: () =>
+      deleteRange(kv, { start: ["usage", "d"], end: ["usage", "d", dayCut] }),
+    pacificDayBucketsDeleted: () =>
+      deleteRange(kv, { start: ["usage", "pd"], end: ["usage", "pd", pdayCut] }),
+    budgetCountersDeleted: () => deleteBudgetCounters(kv, now),
+  });
 }
