@@ -83,6 +83,13 @@ function shares(counts: Map<string, number>, n: number): number[] {
 
 const EXPECTED = [0.1, 0.2, 0.3, 0.4];
 
+/** The requests counted today (RPD) over every key of `s`'s pool, on model "m". */
+async function requestsToday(s: { kv: Deno.Kv; pool: KeyPoolType }): Promise<number> {
+  let n = 0;
+  for (const k of await listGeminiKeys(s.kv)) n += (await s.pool.usageOf(k, "m")).rpd;
+  return n;
+}
+
 Deno.test("round robin: 1,000 picks give weights 1:2:3:4 exactly (within one pick)", async () => {
   const s = await setup({ weights: [1, 2, 3, 4], strategy: "round_robin" });
   try {
@@ -374,12 +381,7 @@ Deno.test("an attempt the caller aborted ends the failover at once, blaming no k
     assert.equal(early.failure.kind, "client_closed");
     assert.deepEqual(early.attempts, []);
     // Gone while the key was being picked: the pick's reservation is taken back.
-    const keys = await listGeminiKeys(s.kv);
-    const requests = async () => {
-      let n = 0;
-      for (const k of keys) n += (await s.pool.usageOf(k, "m")).rpd;
-      return n;
-    };
+    const requests = () => requestsToday(s);
     const before = await requests();
     const during = new AbortController();
     const pick = s.pool.pick.bind(s.pool);
@@ -414,12 +416,7 @@ Deno.test("an attempt the caller aborted ends the failover at once, blaming no k
 Deno.test("a request that cannot be built is the client's: one call, no key blamed, nothing booked", async () => {
   const s = await setup({ weights: [1, 1, 1], strategy: "round_robin" });
   try {
-    const keys = await listGeminiKeys(s.kv);
-    const requests = async () => {
-      let n = 0;
-      for (const k of keys) n += (await s.pool.usageOf(k, "m")).rpd;
-      return n;
-    };
+    const requests = () => requestsToday(s);
     const before = await requests();
     let calls = 0;
     const options = { model: "m", maxAttempts: 5, defaultCooldownMs: 60_000, now: () => s.clock.t };
