@@ -13,14 +13,15 @@ const PromptSchema = z.union([
     1,
     "must be one text: send one prompt per request (token-id prompts are not supported either)",
   ),
-], { error: "must be a text: prompts as token ids are not supported" });
+], { error: "must be a text, or a list of one text (token ids are not supported)" });
 
 /** The text completions request body. */
 export const CompletionsRequestSchema = z.object({
   model: ModelNameSchema,
   prompt: PromptSchema,
   suffix: z.string().nullish(),
-  max_tokens: z.number().int().positive().nullish(),
+  /** 0 (with `echo`: the prompt back) asks Gemini for nothing. */
+  max_tokens: z.number().int().min(0).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
   n: z.number().int().min(1).max(8).nullish(),

@@ -92,6 +92,13 @@ export interface TextCompletion {
   usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
 }
 
+/** The characters of `text` as OpenAI's offsets count them: code points, not UTF-16 units. */
+function characters(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
 /** Chat's log probabilities as a text completion's, the offsets counted from `offset`. */
 export function completionLogprobs(
   logprobs: ChoiceLogprobs | null,
@@ -110,7 +117,7 @@ export function completionLogprobs(
     out.token_logprobs.push(t.logprob);
     out.top_logprobs.push(Object.fromEntries(t.top_logprobs.map((o) => [o.token, o.logprob])));
     out.text_offset.push(at);
-    at += t.token.length;
+    at += characters(t.token);
   }
   return out;
 }
@@ -142,10 +149,41 @@ export function toCompletion(chat: ChatCompletion, options: { echo: string }): T
     choices: chat.choices.map((c) => ({
       text: options.echo + (c.message.content ?? ""),
       index: c.index,
-      logprobs: completionLogprobs(c.logprobs, options.echo.length),
+      logprobs: completionLogprobs(c.logprobs, characters(options.echo)),
       finish_reason: finishOf(c.finish_reason),
     })),
     usage: usageOf(chat.usage),
+  };
+}
+
+/**
+ * The answer to a request for no tokens (`max_tokens: 0`): each choice holds the echoed prompt
+ * (or nothing) and stops at the length asked for; nothing is asked of Gemini.
+ */
+export function emptyCompletion(options: {
+  id: string;
+  created: number;
+  model: string;
+  n: number;
+  echo: string;
+  promptTokens: number;
+}): TextCompletion {
+  return {
+    id: options.id,
+    object: "text_completion",
+    created: options.created,
+    model: options.model,
+    choices: Array.from({ length: options.n }, (_, index) => ({
+      text: options.echo,
+      index,
+      logprobs: null,
+      finish_reason: "length" as const,
+    })),
+    usage: {
+      prompt_tokens: options.promptTokens,
+      completion_tokens: 0,
+      total_tokens: options.promptTokens,
+    },
   };
 }
 
@@ -169,8 +207,8 @@ export class CompletionStream {
       const start = sent ?? 0;
       if (sent === undefined && (text || c.finish_reason)) text = this.#echo + text;
       if (!text && !c.finish_reason && !c.logprobs) continue;
-      const offset = start + (sent === undefined ? this.#echo.length : 0);
-      this.#sent.set(c.index, start + text.length);
+      const offset = start + (sent === undefined ? characters(this.#echo) : 0);
+      this.#sent.set(c.index, start + characters(text));
       choices.push({
         text,
         index: c.index,

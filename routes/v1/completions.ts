@@ -6,7 +6,12 @@
  */
 import { Hono } from "hono";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
-import { CompletionsRequestSchema } from "../../lib/openai/completions_schema.ts";
+import {
+  type CompletionsRequest,
+  CompletionsRequestSchema,
+} from "../../lib/openai/completions_schema.ts";
+import type { ChatCompletionRequest } from "../../lib/openai/chat_schema.ts";
+import { randomId } from "../../lib/secrets.ts";
 import { translating } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
 import { respellChatStream } from "../../lib/respell_stream.ts";
@@ -14,12 +19,13 @@ import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
 import type { ChatCompletion } from "../../lib/translate/chat_response.ts";
 import {
   CompletionStream,
+  emptyCompletion,
   promptOf,
   toChatRequest,
   toCompletion,
 } from "../../lib/translate/completions.ts";
 import { markWhole } from "../../lib/whole_body.ts";
-import { answerChat } from "./chat_completions.ts";
+import { answerChat, estimateChatInput } from "./chat_completions.ts";
 
 /** Builds the text completions route. */
 export function completionsRoutes(gw: Gateway): Hono<AppEnv> {
@@ -37,6 +43,7 @@ async function createCompletion(
   const settings = gw.settings.current() ?? await gw.settings.get();
   const chat = translating(() => toChatRequest(req, settings.aliases));
   const echo = req.echo ? promptOf(req) : "";
+  if (req.max_tokens === 0) return await noTokens(gw, raw, userKey, { req, chat, echo });
   // Thoughts are left out of the text (a completion has no place for them).
   const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false });
   if (!req.stream) {
@@ -54,4 +61,41 @@ async function createCompletion(
     fail: (error) => `data: ${JSON.stringify({ error: { ...error, param: null } })}\n\n`,
   }));
   return new Response(body, { headers: answer.headers });
+}
+
+/**
+ * A request for no tokens (`max_tokens: 0`, with `echo` the way to get the prompt back): answered
+ * without Gemini, with the prompt's estimated tokens, whole or as a one-chunk stream.
+ */
+async function noTokens(
+  gw: Gateway,
+  raw: Request,
+  userKey: UserKeyRecord,
+  q: { req: CompletionsRequest; chat: ChatCompletionRequest; echo: string },
+): Promise<Response> {
+  const settings = gw.settings.current() ?? await gw.settings.get();
+  const promptTokens = await estimateChatInput(
+    gw,
+    q.chat,
+    settings,
+    userKey.id,
+    gw.clients.signalOf(raw),
+  );
+  const completion = emptyCompletion({
+    id: randomId("cmpl-", 18),
+    created: Math.floor(gw.now() / 1000),
+    model: q.req.model,
+    n: q.req.n ?? 1,
+    echo: q.echo,
+    promptTokens,
+  });
+  if (!q.req.stream) return markWhole(Response.json(completion));
+  const { usage, ...chunk } = completion;
+  let body = `data: ${JSON.stringify(chunk)}\n\n`;
+  if (q.req.stream_options?.include_usage) {
+    body += `data: ${JSON.stringify({ ...chunk, choices: [], usage })}\n\n`;
+  }
+  return new Response(body + "data: [DONE]\n\n", {
+    headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
+  });
 }

@@ -79,6 +79,44 @@ Deno.test("completions: a prompt is continued, a gap is filled, echo, n and logp
     assert.deepEqual(lp.text_offset, [7, 13, 17], "offsets count the echoed prompt");
     assert.equal(Object.keys(lp.top_logprobs![1]).length, 2);
     assert.equal(lp.token_logprobs!.length, 3);
+    // Offsets count characters (code points), as OpenAI's do: an emoji is one.
+    const emoji = await client.completions.create({
+      model: "gemini-2.5-flash",
+      prompt: "😀 two",
+      echo: true,
+      logprobs: 1,
+    });
+    assert.deepEqual(emoji.choices[0].logprobs!.text_offset, [5, 11, 13]);
+
+    // No tokens asked for: the prompt comes back (echo) without a call to Gemini.
+    const calls = bodies(gw).length;
+    const none = await client.completions.create({
+      model: "gemini-2.5-flash",
+      prompt: "just this",
+      echo: true,
+      max_tokens: 0,
+    });
+    assert.equal(none.choices[0].text, "just this");
+    assert.equal(none.choices[0].finish_reason, "length");
+    assert.equal(none.usage?.completion_tokens, 0);
+    assert.ok((none.usage?.prompt_tokens ?? 0) > 0);
+    const streamed = await client.completions.create({
+      model: "gemini-2.5-flash",
+      prompt: "just this",
+      echo: true,
+      max_tokens: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let usage = -1;
+    for await (const chunk of streamed) {
+      for (const c of chunk.choices) text += c.text;
+      if (chunk.usage) usage = chunk.usage.completion_tokens;
+    }
+    assert.equal(text, "just this");
+    assert.equal(usage, 0);
+    assert.equal(bodies(gw).length, calls, "Gemini was not asked");
   } finally {
     await gw.close();
   }
