@@ -9,9 +9,8 @@ import type { Gateway } from "../gateway.ts";
 import { runSteps } from "../steps.ts";
 import { consecutiveFailingDays } from "../pool/health.ts";
 import { deleteExpiredFiles } from "../store/file_cleanup.ts";
-import { DAY_MS, deleteStaleResponseUsage } from "../store/responses.ts";
+import { deleteStaleResponseUsage } from "../store/responses.ts";
 import { listGeminiKeys, removeGeminiKey } from "../store/gemini_keys.ts";
-import { MAX_RESPONSES_RETENTION_DAYS } from "../store/settings.ts";
 import { trimRequestLog } from "../store/request_log.ts";
 import { type RollUpReport, rollUpUsage } from "../store/usage.ts";
 
@@ -54,8 +53,7 @@ export async function runCleanup(gw: Gateway): Promise<CleanupReport> {
     removedKeys: () => removeFailingKeys(gw),
     logEntriesDeleted: () => trimRequestLog(gw.kv, settings.requestLogSize),
     filesDeleted: () => deleteExpiredFiles(gw.kv, { now, graceMs: FILE_GRACE_MS }),
-    responseCountersDeleted: () =>
-      deleteStaleResponseUsage(gw.kv, now, MAX_RESPONSES_RETENTION_DAYS * DAY_MS),
+    responseCountersDeleted: () => deleteStaleResponseUsage(gw.kv, now),
   });
 }
 

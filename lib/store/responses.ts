@@ -6,9 +6,10 @@
  * one atomic commit, kept for the retention the settings give (30 days by default, as OpenAI keeps
  * them). One `list` reads a record back.
  *
- * What each user key keeps is counted per day in `["response_usage", userId, "stored" | "freed",
- * day]` (bytes stored, and bytes of those days' answers deleted since), for the settings' cap on
- * stored bytes per key.
+ * What each user key keeps is counted by the day its answers expire, in `["response_usage",
+ * userId, "stored" | "freed", day]` (bytes stored, and bytes of those answers deleted since), for
+ * the settings' cap on stored bytes per key: an answer counts until KV removes it, whatever the
+ * retention setting says since.
  */
 import * as z from "zod";
 
@@ -41,6 +42,8 @@ export const StoredResponseSchema = z.object({
   ancestors: z.array(z.string()).default([]),
   /** Bytes of this record and of every earlier one of its conversation (0: stored before). */
   chainBytes: z.number().default(0),
+  /** When KV removes it (epoch ms; 0: stored before this was kept). */
+  expiresAt: z.number().default(0),
 });
 
 /** A stored response. */
@@ -55,22 +58,18 @@ function prefixOf(userId: string, id: string): Deno.KvKey {
   return [PREFIX, userId, id];
 }
 
-/** The day (since the epoch) an answer created at `createdAt` (seconds) is counted on. */
-function dayOf(createdAt: number): number {
-  return Math.floor(createdAt * 1000 / DAY_MS);
+/** The day (since the epoch) of the moment `ms`. */
+function dayOf(ms: number): number {
+  return Math.floor(ms / DAY_MS);
 }
 
 /**
- * Bytes of answers `userId` has stored and not deleted that are still within the retention
- * (`ttlMs`) at `now`: one `list` of at most two counters per day.
+ * Bytes of answers `userId` has stored, not deleted, and KV has not removed at `now`: one `list`
+ * of at most two counters per day of the longest retention.
  */
-export async function storedBytes(
-  kv: Deno.Kv,
-  userId: string,
-  kept: { now: number; ttlMs: number },
-): Promise<number> {
-  // Answers of the oldest day still kept may be only partly expired: that day counts whole.
-  const first = Math.floor((kept.now - kept.ttlMs) / DAY_MS);
+export async function storedBytes(kv: Deno.Kv, userId: string, now: number): Promise<number> {
+  // Answers expiring today may be gone already: that day counts whole.
+  const first = dayOf(now);
   let bytes = 0n;
   for await (const entry of kv.list<Deno.KvU64>({ prefix: [USAGE, userId] })) {
     const [, , kind, day] = entry.key;
@@ -81,9 +80,8 @@ export async function storedBytes(
 }
 
 /**
- * Counts `bytes` on the `kind` counter of `day` for `userId`. KV sums take no expiry: the cleanup
- * job deletes the counters of days past the longest retention, and reads skip days past the
- * current one.
+ * Counts `bytes` on the `kind` counter of the expiry `day` for `userId`. KV sums take no expiry:
+ * the cleanup job deletes the counters of days past, and reads skip them.
  */
 function count(
   op: Deno.AtomicOperation,
@@ -112,17 +110,20 @@ export async function storeResponse(
   options: { roomBytes?: number; earlierBytes?: number } = {},
 ): Promise<boolean> {
   const text = JSON.stringify(record);
-  // The conversation's bytes go last, counted with this record's own (its text is ASCII-heavy:
-  // the length is close to the bytes, and the few digits added are not counted).
+  // The conversation's bytes and the expiry go last; the bytes are counted with this record's own
+  // (its text is ASCII-heavy: the length is close to the bytes; the few digits added are not).
   const chainBytes = (options.earlierBytes ?? 0) + text.length;
-  const bytes = encoder.encode(`${text.slice(0, -1)},"chainBytes":${chainBytes}}`);
+  const expiresAt = record.response.created_at * 1000 + ttlMs;
+  const bytes = encoder.encode(
+    `${text.slice(0, -1)},"chainBytes":${chainBytes},"expiresAt":${expiresAt}}`,
+  );
   if (bytes.length > Math.min(MAX_STORED_BYTES, options.roomBytes ?? Infinity)) return false;
   const prefix = prefixOf(userId, record.response.id);
   const op = kv.atomic();
   for (let i = 0, at = 0; at < bytes.length || i === 0; i++, at += PART_BYTES) {
     op.set([...prefix, i], bytes.subarray(at, at + PART_BYTES), { expireIn: ttlMs });
   }
-  count(op, userId, "stored", dayOf(record.response.created_at), bytes.length);
+  count(op, userId, "stored", dayOf(expiresAt), bytes.length);
   await op.commit();
   return true;
 }
@@ -208,19 +209,18 @@ export async function deleteResponse(kv: Deno.Kv, userId: string, id: string): P
   }
   if (!parts.length) return false;
   // Its bytes no longer count against the key's cap (on the day they were counted on).
-  const createdAt = createdAtOf(parts);
-  if (createdAt !== null) {
-    count(op, userId, "freed", dayOf(createdAt), parts.reduce((n, p) => n + p.length, 0));
+  const expiresAt = expiresAtOf(parts);
+  if (expiresAt !== null) {
+    count(op, userId, "freed", dayOf(expiresAt), parts.reduce((n, p) => n + p.length, 0));
   }
   return (await op.commit()).ok;
 }
 
-/** The `created_at` of a stored record's parts, or null when they do not make one. */
-function createdAtOf(parts: Uint8Array[]): number | null {
+/** When a stored record's parts expire, or null when they do not make a record that says. */
+function expiresAtOf(parts: Uint8Array[]): number | null {
   try {
-    const record = JSON.parse(decoder.decode(concat(parts)));
-    const createdAt = record?.response?.created_at;
-    return typeof createdAt === "number" ? createdAt : null;
+    const expiresAt = JSON.parse(decoder.decode(concat(parts)))?.expiresAt;
+    return typeof expiresAt === "number" && expiresAt > 0 ? expiresAt : null;
   } catch {
     return null;
   }
@@ -241,16 +241,9 @@ export function deleteUserResponses(kv: Deno.Kv, userId: string): Promise<number
   return deleteListed(kv, [[PREFIX, userId], [USAGE, userId]]);
 }
 
-/**
- * Deletes the storage counters of days whose answers are all gone at `now` (past the longest
- * retention, `maxTtlMs`); returns how many.
- */
-export function deleteStaleResponseUsage(
-  kv: Deno.Kv,
-  now: number,
-  maxTtlMs: number,
-): Promise<number> {
-  const first = Math.floor((now - maxTtlMs) / DAY_MS) - 1;
+/** Deletes the storage counters of days whose answers have all expired at `now`; returns how many. */
+export function deleteStaleResponseUsage(kv: Deno.Kv, now: number): Promise<number> {
+  const first = dayOf(now);
   return deleteListed(kv, [[USAGE]], (key) => !(typeof key[3] === "number" && key[3] >= first));
 }
 

@@ -279,8 +279,7 @@ function roomOf(
 ): Promise<number> {
   const cap = settings.responsesStorageMb * 1_000_000;
   if (!store || cap === 0) return Promise.resolve(Infinity);
-  const kept = { now: gw.now(), ttlMs: settings.responsesRetentionDays * DAY_MS };
-  return storedBytes(gw.kv, userId, kept).then((used) => cap - used, () => Infinity);
+  return storedBytes(gw.kv, userId, gw.now()).then((used) => cap - used, () => Infinity);
 }
 
 /** What the answer echoes of `req` (`store`: whether it will be stored). */

@@ -170,8 +170,12 @@ Deno.test("stored responses span KV values, stay with their user key, and expire
     assert.equal(await storeResponse(kv, "u1", record, ttlMs), true);
     const parts = await Array.fromAsync(kv.list({ prefix: ["response", "u1", "resp_a"] }));
     assert.equal(parts.length, 4);
-    const chainBytes = JSON.stringify(record).length;
-    assert.deepEqual(await loadResponse(kv, "u1", "resp_a", kept), { ...record, chainBytes });
+    const stored = {
+      ...record,
+      chainBytes: JSON.stringify(record).length,
+      expiresAt: record.response.created_at * 1000 + ttlMs,
+    };
+    assert.deepEqual(await loadResponse(kv, "u1", "resp_a", kept), stored);
     assert.equal(await loadResponse(kv, "u2", "resp_a", kept), null, "another key's");
     const later = { now: now + ttlMs, ttlMs };
     assert.equal(await loadResponse(kv, "u1", "resp_a", later), null, "expired");
@@ -199,51 +203,61 @@ Deno.test("stored responses span KV values, stay with their user key, and expire
     // 8 parts, and the key's two storage counters (stored, freed).
     assert.equal(await deleteUserResponses(kv, "u1"), 10);
     assert.equal((await Array.fromAsync(kv.list({ prefix: ["response", "u1"] }))).length, 0);
-    assert.equal(await storedBytes(kv, "u1", kept), 0);
-    assert.deepEqual(await loadResponse(kv, "u2", "resp_a", kept), { ...record, chainBytes });
+    assert.equal(await storedBytes(kv, "u1", now), 0);
+    assert.deepEqual(await loadResponse(kv, "u2", "resp_a", kept), stored);
   } finally {
     kv.close();
   }
 });
 
-Deno.test("each key's stored bytes are counted by day: deletes free them, expired days drop out", async () => {
+Deno.test("each key's stored bytes count until the answers expire; deletes free them once", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     const now = Date.UTC(2026, 11, 6, 12);
-    const ttlMs = 3 * DAY_MS;
     const record = (id: string, daysAgo: number, text: string) => ({
       response: { id, created_at: Math.floor((now - daysAgo * DAY_MS) / 1000), output: [] },
       input: [text],
       ancestors: [],
     });
-    // What is stored of a record: its JSON, with the conversation's bytes last.
-    const size = (r: ReturnType<typeof record>) =>
-      new TextEncoder().encode(JSON.stringify({ ...r, chainBytes: JSON.stringify(r).length }))
-        .length;
+    // What is stored of a record: its JSON, with the conversation's bytes and expiry last.
+    const size = (r: ReturnType<typeof record>, ttlMs: number) =>
+      new TextEncoder().encode(JSON.stringify({
+        ...r,
+        chainBytes: JSON.stringify(r).length,
+        expiresAt: r.response.created_at * 1000 + ttlMs,
+      })).length;
+    // a is kept 3 days, b 30 days from 10 days ago, c 3 days from 5 days ago (expired now).
     const a = record("resp_a", 0, "a".repeat(1000));
-    const b = record("resp_b", 2, "b".repeat(2000));
-    const c = record("resp_c", 5, "c".repeat(4000)); // its day is past the retention
-    for (const r of [a, b, c]) assert.equal(await storeResponse(kv, "u", r, 30 * DAY_MS), true);
-    await storeResponse(kv, "v", a, ttlMs);
-    const kept = { now, ttlMs };
-    assert.equal(await storedBytes(kv, "u", kept), size(a) + size(b));
-    // A retention shortened to one day counts today and yesterday (partly kept) only.
-    assert.equal(await storedBytes(kv, "u", { now, ttlMs: DAY_MS }), size(a));
+    const b = record("resp_b", 10, "b".repeat(2000));
+    const c = record("resp_c", 5, "c".repeat(4000));
+    assert.equal(await storeResponse(kv, "u", a, 3 * DAY_MS), true);
+    assert.equal(await storeResponse(kv, "u", b, 30 * DAY_MS), true);
+    assert.equal(await storeResponse(kv, "u", c, 3 * DAY_MS), true);
+    await storeResponse(kv, "v", a, 3 * DAY_MS);
+    const used = size(a, 3 * DAY_MS) + size(b, 30 * DAY_MS);
+    assert.equal(
+      await storedBytes(kv, "u", now),
+      used,
+      "c expired; a retention change alters none",
+    );
     // Deletes racing for one answer: one wins, and its bytes are freed once.
     const deletes = await Promise.all([1, 2, 3].map(() => deleteResponse(kv, "u", "resp_b")));
     assert.equal(deletes.filter(Boolean).length, 1, JSON.stringify(deletes));
-    assert.equal(await storedBytes(kv, "u", kept), size(a));
-    assert.equal(await storedBytes(kv, "v", kept), size(a), "each key counts its own");
+    assert.equal(await storedBytes(kv, "u", now), size(a, 3 * DAY_MS));
+    assert.equal(await storedBytes(kv, "v", now), size(a, 3 * DAY_MS), "each key counts its own");
     // What the cap leaves: a record larger than the room is not stored, and not counted.
     const d = record("resp_d", 0, "d".repeat(500));
-    assert.equal(await storeResponse(kv, "u", d, ttlMs, { roomBytes: size(d) - 1 }), false);
-    assert.equal(await loadResponse(kv, "u", "resp_d", kept), null);
-    assert.equal(await storeResponse(kv, "u", d, ttlMs, { roomBytes: size(d) }), true);
-    assert.equal(await storedBytes(kv, "u", kept), size(a) + size(d));
-    // The cleanup drops counters of days no answer can be kept for (c's day, 5 days ago).
-    assert.equal(await deleteStaleResponseUsage(kv, now, ttlMs), 1);
-    assert.equal(await deleteStaleResponseUsage(kv, now, ttlMs), 0);
-    assert.equal(await storedBytes(kv, "u", { now, ttlMs: 30 * DAY_MS }), size(a) + size(d));
+    const dSize = size(d, DAY_MS);
+    assert.equal(await storeResponse(kv, "u", d, DAY_MS, { roomBytes: dSize - 1 }), false);
+    assert.equal(await loadResponse(kv, "u", "resp_d", { now, ttlMs: DAY_MS }), null);
+    assert.equal(await storeResponse(kv, "u", d, DAY_MS, { roomBytes: dSize }), true);
+    assert.equal(await storedBytes(kv, "u", now), size(a, 3 * DAY_MS) + dSize);
+    // Four days on, a (kept 3 days) and d (1 day) have expired: nothing counts.
+    assert.equal(await storedBytes(kv, "u", now + 4 * DAY_MS), 0);
+    // The cleanup drops the counters of days past (c's expiry, 2 days ago).
+    assert.equal(await deleteStaleResponseUsage(kv, now), 1);
+    assert.equal(await deleteStaleResponseUsage(kv, now), 0);
+    assert.equal(await storedBytes(kv, "u", now), size(a, 3 * DAY_MS) + dSize);
   } finally {
     kv.close();
   }
