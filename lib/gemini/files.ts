@@ -49,7 +49,7 @@ export class FileAccessError extends Error {
  */
 export async function assertFileKeyUsable(
   gw: Gateway,
-  options: { keyId: string; what: string },
+  options: { keyId: string; what: string; advice?: string },
 ): Promise<void> {
   const { keyId, what } = options;
   const record = (await gw.pool.records()).find((r) => r.id === keyId);
@@ -57,7 +57,9 @@ export async function assertFileKeyUsable(
     const why = !record ? "was removed" : !record.enabled ? "is disabled" : "is no longer valid";
     throw new FileAccessError(
       400,
-      `${what} is stored with a Gemini key that ${why}; upload the file again`,
+      `${what} is stored with a Gemini key that ${why}; ${
+        options.advice ?? "upload the file again"
+      }`,
       { code: "file_key_unavailable" },
     );
   }
@@ -70,11 +72,13 @@ export async function pinnedFailure(
     keyId: string;
     what: string;
     failure: { status: number; message: string; kind: string; retryAfterSeconds?: number };
+    /** What to do when the key is gone for good (default: upload the file again). */
+    advice?: string;
   },
 ): Promise<FileAccessError> {
   const { keyId, what, failure } = options;
   if (failure.kind === "no_key" || failure.kind === "upstream") {
-    await assertFileKeyUsable(gw, { keyId, what });
+    await assertFileKeyUsable(gw, { keyId, what, advice: options.advice });
     if (failure.kind === "no_key") {
       return new FileAccessError(
         503,

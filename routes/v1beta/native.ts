@@ -823,6 +823,9 @@ async function fileOperation(
       keyId: record.keyId,
       what: `The file ${name}`,
       failure: result.failure,
+      advice: method === "DELETE"
+        ? "it can be deleted once that key works again, and expires 48 hours after its upload"
+        : undefined,
     });
   }
   return jsonResponse(result.value);

@@ -206,6 +206,14 @@ Deno.test("a native delete Gemini did not carry out keeps the file its owner's; 
       403,
     );
     assert.equal(gw.fake.requests.length, calls, "no record left: refused without asking Google");
+
+    // The file's key disabled by the admin: the delete waits for it, and says so.
+    const third = await nativeUpload(gw, owner);
+    const keys = await gw.admin<{ data: { id: string }[] }>("GET", "/admin/api/keys");
+    await gw.admin("PATCH", `/admin/api/keys/${keys.json.data[0].id}`, { enabled: false });
+    const waiting = await call(gw, owner, { method: "DELETE", path: `/v1beta/${third.name}` });
+    assert.equal(waiting.status, 400, JSON.stringify(waiting.json));
+    assert.match(waiting.json.error?.message ?? "", /can be deleted once that key works again/);
   } finally {
     await gw.close();
   }
