@@ -218,12 +218,33 @@ export interface Offload {
 
 const NOTHING_TO_RELEASE = () => {};
 
+/** Whether `body` holds inline media (what `offloadLargeInline` may move), without copying. */
+function hasInlineData(body: GenerateContentRequest): boolean {
+  for (const c of body.contents) {
+    for (const p of c.parts) if (p.inlineData) return true;
+  }
+  return false;
+}
+
 /**
  * Moves the largest inline media of `body` to the Files API until the request fits Gemini's inline
  * limit (in place). The files are the request's alone: `release` deletes them; should this fail
- * part way, the files made so far are deleted at once.
+ * part way, the files made so far are deleted at once. A request without inline media (most
+ * chats) is answered at once, without a promise.
  */
-export async function offloadLargeInline(
+export function offloadLargeInline(
+  gw: Gateway,
+  body: GenerateContentRequest,
+  options: { pinnedKeyId?: string; signal: AbortSignal },
+): Offload | Promise<Offload> {
+  // Only inline media can move; without any, measuring the request (a full JSON copy) is waste.
+  if (!hasInlineData(body)) {
+    return { pinnedKeyId: options.pinnedKeyId, attempts: [], release: NOTHING_TO_RELEASE };
+  }
+  return offloadInline(gw, body, options);
+}
+
+async function offloadInline(
   gw: Gateway,
   body: GenerateContentRequest,
   options: { pinnedKeyId?: string; signal: AbortSignal },
@@ -231,8 +252,6 @@ export async function offloadLargeInline(
   let pinnedKeyId = options.pinnedKeyId;
   const attempts: Attempt[] = [];
   const parts = body.contents.flatMap((c) => c.parts).filter((p) => p.inlineData);
-  // Only inline media can move; without any, measuring the request (a full JSON copy) is waste.
-  if (!parts.length) return { pinnedKeyId, attempts, release: NOTHING_TO_RELEASE };
   let size = requestSize(body);
   if (size <= INLINE_REQUEST_LIMIT) return { pinnedKeyId, attempts, release: NOTHING_TO_RELEASE };
   parts.sort((a, b) => b.inlineData!.data.length - a.inlineData!.data.length);

@@ -174,10 +174,8 @@ export async function answerChat(
     toGeminiChatRequest(req, { settings: chatSettingsOf(settings), refs: inputs.refs })
   );
   await assertModelAllowed(gw, { userKey, model });
-  const offload = await offloadLargeInline(gw, body, {
-    pinnedKeyId: inputs.pinnedKeyId,
-    signal,
-  });
+  const moving = offloadLargeInline(gw, body, { pinnedKeyId: inputs.pinnedKeyId, signal });
+  const offload = moving instanceof Promise ? await moving : moving;
   // Every way out of here accounts the request, which releases the moved media; an error that
   // escapes before that releases it too.
   try {

@@ -363,7 +363,9 @@ Deno.test("a client abort stops the wait for offloaded media at once", async () 
     const ac = new AbortController();
     const polls = () =>
       gw.fake.requests.filter((r) => r.method === "GET" && r.path.includes("/files/")).length;
-    const offload = offloadLargeInline(gw.app.gateway, body, { signal: ac.signal });
+    const offload = Promise.resolve(
+      offloadLargeInline(gw.app.gateway, body, { signal: ac.signal }),
+    );
     const outcome = offload.then(() => "resolved", (e) => e);
     // Polls come after pauses of 250, 500, 1000 ms: after the third the wait sleeps for a second.
     while (polls() < 3) await new Promise((r) => setTimeout(r, 10));
