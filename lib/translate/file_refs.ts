@@ -42,28 +42,41 @@ function stringsUnder(record: Record<string, unknown>, name: string): string[] {
   return out;
 }
 
+/** A file reference found in a body: where it was (a part's `fileData`, or a batch's input). */
+export interface NamedFile {
+  uri: string;
+  from: "fileData" | "batchInput";
+}
+
 /**
- * Every file a parsed body names, wherever it is (contents, nested requests, function responses):
- * `fileData.fileUri` (and `file_data.file_uri`), and a batch's `inputConfig.fileName`. Walked
- * without recursion: no nesting depth can overflow the stack.
+ * Every file a parsed body names: `fileData.fileUri` (and `file_data.file_uri`) wherever it is
+ * (contents, nested requests, function responses), and a batch's `inputConfig.fileName` at the
+ * top level or under `batch` (elsewhere, in a function's arguments say, such a key is only data).
+ * Walked without recursion: no nesting depth can overflow the stack.
  */
-export function namedFileUris(json: unknown): string[] {
-  const out: string[] = [];
-  const stack: unknown[] = [json];
+export function namedFileUris(json: unknown): NamedFile[] {
+  const out: NamedFile[] = [];
+  // Each value with whether a batch's input may be named there (the top, or under `batch`).
+  const stack: [unknown, boolean][] = [[json, true]];
   while (stack.length) {
-    const value = stack.pop();
+    const [value, batchLevel] = stack.pop()!;
     if (Array.isArray(value)) {
-      for (const item of value) if (typeof item === "object" && item !== null) stack.push(item);
+      for (const item of value) {
+        if (typeof item === "object" && item !== null) stack.push([item, false]);
+      }
       continue;
     }
     if (!isRecord(value)) continue;
     for (const [key, inner] of Object.entries(value)) {
       if (typeof inner !== "object" || inner === null) continue;
       if (isRecord(inner)) {
-        if (keyIs(key, "filedata")) out.push(...stringsUnder(inner, "fileuri"));
-        else if (keyIs(key, "inputconfig")) out.push(...stringsUnder(inner, "filename"));
+        if (keyIs(key, "filedata")) {
+          for (const uri of stringsUnder(inner, "fileuri")) out.push({ uri, from: "fileData" });
+        } else if (batchLevel && keyIs(key, "inputconfig")) {
+          for (const uri of stringsUnder(inner, "filename")) out.push({ uri, from: "batchInput" });
+        }
       }
-      stack.push(inner);
+      stack.push([inner, batchLevel && keyIs(key, "batch")]);
     }
   }
   return out;
@@ -87,7 +100,13 @@ export function fileUriMeaning(
   googleHost: (host: string) => boolean,
 ): FileUriMeaning {
   const m = FILE_URI.exec(uri);
-  if (m) return { kind: "file", name: m[1] };
+  if (m) {
+    // A full URL names a Files API file only on the Files API's host.
+    const host = /^https?:\/\/([^/]+)/i.exec(uri)?.[1];
+    return host === undefined || googleHost(host.toLowerCase())
+      ? { kind: "file", name: m[1] }
+      : { kind: "other" };
+  }
   if (!LOOKS_LIKE_FILE.test(uri)) return { kind: "other" };
   // Another scheme (`gs://`) is never a Files API file.
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri) && !/^https?:/i.test(uri)) return { kind: "other" };

@@ -343,11 +343,13 @@ function visibleModelList(
   return JSON.stringify(list);
 }
 
-/** Whether `host` is where a `files/` path is a Files API file: the upstream's, or Google's. */
+/**
+ * Whether `host` is where a `files/` path is a Files API file: the upstream's, or the Gemini API's
+ * (other Google hosts, Cloud Storage's among them, serve plain web files).
+ */
 function googleHostOf(gw: Gateway): (host: string) => boolean {
   const upstream = new URL(gw.client.url("")).host.toLowerCase();
-  return (host) =>
-    host === upstream || host === "googleapis.com" || host.endsWith(".googleapis.com");
+  return (host) => host === upstream || host === "generativelanguage.googleapis.com";
 }
 
 /**
@@ -358,10 +360,11 @@ function googleHostOf(gw: Gateway): (host: string) => boolean {
 function referencedFiles(gw: Gateway, json: unknown): string[] {
   const names = new Set<string>();
   const googleHost = googleHostOf(gw);
-  for (const uri of namedFileUris(json)) {
+  for (const { uri, from } of namedFileUris(json)) {
     const meaning = fileUriMeaning(uri, googleHost);
     if (meaning.kind === "file") names.add(meaning.name);
-    if (meaning.kind === "malformed") {
+    // A batch input that is not a file is left to Google (it may name a bucket, say).
+    if (meaning.kind === "malformed" && from === "fileData") {
       throw new GoogleApiError(
         400,
         `Invalid file uri ${JSON.stringify(uri.slice(0, 200))}: name an uploaded file as ` +
@@ -802,6 +805,12 @@ async function fileOperation(
   const signal = gw.clients.signalOf(c.req.raw);
   let result: FailoverResult<string>;
   if (method === "DELETE") {
+    // A file whose key was removed from the pool can no longer be reached by anyone: its record
+    // just goes (as on /v1/files).
+    if (!(await gw.pool.records()).some((k) => k.id === record.keyId)) {
+      await deleteFile(gw.kv, record);
+      return jsonResponse("{}");
+    }
     result = await deleteUpstreamFile(gw, { keyId: record.keyId, name, signal });
     // The record (the file's owner) goes only once Google has let go of the file: while it is
     // still there, a record-less file would be open to every user key.

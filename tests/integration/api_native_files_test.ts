@@ -155,6 +155,28 @@ Deno.test("a file URI that only looks like a file is refused; other URIs and pla
     const res = await call(gw, user, { method: "POST", path: GENERATE, body: spaced });
     assert.equal(res.status, 200);
     assert.equal(gw.fake.requests[0].bytes, spaced.length);
+    // A Cloud Storage URL in a bucket folder named `files`, and a tool result that merely holds
+    // an `inputConfig`, are the client's business: they go upstream.
+    const others = [
+      readingFile("https://storage.googleapis.com/my-bucket/files/clip.mp4?X-Goog-Signature=ab"),
+      JSON.stringify({
+        contents: [{
+          role: "user",
+          parts: [{
+            functionResponse: {
+              name: "f",
+              response: { inputConfig: { fileName: "files/input.jsonl" } },
+            },
+          }],
+        }],
+      }),
+    ];
+    for (const body of others) {
+      gw.fake.reset();
+      const passed = await call(gw, user, { method: "POST", path: GENERATE, body });
+      assert.doesNotMatch(passed.json.error?.message ?? "", /Invalid file uri/, body);
+      assert.ok(gw.fake.requests.length >= 1, body);
+    }
   } finally {
     await gw.close();
   }
@@ -214,6 +236,15 @@ Deno.test("a native delete Gemini did not carry out keeps the file its owner's; 
     const waiting = await call(gw, owner, { method: "DELETE", path: `/v1beta/${third.name}` });
     assert.equal(waiting.status, 400, JSON.stringify(waiting.json));
     assert.match(waiting.json.error?.message ?? "", /can be deleted once that key works again/);
+    // The key removed from the pool: nobody can reach the file any more, and its record goes.
+    await gw.admin("DELETE", `/admin/api/keys/${keys.json.data[0].id}`);
+    const unreachable = await call(gw, owner, {
+      method: "DELETE",
+      path: `/v1beta/${third.name}`,
+    });
+    assert.equal(unreachable.status, 200, JSON.stringify(unreachable.json));
+    const listed = await fetch(`${gw.url}/v1beta/files`, { headers: { "x-goog-api-key": owner } });
+    assert.deepEqual(await listed.json(), {});
   } finally {
     await gw.close();
   }

@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import { fileUriMeaning, mayNameFiles, namedFileUris } from "../../lib/translate/file_refs.ts";
 
-const google = (host: string) => host === "generativelanguage.googleapis.com";
+/** The Files API's hosts: Gemini's, and the upstream's (a relay, the fake). */
+const google = (host: string) =>
+  host === "generativelanguage.googleapis.com" || host === "127.0.0.1:8123";
 
 Deno.test("file refs: text that cannot name a file once parsed is told apart without parsing", () => {
   for (
@@ -37,19 +39,20 @@ Deno.test("file refs: found anywhere in the parsed body, under any spelling of t
       '{"functionResponse":{"parts":[{"fileData":{"file_uri":"files/c"}}]}}]}],' +
       '"requests":[{"content":{"parts":[{"FileData":{"fileUri":"files/d"}}]}}],' +
       '"batch":{"inputConfig":{"fileName":"files/e"}},' +
+      '"tools":[{"functionDeclarations":[{"name":"f"}]}],' +
+      '"more":[{"functionCall":{"args":{"inputConfig":{"fileName":"files/only-data"}}}}],' +
       '"notes":{"fileUri":"files/not-a-part"}}',
   );
-  assert.deepEqual(namedFileUris(body).sort(), [
-    "files/a",
-    "files/b",
-    "files/c",
-    "files/d",
-    "files/e",
-  ]);
+  const uris = (json: unknown) => namedFileUris(json).map((f) => f.uri).sort();
+  assert.deepEqual(uris(body), ["files/a", "files/b", "files/c", "files/d", "files/e"]);
+  assert.deepEqual(
+    namedFileUris(body).find((f) => f.uri === "files/e"),
+    { uri: "files/e", from: "batchInput" },
+  );
   // Nesting deep enough to overflow a recursive walk.
   let deep: unknown = { fileData: { fileUri: "files/deep" } };
   for (let i = 0; i < 200_000; i++) deep = [deep];
-  assert.deepEqual(namedFileUris(deep), ["files/deep"]);
+  assert.deepEqual(uris(deep), ["files/deep"]);
 });
 
 Deno.test("file refs: a URI is a file, something Google fetches, or refused when it only looks like one", () => {
@@ -68,6 +71,10 @@ Deno.test("file refs: a URI is a file, something Google fetches, or refused when
       "https://www.youtube.com/watch?v=1",
       "gs://bucket/files/a",
       "https://cdn.example.com/files/report.pdf",
+      // A web host, even a Google one, serves plain files: not the Files API's names.
+      "https://cdn.example.com/x/files/abc",
+      "https://storage.googleapis.com/my-bucket/files/clip.mp4?X-Goog-Signature=ab",
+      "https://storage.googleapis.com/my-bucket/uploads/files/report.pdf",
     ]
   ) {
     assert.deepEqual(meaning(uri), { kind: "other" }, uri);
