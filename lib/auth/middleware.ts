@@ -11,6 +11,7 @@ import {
   authenticateSession,
   clientAddress,
   lockedOutError,
+  lockoutRemaining,
   recordLoginFailure,
   releaseLoginAttempt,
   reserveLoginAttempt,
@@ -68,7 +69,15 @@ export function adminAuth(gw: Gateway): MiddlewareHandler<AppEnv> {
     const client = clientAddress(c.env);
     // A presented password is checked only once an attempt is reserved for the client, in one
     // atomic step: parallel guesses cannot all be checked before the first failure is counted.
-    const guarded = !!presented && gw.admin.configured;
+    // A password this isolate has found right already takes no reservation (so an admin's own
+    // parallel calls never wait on one another), but a locked-out address is refused all the same:
+    // while locked, no answer may tell a right guess from a wrong one.
+    const known = !!presented && await gw.admin.knownGood(presented);
+    const guarded = !!presented && gw.admin.configured && !known;
+    if (known) {
+      const locked = await lockoutRemaining(gw, client);
+      if (locked > 0) throw lockedOutError(locked);
+    }
     if (guarded) {
       const attempt = await reserveLoginAttempt(gw, client);
       if (!attempt.allowed) throw lockedOutError(attempt.refusedForMs);

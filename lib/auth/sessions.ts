@@ -292,6 +292,8 @@ export function addressBucket(address: string): string {
 
 /** How long a client waits when the attempts reserved in its window are all still being checked. */
 export const ATTEMPTS_BUSY_MS = 1_000;
+/** Failed and running password checks of one client in one window, at the most. */
+export const MAX_CHECKS_IN_FLIGHT = 2 * MAX_LOGIN_FAILURES;
 
 /** What reserving one password check found: go ahead, or refused for this long. */
 export type LoginAttempt = { allowed: true } | { allowed: false; refusedForMs: number };
@@ -304,7 +306,7 @@ function startsOver(current: LoginFailures | null, now: number): boolean {
 
 /**
  * The counter after reserving one password check at `now`, or how long the client is refused
- * (pure): failed and still running checks together never exceed `MAX_LOGIN_FAILURES` per window,
+ * (pure): failed and still running checks together never exceed `MAX_CHECKS_IN_FLIGHT` per window,
  * however many arrive at once.
  */
 export function reserveAttempt(
@@ -316,8 +318,10 @@ export function reserveAttempt(
   }
   const c = current!;
   if (c.lockedUntil > now) return { refusedForMs: c.lockedUntil - now };
-  // The window's attempts are failed or taken by checks still running: wait for their outcome.
-  if (c.count + c.pending >= MAX_LOGIN_FAILURES) return { refusedForMs: ATTEMPTS_BUSY_MS };
+  // Failed checks and checks still running together stay within `MAX_CHECKS_IN_FLIGHT`: a burst
+  // of guesses gets that many checks at most before the lockout, and an admin's own parallel calls
+  // (on an isolate that has not checked the password yet) are not held up by a few typos.
+  if (c.count + c.pending >= MAX_CHECKS_IN_FLIGHT) return { refusedForMs: ATTEMPTS_BUSY_MS };
   return { next: { ...c, pending: c.pending + 1 } };
 }
 
@@ -348,7 +352,7 @@ export function settleAttempt(
 /**
  * Reserves one password check for `client` before it is made, in one atomic KV step (read,
  * check, write): refused while the client is locked out, or while its failed and running checks
- * fill `MAX_LOGIN_FAILURES`. Settle it with `recordLoginFailure`, `forgetLoginFailures` (a login)
+ * fill `MAX_CHECKS_IN_FLIGHT`. Settle it with `recordLoginFailure`, `forgetLoginFailures` (a login)
  * or `releaseLoginAttempt` (a right password on the API). Too much contention on the counter
  * refuses too: a check that cannot be counted is not made.
  */
@@ -369,6 +373,12 @@ export async function reserveLoginAttempt(gw: Gateway, client: string): Promise<
     return { allowed: false, refusedForMs: ATTEMPTS_BUSY_MS };
   }
   return refusedForMs > 0 ? { allowed: false, refusedForMs } : { allowed: true };
+}
+
+/** How long `client` is still locked out (0 when it is not): one read, nothing reserved. */
+export async function lockoutRemaining(gw: Gateway, client: string): Promise<number> {
+  const current = await getLoginFailures(gw.kv, client);
+  return Math.max(0, (current?.lockedUntil ?? 0) - gw.now());
 }
 
 /** What counting one failed login led to. */
@@ -414,8 +424,8 @@ export async function recordLoginFailure(gw: Gateway, client: string): Promise<F
 }
 
 /**
- * Gives back the reservation of a check whose password was right on the API, or that could not be
- * made: it was no failure. (Earlier failures stay counted; only a form login forgets them.)
+ * Gives back the reservation of a check that could not be made: it was no failure (earlier
+ * failures stay counted).
  */
 export async function releaseLoginAttempt(gw: Gateway, client: string): Promise<void> {
   await settle(gw, client, false);
