@@ -93,8 +93,9 @@ export interface UsageRecorderOptions {
   /** Masked form of a pool key, for the request log. */
   maskedOf: (keyId: string) => string | null;
   /**
-   * Whether the upstream lists `model` (true when the list is not known yet): requests no key
-   * served for a model it does not list are counted under `OTHER_MODEL`.
+   * Whether the upstream lists `model` (false while the list is not loaded yet): requests the
+   * upstream refused as the client's, no key having served them, for a model it does not list
+   * are counted under `OTHER_MODEL`.
    */
   knownModel?: (model: string) => boolean;
 }

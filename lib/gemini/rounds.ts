@@ -213,6 +213,12 @@ export class StreamRounds {
     return addUsage(this.#usageBefore, this.#roundUsage);
   }
 
+  /** Whether the answer's output so far fills the request's output limit, when it has one. */
+  #limitReached(): boolean {
+    const limit = this.#body.generationConfig?.maxOutputTokens;
+    return typeof limit === "number" && outputTokens(this.usage) >= limit;
+  }
+
   #roundsLeft(): boolean {
     return !!this.#options && this.#round <= this.#options.rounds && !this.#sawCalls;
   }
@@ -329,6 +335,23 @@ export class StreamRounds {
       if (turn.kind === "broken" && !(this.#options && this.#roundsLeft())) {
         this.close();
         return { kind: "error", message: turn.message };
+      }
+      if (this.#limitReached()) {
+        // The rounds so far wrote all the output the request allows: it ends there, cut at its
+        // limit (with the text a trimmer still held), rather than with a round of one token.
+        const held = this.#trimmer?.end() ?? "";
+        this.close();
+        return {
+          kind: "chunk",
+          value: {
+            candidates: [{
+              index: 0,
+              content: { role: "model", parts: held ? [{ text: held }] : [] },
+              finishReason: "MAX_TOKENS",
+            }],
+            usageMetadata: this.usage,
+          },
+        };
       }
       const failed = await this.#nextRound();
       if (failed !== null) {

@@ -8,9 +8,11 @@ import type * as z from "zod";
 export const KV_VALUE_LIMIT = 65_536;
 
 /**
- * At least the bytes of V8's serialization of `value`, which `Deno.Kv` measures against its
- * 64 KiB limit: strings take a byte per character when every character fits one (Latin-1), else
- * two, plus a tag and a length; numbers nine; objects and arrays their entries plus a few bytes.
+ * About the bytes of V8's serialization of `value`, which `Deno.Kv` measures against its 64 KiB
+ * limit, and at least as many for values made by `JSON.parse` and zod: strings take a byte per
+ * character when every character fits one (Latin-1), else two, plus a tag and a length; numbers
+ * nine; objects and arrays their entries plus a few bytes. (A Latin-1 string cut from a wider
+ * one may be stored two bytes a character: a few bytes more than counted.)
  * (`node:v8`'s `serialize` would give it exactly, but importing it breaks the type check of the
  * admin UI's JSX on Deno 2.5, Deno Deploy's runtime.)
  */

@@ -608,6 +608,37 @@ Deno.test("a cut stream is continued within the client's max_tokens", async () =
   }
 });
 
+Deno.test("a cut stream whose rounds used the whole max_tokens ends at the limit, not with another round", async () => {
+  let calls = 0;
+  const gw = await scriptedGateway(() => {
+    calls++;
+    const chunk = textChunk("Four tokens of text, ");
+    (chunk.usageMetadata as Json).candidatesTokenCount = 4;
+    return scriptedSse([chunk], "reset");
+  });
+  try {
+    await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
+    const client = gw.openai(await gw.createUserKey());
+    const stream = await client.chat.completions.create({
+      model: "gemini-2.5-flash",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 4,
+      stream: true,
+    });
+    let text = "";
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(text, "Four tokens of text, ");
+    assert.equal(finish, "length");
+    assert.equal(calls, 1, "no round was asked for what the limit no longer allows");
+  } finally {
+    await gw.close();
+  }
+});
+
 Deno.test("a continued stream shows the first round's thoughts only, never a second <think> mid-answer", async () => {
   const thinking = (thought: string, text: string, finishReason?: string): Json => ({
     candidates: [{
