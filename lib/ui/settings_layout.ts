@@ -29,6 +29,7 @@ const EXPLICIT: Record<string, SectionId> = {
   defaultCooldownSeconds: "rotation",
   aliases: "aliases",
   requestLogSize: "cleanup",
+  responsesStorageMb: "cleanup",
   projectKeyWarning: "limits",
   healthChecks: "cleanup",
   removeFailingKeysAfterDays: "cleanup",

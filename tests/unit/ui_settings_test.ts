@@ -19,6 +19,8 @@ Deno.test("every patchable settings field appears in exactly one section, with a
   assert.deepEqual([...placed].sort(), [...fields].sort());
   assert.equal(sectionOf("strategy"), "rotation");
   assert.equal(sectionOf("aliases"), "aliases");
+  // The stored responses' two settings sit together.
+  assert.equal(sectionOf("responsesStorageMb"), sectionOf("responsesRetentionDays"));
   for (const lang of ["en", "zh-CN"] as const) {
     const t = translator(lang);
     for (const f of fields) {
