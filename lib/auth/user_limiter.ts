@@ -392,15 +392,29 @@ export class UserLimiter {
     this.#sweep = sweep;
   }
 
-  /** Gives back what idle keys hold (every key's unused leases when `all`). */
+  /**
+   * Gives back what idle keys hold (every key's unused leases when `all`), and renews the hold of
+   * slots still in use before it lapses (a request running longer than a lease, with no other
+   * request to renew it, would otherwise let other isolates take its slot).
+   */
   #returnIdle(all: boolean): Promise<unknown> {
     const at = performance.now();
-    const minute = Math.floor(this.#options.now() / MINUTE);
+    const now = this.#options.now();
+    const minute = Math.floor(now / MINUTE);
     const returns: Promise<void>[] = [];
     let holding = false;
     for (const s of this.#states.values()) {
       if (s.lease) {
         holding = true;
+        continue;
+      }
+      if (!all && s.inFlight > 0 && s.holdUntil > 0 && now > s.holdUntil - LEASE_MS / 2) {
+        holding = true;
+        returns.push(
+          this.#lease(s, { renew: true }).catch((err) =>
+            console.error("Renewing user-key slots failed:", err?.message ?? err)
+          ),
+        );
         continue;
       }
       if (s.minute !== minute) s.permits = 0;

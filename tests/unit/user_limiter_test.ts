@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { UserLimiter } from "../../lib/auth/user_limiter.ts";
+import { LEASE_MS } from "../../lib/store/rate_limits.ts";
 import { type UserKeyRecord, UserKeyRecordSchema } from "../../lib/store/user_keys.ts";
 
 /** A KV whose `getMany` fails while `down.value` is true. */
@@ -129,5 +130,43 @@ Deno.test("a request arriving while idle slots are given back leases its own: ma
     await a.drain();
     await b.drain();
     real.close();
+  }
+});
+
+Deno.test("a request running longer than a lease keeps its slot: the idle sweep renews the hold", async () => {
+  const kv = await Deno.openKv(":memory:");
+  let t = Date.UTC(2026, 11, 6, 12);
+  const now = () => t;
+  const a = new UserLimiter({ kv, now, budgetSince: () => 0 });
+  const b = new UserLimiter({ kv, now, budgetSince: () => 0 });
+  const key = UserKeyRecordSchema.parse({
+    id: "uk_long",
+    name: "l",
+    hash: "h",
+    prefix: "sk-…",
+    enabled: true,
+    rpm: null,
+    maxConcurrency: 1,
+    createdAt: 0,
+    updatedAt: 0,
+  });
+  const admitted: (() => void)[] = [];
+  try {
+    const long = await a.admit(key);
+    assert.ok(long.allowed);
+    admitted.push(() => long.release?.());
+    // The request runs on: near the end of the lease, A's sweep (once a second) renews it...
+    t += LEASE_MS - 60_000;
+    await new Promise((r) => setTimeout(r, 1_500));
+    // ...so past the first lease's end, the slot is still A's.
+    t += 120_000;
+    const other = await b.admit(key);
+    if (other.allowed) admitted.push(() => other.release?.());
+    assert.equal(other.allowed, false, "a second request exceeds max_concurrency 1");
+  } finally {
+    for (const release of admitted) release();
+    await a.drain();
+    await b.drain();
+    kv.close();
   }
 });
