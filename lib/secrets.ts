@@ -102,6 +102,15 @@ export function maskSecret(secret: string): string {
   return secret.slice(0, 4) + "…" + secret.slice(-4);
 }
 
+/**
+ * An id from a request path as it may be shown back (an error, the audit log): masked when it is
+ * not an id at all but looks like a secret someone passed by mistake (a user key `sk-...`, a
+ * Gemini key), or is longer than any id.
+ */
+export function shownId(id: string): string {
+  return /^(sk-|AIza|AQ\.)/.test(id) || id.length > 64 ? maskSecret(id) : id;
+}
+
 /** PBKDF2 parameters used for the encryption key and the admin password hash. */
 export const PBKDF2_ITERATIONS = 100_000;
 

@@ -8,6 +8,7 @@
  * isolate, so nobody can flood the log. Entries are written in the background: the admin's answer
  * never waits for them.
  */
+import { shownId } from "../secrets.ts";
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv, Gateway } from "../gateway.ts";
 import { type AuditAction, recordAudit } from "../store/audit_log.ts";
@@ -56,7 +57,8 @@ export function auditEvent(
     actor: event.actor,
     ip,
     method: req.method,
-    path: urlPath(req.url).slice(0, MAX_PATH),
+    // A secret passed by mistake as a path segment is not kept.
+    path: urlPath(req.url).split("/").map(shownId).join("/").slice(0, MAX_PATH),
     status: event.status,
     requestId: gw.requestIdOf(req),
   };

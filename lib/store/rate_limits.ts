@@ -190,3 +190,8 @@ export async function leaseQuota(
   }
   return null;
 }
+
+/** Deletes the limiter state of a user key that was deleted (its holds would lapse anyway). */
+export async function deleteUserLimiterState(kv: Deno.Kv, userId: string): Promise<void> {
+  await kv.delete(windowKey(userId));
+}

@@ -25,6 +25,14 @@ export interface ResolvedModel {
   alias: string | null;
 }
 
+/** The alias `name` is in `aliases`, or undefined (never an object's built-in, `constructor`). */
+export function aliasOf(
+  aliases: Readonly<Record<string, string>>,
+  name: string,
+): string | undefined {
+  return Object.hasOwn(aliases, name) ? aliases[name] : undefined;
+}
+
 /** The client's model id as Gemini's path wants it (a leading `models/` removed). */
 export function normalizeModel(model: string): string {
   return model.trim().replace(/^models\//, "");
@@ -42,7 +50,7 @@ function applyAliases(
   let current = name;
   let alias: string | null = null;
   for (let hop = 0; hop < MAX_ALIAS_HOPS; hop++) {
-    const target = Object.hasOwn(aliases, current) ? aliases[current] : undefined;
+    const target = aliasOf(aliases, current);
     if (target === undefined || target === current) break;
     alias ??= current;
     current = normalizeModel(target);

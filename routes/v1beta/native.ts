@@ -73,7 +73,7 @@ import type { Attempt } from "../../lib/store/usage.ts";
 import { expiryOf, fileStateOf } from "../../lib/translate/files.ts";
 import { fileUriMeaning, mayNameFiles, namedFileUris } from "../../lib/translate/file_refs.ts";
 import { isMimeType } from "../../lib/translate/mime.ts";
-import { normalizeModel } from "../../lib/translate/models.ts";
+import { aliasOf, normalizeModel } from "../../lib/translate/models.ts";
 import { urlPath } from "../../lib/url_path.ts";
 import { markWhole } from "../../lib/whole_body.ts";
 import { heartbeatResponse, KEEP_ALIVE_BLANK, SLOW } from "../../lib/heartbeat.ts";
@@ -293,7 +293,7 @@ async function forwardJson(
   if (options.aliasModel) {
     const settings = await gw.settings.get();
     const name = normalizeModel(decodedSegment(options.aliasModel));
-    const target = settings.aliases[name];
+    const target = aliasOf(settings.aliases, name);
     if (target) path = `/v1beta/models/${encodeURIComponent(normalizeModel(target))}`;
     const model = target ? normalizeModel(target) : name;
     if (!modelVisible(view.models, userKey, model)) {
@@ -421,7 +421,7 @@ async function modelCall(
   const userKey = c.get("userKey");
   const settings = await gw.settings.get();
   const requested = normalizeModel(call.model);
-  const alias = call.collection === "models" ? settings.aliases[requested] : undefined;
+  const alias = call.collection === "models" ? aliasOf(settings.aliases, requested) : undefined;
   const model = alias ? normalizeModel(alias) : requested;
   await assertNativeModelAllowed(gw, { userKey, model });
   let text = await c.req.text();

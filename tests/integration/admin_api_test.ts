@@ -504,3 +504,60 @@ Deno.test("a key batch counts keys after splitting, and a rejected token shows l
     await gw.close();
   }
 });
+
+Deno.test("user-key and removed-key routes: ids that cannot be ids are 404s, models [] is refused, deletes leave nothing", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-1": { kind: "ok" } } });
+  try {
+    const long = "x".repeat(3000);
+    for (
+      const [method, path] of [
+        ["PATCH", `/admin/api/user-keys/${long}`],
+        ["POST", `/admin/api/user-keys/${long}/rotate`],
+        ["DELETE", `/admin/api/user-keys/${long}`],
+        ["POST", `/admin/api/removed-keys/${long}/restore`],
+        ["DELETE", `/admin/api/removed-keys/${long}`],
+      ]
+    ) {
+      const res = await gw.admin(method, path, method === "PATCH" ? { name: "x" } : undefined);
+      assert.equal(res.status, 404, `${method} ${path.slice(0, 40)}`);
+    }
+    // An empty model list would refuse every model while looking unrestricted: null allows all.
+    const empty = await gw.admin<{ error: { param: string } }>("POST", "/admin/api/user-keys", {
+      name: "none",
+      models: [],
+    });
+    assert.equal(empty.status, 400);
+    assert.equal(empty.json.error.param, "models");
+
+    // A deleted key takes its limiter state with it.
+    const created = await gw.admin<{ id: string; key: string }>("POST", "/admin/api/user-keys", {
+      name: "short-lived",
+      rpm: 10,
+    });
+    const res = await post(`${gw.url}/v1/chat/completions`, {
+      apiKey: created.json.key,
+      body: { model: "gemini-2.5-flash", messages: [{ role: "user", content: "hi" }] },
+    });
+    assert.equal(res.status, 200);
+    assert.notEqual((await gw.kv.get(["ul", created.json.id])).value, null);
+    assert.equal((await gw.admin("DELETE", `/admin/api/user-keys/${created.json.id}`)).status, 204);
+    await gw.app.drain();
+    assert.equal((await gw.kv.get(["ul", created.json.id])).value, null);
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("the request log's CSV starts with a byte-order mark, so spreadsheets read it as UTF-8", async () => {
+  const gw = await startGateway({});
+  try {
+    const res = await fetch(`${gw.url}/admin/api/request-log?format=csv`, {
+      headers: { authorization: `Bearer ${ADMIN_PASSWORD}` },
+    });
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    assert.deepEqual([...bytes.slice(0, 3)], [0xef, 0xbb, 0xbf]);
+    assert.match(new TextDecoder().decode(bytes.slice(3)), /^time,/);
+  } finally {
+    await gw.close();
+  }
+});

@@ -445,3 +445,22 @@ Deno.test("a native file listing skips expired files without short or empty page
     await gw.close();
   }
 });
+
+Deno.test("a native model named like an object's built-in (constructor) is a model name, not an alias", async () => {
+  const gw = await startGateway({ keys: { "AIzaNative-1": OK } });
+  try {
+    const user = await gw.createUserKey();
+    for (const model of ["constructor", "toString", "hasOwnProperty"]) {
+      const generate = await call(gw, user, {
+        method: "POST",
+        path: `/v1beta/models/${model}:generateContent`,
+        body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "hi" }] }] }),
+      });
+      assert.notEqual(generate.status, 500, `${model}: ${JSON.stringify(generate.json)}`);
+      const get = await call(gw, user, { method: "GET", path: `/v1beta/models/${model}` });
+      assert.notEqual(get.status, 500, model);
+    }
+  } finally {
+    await gw.close();
+  }
+});

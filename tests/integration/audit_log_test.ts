@@ -116,11 +116,21 @@ Deno.test("nobody can flood the audit log: visitors are not recorded, cookie ref
     // A minute later the same address is recorded once more; a real change always is.
     gw.clock.advance(61_000);
     await send("DELETE", "/admin/api/user-keys/uk_1", { cookie: "gw_session=made-up" });
-    await gw.admin("PATCH", `/admin/api/user-keys/${"y".repeat(500)}`, { name: "x" });
+    await gw.admin("PATCH", `/admin/api/user-keys/${"y/".repeat(250)}`, { name: "x" });
     const later = await gw.admin<Page>("GET", "/admin/api/audit-log");
     assert.equal(later.json.data.length, 3);
     assert.equal(later.json.data[0].path.length, 200, "a long path is cut");
     assert.equal(later.json.data[0].actor, "password");
+    // A secret passed by mistake where an id goes is neither kept nor echoed back.
+    const secret = "sk-" + "S".repeat(43);
+    const wrong = await gw.admin<{ error: { message: string } }>(
+      "DELETE",
+      `/admin/api/user-keys/${secret}`,
+    );
+    assert.equal(wrong.status, 404);
+    assert.ok(!wrong.json.error.message.includes(secret), wrong.json.error.message);
+    const last = await gw.admin<Page>("GET", "/admin/api/audit-log");
+    assert.equal(last.json.data[0].path, "/admin/api/user-keys/sk-S…SSSS");
   } finally {
     await gw.close();
   }

@@ -3,6 +3,7 @@
  * a row (with why, when, and the health history that decided it); restore one into the pool, or
  * delete it for good.
  */
+import { shownId } from "../../../lib/secrets.ts";
 import { Hono } from "hono";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
 import { OpenAiError } from "../../../lib/openai/errors.ts";
@@ -28,7 +29,15 @@ function removedView(r: RemovedKey) {
 }
 
 function notFound(id: string): OpenAiError {
-  return new OpenAiError(404, `No removed key with id '${id}'`, { code: "key_not_found" });
+  return new OpenAiError(404, `No removed key with id '${shownId(id)}'`, {
+    code: "key_not_found",
+  });
+}
+
+/** A Gemini key's id from a path; anything else names no key (a 404, and no KV read). */
+function keyId(id: string): string {
+  if (!/^k_[A-Za-z0-9_-]{1,64}$/.test(id)) throw notFound(id);
+  return id;
 }
 
 /** Builds the removed-keys routes. */
@@ -38,7 +47,7 @@ export function removedKeysRoutes(gw: Gateway): Hono<AppEnv> {
   app.get("/", async (c) => c.json({ data: (await listRemovedKeys(gw.kv)).map(removedView) }));
 
   app.post("/:id/restore", async (c) => {
-    const id = c.req.param("id");
+    const id = keyId(c.req.param("id"));
     const restored = await restoreRemovedKey(gw.kv, id, gw.now());
     if (!restored) throw notFound(id);
     gw.pool.invalidate();
@@ -46,7 +55,7 @@ export function removedKeysRoutes(gw: Gateway): Hono<AppEnv> {
   });
 
   app.delete("/:id", async (c) => {
-    const id = c.req.param("id");
+    const id = keyId(c.req.param("id"));
     if (!(await purgeRemovedKey(gw.kv, id, { now: gw.now() }))) throw notFound(id);
     return c.body(null, 204);
   });

@@ -91,7 +91,8 @@ export function requestLogRoutes(gw: Gateway): Hono<AppEnv> {
     if (q.format === "csv") {
       const lines = [CSV_COLUMNS.join(",")];
       for (const row of rows) lines.push(CSV_COLUMNS.map((k) => csvField(row[k])).join(","));
-      return c.body(lines.join("\r\n") + "\r\n", 200, {
+      // A byte-order mark first: Excel then reads the file as UTF-8 (names in Chinese, say).
+      return c.body("\uFEFF" + lines.join("\r\n") + "\r\n", 200, {
         "content-type": "text/csv; charset=utf-8",
         "content-disposition": `attachment; filename="request-log-${
           new Date(gw.now()).toISOString().slice(0, 10)

@@ -4,6 +4,8 @@
  * concurrent requests, budgets of tokens and requests per day and month, allowed models, expiry.
  */
 import { deleteUserResponses } from "../../../lib/store/responses.ts";
+import { deleteUserLimiterState } from "../../../lib/store/rate_limits.ts";
+import { shownId } from "../../../lib/secrets.ts";
 import { Hono } from "hono";
 import * as z from "zod";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
@@ -32,10 +34,31 @@ import {
   type UserKeyRecord,
 } from "../../../lib/store/user_keys.ts";
 
+/** The shape of a user key's id (`uk_` and 20 hex digits). */
+const USER_KEY_ID = /^uk_[0-9a-f]{20}$/;
+
+/** A user key id from a path; anything else names no key (a 404, and no KV read). */
+function userKeyId(id: string): string {
+  if (!USER_KEY_ID.test(id)) throw userKeyNotFound(id);
+  return id;
+}
+
+function userKeyNotFound(id: string): OpenAiError {
+  return new OpenAiError(404, `No user key with id '${shownId(id)}'`, {
+    code: "user_key_not_found",
+  });
+}
+
+/** Deletes what a deleted user key leaves: its stored responses and its limiter state. */
+async function deleteUserKeyData(kv: Deno.Kv, id: string): Promise<void> {
+  await deleteUserResponses(kv, id);
+  await deleteUserLimiterState(kv, id);
+}
+
 const limit = (max: number) => z.number().int().positive().max(max).nullable();
 const ModelsSchema = z.array(
   z.string().trim().min(1).max(200).regex(/^[^*]*\*?$/, "only a trailing '*' is allowed"),
-).max(100).nullable();
+).min(1, "use null to allow every model").max(100).nullable();
 const ExpirySchema = z.iso.datetime({ offset: true }).nullable();
 const AllowedIpsSchema = z.array(
   z.string().trim().min(1).max(64).refine((s) => parseIpRange(s) !== null, {
@@ -194,51 +217,41 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
   });
 
   app.patch("/:id", async (c) => {
+    const id = userKeyId(c.req.param("id"));
     const patch = await readBody(c.req.raw, PatchSchema);
     const now = gw.now();
     const limits = limitsOf(patch);
-    const updated = await updateUserKey(gw.kv, c.req.param("id"), (r) => ({
+    const updated = await updateUserKey(gw.kv, id, (r) => ({
       ...r,
       ...limits,
       name: patch.name ?? r.name,
       enabled: patch.enabled ?? r.enabled,
       updatedAt: now,
     }));
-    if (!updated) {
-      throw new OpenAiError(404, `No user key with id '${c.req.param("id")}'`, {
-        code: "user_key_not_found",
-      });
-    }
+    if (!updated) throw userKeyNotFound(id);
     gw.users.invalidate();
     return c.json(await viewWithUsage(gw, updated, now));
   });
 
   app.post("/:id/rotate", async (c) => {
+    const id = userKeyId(c.req.param("id"));
     const body = await readBody(c.req.raw, RotateSchema, { empty: {} });
     const now = gw.now();
-    const rotated = await rotateUserKey(gw.kv, c.req.param("id"), {
+    const rotated = await rotateUserKey(gw.kv, id, {
       graceMs: (body.grace_seconds ?? 0) * 1000,
       now,
     });
-    if (!rotated) {
-      throw new OpenAiError(404, `No user key with id '${c.req.param("id")}'`, {
-        code: "user_key_not_found",
-      });
-    }
+    if (!rotated) throw userKeyNotFound(id);
     gw.users.invalidate();
     return c.json({ ...(await viewWithUsage(gw, rotated.record, now)), key: rotated.secret });
   });
 
   app.delete("/:id", async (c) => {
-    if (!(await deleteUserKey(gw.kv, c.req.param("id")))) {
-      throw new OpenAiError(404, `No user key with id '${c.req.param("id")}'`, {
-        code: "user_key_not_found",
-      });
-    }
+    const id = userKeyId(c.req.param("id"));
+    if (!(await deleteUserKey(gw.kv, id))) throw userKeyNotFound(id);
     gw.users.invalidate();
-    // Its stored conversations (`/v1/responses`) go with it.
-    const id = c.req.param("id");
-    gw.background.run("Deleting a user key's responses", () => deleteUserResponses(gw.kv, id));
+    // Its stored conversations (`/v1/responses`) and its limiter state go with it.
+    gw.background.run("Deleting a user key's data", () => deleteUserKeyData(gw.kv, id));
     return c.body(null, 204);
   });
 
