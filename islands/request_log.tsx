@@ -58,7 +58,10 @@ export function RequestLog(props: RequestLogProps) {
     try {
       const last = entries.value.at(-1);
       const query = new URLSearchParams({ limit: String(props.pageSize) });
-      if (!reset && last) query.set("before", last.time);
+      if (!reset && last) {
+        query.set("before", last.time);
+        query.set("before_id", last.id);
+      }
       if (requestId.value) query.set("request_id", requestId.value);
       const res = await api<{ data: RequestLogEntryView[]; has_more?: boolean }>(
         "GET",

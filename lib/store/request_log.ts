@@ -168,17 +168,23 @@ function entriesOf(entry: Deno.KvEntry<unknown>): RequestLogEntry[] {
   return page.data.rows.map((r, i) => entryOf(`${pageId}.${i}`, r, apis[i] ?? null));
 }
 
-const newestFirst = (a: RequestLogEntry, b: RequestLogEntry) => b.t - a.t;
+/** Newest first; entries of one millisecond by id, so that every entry has one place. */
+const newestFirst = (a: RequestLogEntry, b: RequestLogEntry) =>
+  b.t - a.t || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 
 /**
- * The newest entries first, at most `limit`, optionally older than `before` (epoch ms) and only
- * those of one `X-Request-Id`.
+ * The newest entries first, at most `limit`, optionally those after a cursor (`before`, epoch ms:
+ * older than it; with `beforeId`, the entry of that id: also the entries of the same millisecond
+ * that come after it) and only those of one `X-Request-Id`.
  */
 export async function readRequestLog(
   kv: Deno.Kv,
-  options: { limit: number; before?: number; requestId?: string },
+  options: { limit: number; before?: number; beforeId?: string; requestId?: string },
 ): Promise<RequestLogEntry[]> {
-  const { limit, before, requestId } = options;
+  const { limit, before, beforeId, requestId } = options;
+  const afterCursor = (entry: RequestLogEntry) =>
+    before === undefined || entry.t < before ||
+    (entry.t === before && beforeId !== undefined && entry.id < beforeId);
   const out: RequestLogEntry[] = [];
   // Pages come newest start time first; a page may hold entries older than later pages' newest,
   // so reading stops only when no page left can hold one of the `limit` newest.
@@ -189,7 +195,7 @@ export async function readRequestLog(
       if (Number(e.key[1]) < out[limit - 1].t) break;
     }
     for (const entry of entriesOf(e)) {
-      if (before !== undefined && entry.t >= before) continue;
+      if (!afterCursor(entry)) continue;
       if (requestId !== undefined && entry.requestId !== requestId) continue;
       out.push(entry);
     }

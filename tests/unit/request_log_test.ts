@@ -186,3 +186,26 @@ Deno.test("request-log pages fit a KV value whatever the names hold (escapes, no
     kv.close();
   }
 });
+
+Deno.test("paging by (time, id) shows every entry once, also those sharing a millisecond", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    // Ten requests, two in each millisecond, written in two pages.
+    const entries = Array.from({ length: 10 }, (_, i) => entry(1000 + Math.floor(i / 2)));
+    await write(kv, entries.slice(0, 5));
+    await write(kv, entries.slice(5));
+    const seen: string[] = [];
+    let cursor: { before?: number; beforeId?: string } = {};
+    for (let page = 0; page < 10; page++) {
+      const got = await readRequestLog(kv, { limit: 3, ...cursor });
+      if (!got.length) break;
+      seen.push(...got.map((e) => e.id));
+      const last = got.at(-1)!;
+      cursor = { before: last.t, beforeId: last.id };
+    }
+    assert.equal(seen.length, 10, JSON.stringify(seen));
+    assert.equal(new Set(seen).size, 10);
+  } finally {
+    kv.close();
+  }
+});

@@ -15,6 +15,11 @@ const QuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   /** Only entries that started before this time (ISO 8601), for paging. */
   before: z.iso.datetime({ offset: true }).optional(),
+  /**
+   * With `before`, the id of the last entry already shown: the entries of that same millisecond
+   * that come after it are listed too (the next page's cursor is the last entry's time and id).
+   */
+  before_id: z.string().min(1).max(64).optional(),
   /** Only the entries of this `X-Request-Id` (the one a user quotes when reporting a problem). */
   request_id: z.string().trim().min(1).max(255).optional(),
   /** `csv`: the same entries as a CSV file (a spreadsheet's), for export. */
@@ -65,6 +70,7 @@ export function requestLogRoutes(gw: Gateway): Hono<AppEnv> {
       readRequestLog(gw.kv, {
         limit: q.limit + 1,
         before: q.before === undefined ? undefined : Date.parse(q.before),
+        beforeId: q.before_id,
         requestId: q.request_id,
       }),
       listUserKeys(gw.kv),
