@@ -102,10 +102,15 @@ export type Settings = z.infer<typeof SettingsSchema>;
  * `PUT /admin/api/aliases`: names and targets are model-like ids (`aliasProblem`), at most 100.
  * (Stored records are read without this rule: older versions let other names through.)
  */
-export const AliasesPatchSchema = FIELDS.aliases.superRefine((aliases, ctx) => {
+export const AliasesPatchSchema = z.unknown().superRefine((raw, ctx) => {
+  // JSON gives `__proto__` as a name like any other, but a record would drop it unseen.
+  if (typeof raw === "object" && raw !== null && Object.hasOwn(raw, "__proto__")) {
+    ctx.addIssue({ code: "custom", message: "'__proto__' cannot be an alias name" });
+  }
+}).pipe(FIELDS.aliases.superRefine((aliases, ctx) => {
   const problem = aliasProblem(aliases);
   if (problem) ctx.addIssue({ code: "custom", message: problem });
-});
+}));
 
 /** A partial update of the settings, as the admin API accepts it (unknown fields rejected). */
 export const SettingsPatchSchema = z.strictObject({

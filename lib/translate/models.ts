@@ -111,6 +111,16 @@ export function aliasProblem(aliases: Readonly<Record<string, string>>): string 
     if (normalizeModel(target) === normalizeModel(name)) {
       return `Alias '${name}' points at itself`;
     }
+    // A chain of aliases that comes back to where it started resolves nowhere.
+    let current = normalizeModel(target);
+    for (let hop = 0; hop < MAX_ALIAS_HOPS; hop++) {
+      const next = aliasOf(aliases, current);
+      if (next === undefined) break;
+      current = normalizeModel(next);
+      if (current === normalizeModel(name)) {
+        return `Aliases '${name}' and '${target}' lead back to each other`;
+      }
+    }
   }
   return null;
 }

@@ -561,3 +561,42 @@ Deno.test("the request log's CSV starts with a byte-order mark, so spreadsheets 
     await gw.close();
   }
 });
+
+Deno.test("aliases: a __proto__ name and aliases that lead back to each other are refused, on both routes", async () => {
+  const gw = await startGateway({});
+  try {
+    for (
+      const aliases of [
+        JSON.parse('{"__proto__":"gemini-2.5-flash","fast":"gemini-2.5-flash"}'),
+        { a: "b", b: "a" },
+        { a: "b", b: "c", c: "a" },
+      ]
+    ) {
+      for (
+        const [method, path, body] of [
+          ["PUT", "/admin/api/aliases", { aliases }],
+          ["PATCH", "/admin/api/settings", { aliases }],
+        ] as const
+      ) {
+        const res = await fetch(`${gw.url}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${ADMIN_PASSWORD}`,
+            "content-type": "application/json",
+          },
+          // JSON.parse made `__proto__` an own key: JSON.stringify writes it back.
+          body: JSON.stringify(body),
+        });
+        const json = await res.json();
+        assert.equal(
+          res.status,
+          400,
+          `${method} ${JSON.stringify(aliases)}: ${JSON.stringify(json)}`,
+        );
+      }
+    }
+    assert.deepEqual((await gw.admin("GET", "/admin/api/aliases")).json, { aliases: {} });
+  } finally {
+    await gw.close();
+  }
+});
