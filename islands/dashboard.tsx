@@ -121,7 +121,7 @@ export function Dashboard(props: DashboardProps) {
       const [s, k, l, r] = await Promise.all([
         api<StatsView>("GET", "/admin/api/stats"),
         api<{ data: KeyView[] }>("GET", "/admin/api/keys"),
-        props.limits ? api<{ data: EffectiveLimit[] }>("GET", "/admin/api/limits") : null,
+        props.limits ? api<{ data: EffectiveLimit[] }>("GET", "/admin/api/limits?scopes=0") : null,
         props.recent
           ? api<{ data: RequestLogEntryView[] }>("GET", `/admin/api/request-log?limit=${RECENT}`)
           : null,

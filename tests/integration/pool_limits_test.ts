@@ -114,6 +114,13 @@ Deno.test("limits named by a 429 (quotaValue) are learned for the key and model 
     assert.deepEqual(learned.source.learned, { rpm: 2, tpm: null, rpd: null });
     const good = limits.json.scopes.find((s) => s.scope === `key:${ids.get("AIza…0002")}`)!;
     assert.equal(good.limits.rpm, null);
+    // The dashboard asks for the pool's limits only: no row per scope.
+    const light = await gw.admin<Record<string, unknown>>(
+      "GET",
+      `/admin/api/limits?model=${MODEL}&scopes=0`,
+    );
+    assert.deepEqual(Object.keys(light.json), ["data"]);
+    assert.deepEqual(light.json.data, (limits.json as unknown as { data: unknown }).data);
   } finally {
     await gw.close();
   }

@@ -48,6 +48,9 @@ export function limitsRoutes(gw: Gateway): Hono<AppEnv> {
     const models = modelsOf(view, [...requested, ...(requested.length ? [] : listed)])
       .filter((m) => !requested.length || requested.includes(m));
     const scopes = scopesOf(view);
+    // `scopes=0`: the pool's limits only (the dashboard's refresh), without a row and a usage
+    // read per quota scope and model.
+    const withScopes = c.req.query("scopes") !== "0";
     const out = [];
     const scopeRows = [];
     for (const model of models) {
@@ -61,24 +64,26 @@ export function limitsRoutes(gw: Gateway): Hono<AppEnv> {
           isUsable(k, model, { now, projectCooldowns: project?.cooldowns })
         );
         const limits: Limits = keyLimits(view, keys[0], model);
-        const usage = await gw.pool.usageOf(keys[0], model);
-        scopeRows.push({
-          model,
-          scope,
-          keys: keys.map((k) => ({ id: k.id, masked: k.masked })),
-          usable_keys: usable.length,
-          limits,
-          source: {
-            override: project?.limits[model] ?? null,
-            learned: (project ? project.learned[model] : keys[0].learned[model]) ?? null,
-            default: view.models.get(model)?.limits ?? null,
-          },
-          usage: {
-            rpm: Math.round(usage.rpm * 100) / 100,
-            tpm: Math.round(usage.tpm),
-            rpd: usage.rpd,
-          },
-        });
+        if (withScopes) {
+          const usage = await gw.pool.usageOf(keys[0], model);
+          scopeRows.push({
+            model,
+            scope,
+            keys: keys.map((k) => ({ id: k.id, masked: k.masked })),
+            usable_keys: usable.length,
+            limits,
+            source: {
+              override: project?.limits[model] ?? null,
+              learned: (project ? project.learned[model] : keys[0].learned[model]) ?? null,
+              default: view.models.get(model)?.limits ?? null,
+            },
+            usage: {
+              rpm: Math.round(usage.rpm * 100) / 100,
+              tpm: Math.round(usage.tpm),
+              rpd: usage.rpd,
+            },
+          });
+        }
         if (!usable.length) continue;
         usableScopes++;
         usableKeys += usable.length;
@@ -99,7 +104,7 @@ export function limitsRoutes(gw: Gateway): Hono<AppEnv> {
         multiplier: usableScopes,
       });
     }
-    return c.json({ data: out, scopes: scopeRows });
+    return c.json(withScopes ? { data: out, scopes: scopeRows } : { data: out });
   });
 
   return app;

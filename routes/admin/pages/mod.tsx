@@ -86,7 +86,7 @@ const dashboard: PageRenderer = async (ctx) => {
     const [stats, keys, limits, log, settings, alerts] = await Promise.all([
       ctx.get("/admin/api/stats", StatsSchema),
       ctx.get("/admin/api/keys", KeyListSchema),
-      ctx.get("/admin/api/limits", LimitsListSchema).catch(optional),
+      ctx.get("/admin/api/limits?scopes=0", LimitsListSchema).catch(optional),
       ctx.get(`/admin/api/request-log?limit=${RECENT}`, RequestLogSchema).catch(optional),
       ctx.get("/admin/api/settings", SettingsViewSchema),
       ctx.get("/admin/api/alerts", AlertListSchema).catch(optional),
@@ -180,7 +180,7 @@ const models: PageRenderer = async (ctx) => {
     ctx.get("/admin/api/keys", KeyListSchema),
     ctx.get("/admin/api/models", ModelListSchema).catch(optional),
     ctx.get("/admin/api/aliases", AliasesSchema).catch(optional),
-    ctx.get("/admin/api/limits", LimitsListSchema).catch(optional),
+    ctx.get("/admin/api/limits?scopes=0", LimitsListSchema).catch(optional),
     ctx.get("/admin/api/projects", ProjectListSchema).catch(optional),
   ]);
   const schema = settingsSchema(settings);
