@@ -98,6 +98,32 @@ export function limitsBody(
   return { ok: true, body };
 }
 
+/** The API field each draft field sets. */
+const API_FIELD: Record<keyof LimitDraft, string> = {
+  ...Object.fromEntries(COUNT_FIELDS.map(([field, name]) => [field, name])),
+  models: "models",
+  allowedIps: "allowed_ips",
+  expires: "expires_at",
+} as Record<keyof LimitDraft, string>;
+
+/**
+ * The API fields of the draft fields that differ from `original` (what the form showed), or the
+ * first field that is not valid: a save changes only what was edited, so what the form cannot show
+ * exactly (an expiry's seconds) stays as it is, and another admin's change to other fields too.
+ */
+export function changedBody(
+  original: LimitDraft,
+  d: LimitDraft,
+): { ok: true; body: Record<string, unknown> } | { ok: false; field: keyof LimitDraft } {
+  const parsed = limitsBody(d);
+  if (!parsed.ok) return parsed;
+  const body: Record<string, unknown> = {};
+  for (const field of Object.keys(API_FIELD) as (keyof LimitDraft)[]) {
+    if (d[field] !== original[field]) body[API_FIELD[field]] = parsed.body[API_FIELD[field]];
+  }
+  return { ok: true, body };
+}
+
 /** The list limits: the draft's field, the id suffix, and the label, placeholder and help texts. */
 const LIST_FIELDS = [
   ["models", "models", "users.models", "users.modelsPlaceholder", "users.modelsHelp"],
@@ -286,13 +312,14 @@ function Editor(props: {
   onClose: () => void;
 }) {
   const { t, k } = props;
-  const draft = useSignal<LimitDraft>(draftOf(k));
+  const original = draftOf(k);
+  const draft = useSignal<LimitDraft>(original);
   const name = useSignal(k.name);
   const error = useSignal<string | null>(null);
   const saving = useSignal(false);
   async function save(e: Event) {
     e.preventDefault();
-    const parsed = limitsBody(draft.value);
+    const parsed = changedBody(original, draft.value);
     if (!parsed.ok) {
       error.value = t("users.badField", { field: fieldLabel(t, parsed.field) });
       return;
@@ -303,7 +330,7 @@ function Editor(props: {
         await api<UserKeyView>(
           "PATCH",
           `/admin/api/user-keys/${encodeURIComponent(k.id)}`,
-          { name: name.value.trim(), ...parsed.body },
+          { ...(name.value.trim() !== k.name ? { name: name.value.trim() } : {}), ...parsed.body },
         ),
       );
       props.onClose();

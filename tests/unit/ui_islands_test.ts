@@ -7,7 +7,13 @@ import { keysAtRisk, keyStateCounts, latencyStats } from "../../islands/dashboar
 import { eachLimited, failingDays } from "../../islands/gemini_keys.tsx";
 import { reportLine } from "../../islands/jobs.tsx";
 import { matchesFilter } from "../../islands/request_log.tsx";
-import { draftOf, limitsBody, parseRpm, toLocalInput } from "../../islands/user_keys.tsx";
+import {
+  changedBody,
+  draftOf,
+  limitsBody,
+  parseRpm,
+  toLocalInput,
+} from "../../islands/user_keys.tsx";
 import type { KeyView, RequestLogEntryView, UserKeyView } from "../../lib/ui/wire.ts";
 
 function key(partial: Partial<KeyView>): KeyView {
@@ -182,4 +188,23 @@ Deno.test("a job report reads as one line", () => {
   assert.equal(reportLine({ checked: 3, removed: 0 }), "checked: 3 · removed: 0");
   assert.equal(reportLine(null), "");
   assert.equal(reportLine("done"), "done");
+});
+
+Deno.test("the user-key editor sends only what was edited: an expiry's seconds and untouched lists stay", () => {
+  const key = {
+    id: "uk_0123456789abcdef0123",
+    name: "k",
+    rpm: 60,
+    models: ["gemini 2.5, odd"],
+    expires_at: "2027-01-02T03:04:30.500Z",
+  } as unknown as Parameters<typeof draftOf>[0];
+  const original = draftOf(key);
+  assert.deepEqual(changedBody(original, original), { ok: true, body: {} });
+  const edited = changedBody(original, { ...original, rpm: "30" });
+  assert.deepEqual(edited, { ok: true, body: { rpm: 30 } });
+  assert.deepEqual(changedBody(original, { ...original, expires: "" }), {
+    ok: true,
+    body: { expires_at: null },
+  });
+  assert.deepEqual(changedBody(original, { ...original, rpm: "-1" }), { ok: false, field: "rpm" });
 });
