@@ -478,16 +478,30 @@ Deno.test("anti-truncation keeps a stream live across rounds and joins them seam
   }
 });
 
-/** The text of a streamed chat answer to `content` (the first choice's deltas joined). */
-async function streamedText(client: OpenAI, content: string): Promise<string> {
+/** A streamed chat answer to `content`: the first choice's text and its last finish reason. */
+async function streamed(
+  client: OpenAI,
+  content: string,
+  extra: { max_tokens?: number } = {},
+): Promise<{ text: string; finish: string | null }> {
   const stream = await client.chat.completions.create({
     model: "gemini-2.5-flash",
     messages: [{ role: "user", content }],
     stream: true,
+    ...extra,
   });
   let text = "";
-  for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
-  return text;
+  let finish: string | null = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta.content ?? "";
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+  }
+  return { text, finish };
+}
+
+/** The text of a streamed chat answer to `content`. */
+async function streamedText(client: OpenAI, content: string): Promise<string> {
+  return (await streamed(client, content)).text;
 }
 
 Deno.test("anti-truncation resumes a stream the upstream cut before its end", async () => {
@@ -592,14 +606,7 @@ Deno.test("a cut stream is continued within the client's max_tokens", async () =
   try {
     await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
     const client = gw.openai(await gw.createUserKey());
-    const stream = await client.chat.completions.create({
-      model: "gemini-2.5-flash",
-      messages: [{ role: "user", content: "hi" }],
-      max_tokens: 50,
-      stream: true,
-    });
-    let text = "";
-    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    const { text } = await streamed(client, "hi", { max_tokens: 50 });
     assert.equal(text, "The first half, the second half.");
     // The first round wrote 2 tokens (its usage): the second may write the other 48.
     assert.deepEqual(limits, [50, 48]);
@@ -619,18 +626,7 @@ Deno.test("a cut stream whose rounds used the whole max_tokens ends at the limit
   try {
     await gw.admin("PATCH", "/admin/api/settings", { antiTruncation: true });
     const client = gw.openai(await gw.createUserKey());
-    const stream = await client.chat.completions.create({
-      model: "gemini-2.5-flash",
-      messages: [{ role: "user", content: "hi" }],
-      max_tokens: 4,
-      stream: true,
-    });
-    let text = "";
-    let finish: string | null = null;
-    for await (const chunk of stream) {
-      text += chunk.choices[0]?.delta.content ?? "";
-      finish = chunk.choices[0]?.finish_reason ?? finish;
-    }
+    const { text, finish } = await streamed(client, "hi", { max_tokens: 4 });
     assert.equal(text, "Four tokens of text, ");
     assert.equal(finish, "length");
     assert.equal(calls, 1, "no round was asked for what the limit no longer allows");
