@@ -13,12 +13,18 @@ export interface JobsProps {
   jobs: JobView[];
 }
 
-/** A job's report in one line (`{"checked": 3}` -> "checked: 3"). */
-export function reportLine(report: unknown): string {
+/**
+ * A job's report in one line (`{"checked": 3}` -> "checked: 3"), its fields named in the page's
+ * language where the catalogue has them (`name`).
+ */
+export function reportLine(
+  report: unknown,
+  name: (field: string) => string = (field) => field,
+): string {
   if (report === null || report === undefined) return "";
   if (typeof report !== "object") return String(report);
   return Object.entries(report as Record<string, unknown>)
-    .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : String(v)}`)
+    .map(([k, v]) => `${name(k)}: ${typeof v === "object" ? JSON.stringify(v) : String(v)}`)
     .join(" · ");
 }
 
@@ -62,7 +68,11 @@ export function Jobs(props: JobsProps) {
               </span>
               {j.last_run?.error ? <span class="cell-sub">{j.last_run.error}</span> : null}
               {j.last_run?.report
-                ? <span class="cell-sub mono">{reportLine(j.last_run.report)}</span>
+                ? (
+                  <span class="cell-sub mono">
+                    {reportLine(j.last_run.report, (k) => t.maybe(`jobs.report.${k}`) ?? k)}
+                  </span>
+                )
                 : null}
             </span>
             <button

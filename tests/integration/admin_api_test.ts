@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { ADMIN_PASSWORD, post, startGateway } from "./harness.ts";
 import { loginHttp } from "../e2e/http.ts";
+import { translator } from "../../lib/ui/i18n.ts";
 
 async function loginCookie(url: string): Promise<string> {
   return (await loginHttp(fetch, url)).cookie;
@@ -596,6 +597,33 @@ Deno.test("aliases: a __proto__ name and aliases that lead back to each other ar
       }
     }
     assert.deepEqual((await gw.admin("GET", "/admin/api/aliases")).json, { aliases: {} });
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test("every field of every job's report is named in both languages of the UI", async () => {
+  const gw = await startGateway({ keys: { "AIzaGood-1": { kind: "ok" } } });
+  try {
+    const fields = new Set<string>();
+    for (const job of ["health-check", "cleanup", "usage-rollup"]) {
+      const run = await gw.admin<{ ok: boolean; report: Record<string, unknown> }>(
+        "POST",
+        `/admin/api/jobs/${job}`,
+      );
+      assert.equal(run.status, 200, job);
+      for (const k of Object.keys(run.json.report ?? {})) fields.add(k);
+    }
+    assert.ok(fields.size >= 10, [...fields].join(", "));
+    for (const lang of ["en", "zh-CN"] as const) {
+      const t = translator(lang);
+      for (const f of fields) {
+        assert.ok(
+          t.maybe(`jobs.report.${f}`),
+          `add "jobs.report.${f}" (${lang}) to lib/ui/i18n.ts`,
+        );
+      }
+    }
   } finally {
     await gw.close();
   }
