@@ -63,5 +63,10 @@ export async function listAudit(
     const parsed = AuditEntrySchema.safeParse(e.value);
     if (parsed.success) entries.push(parsed.data);
   }
-  return { entries, cursor: seen < options.limit ? null : iter.cursor || null };
+  if (seen < options.limit || !iter.cursor) return { entries, cursor: null };
+  // A full page: another follows only if one more entry does (else its cursor leads nowhere).
+  for await (
+    const _ of kv.list({ prefix: [PREFIX] }, { reverse: true, limit: 1, cursor: iter.cursor })
+  ) return { entries, cursor: iter.cursor };
+  return { entries, cursor: null };
 }

@@ -86,6 +86,10 @@ Deno.test("the audit log pages newest first with a cursor, and refuses a cursor 
     }
     assert.equal(seen.length, 5);
     assert.deepEqual(seen, seen.toSorted((a, b) => b - a), "newest first");
+    // A last page that is exactly full says so: no cursor to an empty page.
+    const exact = await gw.admin<AuditPage>("GET", "/admin/api/audit-log?limit=5");
+    assert.equal(exact.json.data.length, 5);
+    assert.equal(exact.json.next_cursor, null);
     const bad = await gw.admin<{ error: { param: string } }>(
       "GET",
       "/admin/api/audit-log?cursor=garbage",
