@@ -114,10 +114,21 @@ export function ModelsTable(props: ModelsTableProps) {
                               value={m.limits[d] ?? ""}
                               aria-label={`${t(`models.${d}` as const)} ${m.id}`}
                               onChange={(e) => {
-                                const text = e.currentTarget.value.trim();
+                                const input = e.currentTarget;
+                                const text = input.value.trim();
                                 const n = Number(text);
-                                if (!text) patch(m.id, { [d]: null });
+                                // A value the browser could not read as a number reads as "".
+                                if (!text && input.validity.badInput) {
+                                  error.value = t("users.badField", {
+                                    field: t(`models.${d}` as const),
+                                  });
+                                } else if (!text) patch(m.id, { [d]: null });
                                 else if (Number.isInteger(n) && n > 0) patch(m.id, { [d]: n });
+                                else {
+                                  error.value = t("users.badField", {
+                                    field: t(`models.${d}` as const),
+                                  });
+                                }
                               }}
                             />
                           </label>

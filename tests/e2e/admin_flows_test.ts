@@ -107,6 +107,8 @@ Deno.test("keys: a batch is added with a report, a key is toggled and weighted, 
       "Disabled",
     );
 
+    // A configured model is listed whatever the upstream lists (this one has no working key).
+    await gw.admin("PATCH", "/admin/api/models/gemini-2.5-flash", { enabled: true });
     await page.goto(`${gw.url}/admin/models`);
     await hydrated(page);
     await page.selectOption("#set-strategy", "least_used");
@@ -117,6 +119,20 @@ Deno.test("keys: a batch is added with a report, a key is toggled and weighted, 
     assert.equal(settings.json.strategy, "least_used");
     await page.reload();
     assert.equal(await page.inputValue("#set-strategy"), "least_used");
+    // A per-key limit: a value that is no whole number above 0 is said to be wrong, not dropped.
+    await hydrated(page);
+    const rpm = page.getByLabel("RPM per key gemini-2.5-flash", { exact: true });
+    const model = "gemini-2.5-flash";
+    await rpm.fill("0");
+    await rpm.press("Tab");
+    await page.locator("[role=alert]", { hasText: "whole number above 0" }).waitFor();
+    await rpm.fill("12");
+    await rpm.press("Tab");
+    await page.waitForFunction(async (id) => {
+      const res = await fetch("/admin/api/models", { credentials: "same-origin" });
+      const json = await res.json() as { data: { id: string; limits: { rpm: number | null } }[] };
+      return json.data.find((m) => m.id === id)?.limits.rpm === 12;
+    }, model);
     assert.deepEqual(b.errors, []);
   } finally {
     await b.close();
