@@ -209,6 +209,7 @@ export function createApp(deps: AppDeps): App {
   const background = new Background();
   const pool = new KeyPool({ kv, sealer: deps.sealer, now, firstLease: deps.firstLease });
   const settings = new CachedValue({ load: () => readSettings(kv), ttlMs: SETTINGS_TTL_MS, now });
+  let modelsTriedAt = -Infinity;
   const usage = new UsageRecorder({
     kv,
     settings: () => settings.peek(),
@@ -218,8 +219,12 @@ export function createApp(deps: AppDeps): App {
       if (model === FILES_MODEL || model === LIST_MODEL) return true;
       const models = gateway.models.current();
       if (models) return models.some((m) => m.id === model);
-      // Not loaded on this isolate yet: loaded now for the next ones; this one cannot be told.
-      gateway.models.get().catch(() => {});
+      // Not loaded on this isolate yet: loaded now for the next ones (at most once a minute, so a
+      // list that fails to load is not asked for again by every refused request).
+      if (now() - modelsTriedAt >= 60_000) {
+        modelsTriedAt = now();
+        gateway.models.get().catch(() => {});
+      }
       return false;
     },
   });

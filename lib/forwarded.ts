@@ -40,6 +40,20 @@ export function forwardedHttps(headers: Headers): boolean {
   return headers.get("x-forwarded-proto")?.split(",")[0].trim().toLowerCase() === "https";
 }
 
+/**
+ * Whether the request reached us over https: its own scheme, or what Deno Deploy's proxy or a
+ * trusted one (`trustProxy`) says.
+ */
+export function isSecureRequest(
+  req: Request,
+  options: { onDeploy: boolean; trustProxy?: number },
+): boolean {
+  if (new URL(req.url).protocol === "https:") return true;
+  // Only Deploy's own proxy, or proxies the operator trusts (`TRUST_PROXY`), may tell the original
+  // scheme; elsewhere anyone could send it.
+  return (options.onDeploy || (options.trustProxy ?? 0) > 0) && forwardedHttps(req.headers);
+}
+
 /** A host (name or bracketed IPv6, with an optional port) as a `Host` header may spell it. */
 const HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 
@@ -53,10 +67,9 @@ export function publicOrigin(
   options: { onDeploy: boolean; trustProxy?: number },
 ): string {
   const url = new URL(req.url);
-  const trusted = (options.trustProxy ?? 0) > 0;
-  const https = url.protocol === "https:" ||
-    ((options.onDeploy || trusted) && forwardedHttps(req.headers));
-  const forwarded = trusted ? req.headers.get("x-forwarded-host")?.split(",")[0].trim() : undefined;
+  const forwarded = (options.trustProxy ?? 0) > 0
+    ? req.headers.get("x-forwarded-host")?.split(",")[0].trim()
+    : undefined;
   const host = forwarded && HOST.test(forwarded) ? forwarded : url.host;
-  return `${https ? "https:" : url.protocol}//${host}`;
+  return `${isSecureRequest(req, options) ? "https:" : url.protocol}//${host}`;
 }

@@ -3,7 +3,7 @@
  * deadline, a CSRF token per session for every state change, and a lockout of clients that keep
  * failing to log in. The admin API accepts the same session (see `adminAuth`).
  */
-import { forwardedHttps } from "../forwarded.ts";
+import { isSecureRequest } from "../forwarded.ts";
 import type { Gateway } from "../gateway.ts";
 import { OpenAiError } from "../openai/errors.ts";
 import { randomBytes, sha256Hex, timingSafeEqual, toBase64Url } from "../secrets.ts";
@@ -44,17 +44,6 @@ const UNSAFE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 export interface ActiveSession {
   hash: string;
   session: AdminSession;
-}
-
-/** Whether the request reached us over https (behind Deno Deploy's proxy, as it says). */
-export function isSecureRequest(
-  req: Request,
-  options: { onDeploy: boolean; trustProxy?: number },
-): boolean {
-  if (new URL(req.url).protocol === "https:") return true;
-  // Only Deploy's own proxy, or proxies the operator trusts (`TRUST_PROXY`), may tell the original
-  // scheme; elsewhere anyone could send it.
-  return (options.onDeploy || (options.trustProxy ?? 0) > 0) && forwardedHttps(req.headers);
 }
 
 /** The cookie name to use: `__Host-` prefixed (pinned to this host and https) when secure. */

@@ -6,7 +6,7 @@
 import type { Gateway } from "../gateway.ts";
 import { type FailoverResult, runWithFailover } from "../pool/failover.ts";
 import type { Attempt } from "../store/usage.ts";
-import { type FileRecord, type FileState, setFileState } from "../store/files.ts";
+import { deleteFile, type FileRecord, type FileState, setFileState } from "../store/files.ts";
 import { fileStateOf } from "../translate/files.ts";
 import { isMimeType } from "../translate/mime.ts";
 import { failoverOptions } from "./generate.ts";
@@ -121,6 +121,26 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
  */
 export function fileGoneUpstream(failure: { kind: string; status: number }): boolean {
   return failure.kind === "client" && (failure.status === 403 || failure.status === 404);
+}
+
+/**
+ * Deletes the file of `record` at Gemini and, once Gemini has let go of it (deleted, or no longer
+ * there), its record: while the file is still there, a file without a record (an owner) would be
+ * open to every user key. A file whose key was removed from the pool can no longer be reached by
+ * anyone: its record just goes, and the answer is null. Otherwise Google's answer.
+ */
+export async function deleteOwnedFile(
+  gw: Gateway,
+  record: FileRecord,
+  signal?: AbortSignal,
+): Promise<FailoverResult<string> | null> {
+  if (!(await gw.pool.records()).some((k) => k.id === record.keyId)) {
+    await deleteFile(gw.kv, record);
+    return null;
+  }
+  const result = await deleteUpstreamFile(gw, { keyId: record.keyId, name: record.name, signal });
+  if (result.ok || fileGoneUpstream(result.failure)) await deleteFile(gw.kv, record);
+  return result;
 }
 
 /** Deletes a file at Gemini through the key that holds it; Google's answer is the value. */

@@ -6,6 +6,7 @@
  */
 import type { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { isSecureRequest } from "../../lib/forwarded.ts";
 import {
   clientAddress,
   createSession,
@@ -14,7 +15,6 @@ import {
   endSession,
   forgetLoginFailures,
   isCrossSite,
-  isSecureRequest,
   loginFormToken,
   loginFormTokenMatches,
   readSession,

@@ -11,6 +11,7 @@ import {
   CompletionsRequestSchema,
 } from "../../lib/openai/completions_schema.ts";
 import type { ChatCompletionRequest } from "../../lib/openai/chat_schema.ts";
+import type { Settings } from "../../lib/store/settings.ts";
 import { randomId } from "../../lib/secrets.ts";
 import { translating } from "../../lib/openai/errors.ts";
 import { readBody } from "../../lib/openai/request.ts";
@@ -43,7 +44,9 @@ async function createCompletion(
   const settings = gw.settings.current() ?? await gw.settings.get();
   const chat = translating(() => toChatRequest(req, settings.aliases));
   const echo = req.echo ? promptOf(req) : "";
-  if (req.max_tokens === 0) return await noTokens(gw, raw, userKey, { req, chat, echo });
+  if (req.max_tokens === 0) {
+    return await noTokens(gw, raw, userKey, { req, chat, echo, settings });
+  }
   // Thoughts are left out of the text (a completion has no place for them).
   const answer = await answerChat(gw, chat, raw, userKey, { thinkTags: false });
   if (!req.stream) {
@@ -71,13 +74,12 @@ async function noTokens(
   gw: Gateway,
   raw: Request,
   userKey: UserKeyRecord,
-  q: { req: CompletionsRequest; chat: ChatCompletionRequest; echo: string },
+  q: { req: CompletionsRequest; chat: ChatCompletionRequest; echo: string; settings: Settings },
 ): Promise<Response> {
-  const settings = gw.settings.current() ?? await gw.settings.get();
   const promptTokens = await estimateChatInput(
     gw,
     q.chat,
-    settings,
+    q.settings,
     userKey.id,
     gw.clients.signalOf(raw),
   );

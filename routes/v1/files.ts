@@ -9,7 +9,7 @@ import { accountRequest, requestTags } from "../../lib/accounting.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import {
   assertFileKeyUsable,
-  deleteUpstreamFile,
+  deleteOwnedFile,
   discardUpstreamFiles,
   FileAccessError,
   fileGoneUpstream,
@@ -27,7 +27,6 @@ import {
 import { fileErrorToOpenAi, OpenAiError, validationError } from "../../lib/openai/errors.ts";
 import type { GatewayFailure } from "../../lib/pool/failover.ts";
 import {
-  deleteFile,
   type FileRecord,
   getFile,
   listLiveFiles,
@@ -264,19 +263,10 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
 
   app.delete("/:id", async (c) => {
     const record = await ownFile(gw, c.req.param("id"), c.get("userKey").id);
-    // A file whose key was removed from the pool can no longer be reached by anyone: its record
-    // just goes. Otherwise the record (its owner) goes only once Google has let go of the file.
-    if ((await gw.pool.records()).some((k) => k.id === record.keyId)) {
-      const result = await deleteUpstreamFile(gw, {
-        keyId: record.keyId,
-        name: record.name,
-        signal: gw.clients.signalOf(c.req.raw),
-      });
-      if (!result.ok && !fileGoneUpstream(result.failure)) {
-        throw await notDeleted(gw, record, result.failure);
-      }
+    const result = await deleteOwnedFile(gw, record, gw.clients.signalOf(c.req.raw));
+    if (result && !result.ok && !fileGoneUpstream(result.failure)) {
+      throw await notDeleted(gw, record, result.failure);
     }
-    await deleteFile(gw.kv, record);
     return c.json({ id: record.id, object: "file", deleted: true });
   });
 

@@ -24,9 +24,8 @@ import type { ByteSource } from "../../lib/gemini/byte_source.ts";
 import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
 import {
   assertFileKeyUsable,
-  deleteUpstreamFile,
+  deleteOwnedFile,
   FileAccessError,
-  fileGoneUpstream,
   FILES_MODEL,
   pinnedFailure,
 } from "../../lib/gemini/files.ts";
@@ -56,7 +55,6 @@ import {
 } from "../../lib/pool/failover.ts";
 import { randomId } from "../../lib/secrets.ts";
 import {
-  deleteFile,
   type FileRecord,
   getFileByName,
   listLiveFiles,
@@ -805,16 +803,9 @@ async function fileOperation(
   const signal = gw.clients.signalOf(c.req.raw);
   let result: FailoverResult<string>;
   if (method === "DELETE") {
-    // A file whose key was removed from the pool can no longer be reached by anyone: its record
-    // just goes (as on /v1/files).
-    if (!(await gw.pool.records()).some((k) => k.id === record.keyId)) {
-      await deleteFile(gw.kv, record);
-      return jsonResponse("{}");
-    }
-    result = await deleteUpstreamFile(gw, { keyId: record.keyId, name, signal });
-    // The record (the file's owner) goes only once Google has let go of the file: while it is
-    // still there, a record-less file would be open to every user key.
-    if (result.ok || fileGoneUpstream(result.failure)) await deleteFile(gw.kv, record);
+    const deleted = await deleteOwnedFile(gw, record, signal);
+    if (!deleted) return jsonResponse("{}");
+    result = deleted;
   } else {
     const failover = await failoverOptions(gw, {
       model: FILES_MODEL,

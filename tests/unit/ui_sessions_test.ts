@@ -8,11 +8,11 @@ import {
   clientAddress,
   cookieName,
   isCrossSite,
-  isSecureRequest,
   isUnsafeMethod,
   readCookie,
   serializeCookie,
 } from "../../lib/auth/sessions.ts";
+import { isSecureRequest } from "../../lib/forwarded.ts";
 import { isAdminPath, safeNext } from "../../routes/admin/pages/page.tsx";
 
 Deno.test("cookies are written HttpOnly with SameSite and Path=/, Secure and __Host- only on https", () => {
