@@ -24,7 +24,8 @@ import type { AppEnv, Gateway } from "./gateway.ts";
 import { GeminiClient } from "./gemini/client.ts";
 import { OpenAiError } from "./openai/errors.ts";
 import { KeyPool } from "./pool/key_pool.ts";
-import { randomId, type Sealer } from "./secrets.ts";
+import type { Sealer } from "./secrets.ts";
+import { requestIds } from "./request_ids.ts";
 import { readSettings } from "./store/settings.ts";
 import { ToolCallStore } from "./store/tool_calls.ts";
 import { MediaFetcher } from "./media/fetch_media.ts";
@@ -100,21 +101,6 @@ export interface App {
 
 function isFileUpload(req: Request): boolean {
   return req.method === "POST" && urlPath(req.url).replace(/\/+$/, "") === "/v1/files";
-}
-
-/**
- * `X-Request-Id`s: the client's own when it is a sane token; else this isolate's random prefix and
- * a counter, cheaper than a UUID. Each request's id is kept in `ids` for the request log.
- */
-function requestIds(ids: WeakMap<Request, string>): (req: Request) => string {
-  const prefix = randomId("", 6);
-  let count = 0;
-  return (req) => {
-    let id = req.headers.get("x-request-id");
-    if (!id || id.length > 255 || /[^\w\-=]/.test(id)) id = `${prefix}-${(++count).toString(36)}`;
-    ids.set(req, id);
-    return id;
-  };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { csvField } from "../../routes/admin/api/request_log.ts";
+import { requestIds } from "../../lib/request_ids.ts";
 import assert from "node:assert/strict";
 import * as z from "zod";
 import {
@@ -208,4 +209,25 @@ Deno.test("paging by (time, id) shows every entry once, also those sharing a mil
   } finally {
     kv.close();
   }
+});
+
+Deno.test("the gateway's request ids are written in the CSV export as they are (found as quoted)", () => {
+  // Each isolate draws one random prefix: many generators, so a prefix that a spreadsheet would
+  // take for a formula (a base64url `-` start, one in 64) shows up.
+  for (let i = 0; i < 300; i++) {
+    const ids = new WeakMap<Request, string>();
+    const next = requestIds(ids);
+    const req = new Request("http://localhost/");
+    const id = next(req);
+    assert.equal(ids.get(req), id);
+    assert.match(id, /^[\w-]+$/);
+    assert.equal(csvField(id), id);
+  }
+  // A client's own sane id is kept, anything else is replaced.
+  const next = requestIds(new WeakMap());
+  const own = (value: string) =>
+    next(new Request("http://localhost/", { headers: { "x-request-id": value } }));
+  assert.equal(own("trace-1"), "trace-1");
+  assert.notEqual(own("a b"), "a b");
+  assert.notEqual(own("x".repeat(256)), "x".repeat(256));
 });
