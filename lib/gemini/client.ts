@@ -118,6 +118,18 @@ export class UpstreamTimeoutError extends Error {
 /** `fetch` options of a key without a proxy (shared: the hot path allocates nothing for it). */
 const DIRECT: { client?: Deno.HttpClient } = Object.freeze({});
 
+/**
+ * `fetch`'s options for a call without a proxy: a client of the gateway's own, or `fetch`'s shared
+ * one where a platform cannot make one.
+ */
+function plainClient(): { client?: Deno.HttpClient } {
+  try {
+    return { client: Deno.createHttpClient({}) };
+  } catch {
+    return {};
+  }
+}
+
 const DROPPED_HEADERS = new Set(["authorization", "x-goog-api-key", "host", "content-length"]);
 /** Header names and values every HTTP client can send (no line break, nothing above Latin-1). */
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -158,6 +170,11 @@ export class GeminiClient {
   readonly deadlines: Deadlines;
   /** One HTTP client per proxy URL in use (`Deno.createHttpClient`). */
   #proxyClients = new Map<string, Deno.HttpClient>();
+  /**
+   * `fetch`'s options for a key without a proxy: the gateway's own HTTP client, so that
+   * `closeIdle` can close its kept connections too (`fetch`'s shared pool cannot be closed).
+   */
+  #plain: { client?: Deno.HttpClient } | null = null;
 
   constructor(options: GeminiClientOptions) {
     this.#options = options;
@@ -168,6 +185,8 @@ export class GeminiClient {
   /** Closes the kept upstream connections (shutdown, tests); later calls open new ones. */
   closeIdle(): void {
     this.#h1?.closeIdle();
+    this.#plain?.client?.close();
+    this.#plain = null;
     for (const client of this.#proxyClients.values()) client.close();
     this.#proxyClients.clear();
   }
@@ -226,7 +245,7 @@ export class GeminiClient {
           body: request.body,
           signal: aborted,
           redirect: "manual",
-          ...via,
+          ...(via.client ? via : this.#plain ??= plainClient()),
         };
         // A streamed upload body needs half-duplex.
         if (request.body instanceof ReadableStream) init.duplex = "half";
@@ -273,7 +292,7 @@ export class GeminiClient {
           body: request.body,
           signal: aborted,
           redirect: "manual",
-          ...via,
+          ...(via.client ? via : this.#plain ??= plainClient()),
         };
         const url = this.url(request.path, request.query);
         return fetchAnswer(refuseRedirect(await this.#options.fetch(url, init)));

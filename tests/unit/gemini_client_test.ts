@@ -251,3 +251,46 @@ Deno.test("client: a header no HTTP client can send is refused before anything i
     gemini.deadlines.stop();
   }
 });
+
+Deno.test("client: closeIdle closes the connections kept by fetch too (calls that are not JSON posts)", async () => {
+  // Each connection answers one keep-alive GET, then waits for the client to close it.
+  let closedBack!: () => void;
+  const closed = new Promise<void>((resolve) => closedBack = resolve);
+  const server = rawTcpServer(async (conn) => {
+    const buf = new Uint8Array(65536);
+    if ((await conn.read(buf)) === null) return;
+    const body = '{"models":[]}';
+    await conn.write(
+      encoder.encode(
+        `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
+          `\r\n${body}`,
+      ),
+    );
+    while ((await conn.read(buf).catch(() => null)) !== null) {
+      // a second request on the kept connection is not expected
+    }
+    closedBack();
+  });
+  const gemini = new GeminiClient({ baseUrl: server.url, fetch, timeoutMs: 5_000, direct: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const res = await gemini.send("key-1", { method: "GET", path: "/v1beta/models" });
+    assert.equal(await res.text(), '{"models":[]}');
+    gemini.closeIdle();
+    // fetch's own pool would keep the connection for 90 s: a bound far below that, not a timing.
+    const outcome = await Promise.race([
+      closed.then(() => "closed"),
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("still open"), 10_000)),
+    ]);
+    assert.equal(outcome, "closed");
+    // Later calls open a new client.
+    const again = await gemini.send("key-1", { method: "GET", path: "/v1beta/models" });
+    assert.equal(again.status, 200);
+    await again.body?.cancel();
+  } finally {
+    clearTimeout(timer);
+    gemini.closeIdle();
+    gemini.deadlines.stop();
+    await server.close();
+  }
+});
