@@ -116,11 +116,12 @@ export class MediaFetcher {
       return null;
     }
     const addresses = await abortable(this.#resolve(host, signal), signal);
-    if (addresses.length === 0) {
-      throw new MediaFetchError(`The host of ${shown} could not be resolved`);
-    }
-    if (addresses.some(isBlockedAddress)) {
-      throw new MediaFetchError(`Refusing to fetch ${shown}: it resolves to a non-public address`);
+    // One message for a name that does not resolve and one that resolves inside: two would tell a
+    // user key's holder which names exist on the gateway's network.
+    if (addresses.length === 0 || addresses.some(isBlockedAddress)) {
+      throw new MediaFetchError(
+        `Refusing to fetch ${shown}: its host does not resolve to a public address`,
+      );
     }
     return addresses[0];
   }

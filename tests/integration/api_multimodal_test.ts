@@ -222,7 +222,7 @@ Deno.test("image URLs pointing at loopback, private or link-local addresses are 
         messages: imageMessage(url),
       }).catch((e) => e);
       assert.equal(err.status, 400, url);
-      assert.match(err.message, /not public|non-public|Only http|must be a base64/, url);
+      assert.match(err.message, /not public|public address|Only http|must be a base64/, url);
     }
     assert.equal(gw.fake.requests.filter((r) => r.path.includes("generate")).length, 0);
   } finally {
