@@ -5,6 +5,7 @@
  */
 import { useComputed, useSignal } from "@preact/signals";
 import { api, errorMessage } from "../lib/ui/api.ts";
+import { announceLimitsChanged } from "../lib/ui/events.ts";
 import { useT } from "../lib/ui/i18n.ts";
 import type { ModelView } from "../lib/ui/wire.ts";
 import { EnabledSwitch } from "./components/controls.tsx";
@@ -36,6 +37,7 @@ export function ModelsTable(props: ModelsTableProps) {
       const updated = await api<ModelView>("PATCH", path(id), change);
       models.value = models.value.map((m) => (m.id === id ? { ...m, ...updated } : m));
       error.value = null;
+      announceLimitsChanged();
     } catch (err) {
       error.value = t("common.error", { message: errorMessage(err) });
     }
@@ -47,6 +49,7 @@ export function ModelsTable(props: ModelsTableProps) {
       const res = await api<{ data: ModelView[] }>("GET", "/admin/api/models");
       models.value = res.data;
       error.value = null;
+      announceLimitsChanged();
     } catch (err) {
       error.value = t("common.error", { message: errorMessage(err) });
     }

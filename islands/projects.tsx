@@ -5,6 +5,7 @@
  */
 import { useSignal } from "@preact/signals";
 import { api, errorMessage } from "../lib/ui/api.ts";
+import { announceLimitsChanged } from "../lib/ui/events.ts";
 import { formatCount, formatDateTime } from "../lib/ui/format.ts";
 import { type Translator, useT } from "../lib/ui/i18n.ts";
 import type { LimitsView, ProjectView } from "../lib/ui/wire.ts";
@@ -35,6 +36,7 @@ function Project(props: { p: ProjectView; onChange: (p: ProjectView | null) => v
     try {
       props.onChange(await api<ProjectView>("PATCH", path, body));
       error.value = null;
+      announceLimitsChanged();
     } catch (err) {
       error.value = t("common.error", { message: errorMessage(err) });
     }
@@ -45,6 +47,7 @@ function Project(props: { p: ProjectView; onChange: (p: ProjectView | null) => v
       await api<null>("DELETE", path);
       props.onChange({ ...p, cooldowns: [], learned: {}, limits: {} });
       error.value = null;
+      announceLimitsChanged();
     } catch (err) {
       error.value = t("common.error", { message: errorMessage(err) });
     }

@@ -8,6 +8,7 @@ import { Dashboard } from "./dashboard.tsx";
 import { GeminiKeys } from "./gemini_keys.tsx";
 import { Jobs } from "./jobs.tsx";
 import { KeyWeights } from "./key_weights.tsx";
+import { ModelLimits } from "./model_limits.tsx";
 import { ModelsTable } from "./models_table.tsx";
 import { Projects } from "./projects.tsx";
 import { RequestLog } from "./request_log.tsx";
@@ -22,6 +23,7 @@ export const ISLANDS = {
   GeminiKeys,
   Jobs,
   KeyWeights,
+  ModelLimits,
   ModelsTable,
   Projects,
   RequestLog,

@@ -109,6 +109,9 @@ Deno.test("keys: a batch is added with a report, a key is toggled and weighted, 
 
     // A configured model is listed whatever the upstream lists (this one has no working key).
     await gw.admin("PATCH", "/admin/api/models/gemini-2.5-flash", { enabled: true });
+    // One usable key (the others were found invalid), for the effective limits below.
+    gw.fake.setKey("AIzaSyE2E-batch-key-0000000000000000001", { kind: "ok" });
+    await gw.admin("PATCH", `/admin/api/keys/${key?.id}`, { enabled: true });
     await page.goto(`${gw.url}/admin/models`);
     await hydrated(page);
     await page.selectOption("#set-strategy", "least_used");
@@ -123,6 +126,8 @@ Deno.test("keys: a batch is added with a report, a key is toggled and weighted, 
     await hydrated(page);
     const rpm = page.getByLabel("RPM per key gemini-2.5-flash", { exact: true });
     const model = "gemini-2.5-flash";
+    const rpmCell = `[data-testid=effective-limits] tr[data-model='${model}'] td[data-label=RPM]`;
+    const rpmBefore = await page.locator(rpmCell).textContent();
     await rpm.fill("0");
     await rpm.press("Tab");
     await page.locator("[role=alert]", { hasText: "whole number above 0" }).waitFor();
@@ -133,6 +138,15 @@ Deno.test("keys: a batch is added with a report, a key is toggled and weighted, 
       const json = await res.json() as { data: { id: string; limits: { rpm: number | null } }[] };
       return json.data.find((m) => m.id === id)?.limits.rpm === 12;
     }, model);
+    // The effective limits below follow without a reload.
+    type Limit = { model: string; pool: { rpm: number | null } };
+    const effective = await gw.admin<{ data: Limit[] }>("GET", "/admin/api/limits?scopes=0");
+    const pool = effective.json.data.find((l) => l.model === model)?.pool.rpm;
+    assert.ok(typeof pool === "number" && String(pool) !== rpmBefore, `${rpmBefore} → ${pool}`);
+    await page.waitForFunction(
+      ([selector, text]) => document.querySelector(selector)?.textContent === text,
+      [rpmCell, String(pool)],
+    );
     assert.deepEqual(b.errors, []);
   } finally {
     await b.close();

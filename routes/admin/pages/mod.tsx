@@ -27,7 +27,6 @@ import {
   StatsSchema,
   UserKeyListSchema,
 } from "../../../lib/ui/wire.ts";
-import { LimitsTable } from "../../../islands/components/limits_table.tsx";
 import { RECENT } from "../../../islands/dashboard.tsx";
 import { addSessionRoutes } from "../session.tsx";
 import {
@@ -223,7 +222,7 @@ const models: PageRenderer = async (ctx) => {
         {limits
           ? (
             <Card id="limits" title={t("limits.title")} help={t("limits.help")}>
-              <LimitsTable limits={limits.data} />
+              <Island name="ModelLimits" props={{ limits: limits.data }} />
             </Card>
           )
           : null}
