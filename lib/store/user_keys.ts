@@ -14,6 +14,8 @@ import { updateWithRetry } from "./kv_util.ts";
 
 const PREFIX = "uk";
 const ALIAS = "uk_alias";
+/** `[DELETED, id] -> { name, deleted_at }`: the name of a deleted key, for its usage totals. */
+const DELETED = "uk_deleted";
 
 /** The stored record of one user key. */
 export const UserKeyRecordSchema = z.object({
@@ -158,16 +160,33 @@ function aliasKeys(record: UserKeyRecord): Deno.KvKey[] {
   return ids.filter((s): s is string => !!s && s !== record.id).map((s) => [ALIAS, s]);
 }
 
-/** Deletes a user key and the aliases of its secrets; false when it did not exist. */
-export async function deleteUserKey(kv: Deno.Kv, id: string): Promise<boolean> {
+/**
+ * Deletes a user key and the aliases of its secrets; false when it did not exist. Its name is kept
+ * (`deletedUserKeyNames`): its lifetime usage totals stay in the stats.
+ */
+export async function deleteUserKey(kv: Deno.Kv, id: string, now: number): Promise<boolean> {
   for (let round = 0; round < 10; round++) {
     const entry = await kv.get([PREFIX, id]);
     if (entry.value === null) return false;
-    let op = kv.atomic().check(entry).delete([PREFIX, id]);
-    for (const key of aliasKeys(UserKeyRecordSchema.parse(entry.value))) op = op.delete(key);
+    const record = UserKeyRecordSchema.parse(entry.value);
+    let op = kv.atomic().check(entry).delete([PREFIX, id])
+      .set([DELETED, id], { name: record.name, deleted_at: now });
+    for (const key of aliasKeys(record)) op = op.delete(key);
     if ((await op.commit()).ok) return true;
   }
   throw new Error("The user key kept changing while it was being deleted; try again");
+}
+
+const DeletedUserKeySchema = z.object({ name: z.string(), deleted_at: z.number() });
+
+/** The names of deleted user keys by id (a record that does not parse is left out). */
+export async function deletedUserKeyNames(kv: Deno.Kv): Promise<Map<string, string>> {
+  const names = new Map<string, string>();
+  for await (const entry of kv.list({ prefix: [DELETED] })) {
+    const parsed = DeletedUserKeySchema.safeParse(entry.value);
+    if (parsed.success) names.set(String(entry.key[1]), parsed.data.name);
+  }
+  return names;
 }
 
 /** The user key a secret with SHA-256 `hash` belongs to, and until when it works (null: no end). */

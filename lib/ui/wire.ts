@@ -158,7 +158,9 @@ export const StatsSchema = z.looseObject({
   totals: CountsSchema,
   keys: z.array(CountsSchema.extend({ id: z.string(), masked: z.string().nullable() })),
   models: z.array(CountsSchema.extend({ model: z.string() })),
-  users: z.array(CountsSchema.extend({ id: z.string(), name: z.string().nullable() })),
+  users: z.array(
+    CountsSchema.extend({ id: z.string(), name: z.string().nullable(), deleted: z.boolean() }),
+  ),
   minutes: z.array(CountsSchema.extend({ t: z.string() })),
   hours: z.array(CountsSchema.extend({ t: z.string() })),
   days: z.array(CountsSchema.extend({ t: z.string() })).optional(),

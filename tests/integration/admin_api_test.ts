@@ -157,7 +157,7 @@ Deno.test("stats count requests, tokens and errors per key, model, user and minu
       totals: Row;
       keys: (Row & { masked: string })[];
       models: (Row & { model: string })[];
-      users: (Row & { name: string })[];
+      users: (Row & { name: string; deleted: boolean })[];
       minutes: (Row & { t: string })[];
       hours: Row[];
     }>("GET", "/admin/api/stats");
@@ -173,6 +173,7 @@ Deno.test("stats count requests, tokens and errors per key, model, user and minu
     assert.equal(flash.input_tokens, 8);
     assert.equal(stats.json.models.find((m) => m.model === "gemini-2.5-pro")!.requests, 1);
     assert.equal(stats.json.users[0].name, "stats-user");
+    assert.equal(stats.json.users[0].deleted, false);
     assert.equal(stats.json.users[0].requests, 5);
     assert.equal(stats.json.minutes.length, 60);
     assert.equal(stats.json.minutes.at(-1)!.requests, 5);
@@ -209,6 +210,18 @@ Deno.test("stats count requests, tokens and errors per key, model, user and minu
     assert.deepEqual(edited.json.usage, user.usage);
     assert.ok(user.tokens_today > 0);
     assert.equal(edited.json.tokens_today, user.tokens_today);
+
+    // A deleted user key's usage stays in the stats, under the name it had, marked deleted.
+    assert.equal((await gw.admin("DELETE", `/admin/api/user-keys/${user.id}`)).status, 204);
+    const after = await gw.admin<{
+      totals: Row;
+      users: (Row & { id: string; name: string | null; deleted: boolean })[];
+    }>("GET", "/admin/api/stats");
+    assert.deepEqual(
+      after.json.users.map((u) => [u.id, u.name, u.deleted, u.requests]),
+      [[user.id, "renamed", true, 5]],
+    );
+    assert.equal(after.json.totals.requests, 5);
   } finally {
     await gw.close();
   }

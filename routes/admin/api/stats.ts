@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import type { AppEnv, Gateway } from "../../../lib/gateway.ts";
 import { listGeminiKeys } from "../../../lib/store/gemini_keys.ts";
 import { type Counts, readUsageStats } from "../../../lib/store/usage.ts";
-import { listUserKeys } from "../../../lib/store/user_keys.ts";
+import { deletedUserKeyNames, listUserKeys } from "../../../lib/store/user_keys.ts";
 
 function view(c: Counts) {
   return {
@@ -26,10 +26,11 @@ export function statsRoutes(gw: Gateway): Hono<AppEnv> {
   app.get("/", async (c) => {
     // This isolate's batched usage first, so the answer includes its own requests.
     await gw.usage.flush();
-    const [stats, keys, users] = await Promise.all([
+    const [stats, keys, users, deleted] = await Promise.all([
       readUsageStats(gw.kv, gw.now()),
       listGeminiKeys(gw.kv),
       listUserKeys(gw.kv),
+      deletedUserKeyNames(gw.kv),
     ]);
     const masked = new Map(keys.map((k) => [k.id, k.masked]));
     const names = new Map(users.map((u) => [u.id, u.name]));
@@ -41,7 +42,8 @@ export function statsRoutes(gw: Gateway): Hono<AppEnv> {
       models: Object.entries(stats.models).map(([model, counts]) => ({ model, ...view(counts) })),
       users: Object.entries(stats.users).map(([id, counts]) => ({
         id,
-        name: names.get(id) ?? null,
+        name: names.get(id) ?? deleted.get(id) ?? null,
+        deleted: !names.has(id),
         ...view(counts),
       })),
       minutes: stats.minutes.map((b) => ({ t: new Date(b.t).toISOString(), ...view(b.counts) })),
