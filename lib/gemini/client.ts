@@ -206,6 +206,11 @@ export class GeminiClient {
     return { client };
   }
 
+  /** `fetch`'s options for a call through `via`: its proxy's client, or the gateway's own. */
+  #fetchVia(via: { client?: Deno.HttpClient }): { client?: Deno.HttpClient } {
+    return via.client ? via : this.#plain ??= plainClient();
+  }
+
   /** The absolute URL of an upstream path. */
   url(path: string, query?: string): string {
     return this.#options.baseUrl + target(path, query);
@@ -245,7 +250,7 @@ export class GeminiClient {
           body: request.body,
           signal: aborted,
           redirect: "manual",
-          ...(via.client ? via : this.#plain ??= plainClient()),
+          ...this.#fetchVia(via),
         };
         // A streamed upload body needs half-duplex.
         if (request.body instanceof ReadableStream) init.duplex = "half";
@@ -292,7 +297,7 @@ export class GeminiClient {
           body: request.body,
           signal: aborted,
           redirect: "manual",
-          ...(via.client ? via : this.#plain ??= plainClient()),
+          ...this.#fetchVia(via),
         };
         const url = this.url(request.path, request.query);
         return fetchAnswer(refuseRedirect(await this.#options.fetch(url, init)));

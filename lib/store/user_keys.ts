@@ -14,7 +14,7 @@ import { updateWithRetry } from "./kv_util.ts";
 
 const PREFIX = "uk";
 const ALIAS = "uk_alias";
-/** `[DELETED, id] -> { name, deleted_at }`: the name of a deleted key, for its usage totals. */
+/** `[DELETED, id] -> { name }`: the name of a deleted key, for its usage totals. */
 const DELETED = "uk_deleted";
 
 /** The stored record of one user key. */
@@ -164,20 +164,20 @@ function aliasKeys(record: UserKeyRecord): Deno.KvKey[] {
  * Deletes a user key and the aliases of its secrets; false when it did not exist. Its name is kept
  * (`deletedUserKeyNames`): its lifetime usage totals stay in the stats.
  */
-export async function deleteUserKey(kv: Deno.Kv, id: string, now: number): Promise<boolean> {
+export async function deleteUserKey(kv: Deno.Kv, id: string): Promise<boolean> {
   for (let round = 0; round < 10; round++) {
     const entry = await kv.get([PREFIX, id]);
     if (entry.value === null) return false;
     const record = UserKeyRecordSchema.parse(entry.value);
     let op = kv.atomic().check(entry).delete([PREFIX, id])
-      .set([DELETED, id], { name: record.name, deleted_at: now });
+      .set([DELETED, id], { name: record.name });
     for (const key of aliasKeys(record)) op = op.delete(key);
     if ((await op.commit()).ok) return true;
   }
   throw new Error("The user key kept changing while it was being deleted; try again");
 }
 
-const DeletedUserKeySchema = z.object({ name: z.string(), deleted_at: z.number() });
+const DeletedUserKeySchema = z.object({ name: z.string() });
 
 /** The names of deleted user keys by id (a record that does not parse is left out). */
 export async function deletedUserKeyNames(kv: Deno.Kv): Promise<Map<string, string>> {

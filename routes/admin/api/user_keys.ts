@@ -248,7 +248,7 @@ export function userKeysRoutes(gw: Gateway): Hono<AppEnv> {
 
   app.delete("/:id", async (c) => {
     const id = userKeyId(c.req.param("id"));
-    if (!(await deleteUserKey(gw.kv, id, gw.now()))) throw userKeyNotFound(id);
+    if (!(await deleteUserKey(gw.kv, id))) throw userKeyNotFound(id);
     gw.users.invalidate();
     // Its stored conversations (`/v1/responses`) and its limiter state go with it.
     gw.background.run("Deleting a user key's data", () => deleteUserKeyData(gw.kv, id));
