@@ -6,6 +6,7 @@
 import { useComputed, useSignal } from "@preact/signals";
 import { api, errorMessage } from "../lib/ui/api.ts";
 import { announceLimitsChanged } from "../lib/ui/events.ts";
+import { parseLimit } from "../lib/ui/format.ts";
 import { useT } from "../lib/ui/i18n.ts";
 import type { ModelView } from "../lib/ui/wire.ts";
 import { EnabledSwitch } from "./components/controls.tsx";
@@ -118,15 +119,11 @@ export function ModelsTable(props: ModelsTableProps) {
                               aria-label={`${t(`models.${d}` as const)} ${m.id}`}
                               onChange={(e) => {
                                 const input = e.currentTarget;
-                                const text = input.value.trim();
-                                const n = Number(text);
                                 // A value the browser could not read as a number reads as "".
-                                if (!text && input.validity.badInput) {
-                                  error.value = t("users.badField", {
-                                    field: t(`models.${d}` as const),
-                                  });
-                                } else if (!text) patch(m.id, { [d]: null });
-                                else if (Number.isInteger(n) && n > 0) patch(m.id, { [d]: n });
+                                const v = input.validity.badInput
+                                  ? undefined
+                                  : parseLimit(input.value);
+                                if (v !== undefined) patch(m.id, { [d]: v });
                                 else {
                                   error.value = t("users.badField", {
                                     field: t(`models.${d}` as const),

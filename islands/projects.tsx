@@ -6,7 +6,7 @@
 import { useSignal } from "@preact/signals";
 import { api, errorMessage } from "../lib/ui/api.ts";
 import { announceLimitsChanged } from "../lib/ui/events.ts";
-import { formatCount, formatDateTime } from "../lib/ui/format.ts";
+import { formatCount, formatDateTime, parseLimit } from "../lib/ui/format.ts";
 import { type Translator, useT } from "../lib/ui/i18n.ts";
 import type { LimitsView, ProjectView } from "../lib/ui/wire.ts";
 
@@ -57,14 +57,12 @@ function Project(props: { p: ProjectView; onChange: (p: ProjectView | null) => v
     e.preventDefault();
     const limits: Record<string, number | null> = {};
     for (const d of DIMS) {
-      const text = draft.value[d].trim();
-      const n = Number(text);
-      if (!text) limits[d] = null;
-      else if (Number.isInteger(n) && n > 0) limits[d] = n;
-      else {
+      const v = parseLimit(draft.value[d]);
+      if (v === undefined) {
         error.value = t("users.badField", { field: d.toUpperCase() });
         return;
       }
+      limits[d] = v;
     }
     if (!model.value.trim()) return;
     await send({ limits: { [model.value.trim()]: limits } });

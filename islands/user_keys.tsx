@@ -7,7 +7,7 @@
  */
 import { type Signal, useSignal } from "@preact/signals";
 import { api, errorMessage } from "../lib/ui/api.ts";
-import { formatCount, formatDateTime } from "../lib/ui/format.ts";
+import { formatCount, formatDateTime, parseLimit } from "../lib/ui/format.ts";
 import { type Translator, useT } from "../lib/ui/i18n.ts";
 import type { CreatedUserKey, UserKeyView } from "../lib/ui/wire.ts";
 import { ConfirmButton, EnabledSwitch } from "./components/controls.tsx";
@@ -16,14 +16,6 @@ import { CopyButton } from "./copy_button.tsx";
 /** Props of `UserKeys`. */
 export interface UserKeysProps {
   keys: UserKeyView[];
-}
-
-/** Parses an RPM field: empty means unlimited (null); otherwise a positive integer or undefined. */
-export function parseRpm(text: string): number | null | undefined {
-  const trimmed = text.trim();
-  if (!trimmed) return null;
-  const n = Number(trimmed);
-  return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 /** The limit fields of a user key as the form edits them (text, as typed). */
@@ -81,7 +73,7 @@ export function limitsBody(
 ): { ok: true; body: Record<string, unknown> } | { ok: false; field: keyof LimitDraft } {
   const body: Record<string, unknown> = {};
   for (const [field, name] of COUNT_FIELDS) {
-    const v = parseRpm(d[field]);
+    const v = parseLimit(d[field]);
     if (v === undefined) return { ok: false, field };
     body[name] = v;
   }

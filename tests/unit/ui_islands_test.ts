@@ -7,14 +7,9 @@ import { keysAtRisk, keyStateCounts, latencyStats } from "../../islands/dashboar
 import { eachLimited, failingDays } from "../../islands/gemini_keys.tsx";
 import { reportLine } from "../../islands/jobs.tsx";
 import { matchesFilter } from "../../islands/request_log.tsx";
-import {
-  changedBody,
-  draftOf,
-  limitsBody,
-  parseRpm,
-  toLocalInput,
-} from "../../islands/user_keys.tsx";
+import { changedBody, draftOf, limitsBody, toLocalInput } from "../../islands/user_keys.tsx";
 import type { KeyView, RequestLogEntryView, UserKeyView } from "../../lib/ui/wire.ts";
+import { parseLimit } from "../../lib/ui/format.ts";
 
 function key(partial: Partial<KeyView>): KeyView {
   return {
@@ -41,9 +36,9 @@ Deno.test("key states count disabled keys apart; keys at risk are the failing en
 });
 
 Deno.test("the RPM field: empty is unlimited, positive integers pass, the rest is refused", () => {
-  assert.equal(parseRpm(""), null);
-  assert.equal(parseRpm(" 60 "), 60);
-  for (const bad of ["0", "-3", "1.5", "abc"]) assert.equal(parseRpm(bad), undefined, bad);
+  assert.equal(parseLimit(""), null);
+  assert.equal(parseLimit(" 60 "), 60);
+  for (const bad of ["0", "-3", "1.5", "abc"]) assert.equal(parseLimit(bad), undefined, bad);
 });
 
 Deno.test("bulk work runs with bounded concurrency and reports progress", async () => {

@@ -25,12 +25,12 @@ const limit = LimitValueSchema.optional();
 const LimitsPatchSchema = z.strictObject({ rpm: limit, tpm: limit, rpd: limit });
 
 /** Limit overrides one project may hold (models with their own limits). */
-export const MAX_PROJECT_OVERRIDES = 200;
+const MAX_PROJECT_OVERRIDES = 200;
 /**
  * The most bytes a project record may take after an admin change: well under KV's 64 KiB, so that
  * what the request path adds later (learned limits, cooldowns) still fits.
  */
-export const MAX_PROJECT_ADMIN_BYTES = 32 * 1024;
+const MAX_PROJECT_ADMIN_BYTES = 32 * 1024;
 
 const PatchProjectSchema = z.strictObject({
   /** Per model: limits that win over learned ones and model defaults; null removes the override. */
