@@ -64,6 +64,51 @@ export async function getManyBatched<T>(
   return read.flat();
 }
 
+/** At least the bytes KV counts for `key` (a UTF-16 unit is at most 3 bytes of UTF-8). */
+export function keyBytes(key: Deno.KvKey): number {
+  let n = 4;
+  for (const part of key) n += typeof part === "string" ? part.length * 3 + 2 : 10;
+  return n;
+}
+
+/** Most key bytes (estimated by `keyBytes`) put in one atomic operation (KV allows 81,920). */
+export const MAX_ATOMIC_KEY_BYTES = 64 * 1024;
+/** Most deletes put in one atomic operation by `deleteListed`. */
+const DELETE_BATCH = 500;
+
+/**
+ * Deletes the entries `selector` lists that `which` picks (all by default), in atomic operations
+ * of at most 500 keys and `MAX_ATOMIC_KEY_BYTES`; returns how many.
+ */
+export async function deleteListed(
+  kv: Deno.Kv,
+  selector: Deno.KvListSelector,
+  which: (key: Deno.KvKey) => boolean = () => true,
+): Promise<number> {
+  let deleted = 0;
+  let batch: Deno.KvKey[] = [];
+  let bytes = 0;
+  const flush = async () => {
+    if (!batch.length) return;
+    let op = kv.atomic();
+    for (const key of batch) op = op.delete(key);
+    await op.commit();
+    deleted += batch.length;
+    batch = [];
+    bytes = 0;
+  };
+  for await (const e of kv.list(selector, { batchSize: 1000 })) {
+    if (!which(e.key)) continue;
+    const size = keyBytes(e.key);
+    if (bytes + size > MAX_ATOMIC_KEY_BYTES) await flush();
+    batch.push(e.key);
+    bytes += size;
+    if (batch.length >= DELETE_BATCH) await flush();
+  }
+  await flush();
+  return deleted;
+}
+
 /** Waits a short, jittered, growing time between OCC attempts. */
 export function backoff(attempt: number): Promise<void> {
   const ms = Math.min(50, 2 ** attempt) * (0.5 + Math.random());

@@ -12,6 +12,7 @@
  * retention setting says since.
  */
 import * as z from "zod";
+import { deleteListed } from "./kv_util.ts";
 
 const PREFIX = "response";
 /** One day, the unit of the retention setting. */
@@ -237,37 +238,20 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 /** Deletes every stored response of `userId` (its key was deleted); returns how many values. */
-export function deleteUserResponses(kv: Deno.Kv, userId: string): Promise<number> {
-  return deleteListed(kv, [[PREFIX, userId], [USAGE, userId]]);
+export async function deleteUserResponses(kv: Deno.Kv, userId: string): Promise<number> {
+  const [answers, counters] = await Promise.all([
+    deleteListed(kv, { prefix: [PREFIX, userId] }),
+    deleteListed(kv, { prefix: [USAGE, userId] }),
+  ]);
+  return answers + counters;
 }
 
 /** Deletes the storage counters of days whose answers have all expired at `now`; returns how many. */
 export function deleteStaleResponseUsage(kv: Deno.Kv, now: number): Promise<number> {
   const first = dayOf(now);
-  return deleteListed(kv, [[USAGE]], (key) => !(typeof key[3] === "number" && key[3] >= first));
-}
-
-/** Deletes the entries under `prefixes` that `which` picks, 500 to a commit; returns how many. */
-async function deleteListed(
-  kv: Deno.Kv,
-  prefixes: Deno.KvKey[],
-  which: (key: Deno.KvKey) => boolean = () => true,
-): Promise<number> {
-  let deleted = 0;
-  let op = kv.atomic();
-  let pending = 0;
-  for (const prefix of prefixes) {
-    for await (const entry of kv.list({ prefix })) {
-      if (!which(entry.key)) continue;
-      op.delete(entry.key);
-      if (++pending === 500) {
-        await op.commit();
-        deleted += pending;
-        op = kv.atomic();
-        pending = 0;
-      }
-    }
-  }
-  if (pending) await op.commit();
-  return deleted + pending;
+  return deleteListed(
+    kv,
+    { prefix: [USAGE] },
+    (key) => !(typeof key[3] === "number" && key[3] >= first),
+  );
 }

@@ -20,6 +20,7 @@
  */
 import { runSteps } from "../steps.ts";
 import { pacificDayNumber } from "../pool/calendar.ts";
+import { deleteListed, keyBytes, MAX_ATOMIC_KEY_BYTES } from "./kv_util.ts";
 import {
   budgetCounterId,
   budgetIncrements,
@@ -217,8 +218,6 @@ export async function recordUsage(
 const MAX_BATCH_MUTATIONS = 800;
 /** Most bytes (keys and values, estimated) put in one atomic operation (KV allows 800 KiB). */
 const MAX_BATCH_BYTES = 512 * 1024;
-/** Most key bytes (estimated) put in one atomic operation (KV allows 90 KiB). */
-const MAX_BATCH_KEY_BYTES = 64 * 1024;
 
 /** One atomic operation's worth of a flushed batch. */
 export interface BatchChunk {
@@ -239,13 +238,6 @@ function valueBytes(value: unknown): number {
     else if (v === null || typeof v === "number" || typeof v === "boolean") n += k.length * 3 + 16;
     else n += (k.length + JSON.stringify(v).length) * 3 + 8;
   }
-  return n;
-}
-
-/** At least the bytes KV counts for `key` (a UTF-16 unit is at most 3 bytes of UTF-8). */
-function keyBytes(key: Deno.KvKey): number {
-  let n = 4;
-  for (const part of key) n += typeof part === "string" ? part.length * 3 + 2 : 10;
   return n;
 }
 
@@ -328,7 +320,7 @@ export class UsageBatch {
       const k = keyBytes(m.key);
       if (
         chunk.mutations.length >= MAX_BATCH_MUTATIONS || bytes + k + valueBytes > MAX_BATCH_BYTES ||
-        keys + k > MAX_BATCH_KEY_BYTES
+        keys + k > MAX_ATOMIC_KEY_BYTES
       ) {
         out.push(chunk);
         chunk = { mutations: [], budgets: new Map() };
@@ -624,35 +616,7 @@ export interface RollUpReport {
   budgetCountersDeleted: number;
 }
 
-const DELETE_BATCH = 500;
 const ROLL_BATCH = 100;
-
-/** Bytes of keys one atomic operation may touch (KV allows 81,920), with room to spare. */
-const ATOMIC_KEY_BYTES = 60_000;
-
-async function deleteRange(kv: Deno.Kv, selector: Deno.KvListSelector): Promise<number> {
-  let deleted = 0;
-  let batch: Deno.KvKey[] = [];
-  let bytes = 0;
-  const flush = async () => {
-    if (!batch.length) return;
-    let op = kv.atomic();
-    for (const key of batch) op = op.delete(key);
-    await op.commit();
-    deleted += batch.length;
-    batch = [];
-    bytes = 0;
-  };
-  for await (const e of kv.list(selector, { batchSize: 1000 })) {
-    const size = keyBytes(e.key);
-    if (bytes + size > ATOMIC_KEY_BYTES) await flush();
-    batch.push(e.key);
-    bytes += size;
-    if (batch.length >= DELETE_BATCH) await flush();
-  }
-  await flush();
-  return deleted;
-}
 
 /**
  * Moves hour buckets older than `beforeHour` into UTC day buckets: each batch sums into the day
@@ -685,7 +649,7 @@ async function rollUpHours(kv: Deno.Kv, beforeHour: number): Promise<number> {
       const day = Math.floor((Number(hour) * HOUR) / DAY);
       const dayKey = ["usage", "d", day, keyId, model, metric] as Deno.KvKey;
       const size = 2 * keyBytes(e.key) + keyBytes(dayKey);
-      if (bytes + size > ATOMIC_KEY_BYTES) await commit();
+      if (bytes + size > MAX_ATOMIC_KEY_BYTES) await commit();
       op = op.check(e).delete(e.key);
       const n = valueOf(e.value);
       if (n > 0) op = op.mutate(sum(dayKey, n));
@@ -699,7 +663,7 @@ async function rollUpHours(kv: Deno.Kv, beforeHour: number): Promise<number> {
 
 async function deleteBudgetCounters(kv: Deno.Kv, now: number): Promise<number> {
   let n = 0;
-  for (const range of staleBudgetRanges(now)) n += await deleteRange(kv, range);
+  for (const range of staleBudgetRanges(now)) n += await deleteListed(kv, range);
   return n;
 }
 
@@ -714,14 +678,14 @@ export async function rollUpUsage(kv: Deno.Kv, now: number): Promise<RollUpRepor
   const pdayCut = pacificDayNumber(now) - 1;
   return await runSteps("Usage roll-up", {
     minuteBucketsDeleted: () =>
-      deleteRange(kv, { start: ["usage", "m"], end: ["usage", "m", minuteCut] }),
+      deleteListed(kv, { start: ["usage", "m"], end: ["usage", "m", minuteCut] }),
     hourBucketsRolledUp: () => rollUpHours(kv, hourCut),
     causeBucketsDeleted: () =>
-      deleteRange(kv, { start: ["usage_cause"], end: ["usage_cause", hourCut] }),
+      deleteListed(kv, { start: ["usage_cause"], end: ["usage_cause", hourCut] }),
     dayBucketsDeleted: () =>
-      deleteRange(kv, { start: ["usage", "d"], end: ["usage", "d", dayCut] }),
+      deleteListed(kv, { start: ["usage", "d"], end: ["usage", "d", dayCut] }),
     pacificDayBucketsDeleted: () =>
-      deleteRange(kv, { start: ["usage", "pd"], end: ["usage", "pd", pdayCut] }),
+      deleteListed(kv, { start: ["usage", "pd"], end: ["usage", "pd", pdayCut] }),
     budgetCountersDeleted: () => deleteBudgetCounters(kv, now),
   });
 }
