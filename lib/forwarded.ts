@@ -4,7 +4,7 @@
  * `X-Forwarded-Proto`. Only for proxies the operator put there (`TRUST_PROXY`): anyone can send
  * these headers to a gateway reached directly.
  */
-import { parseIpv4, parseIpv6 } from "./ip.ts";
+import { isIpLiteral } from "./ip.ts";
 
 /** An address as `X-Forwarded-For` may spell it, or null when it is none. */
 function addressOf(entry: string): string | null {
@@ -12,7 +12,7 @@ function addressOf(entry: string): string | null {
   const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(host);
   if (bracketed) host = bracketed[1];
   else if (/^\d+\.\d+\.\d+\.\d+:\d+$/.test(host)) host = host.slice(0, host.lastIndexOf(":"));
-  return parseIpv4(host) || parseIpv6(host) ? host : null;
+  return isIpLiteral(host) ? host : null;
 }
 
 /**

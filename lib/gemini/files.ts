@@ -138,15 +138,23 @@ export async function deleteOwnedFile(
     await deleteFile(gw.kv, record);
     return null;
   }
-  const result = await deleteUpstreamFile(gw, { keyId: record.keyId, name: record.name, signal });
+  const result = await upstreamFileCall(gw, {
+    method: "DELETE",
+    keyId: record.keyId,
+    name: record.name,
+    signal,
+  });
   if (result.ok || fileGoneUpstream(result.failure)) await deleteFile(gw.kv, record);
   return result;
 }
 
-/** Deletes a file at Gemini through the key that holds it; Google's answer is the value. */
-export async function deleteUpstreamFile(
+/**
+ * Reads or deletes a file at Gemini through the key that holds it; Google's answer (text) is the
+ * value.
+ */
+export async function upstreamFileCall(
   gw: Gateway,
-  options: { keyId: string; name: string; signal?: AbortSignal },
+  options: { method: "GET" | "DELETE"; keyId: string; name: string; signal?: AbortSignal },
 ): Promise<FailoverResult<string>> {
   const failover = await failoverOptions(gw, {
     model: FILES_MODEL,
@@ -155,7 +163,7 @@ export async function deleteUpstreamFile(
   });
   return await runWithFailover(gw.pool, failover, async (key) => {
     const res = await gw.client.send(key.secret, {
-      method: "DELETE",
+      method: options.method,
       path: `/v1beta/${options.name}`,
     }, options.signal);
     const text = await res.text();
@@ -176,7 +184,7 @@ export function discardUpstreamFiles(
   gw.background.run("Deleting a request's temporary upstream files", async () => {
     const failed: string[] = [];
     for (const name of options.names) {
-      const result = await deleteUpstreamFile(gw, { keyId: options.keyId, name });
+      const result = await upstreamFileCall(gw, { method: "DELETE", keyId: options.keyId, name });
       if (!result.ok && !fileGoneUpstream(result.failure)) {
         failed.push(`${name} (${result.failure.message})`);
       }

@@ -28,6 +28,7 @@ import {
   FileAccessError,
   FILES_MODEL,
   pinnedFailure,
+  upstreamFileCall,
 } from "../../lib/gemini/files.ts";
 import {
   EMPTY_ANSWER,
@@ -209,16 +210,6 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
   app.notFound((c) =>
     new GoogleApiError(404, `Method not found: ${c.req.method} ${c.req.path}`).toResponse()
   );
-  // The body limit below may put a counting copy of the request in this app's context: the
-  // request the routes watched is that copy, which the app's own release (of the original) misses.
-  app.use("*", async (c, next) => {
-    try {
-      await next();
-    } finally {
-      gw.clients.release(c.req.raw);
-    }
-  });
-
   const jsonLimit = declaredBodyLimit<AppEnv>({
     maxSize: MAX_JSON_BYTES,
     onError: () => {
@@ -239,8 +230,14 @@ export function nativeRoutes(gw: Gateway): Hono<AppEnv> {
   app.use("*", async (c, next) => {
     const path = nativePath(new URL(c.req.url));
     if (!path) throw new GoogleApiError(404, `Method not found: ${c.req.path}`);
-    if (!path.upload) return await jsonLimit(c, next);
-    await next();
+    if (path.upload) return await next();
+    // The body limit may put a counting copy of the request in the context: the request the
+    // routes watched is that copy, which the app's own release (of the original) misses.
+    try {
+      return await jsonLimit(c, next);
+    } finally {
+      gw.clients.release(c.req.raw);
+    }
   });
   app.use("*", auth);
 
@@ -807,16 +804,7 @@ async function fileOperation(
     if (!deleted) return jsonResponse("{}");
     result = deleted;
   } else {
-    const failover = await failoverOptions(gw, {
-      model: FILES_MODEL,
-      pinnedKeyId: record.keyId,
-      signal,
-    });
-    result = await runWithFailover(gw.pool, failover, async (key) => {
-      const res = await gw.client.send(key.secret, { method, path: `/v1beta/${name}` }, signal);
-      const text = await res.text();
-      return res.ok ? { ok: true, value: text } : { ok: false, status: res.status, body: text };
-    });
+    result = await upstreamFileCall(gw, { method, keyId: record.keyId, name, signal });
   }
   if (!result.ok) {
     throw await pinnedFailure(gw, {
