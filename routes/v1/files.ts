@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import * as z from "zod";
-import { accountRequest, requestTags } from "../../lib/accounting.ts";
+import { requestAccount } from "../../lib/accounting.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import {
   assertFileKeyUsable,
@@ -198,15 +198,12 @@ export function filesRoutes(gw: Gateway): Hono<AppEnv> {
       expiresAt: expiryOf(uploaded.file.expirationTime, now),
     };
     await putFile(gw.kv, record, now);
-    accountRequest(gw, {
+    requestAccount(gw, c.req.raw, {
       model: FILES_MODEL,
       userId: userKey.id,
       attempts: uploaded.attempts,
-      ok: true,
-      status: 200,
       startedAt,
-      ...requestTags(gw, c.req.raw),
-    });
+    })();
     return c.json(toOpenAiFile(record));
   });
 

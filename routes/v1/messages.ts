@@ -98,14 +98,13 @@ async function chatOf(gw: Gateway, req: MessagesRequest | CountTokensRequest) {
   const settings = gw.settings.current() ?? await gw.settings.get();
   const model = messagesModel(req.model, settings.aliases);
   return {
-    ...translating(() => toChatRequest(req, model, thinkingDefaults(req, settings))),
+    ...translating(() => toChatRequest(req, model, thinkingDefaults(model, settings))),
     settings,
   };
 }
 
-/** What decides thinking when the request does not (see `ThinkingDefaults`). */
-function thinkingDefaults(req: { model: string }, settings: Settings): ThinkingDefaults {
-  const model = messagesModel(req.model, settings.aliases);
+/** What decides thinking for `model` (as `messagesModel` names it) when the request does not. */
+function thinkingDefaults(model: string, settings: Settings): ThinkingDefaults {
   return {
     suffixed: resolveModel(model, settings.aliases).suffix !== null,
     mode: settings.thinkingMode,

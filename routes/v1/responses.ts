@@ -75,7 +75,7 @@ export function responsesRoutes(gw: Gateway): Hono<AppEnv> {
     const stored = isResponseId(id)
       ? await loadResponse(gw.kv, c.get("userKey").id, id, {
         now: gw.now(),
-        ttlMs: await retentionMs(gw),
+        ttlMs: retentionMs(await settingsOf(gw)),
       })
       : null;
     if (!stored) throw notFound(id);
@@ -104,9 +104,9 @@ async function settingsOf(gw: Gateway): Promise<Settings> {
   return gw.settings.current() ?? await gw.settings.get();
 }
 
-/** How long answers are kept now (the admin's setting), in milliseconds. */
-async function retentionMs(gw: Gateway): Promise<number> {
-  return (await settingsOf(gw)).responsesRetentionDays * DAY_MS;
+/** How long answers are kept under `settings`, in milliseconds. */
+function retentionMs(settings: Settings): number {
+  return settings.responsesRetentionDays * DAY_MS;
 }
 
 /** The ids the gateway gives answers (anything else names none, and goes nowhere near KV). */
@@ -215,7 +215,7 @@ async function listInputItems(
 ): Promise<Response> {
   const q = InputItemsQuerySchema.safeParse(query);
   if (!q.success) throw validationError(q.error);
-  const { turns } = await conversationOf(gw, userId, id, await retentionMs(gw), null);
+  const { turns } = await conversationOf(gw, userId, id, retentionMs(await settingsOf(gw)), null);
   const page = pageOf(inputItemsOf(turns), q.data);
   if (!page.ok) {
     throw new OpenAiError(400, `No input item '${page.id}' in response '${id}'`, {
@@ -309,7 +309,7 @@ async function createResponse(
 ): Promise<Response> {
   const req = await readBody(raw, ResponsesRequestSchema);
   const settings = await settingsOf(gw);
-  const ttlMs = settings.responsesRetentionDays * DAY_MS;
+  const ttlMs = retentionMs(settings);
   const history = req.previous_response_id
     ? await historyOf(gw, userKey.id, req.previous_response_id, ttlMs)
     : { items: [], chain: [], bytes: 0 };
@@ -363,14 +363,14 @@ async function countInputTokens(
   userKey: UserKeyRecord,
 ): Promise<Response> {
   const req = await readBody(raw, InputTokensRequestSchema);
+  const settings = await settingsOf(gw);
   const history = req.previous_response_id
-    ? await historyOf(gw, userKey.id, req.previous_response_id, await retentionMs(gw))
+    ? await historyOf(gw, userKey.id, req.previous_response_id, retentionMs(settings))
     : { items: [] };
   // Nothing to answer is still something to count (instructions, tools): an empty turn stands in.
   const empty = !history.items.length && (req.input === "" || req.input.length === 0);
   const counted = empty ? { ...req, input: " " } : req;
   const { chat, paramOf } = translating(() => toChatRequest(counted, history.items));
-  const settings = await settingsOf(gw);
   const signal = gw.clients.signalOf(raw);
   const tokens = await estimateChatInput(gw, chat, settings, userKey.id, signal).catch((err) => {
     throw renamingParam(err, paramOf);
