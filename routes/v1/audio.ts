@@ -11,11 +11,10 @@ import { requestAccount, type RequestOutcome } from "../../lib/accounting.ts";
 import { assertModelAllowed } from "../../lib/auth/user_limits.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import { generateOnce } from "../../lib/gemini/generate.ts";
-import { declaredLength } from "../../lib/body_limit.ts";
 import type { GenerateContentRequest, GenerateContentResponse } from "../../lib/gemini/types.ts";
 import { SpeechRequestSchema, TranscriptionFieldsSchema } from "../../lib/openai/audio_schema.ts";
 import { failureToOpenAi, OpenAiError, translating } from "../../lib/openai/errors.ts";
-import { parseWith, readBody } from "../../lib/openai/request.ts";
+import { parseWith, readBody, readForm } from "../../lib/openai/request.ts";
 import { failureOutcome } from "../../lib/pool/failover.ts";
 import { toBase64 } from "../../lib/secrets.ts";
 import { splitText } from "../../lib/translate/chat_response.ts";
@@ -131,18 +130,12 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
 
   for (const [path, translate] of [["/transcriptions", false], ["/translations", true]] as const) {
     app.post(path, async (c) => {
-      // A body far over the audio limit (a form adds little) is refused before it is read.
-      const declared = declaredLength(c.req.raw) ?? 0;
-      if (declared > MAX_AUDIO_BYTES + 1024 * 1024) throw audioTooLarge(declared);
-      let form: FormData;
-      try {
-        form = await c.req.raw.formData();
-      } catch {
-        throw new OpenAiError(400, "Send the audio as multipart/form-data with a 'file' field", {
-          param: "file",
-          code: "invalid_request",
-        });
-      }
+      const { form, fields } = await readForm(c.req.raw, {
+        maxBytes: MAX_AUDIO_BYTES,
+        tooLarge: audioTooLarge,
+        hint: "Send the audio as multipart/form-data with a 'file' field",
+        param: "file",
+      });
       const file = form.get("file");
       if (!(file instanceof File) || file.size === 0) {
         throw new OpenAiError(400, "The 'file' field must be a non-empty audio file", {
@@ -150,8 +143,6 @@ export function audioRoutes(gw: Gateway): Hono<AppEnv> {
         });
       }
       if (file.size > MAX_AUDIO_BYTES) throw audioTooLarge(file.size);
-      const fields: Record<string, string> = {};
-      for (const [k, v] of form.entries()) if (typeof v === "string") fields[k] = v;
       const req = parseWith(TranscriptionFieldsSchema, fields);
       const format = req.response_format ?? "json";
       if (format === "srt" || format === "vtt") {

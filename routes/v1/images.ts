@@ -18,8 +18,7 @@ import {
   ImageEditFieldsSchema,
   ImagesRequestSchema,
 } from "../../lib/openai/images_schema.ts";
-import { parseWith, readBody } from "../../lib/openai/request.ts";
-import { declaredLength } from "../../lib/body_limit.ts";
+import { parseWith, readBody, readForm } from "../../lib/openai/request.ts";
 import { sniff } from "../../lib/media/fetch_media.ts";
 import { toBase64 } from "../../lib/secrets.ts";
 import type { UserKeyRecord } from "../../lib/store/user_keys.ts";
@@ -154,20 +153,13 @@ async function drawImages(
 async function readEditForm(
   raw: Request,
 ): Promise<{ fields: ImageEditFields; images: DrawnImage[]; mask: DrawnImage | null }> {
-  // A body far over the limit (a form adds little) is refused before it is read.
-  const declared = declaredLength(raw) ?? 0;
-  if (declared > MAX_EDIT_BYTES + 1024 * 1024) throw editTooLarge(declared);
-  let form: FormData;
-  try {
-    form = await raw.formData();
-  } catch {
-    throw new OpenAiError(
-      400,
-      "Send the edit as multipart/form-data with the pictures in 'image' (or 'image[]') and a " +
-        "'prompt'",
-      { param: "image", code: "invalid_request" },
-    );
-  }
+  const { form, fields } = await readForm(raw, {
+    maxBytes: MAX_EDIT_BYTES,
+    tooLarge: editTooLarge,
+    hint: "Send the edit as multipart/form-data with the pictures in 'image' (or 'image[]') and " +
+      "a 'prompt'",
+    param: "image",
+  });
   const files = [...form.getAll("image"), ...form.getAll("image[]")];
   if (!files.length) {
     throw new OpenAiError(400, "Send the picture to edit in the 'image' field", {
@@ -183,8 +175,6 @@ async function readEditForm(
   const sent = [...files, ...(maskFile === null ? [] : [maskFile])];
   const bytes = sent.reduce((n, f) => n + (f instanceof File ? f.size : 0), 0);
   if (bytes > MAX_EDIT_BYTES) throw editTooLarge(bytes);
-  const fields: Record<string, string> = {};
-  for (const [k, v] of form.entries()) if (typeof v === "string") fields[k] = v;
   const images = await Promise.all(
     files.map((f, i) => pictureOf(f, files.length > 1 ? `image[${i}]` : "image")),
   );
