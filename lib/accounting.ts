@@ -106,7 +106,7 @@ export interface UsageRecorderOptions {
  * characters), or one the upstream does not list that no key served (made-up names would each add
  * counters forever).
  */
-export const OTHER_MODEL = "(other)";
+const OTHER_MODEL = "(other)";
 
 /** Per-isolate buffer of completed requests, written to KV in batches. */
 export class UsageRecorder {

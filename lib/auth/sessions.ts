@@ -280,7 +280,7 @@ export function addressBucket(address: string): string {
 }
 
 /** How long a client waits when the attempts reserved in its window are all still being checked. */
-export const ATTEMPTS_BUSY_MS = 1_000;
+const ATTEMPTS_BUSY_MS = 1_000;
 /** Failed and running password checks of one client in one window, at the most. */
 export const MAX_CHECKS_IN_FLIGHT = 2 * MAX_LOGIN_FAILURES;
 
@@ -298,7 +298,7 @@ function startsOver(current: LoginFailures | null, now: number): boolean {
  * (pure): failed and still running checks together never exceed `MAX_CHECKS_IN_FLIGHT` per window,
  * however many arrive at once.
  */
-export function reserveAttempt(
+function reserveAttempt(
   current: LoginFailures | null,
   now: number,
 ): { next: LoginFailures } | { refusedForMs: number } {
@@ -319,7 +319,7 @@ export function reserveAttempt(
  * client out at `MAX_LOGIN_FAILURES`); a right password only gives its reservation back (earlier
  * failures stay counted). Null: nothing to write.
  */
-export function settleAttempt(
+function settleAttempt(
   current: LoginFailures | null,
   options: { failed: boolean; now: number },
 ): LoginFailures | null {

@@ -38,7 +38,7 @@ export function limitOfQuotaId(quotaId: string): keyof Limits | null {
  * `MAX_LIMIT_VALUE`. A fraction under 1 is no usable limit, and anything larger is none in
  * practice; neither may reach a stored record, whose schema refuses them.
  */
-export function learnableLimit(value: number): number | null {
+function learnableLimit(value: number): number | null {
   const n = Math.floor(value);
   return Number.isFinite(n) && n >= 1 && n <= MAX_LIMIT_VALUE ? n : null;
 }

@@ -11,10 +11,11 @@ import {
   backoff,
   ConflictError,
   getManyBatched,
+  listRecords,
   MAX_OCC_ATTEMPTS,
+  parseRecord,
   readRecord,
   type RecordRead,
-  reportBadRecord,
   updateWithRetry,
 } from "./kv_util.ts";
 import { LimitsSchema, repairLimitsByModel } from "./models.ts";
@@ -150,13 +151,13 @@ function repairKey(value: Record<string, unknown>): Record<string, unknown> {
  * A stored key record, repaired when only its learned limits are out of range (an older version
  * stored any `quotaValue`); `data` is null when it cannot be read at all.
  */
-export function readKeyRecord(value: unknown): RecordRead<GeminiKeyRecord> {
+function readKeyRecord(value: unknown): RecordRead<GeminiKeyRecord> {
   return readRecord(GeminiKeyRecordSchema, value, repairKey);
 }
 
 /** The key record of a stored value, or the schema's error when it cannot be read even repaired. */
 function parseKey(value: unknown): GeminiKeyRecord {
-  return readKeyRecord(value).data ?? GeminiKeyRecordSchema.parse(value);
+  return parseRecord(GeminiKeyRecordSchema, value, repairKey);
 }
 
 /**
@@ -164,14 +165,8 @@ function parseKey(value: unknown): GeminiKeyRecord {
  * memory or, when it cannot be, skipped, and logged either way: one bad record must not stop the
  * pool from loading.
  */
-export async function listGeminiKeys(kv: Deno.Kv): Promise<GeminiKeyRecord[]> {
-  const out: GeminiKeyRecord[] = [];
-  for await (const entry of kv.list<unknown>({ prefix: [PREFIX] }, { batchSize: 1000 })) {
-    const read = readKeyRecord(entry.value);
-    reportBadRecord(entry, read);
-    if (read.data) out.push(read.data);
-  }
-  return out;
+export function listGeminiKeys(kv: Deno.Kv): Promise<GeminiKeyRecord[]> {
+  return listRecords(kv, [PREFIX], readKeyRecord);
 }
 
 /** Reads one key record (repaired like `listGeminiKeys` does; throws when it cannot be read). */
@@ -188,8 +183,11 @@ export interface AddKeysResult {
   deleted: number;
 }
 
-/** The tombstone of a key the admin deleted (by fingerprint). */
-export const DeletedKeySchema = z.object({ id: z.string(), deletedAt: z.number() });
+/** The tombstone of a key the admin deleted (by fingerprint; only its presence is read). */
+interface DeletedKey {
+  id: string;
+  deletedAt: number;
+}
 
 /** Options of `addGeminiKeys`. */
 export interface AddKeysOptions {
@@ -351,7 +349,7 @@ export async function deleteGeminiKey(
     const entry = await kv.get<GeminiKeyRecord>([PREFIX, id]);
     if (entry.value === null) return false;
     const fingerprint = entry.value.fingerprint;
-    const tombstone = DeletedKeySchema.parse({ id, deletedAt: options.now });
+    const tombstone: DeletedKey = { id, deletedAt: options.now };
     const res = await kv.atomic()
       .check(entry)
       .delete([PREFIX, id])
@@ -391,28 +389,25 @@ export async function removeGeminiKey(
   throw new ConflictError(`key ${id}`);
 }
 
-/** A removed key as stored, repaired like a key record. */
-function readRemovedKey(value: unknown): RecordRead<RemovedKey> {
-  return readRecord(RemovedKeySchema, value, (v) => {
-    const record = v.record;
-    if (!record || typeof record !== "object" || Array.isArray(record)) return v;
-    return { ...v, record: repairKey(record as Record<string, unknown>) };
-  });
+/** A stored removed key with its key record repaired like a key record's. */
+function repairRemovedKey(v: Record<string, unknown>): Record<string, unknown> {
+  const record = v.record;
+  if (!record || typeof record !== "object" || Array.isArray(record)) return v;
+  return { ...v, record: repairKey(record as Record<string, unknown>) };
 }
 
 /** A removed key of a stored value, or the schema's error when it cannot be read even repaired. */
 function parseRemovedKey(value: unknown): RemovedKey {
-  return readRemovedKey(value).data ?? RemovedKeySchema.parse(value);
+  return parseRecord(RemovedKeySchema, value, repairRemovedKey);
 }
 
 /** Reads the removed area, newest removal first (bad records repaired or skipped, and logged). */
 export async function listRemovedKeys(kv: Deno.Kv): Promise<RemovedKey[]> {
-  const out: RemovedKey[] = [];
-  for await (const e of kv.list<unknown>({ prefix: [REMOVED_PREFIX] }, { batchSize: 1000 })) {
-    const read = readRemovedKey(e.value);
-    reportBadRecord(e, read);
-    if (read.data) out.push(read.data);
-  }
+  const out = await listRecords(
+    kv,
+    [REMOVED_PREFIX],
+    (value) => readRecord(RemovedKeySchema, value, repairRemovedKey),
+  );
   return out.sort((a, b) => b.removedAt - a.removedAt);
 }
 
@@ -468,7 +463,10 @@ export async function purgeRemovedKey(
     let op = kv.atomic().check(entry).check(fp).delete([REMOVED_PREFIX, id]);
     if (fp.value === id) {
       op = op.delete([FP_PREFIX, record.fingerprint])
-        .set([DELETED_PREFIX, record.fingerprint], { id, deletedAt: options.now });
+        .set(
+          [DELETED_PREFIX, record.fingerprint],
+          { id, deletedAt: options.now } satisfies DeletedKey,
+        );
     }
     const res = await op.commit();
     if (res.ok) return true;

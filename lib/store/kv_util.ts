@@ -161,6 +161,33 @@ export function readRecord<T>(
   return { data: null, problem };
 }
 
+/** The record of a stored `value` (repaired as `readRecord` does), or the schema's error. */
+export function parseRecord<T>(
+  schema: z.ZodType<T>,
+  value: unknown,
+  repair?: (value: Record<string, unknown>) => Record<string, unknown>,
+): T {
+  return readRecord(schema, value, repair).data ?? schema.parse(value);
+}
+
+/**
+ * Every record under `prefix`, read with `read`: a bad one is repaired in memory or skipped, and
+ * logged either way (one bad record must not stop a list from loading).
+ */
+export async function listRecords<T>(
+  kv: Deno.Kv,
+  prefix: Deno.KvKey,
+  read: (value: unknown) => RecordRead<T>,
+): Promise<T[]> {
+  const out: T[] = [];
+  for await (const entry of kv.list<unknown>({ prefix }, { batchSize: 1000 })) {
+    const record = read(entry.value);
+    reportBadRecord(entry, record);
+    if (record.data) out.push(record.data);
+  }
+  return out;
+}
+
 /** Bad stored versions already reported on this isolate (key and versionstamp), at most 1,000. */
 const reported = new Set<string>();
 

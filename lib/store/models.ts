@@ -4,7 +4,7 @@
  * without a record is enabled and has no configured limits (limits learned from 429s still apply).
  */
 import * as z from "zod";
-import { readRecord, reportBadRecord, updateWithRetry } from "./kv_util.ts";
+import { listRecords, readRecord, updateWithRetry } from "./kv_util.ts";
 
 const PREFIX = "model_cfg";
 
@@ -67,16 +67,16 @@ export interface ModelConfigPatch {
 
 /** Reads every model configuration, by model id (a bad record is repaired or skipped, and logged). */
 export async function listModelConfigs(kv: Deno.Kv): Promise<Map<string, ModelConfig>> {
-  const out = new Map<string, ModelConfig>();
-  for await (const e of kv.list({ prefix: [PREFIX] })) {
-    const read = readRecord(ModelConfigSchema, e.value, (v) => ({
-      ...v,
-      limits: repairLimitsByModel({ m: v.limits }).m ?? noLimits(),
-    }));
-    reportBadRecord(e, read);
-    if (read.data) out.set(read.data.id, read.data);
-  }
-  return out;
+  const configs = await listRecords(
+    kv,
+    [PREFIX],
+    (value) =>
+      readRecord(ModelConfigSchema, value, (v) => ({
+        ...v,
+        limits: repairLimitsByModel({ m: v.limits }).m ?? noLimits(),
+      })),
+  );
+  return new Map(configs.map((c) => [c.id, c]));
 }
 
 /** Merges `patch` into a model's configuration (creating it) and returns the result. */

@@ -4,7 +4,7 @@
  * with it. A record is created the first time something is learned about the project.
  */
 import * as z from "zod";
-import { readRecord, type RecordRead, reportBadRecord, updateWithRetry } from "./kv_util.ts";
+import { listRecords, parseRecord, readRecord, updateWithRetry } from "./kv_util.ts";
 import { CooldownSchema } from "./gemini_keys.ts";
 import { LimitsSchema, repairLimitsByModel } from "./models.ts";
 
@@ -34,34 +34,28 @@ export function emptyProject(name: string): ProjectRecord {
 }
 
 /**
- * A stored project record, repaired when only limit values are out of range (an older version
- * stored any `quotaValue` as learned); `data` is null when it cannot be read at all.
+ * A stored project record with its limit values that are out of range dropped (an older version
+ * stored any `quotaValue` as learned).
  */
-export function readProjectRecord(value: unknown): RecordRead<ProjectRecord> {
-  return readRecord(ProjectRecordSchema, value, (v) => ({
-    ...v,
-    learned: repairLimitsByModel(v.learned),
-    limits: repairLimitsByModel(v.limits),
-  }));
+function repairProject(v: Record<string, unknown>): Record<string, unknown> {
+  return { ...v, learned: repairLimitsByModel(v.learned), limits: repairLimitsByModel(v.limits) };
 }
 
 /** The project of a stored value, or the schema's error when it cannot be read even repaired. */
 function parseProject(value: unknown): ProjectRecord {
-  return readProjectRecord(value).data ?? ProjectRecordSchema.parse(value);
+  return parseRecord(ProjectRecordSchema, value, repairProject);
 }
 
 /**
  * Reads every project record; a bad one is repaired in memory or skipped, and logged (one bad
  * record must not stop the pool from loading).
  */
-export async function listProjects(kv: Deno.Kv): Promise<ProjectRecord[]> {
-  const out: ProjectRecord[] = [];
-  for await (const e of kv.list({ prefix: [PREFIX] }, { batchSize: 1000 })) {
-    const read = readProjectRecord(e.value);
-    reportBadRecord(e, read);
-    if (read.data) out.push(read.data);
-  }
-  return out;
+export function listProjects(kv: Deno.Kv): Promise<ProjectRecord[]> {
+  return listRecords(
+    kv,
+    [PREFIX],
+    (value) => readRecord(ProjectRecordSchema, value, repairProject),
+  );
 }
 
 /** Reads one project record (repaired like `listProjects` does; throws when it cannot be read). */

@@ -8,7 +8,7 @@ import { KV_VALUE_LIMIT, kvValueSize, updateWithRetry } from "./kv_util.ts";
 const KEY: Deno.KvKey = ["settings"];
 
 /** The most days `/v1/responses` answers may be kept (OpenAI keeps them 30). */
-export const MAX_RESPONSES_RETENTION_DAYS = 30;
+const MAX_RESPONSES_RETENTION_DAYS = 30;
 
 /** Validators of every setting, shared by the stored record and the admin API's patch. */
 const FIELDS = {
@@ -162,7 +162,7 @@ export class SettingsTooLargeError extends Error {
 }
 
 /** The field of `patch` that takes the most room (the one to shorten), "settings" if none (pure). */
-export function largestField(patch: SettingsPatch): string {
+function largestField(patch: SettingsPatch): string {
   let best = "settings";
   let size = -1;
   for (const [field, value] of Object.entries(patch)) {
