@@ -130,6 +130,11 @@ export interface UserLimiterOptions {
 
 const UNLIMITED: Admission = { allowed: true, release: null };
 
+/** Whether a key's held slots are due for renewal (past half their lease). */
+function holdDue(s: KeyState, now: number): boolean {
+  return s.holdUntil > 0 && now > s.holdUntil - LEASE_MS / 2;
+}
+
 /** Leases and local accounting of user-key limits for one isolate. */
 export class UserLimiter {
   #options: UserLimiterOptions;
@@ -301,7 +306,7 @@ export class UserLimiter {
     if (s.lease) return;
     const low = s.rpm !== null && s.permitsLeft !== null && s.permitsLeft >= 8 &&
       s.permits <= s.lastGrant >> 1;
-    const renew = s.slots > 0 && s.holdUntil > 0 && now > s.holdUntil - LEASE_MS / 2;
+    const renew = s.slots > 0 && holdDue(s, now);
     if (low || renew) {
       this.#lease(s, { renew }).catch((err) =>
         console.error("Leasing user-key limits failed:", err?.message ?? err)
@@ -408,7 +413,7 @@ export class UserLimiter {
         holding = true;
         continue;
       }
-      if (!all && s.inFlight > 0 && s.holdUntil > 0 && now > s.holdUntil - LEASE_MS / 2) {
+      if (!all && s.inFlight > 0 && holdDue(s, now)) {
         holding = true;
         returns.push(
           this.#lease(s, { renew: true }).catch((err) =>

@@ -42,15 +42,18 @@ export const LoginFailuresSchema = z.object({
 /** Failed logins of one client. */
 export type LoginFailures = z.infer<typeof LoginFailuresSchema>;
 
+/** How long KV keeps `session`: a day past its deadline, so KV's late sweep never removes it live. */
+function sessionExpireIn(session: AdminSession): number {
+  return Math.max(1, session.expiresAt - session.createdAt) + 86_400_000;
+}
+
 /** Stores a session under the hash of its cookie value. */
 export async function putAdminSession(
   kv: Deno.Kv,
   entry: { hash: string; session: AdminSession },
 ): Promise<void> {
   const { hash, session } = entry;
-  // Kept a day past its deadline so that KV's late sweep never removes a live session.
-  const expireIn = Math.max(1, session.expiresAt - session.createdAt) + 86_400_000;
-  await kv.set([SESSION, hash], session, { expireIn });
+  await kv.set([SESSION, hash], session, { expireIn: sessionExpireIn(session) });
 }
 
 /**
@@ -64,8 +67,9 @@ export async function renewAdminSession(
   const { hash, session } = entry;
   const current = await kv.get([SESSION, hash]);
   if (current.value === null) return false;
-  const expireIn = Math.max(1, session.expiresAt - session.createdAt) + 86_400_000;
-  const res = await kv.atomic().check(current).set([SESSION, hash], session, { expireIn }).commit();
+  const res = await kv.atomic().check(current)
+    .set([SESSION, hash], session, { expireIn: sessionExpireIn(session) })
+    .commit();
   return res.ok;
 }
 

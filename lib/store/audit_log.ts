@@ -51,22 +51,22 @@ export async function listAudit(
   kv: Deno.Kv,
   options: { limit: number; cursor?: string },
 ): Promise<{ entries: AuditEntry[]; cursor: string | null }> {
+  // One entry more than a page: another page follows only if it exists (else a cursor after a
+  // full last page would lead nowhere).
   const iter = kv.list({ prefix: [PREFIX] }, {
     reverse: true,
-    limit: options.limit,
+    limit: options.limit + 1,
     cursor: options.cursor,
   });
   const entries: AuditEntry[] = [];
   let seen = 0;
+  let pageEnd = "";
   for await (const e of iter) {
+    if (seen === options.limit) return { entries, cursor: pageEnd };
     seen++;
     const parsed = AuditEntrySchema.safeParse(e.value);
     if (parsed.success) entries.push(parsed.data);
+    pageEnd = iter.cursor;
   }
-  if (seen < options.limit || !iter.cursor) return { entries, cursor: null };
-  // A full page: another follows only if one more entry does (else its cursor leads nowhere).
-  for await (
-    const _ of kv.list({ prefix: [PREFIX] }, { reverse: true, limit: 1, cursor: iter.cursor })
-  ) return { entries, cursor: iter.cursor };
   return { entries, cursor: null };
 }

@@ -76,19 +76,22 @@ export async function setAdminPasswordHash(kv: Deno.Kv, password: string): Promi
   });
 }
 
-/** Checks `password` against the stored hash; false when none is stored. */
-/** The stored admin password hash as one string (salt and hash), or null when there is none. */
-export async function adminPasswordHashId(kv: Deno.Kv): Promise<string | null> {
+/** The stored admin password hash, or null when there is none. */
+async function readAdminMeta(kv: Deno.Kv): Promise<z.infer<typeof AdminMetaSchema> | null> {
   const entry = await kv.get(ADMIN_KEY);
-  if (entry.value === null) return null;
-  const meta = AdminMetaSchema.parse(entry.value);
-  return `${meta.salt}:${meta.hash}`;
+  return entry.value === null ? null : AdminMetaSchema.parse(entry.value);
 }
 
+/** The stored admin password hash as one string (salt and hash), or null when there is none. */
+export async function adminPasswordHashId(kv: Deno.Kv): Promise<string | null> {
+  const meta = await readAdminMeta(kv);
+  return meta && `${meta.salt}:${meta.hash}`;
+}
+
+/** Checks `password` against the stored hash; false when none is stored. */
 export async function verifyAdminPasswordHash(kv: Deno.Kv, password: string): Promise<boolean> {
-  const entry = await kv.get(ADMIN_KEY);
-  if (entry.value === null) return false;
-  const meta = AdminMetaSchema.parse(entry.value);
+  const meta = await readAdminMeta(kv);
+  if (meta === null) return false;
   const hash = await pbkdf2(password, fromBase64(meta.salt), { iterations: meta.iterations });
   return timingSafeEqual(toBase64Url(hash), meta.hash);
 }
