@@ -7,6 +7,7 @@
  */
 import type { Env, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { concatBytes } from "./bytes.ts";
 
 /**
  * The body length `req` declares, or null when it declares none (a chunked body, or no body):
@@ -55,11 +56,5 @@ export async function readTextUpTo(req: Request, maxBytes: number): Promise<stri
     }
     chunks.push(next.value);
   }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return new TextDecoder().decode(bytes);
+  return new TextDecoder().decode(concatBytes(chunks));
 }

@@ -12,6 +12,7 @@
  * retention setting says since.
  */
 import * as z from "zod";
+import { concatBytes } from "../bytes.ts";
 import { deleteListed } from "./kv_util.ts";
 
 const PREFIX = "response";
@@ -147,7 +148,7 @@ export async function loadResponse(
   if (!parts.length) return null;
   let json: unknown;
   try {
-    json = JSON.parse(decoder.decode(concat(parts)));
+    json = JSON.parse(decoder.decode(concatBytes(parts)));
   } catch {
     // Parts of an expired record, some already removed.
     return null;
@@ -220,21 +221,11 @@ export async function deleteResponse(kv: Deno.Kv, userId: string, id: string): P
 /** When a stored record's parts expire, or null when they do not make a record that says. */
 function expiresAtOf(parts: Uint8Array[]): number | null {
   try {
-    const expiresAt = JSON.parse(decoder.decode(concat(parts)))?.expiresAt;
+    const expiresAt = JSON.parse(decoder.decode(concatBytes(parts)))?.expiresAt;
     return typeof expiresAt === "number" && expiresAt > 0 ? expiresAt : null;
   } catch {
     return null;
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    bytes.set(p, at);
-    at += p.length;
-  }
-  return bytes;
 }
 
 /** Deletes every stored response of `userId` (its key was deleted); returns how many values. */

@@ -21,6 +21,7 @@ import { keyRefusal, modelVisible } from "../../lib/auth/user_limits.ts";
 import { peerAddress } from "../../lib/auth/sessions.ts";
 import type { AppEnv, Gateway } from "../../lib/gateway.ts";
 import type { ByteSource } from "../../lib/gemini/byte_source.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 import { GoogleApiError, googleErrorOf } from "../../lib/gemini/errors.ts";
 import {
   assertFileKeyUsable,
@@ -591,7 +592,7 @@ function passThrough(
     // The whole answer is in hand: one body, no stream to set up and pull.
     const last = end(passing.incomplete);
     const chunks = last ? [...passing.taken(), last] : passing.taken();
-    return markWhole(new Response(concat(chunks), { headers: NATIVE_SSE_HEADERS }));
+    return markWhole(new Response(concatBytes(chunks), { headers: NATIVE_SSE_HEADERS }));
   }
   // One idle timer for the whole stream, not one per chunk.
   const idle = new IdleTimeout(gw.client.deadlines);
@@ -666,19 +667,6 @@ const encoder = new TextEncoder();
 function errorEvent(error: GoogleApiError): Uint8Array<ArrayBuffer> {
   const payload = { error: { code: error.code, message: error.message, status: error.status } };
   return encoder.encode(`data: ${JSON.stringify(payload)}\r\n\r\n`);
-}
-
-/** `chunks` as one array. */
-function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 /**
