@@ -34,13 +34,8 @@ export const ImageEditFieldsSchema = z.object({
   n: z.coerce.number().int().min(1).max(4).nullish(),
   size: z.string().min(1).nullish(),
   response_format: z.enum(["b64_json", "url"]).nullish(),
-  // Accepted for compatibility; Gemini has no counterpart for these.
-  quality: z.string().nullish(),
-  background: z.string().nullish(),
-  input_fidelity: z.string().nullish(),
-  output_format: z.string().nullish(),
-  output_compression: z.string().nullish(),
-  user: z.string().nullish(),
+  // Other fields (quality, background, input_fidelity, output_format, output_compression, user)
+  // are accepted and left out: Gemini has no counterpart for them.
 });
 
 /** A validated image edit request's fields. */

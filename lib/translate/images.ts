@@ -5,7 +5,7 @@
  * nearest aspect ratio Gemini draws.
  */
 import type { ImageEditFields, ImagesRequest } from "../openai/images_schema.ts";
-import type { GenerateContentRequest, GenerateContentResponse } from "../gemini/types.ts";
+import type { GenerateContentRequest, GenerateContentResponse, Part } from "../gemini/types.ts";
 import { TranslateError } from "./chat_request.ts";
 import { defaultedModel } from "./models.ts";
 
@@ -90,8 +90,18 @@ export function toImagePlan(
       body: { instances: [{ prompt: req.prompt }], parameters },
     };
   }
+  return geminiImagePlan(model, n, [{ text: req.prompt }], aspectRatio);
+}
+
+/** A Gemini image model's call: `parts` as the user's turn, pictures asked for in the answer. */
+function geminiImagePlan(
+  model: string,
+  n: number,
+  parts: Part[],
+  aspectRatio: string | undefined,
+): ImagePlan & { kind: "gemini" } {
   const body: GenerateContentRequest = {
-    contents: [{ role: "user", parts: [{ text: req.prompt }] }],
+    contents: [{ role: "user", parts }],
     generationConfig: {
       responseModalities: ["TEXT", "IMAGE"],
       ...(aspectRatio ? { imageConfig: { aspectRatio } } : {}),
@@ -139,19 +149,7 @@ export function toImageEditPlan(
     ...(pictures.mask ? [inline(pictures.mask), { text: MASK_NOTE }] : []),
     { text: req.prompt },
   ];
-  return {
-    kind: "gemini",
-    model,
-    n: req.n ?? 1,
-    path: `/v1beta/models/${encodeURIComponent(model)}:generateContent`,
-    body: {
-      contents: [{ role: "user", parts }],
-      generationConfig: {
-        responseModalities: ["TEXT", "IMAGE"],
-        ...(aspectRatio ? { imageConfig: { aspectRatio } } : {}),
-      },
-    },
-  };
+  return geminiImagePlan(model, req.n ?? 1, parts, aspectRatio);
 }
 
 /** One picture as drawn: base64 bytes and their type. */
