@@ -36,15 +36,21 @@ export function repairLimitsByModel(raw: unknown): Record<string, Limits> {
   const out: Record<string, Limits> = {};
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) return out;
   for (const [model, value] of Object.entries(raw)) {
-    if (!value || typeof value !== "object" || Array.isArray(value)) continue;
-    const v = value as Record<string, unknown>;
-    const one = (x: unknown) => {
-      const parsed = LimitValueSchema.safeParse(x ?? null);
-      return parsed.success ? parsed.data : null;
-    };
-    out[model] = { rpm: one(v.rpm), tpm: one(v.tpm), rpd: one(v.rpd) };
+    const limits = repairLimits(value);
+    if (limits) out[model] = limits;
   }
   return out;
+}
+
+/** Stored limits with each value that is not a valid limit as null; null when it is no object. */
+function repairLimits(raw: unknown): Limits | null {
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return null;
+  const v = raw as Record<string, unknown>;
+  const one = (x: unknown) => {
+    const parsed = LimitValueSchema.safeParse(x ?? null);
+    return parsed.success ? parsed.data : null;
+  };
+  return { rpm: one(v.rpm), tpm: one(v.tpm), rpd: one(v.rpd) };
 }
 
 /** The stored configuration of one model. */
@@ -73,7 +79,7 @@ export async function listModelConfigs(kv: Deno.Kv): Promise<Map<string, ModelCo
     (value) =>
       readRecord(ModelConfigSchema, value, (v) => ({
         ...v,
-        limits: repairLimitsByModel({ m: v.limits }).m ?? noLimits(),
+        limits: repairLimits(v.limits) ?? noLimits(),
       })),
   );
   return new Map(configs.map((c) => [c.id, c]));
